@@ -1,0 +1,44 @@
+//! faultline's history model, history formats and checkers.
+//!
+//! A checker is a pure function of a history: a history in, a [`CheckResult`] out. Nothing in
+//! this crate touches Docker, the network or the clock of the system under test, so it is usable
+//! on its own inside any Rust test suite, on histories recorded by faultline or imported from
+//! Jepsen and Porcupine.
+//!
+//! The pieces:
+//! - [`history`]: events, operations (an invocation paired with its completion), fault windows.
+//! - [`formats`]: readers for faultline JSONL, Jepsen EDN and Jepsen log lines; a JSONL writer.
+//! - [`Checker`]: the role every checker plays; [`registry`] builds one from a name and options.
+
+pub mod formats;
+pub mod history;
+pub mod registry;
+pub mod stats;
+pub mod verdict;
+
+pub use history::{Event, EventType, FaultWindow, History, HistoryError, Op, Pairer, Process};
+pub use registry::{by_name, CheckOptions, CHECKER_NAMES};
+pub use verdict::{Anomaly, Budget, CheckResult, Verdict};
+
+/// The role of a checker: judge a whole history within a budget.
+///
+/// Implementations must never guess: when the budget runs out or the history holds operations
+/// the checker does not understand, the answer is [`Verdict::Unknown`] with the reason.
+pub trait Checker: Send + Sync {
+    /// The name used on the command line and in results, e.g. `linearizable`.
+    fn name(&self) -> &str;
+    /// Checks `history`. A malformed history (unpaired completion, ...) is an `Err`.
+    fn check(&self, history: &History, budget: &Budget) -> Result<CheckResult, HistoryError>;
+}
+
+/// Runs a checker and stamps the wall time it took into the result.
+pub fn run_checker(
+    checker: &dyn Checker,
+    history: &History,
+    budget: &Budget,
+) -> Result<CheckResult, HistoryError> {
+    let started = std::time::Instant::now();
+    let mut result = checker.check(history, budget)?;
+    result.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    Ok(result)
+}

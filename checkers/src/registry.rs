@@ -1,0 +1,34 @@
+//! Building checkers by name, for the command line and for test plans.
+//!
+//! Options are one plain struct shared by every checker: each checker reads the fields it needs
+//! and rejects, with a clear message, a combination it cannot honour.
+
+use crate::{stats::Stats, Checker};
+use serde_json::Value;
+
+/// Names accepted by [`by_name`], in the order `--help` lists them.
+pub const CHECKER_NAMES: &[&str] = &["stats"];
+
+/// Options for building a checker; `None` means the checker's default.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// Linearizability model, e.g. `register`, `cas-register`, `kv`.
+    pub model: Option<String>,
+    /// Initial state of the model, as JSON (registers default to nil).
+    pub initial: Option<Value>,
+    /// Delivery guarantee: `at-most-once`, `at-least-once` or `exactly-once`.
+    pub guarantee: Option<String>,
+    /// Maximum redeliveries before a message must be dead-lettered.
+    pub max_retries: Option<u32>,
+}
+
+/// Builds the checker called `name`, or says which names exist.
+pub fn by_name(name: &str, _options: &CheckOptions) -> Result<Box<dyn Checker>, String> {
+    match name {
+        "stats" => Ok(Box::new(Stats)),
+        other => Err(format!(
+            "unknown checker {other:?}; expected one of: {}",
+            CHECKER_NAMES.join(", ")
+        )),
+    }
+}

@@ -1,0 +1,7 @@
+//! Nemeses: faults and their schedules.
+//!
+//! This crate will hold the Toxiproxy-compatible TCP proxy (server and async client), network
+//! partitions expressed as a grudge (proxy links and iptables rules), process faults (kill,
+//! pause, restart), clock faults through libfaketime or a clock shim, and the seeded schedule that
+//! starts and stops them. Every fault package carries its own heal step, and the schedule always
+//! ends with a final heal, also on Ctrl-C and on panic.

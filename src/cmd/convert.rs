@@ -1,0 +1,1 @@
+//! `faultline check`: placeholder until the CLI lands in this session.

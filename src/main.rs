@@ -1,0 +1,54 @@
+//! The `faultline` binary: parses flags, wires the crates together, maps results to exit codes.
+//!
+//! Exit codes are part of the interface a CI job relies on: 0 valid, 1 an anomaly (invalid),
+//! 2 unknown, 3 bad input or a harness error. Every error reaches the user as one line on stderr,
+//! never as a panic or a backtrace.
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Black-box chaos testing for distributed systems: run a real cluster in Docker, inject faults,
+/// record a history, and check it for linearizability and delivery anomalies.
+#[derive(Parser)]
+#[command(name = "faultline", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check history files (faultline JSONL, Jepsen EDN, Jepsen logs) with a checker.
+    Check(cmd::check::Args),
+    /// Convert a history in any supported format to faultline JSONL.
+    Convert(cmd::convert::Args),
+}
+
+/// Exit code for bad input or a harness error.
+pub const EXIT_ERROR: i32 = 3;
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => cmd::check::run(args),
+        Command::Convert(args) => cmd::convert::run(args),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("faultline: error: {}", one_line(&e));
+            EXIT_ERROR
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Flattens an error and its causes into one line: "outer: cause: root cause".
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
+}
