@@ -1,0 +1,5 @@
+//! The faultline controller: everything the binary does, as a library the binary wires together.
+//!
+//! The binary (`src/main.rs`, `src/cmd/`) only parses flags and maps results to exit codes; the
+//! controller's work (cluster lifecycle, runs, the store layout) lives in the modules below so
+//! that integration tests can drive it directly.
