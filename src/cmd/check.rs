@@ -1,1 +1,328 @@
-//! `faultline check`: placeholder until the CLI lands in this session.
+//! `faultline check`: judge history files from anywhere with one checker.
+//!
+//! One file prints the verdict, the checker's explanation and the time taken; several files print
+//! one line each and a summary. The exit code composes the verdicts (invalid 1, then a file that
+//! could not be read 3, then unknown 2, else 0), so a CI job can run it over a folder.
+
+use anyhow::{bail, Context, Result};
+use checkers::formats::{self, Format};
+use checkers::{Budget, CheckOptions, CheckResult, History, Verdict};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+  faultline check ../shared/histories/porcupine/etcd/etcd_000.log --checker linearizable --model cas-register\n  \
+  faultline check histories/*.log --checker stats\n  \
+  faultline check run/history.jsonl --checker delivery --guarantee at-least-once --json\n\n\
+Exit codes: 0 valid, 1 invalid, 2 unknown, 3 bad input or harness error.")]
+pub struct Args {
+    /// History files: faultline JSONL, Jepsen EDN, or Jepsen log lines (detected from content).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// The checker to run (see the list below for what each one catches).
+    #[arg(long, short = 'c', default_value = "linearizable", value_parser = checker_name)]
+    pub checker: String,
+
+    /// Force the input format instead of detecting it: jsonl, edn, jepsen-log.
+    #[arg(long, value_parser = format_name)]
+    pub format: Option<Format>,
+
+    /// Linearizability model: register, cas-register, kv, multi-register, fifo-queue,
+    /// unordered-queue, set. Default: cas-register (kv when ops carry keys and use get/put).
+    #[arg(long)]
+    pub model: Option<String>,
+
+    /// Initial state of the model, as JSON (e.g. 0, "", null). Registers default to null
+    /// (never written).
+    #[arg(long, value_name = "JSON", value_parser = json_value)]
+    pub initial: Option<Value>,
+
+    /// Delivery guarantee to check against: at-most-once, at-least-once, exactly-once.
+    #[arg(long)]
+    pub guarantee: Option<String>,
+
+    /// Redeliveries allowed before a message must be dead-lettered.
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+
+    /// Give up with `unknown` after this long per file (e.g. 30s, 500ms, 2m).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub time_limit: Option<Duration>,
+
+    /// Give up with `unknown` when a checker's search state would exceed this (e.g. 512MiB, 4GiB).
+    #[arg(long, value_name = "SIZE", value_parser = bytes, default_value = "4GiB")]
+    pub memory_limit: u64,
+
+    /// Print the result as JSON (one object per file, one per line).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print per-file read and check time and peak memory, and the totals.
+    #[arg(long)]
+    pub timing: bool,
+}
+
+fn checker_name(s: &str) -> Result<String, String> {
+    if checkers::CHECKER_NAMES.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "unknown checker; expected one of: {}",
+            checkers::CHECKER_NAMES.join(", ")
+        ))
+    }
+}
+
+fn format_name(s: &str) -> Result<Format, String> {
+    Format::parse(s).ok_or_else(|| format!("expected one of: {}", Format::NAMES.join(", ")))
+}
+
+fn json_value(s: &str) -> Result<Value, String> {
+    serde_json::from_str(s).map_err(|e| format!("not JSON ({e}); e.g. 0, \"\", null"))
+}
+
+/// Parses durations like `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; expected e.g. 30s, 500ms, 2m"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown unit {other:?}; expected ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses sizes like `512MiB`, `4GiB`, `100MB`, or a bare number of bytes.
+pub fn bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size; expected e.g. 512MiB, 4GiB"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown unit {other:?}; expected B, KiB, MiB or GiB")),
+    };
+    Ok((n * scale) as u64)
+}
+
+/// What happened to one file.
+struct FileOutcome {
+    path: PathBuf,
+    read_ms: f64,
+    peak_rss_bytes: Option<u64>,
+    result: Result<CheckResult, String>,
+}
+
+impl FileOutcome {
+    /// Exit-code rank: invalid 1 beats error 3 beats unknown 2 beats valid 0.
+    fn rank(&self) -> (u8, i32) {
+        match &self.result {
+            Ok(r) if r.verdict == Verdict::Invalid => (3, 1),
+            Err(_) => (2, crate::EXIT_ERROR),
+            Ok(r) if r.verdict == Verdict::Unknown => (1, 2),
+            Ok(_) => (0, 0),
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    let options = CheckOptions {
+        model: args.model.clone(),
+        initial: args.initial.clone(),
+        guarantee: args.guarantee.clone(),
+        max_retries: args.max_retries,
+    };
+    // Build once up front so that a bad option is one error, not one per file.
+    let checker = checkers::by_name(&args.checker, &options)
+        .map_err(anyhow::Error::msg)
+        .context("--checker")?;
+    let budget = Budget {
+        time_limit: args.time_limit,
+        memory_bytes_max: Some(args.memory_limit),
+    };
+    let started = Instant::now();
+    let mut outcomes = Vec::with_capacity(args.files.len());
+    for path in &args.files {
+        reset_peak_rss();
+        let read_started = Instant::now();
+        let read = formats::read_path(path, args.format);
+        let read_ms = read_started.elapsed().as_secs_f64() * 1e3;
+        let result = read.and_then(|history: History| {
+            checkers::run_checker(checker.as_ref(), &history, &budget)
+                .map_err(|e| format!("{}: {e}", path.display()))
+        });
+        outcomes.push(FileOutcome {
+            path: path.clone(),
+            read_ms,
+            peak_rss_bytes: peak_rss_bytes(),
+            result,
+        });
+    }
+    let total = started.elapsed();
+    if args.json {
+        print_json(&outcomes, args.timing)?;
+    } else if outcomes.len() == 1 {
+        print_one(&outcomes[0], args.timing);
+    } else {
+        print_many(&outcomes, total, args.timing);
+    }
+    let code = outcomes
+        .iter()
+        .map(FileOutcome::rank)
+        .max()
+        .map_or(0, |(_, c)| c);
+    if outcomes.len() == 1 {
+        if let Err(e) = &outcomes[0].result {
+            if !args.json {
+                bail!("{e}");
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn print_one(o: &FileOutcome, timing: bool) {
+    let r = match &o.result {
+        Ok(r) => r,
+        Err(_) => return, // reported by the caller as the one-line error
+    };
+    println!(
+        "{}: {} ({}, checked in {})",
+        o.path.display(),
+        r.verdict,
+        r.checker,
+        ms(r.elapsed_ms)
+    );
+    println!("  {}", r.summary);
+    for a in r.anomalies.iter().take(20) {
+        println!("  - {}: {}", a.kind, a.explanation);
+    }
+    if r.anomalies.len() > 20 {
+        println!(
+            "  ... and {} more anomalies (--json shows all)",
+            r.anomalies.len() - 20
+        );
+    }
+    if timing {
+        println!(
+            "  timing: read {}, check {}, peak memory {}",
+            ms(o.read_ms),
+            ms(r.elapsed_ms),
+            mib(o.peak_rss_bytes)
+        );
+    }
+}
+
+fn print_many(outcomes: &[FileOutcome], total: Duration, timing: bool) {
+    let width = outcomes
+        .iter()
+        .map(|o| o.path.display().to_string().len())
+        .max()
+        .unwrap_or(0);
+    let (mut valid, mut invalid, mut unknown, mut errors) = (0, 0, 0, 0);
+    let mut check_ms_total = 0.0;
+    let mut peak_max = 0u64;
+    for o in outcomes {
+        let path = o.path.display().to_string();
+        match &o.result {
+            Ok(r) => {
+                match r.verdict {
+                    Verdict::Valid => valid += 1,
+                    Verdict::Invalid => invalid += 1,
+                    Verdict::Unknown => unknown += 1,
+                }
+                check_ms_total += r.elapsed_ms;
+                let first = r.summary.split(". ").next().unwrap_or("");
+                let mut line = format!("{path:width$}  {:<7}  {:>9}", r.verdict, ms(r.elapsed_ms));
+                if timing {
+                    line.push_str(&format!("  read {:>9}  peak {:>9}", ms(o.read_ms), mib(o.peak_rss_bytes)));
+                }
+                println!("{line}  {}", truncate(first, 100));
+            }
+            Err(e) => {
+                errors += 1;
+                println!("{path:width$}  error    {e}");
+            }
+        }
+        peak_max = peak_max.max(o.peak_rss_bytes.unwrap_or(0));
+    }
+    println!(
+        "{} files: {valid} valid, {invalid} invalid, {unknown} unknown, {errors} errors; checking took {} ({} wall)",
+        outcomes.len(),
+        ms(check_ms_total),
+        ms(total.as_secs_f64() * 1e3)
+    );
+    if timing {
+        println!("peak memory over all files: {}", mib(Some(peak_max)));
+    }
+}
+
+fn print_json(outcomes: &[FileOutcome], timing: bool) -> Result<()> {
+    for o in outcomes {
+        let mut v = match &o.result {
+            Ok(r) => json!({"file": o.path, "result": r}),
+            Err(e) => json!({"file": o.path, "error": e}),
+        };
+        if timing {
+            v["timing"] = json!({"read_ms": o.read_ms, "peak_rss_bytes": o.peak_rss_bytes});
+        }
+        println!("{}", serde_json::to_string(&v)?);
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}...", s.chars().take(n).collect::<String>())
+    }
+}
+
+fn ms(v: f64) -> String {
+    if v < 1.0 {
+        format!("{:.0} us", v * 1e3)
+    } else if v < 1000.0 {
+        format!("{v:.1} ms")
+    } else {
+        format!("{:.2} s", v / 1e3)
+    }
+}
+
+fn mib(b: Option<u64>) -> String {
+    match b {
+        Some(b) => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        None => "n/a".to_string(),
+    }
+}
+
+/// Resets the kernel's peak-RSS mark so that the next reading is per file (Linux only).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory of this process since the last reset, from /proc (Linux only).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
