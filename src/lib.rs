@@ -3,3 +3,6 @@
 //! The binary (`src/main.rs`, `src/cmd/`) only parses flags and maps results to exit codes; the
 //! controller's work (cluster lifecycle, runs, the store layout) lives in the modules below so
 //! that integration tests can drive it directly.
+
+pub mod plan;
+pub mod units;

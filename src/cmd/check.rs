@@ -49,11 +49,11 @@ pub struct Args {
     pub max_retries: Option<u32>,
 
     /// Give up with `unknown` after this long per file (e.g. 30s, 500ms, 2m).
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", value_parser = faultline::units::duration)]
     pub time_limit: Option<Duration>,
 
     /// Give up with `unknown` when a checker's search state would exceed this (e.g. 512MiB, 4GiB).
-    #[arg(long, value_name = "SIZE", value_parser = bytes, default_value = "4GiB")]
+    #[arg(long, value_name = "SIZE", value_parser = faultline::units::bytes, default_value = "4GiB")]
     pub memory_limit: u64,
 
     /// Print the result as JSON (one object per file, one per line).
@@ -82,45 +82,6 @@ fn format_name(s: &str) -> Result<Format, String> {
 
 fn json_value(s: &str) -> Result<Value, String> {
     serde_json::from_str(s).map_err(|e| format!("not JSON ({e}); e.g. 0, \"\", null"))
-}
-
-/// Parses durations like `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
-pub fn duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; expected e.g. 30s, 500ms, 2m"))?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1e3,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        other => return Err(format!("unknown unit {other:?}; expected ms, s, m or h")),
-    };
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Parses sizes like `512MiB`, `4GiB`, `100MB`, or a bare number of bytes.
-pub fn bytes(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size; expected e.g. 512MiB, 4GiB"))?;
-    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mib" => 1024.0 * 1024.0,
-        "g" | "gb" => 1e9,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("unknown unit {other:?}; expected B, KiB, MiB or GiB")),
-    };
-    Ok((n * scale) as u64)
 }
 
 /// What happened to one file.

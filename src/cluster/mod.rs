@@ -1,0 +1,947 @@
+//! Real clusters in containers: one Docker network per run, one container per node, a bounded
+//! readiness wait, the operations faults need (kill -9, start with data kept, pause, network
+//! disconnect, exec), node logs, and teardown that nothing can skip.
+//!
+//! Design decisions:
+//! - Docker is driven with bollard directly (see `docker.rs` for why not testcontainers: no
+//!   testcontainers-rs release negotiates the API version, and Docker 20.10 refuses them all).
+//! - Everything a run creates carries `faultline.run=<run-id>`; teardown removes by that label,
+//!   so it is correct even for a half-built cluster. Four paths lead there: `teardown()` (normal
+//!   end), `Drop` (a panic, an early `?` return, or a cancelled future, e.g. when Ctrl-C wins a
+//!   `select!`), [`shutdown_signal`] + `teardown()` in commands, and `faultline clean` for runs
+//!   whose controller was killed with SIGKILL.
+//! - Nodes are reached by name on the run network (container name `fl-<run>-<node>`, network
+//!   alias and host name `<node>`), and clients on the host reach them through loopback ports the
+//!   controller picks itself, so a node keeps its host port across kill and start (Docker would
+//!   pick a new random port at every start).
+//! - Node data lives in the container's own file system, so `kill` + `start` keeps it.
+//! - Containers get cap NET_ADMIN so the nemesis can install iptables rules inside them.
+
+pub mod docker;
+mod leader;
+pub mod system;
+pub mod systems;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkDisconnectRequest, NetworkingConfig, PortBinding,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, DownloadFromContainerOptions, KillContainerOptions, LogsOptions,
+    UploadToContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+pub use docker::Removed;
+pub use system::{
+    LeaderQuery, NodeFile, NodeSpec, PortSpec, Probe, System, SystemParams, TemplateSystem,
+    SYSTEM_NAMES,
+};
+
+/// Longest one `exec` may take unless the caller says otherwise.
+pub const EXEC_TIMEOUT_S: u64 = 30;
+/// How often readiness probes run.
+const PROBE_INTERVAL_MS: u64 = 250;
+/// Longest one readiness probe attempt may take.
+const PROBE_ATTEMPT_TIMEOUT_S: u64 = 10;
+/// Attempts at picking free host ports when Docker says one was taken meanwhile.
+const PORT_PICK_ATTEMPTS_MAX: usize = 3;
+/// Log lines quoted in an error when a node dies or never gets ready.
+const ERROR_LOG_LINES: usize = 15;
+
+/// Runs started by this process and not yet torn down, for [`remove_live_runs`].
+static LIVE_RUNS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// How a cluster is started.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// The run id that labels everything (None: a fresh one from the system name and time).
+    pub run_id: Option<String>,
+    /// Where teardown collects node logs (None: not collected).
+    pub logs_dir: Option<PathBuf>,
+    /// Environment added to every node (e.g. LD_PRELOAD for clock faults).
+    pub env: Vec<(String, String)>,
+    /// Files added to every node before it first starts (e.g. the faultline binary).
+    pub files: Vec<NodeFile>,
+    /// Overrides the system's readiness timeout.
+    pub ready_timeout: Option<Duration>,
+}
+
+/// A node as the rest of the controller sees it.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub role: String,
+    pub container_id: String,
+    pub container_name: String,
+    /// Container port name -> (container port, loopback port on the host).
+    pub ports: BTreeMap<String, (u16, u16)>,
+}
+
+/// The output of a command run inside a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    /// stdout and stderr, interleaved as they came.
+    pub output: String,
+}
+
+/// A running cluster. Dropping it without [`Cluster::teardown`] still removes its containers
+/// and network (blocking briefly), so a panic or an early return leaves nothing behind.
+pub struct Cluster {
+    docker: Docker,
+    run_id: String,
+    network: String,
+    system: System,
+    nodes: Vec<Node>,
+    ips: Mutex<HashMap<String, IpAddr>>,
+    logs_dir: Option<PathBuf>,
+    ready_in: Duration,
+    torn_down: bool,
+}
+
+/// A run id: system name, seconds since the epoch, and a few bits that differ per process.
+pub fn new_run_id(system: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let salt = (now.subsec_nanos() ^ std::process::id().rotate_left(16)) & 0xffff;
+    format!("{system}-{}-{salt:04x}", now.as_secs())
+}
+
+impl Cluster {
+    /// Creates the run network and the nodes, starts them, and waits until every node passes its
+    /// readiness probe. On any failure (and on cancellation) everything created is removed.
+    pub async fn start(system: System, opts: ClusterOptions) -> Result<Cluster> {
+        let t0 = Instant::now();
+        let docker = docker::connect()?;
+        crate::images::require_image(&docker, &system.image).await?;
+        let run_id = opts.run_id.clone().unwrap_or_else(|| new_run_id(&system.name));
+        let network = format!("fl-{run_id}");
+        LIVE_RUNS.lock().expect("live runs lock").push(run_id.clone());
+        // From here on, Drop removes whatever exists, whatever happens next.
+        let mut cluster = Cluster {
+            docker,
+            run_id,
+            network,
+            system,
+            nodes: vec![],
+            ips: Mutex::new(HashMap::new()),
+            logs_dir: opts.logs_dir.clone(),
+            ready_in: Duration::ZERO,
+            torn_down: false,
+        };
+        cluster.create_network().await?;
+        let specs = cluster.system.nodes.clone();
+        let launches = specs.iter().map(|spec| cluster.launch(spec, &opts));
+        let launched = futures_util::future::join_all(launches).await;
+        for node in launched {
+            cluster.nodes.push(node?);
+        }
+        let ready_timeout = opts.ready_timeout.unwrap_or(cluster.system.ready_timeout);
+        if let Err(e) = cluster.wait_ready(ready_timeout).await {
+            if let Some(dir) = cluster.logs_dir.clone() {
+                let _ = cluster.collect_logs(&dir).await;
+            }
+            return Err(e);
+        }
+        cluster.ready_in = t0.elapsed();
+        Ok(cluster)
+    }
+
+    async fn create_network(&self) -> Result<()> {
+        self.docker
+            .create_network(NetworkCreateRequest {
+                name: self.network.clone(),
+                driver: Some("bridge".into()),
+                labels: Some(docker::run_labels(&self.run_id, &self.system.name)),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating network {}", self.network))?;
+        Ok(())
+    }
+
+    fn container_name(&self, node: &str) -> String {
+        format!("fl-{}-{node}", self.run_id)
+    }
+
+    async fn create_node(&self, spec: &NodeSpec, opts: &ClusterOptions) -> Result<Node> {
+        let name = self.container_name(&spec.name);
+        let ports = pick_host_ports(&spec.ports)?;
+        let mut labels = docker::run_labels(&self.run_id, &self.system.name);
+        labels.insert(docker::LABEL_NODE.into(), spec.name.clone());
+        let env: Vec<String> = spec
+            .env
+            .iter()
+            .chain(opts.env.iter())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let body = ContainerCreateBody {
+            image: Some(self.system.image.clone()),
+            hostname: Some(spec.name.clone()),
+            cmd: Some(spec.cmd.clone()),
+            env: Some(env),
+            labels: Some(labels),
+            exposed_ports: Some(
+                spec.ports
+                    .iter()
+                    .map(|p| format!("{}/tcp", p.container_port))
+                    .collect(),
+            ),
+            host_config: Some(HostConfig {
+                cap_add: Some(vec!["NET_ADMIN".into()]),
+                port_bindings: Some(port_bindings(&ports)),
+                network_mode: Some(self.network.clone()),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    self.network.clone(),
+                    EndpointSettings {
+                        aliases: Some(vec![spec.name.clone()]),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .with_context(|| format!("creating the container of node {}", spec.name))?;
+        let mut files = spec.files.clone();
+        files.extend(opts.files.iter().cloned());
+        files.push(NodeFile {
+            path: format!("{}/.keep", spec.data_dir),
+            contents: vec![],
+            mode: 0o644,
+        });
+        self.upload(&created.id, &files)
+            .await
+            .with_context(|| format!("copying files into node {}", spec.name))?;
+        Ok(Node {
+            name: spec.name.clone(),
+            role: spec.role.clone(),
+            container_id: created.id,
+            container_name: name,
+            ports,
+        })
+    }
+
+    /// Creates and starts one node. If Docker says a host port picked for it was taken by
+    /// another process meanwhile, the container is removed and made again with other ports
+    /// (bounded attempts).
+    async fn launch(&self, spec: &NodeSpec, opts: &ClusterOptions) -> Result<Node> {
+        let mut attempt = 1;
+        loop {
+            let node = self.create_node(spec, opts).await?;
+            match self.docker.start_container(&node.container_id, None).await {
+                Ok(()) => return Ok(node),
+                Err(e) if attempt < PORT_PICK_ATTEMPTS_MAX && is_port_taken(&e) => {
+                    attempt += 1;
+                    self.docker
+                        .remove_container(
+                            &node.container_id,
+                            Some(bollard::query_parameters::RemoveContainerOptions {
+                                force: true,
+                                ..Default::default()
+                            }),
+                        )
+                        .await
+                        .with_context(|| format!("removing node {} to retry", spec.name))?;
+                }
+                Err(e) => return Err(anyhow!("starting node {}: {e}", spec.name)),
+            }
+        }
+    }
+
+    async fn upload(&self, container: &str, files: &[NodeFile]) -> Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let tar = tar_of(files)?;
+        self.docker
+            .upload_to_container(
+                container,
+                Some(UploadToContainerOptions {
+                    path: "/".into(),
+                    ..Default::default()
+                }),
+                bollard::body_full(tar.into()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The run id on every label.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The Docker network of this run.
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
+    pub fn system(&self) -> &System {
+        &self.system
+    }
+
+    /// How long `start` took from its call to the last node ready.
+    pub fn ready_in(&self) -> Duration {
+        self.ready_in
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Node names in order (n1, n2, ...; Redis adds s1, s2, s3 for sentinels).
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// Names of the nodes with this role ("server", "primary", "replica", "sentinel").
+    pub fn nodes_with_role(&self, role: &str) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.role == role)
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
+    pub fn node(&self, name: &str) -> Result<&Node> {
+        self.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
+            anyhow!(
+                "no node {name:?} in this cluster (nodes: {})",
+                self.node_names().join(", ")
+            )
+        })
+    }
+
+    pub fn container_id(&self, node: &str) -> Result<&str> {
+        Ok(&self.node(node)?.container_id)
+    }
+
+    /// The loopback port on the host that reaches `port_name` of `node`.
+    pub fn host_port(&self, node: &str, port_name: &str) -> Result<u16> {
+        let n = self.node(node)?;
+        n.ports.get(port_name).map(|p| p.1).ok_or_else(|| {
+            anyhow!(
+                "node {node} has no port named {port_name:?} (ports: {})",
+                n.ports.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+
+    /// `127.0.0.1:<host port>` for `port_name` of `node`: where host-side clients connect.
+    pub fn host_addr(&self, node: &str, port_name: &str) -> Result<SocketAddr> {
+        Ok(SocketAddr::from(([127, 0, 0, 1], self.host_port(node, port_name)?)))
+    }
+
+    /// The node's address on the run network, asked from Docker (it can change when a node
+    /// restarts); the last known address if the node is down.
+    pub async fn ip(&self, node: &str) -> Result<IpAddr> {
+        let id = self.container_id(node)?.to_string();
+        let info = self.docker.inspect_container(&id, None).await?;
+        let ip = info
+            .network_settings
+            .and_then(|s| s.networks)
+            .and_then(|mut n| n.remove(&self.network))
+            .and_then(|e| e.ip_address)
+            .filter(|s| !s.is_empty())
+            .and_then(|s| s.parse::<IpAddr>().ok());
+        let mut known = self.ips.lock().expect("ips lock");
+        match ip {
+            Some(ip) => {
+                known.insert(node.to_string(), ip);
+                Ok(ip)
+            }
+            None => known
+                .get(node)
+                .copied()
+                .ok_or_else(|| anyhow!("node {node} has no address on {}", self.network)),
+        }
+    }
+
+    /// Every node's address on the run network.
+    pub async fn ips(&self) -> Result<BTreeMap<String, IpAddr>> {
+        let mut out = BTreeMap::new();
+        for n in &self.nodes {
+            out.insert(n.name.clone(), self.ip(&n.name).await?);
+        }
+        Ok(out)
+    }
+
+    /// Runs `cmd` inside `node` (as root) and returns its exit code and output; bounded by
+    /// [`EXEC_TIMEOUT_S`].
+    pub async fn exec(&self, node: &str, cmd: &[&str]) -> Result<ExecOutput> {
+        self.exec_timeout(node, cmd, Duration::from_secs(EXEC_TIMEOUT_S))
+            .await
+    }
+
+    /// [`Cluster::exec`] with an explicit time limit.
+    pub async fn exec_timeout(
+        &self,
+        node: &str,
+        cmd: &[&str],
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
+        let id = self.container_id(node)?.to_string();
+        let what = format!("`{}` in node {node}", cmd.join(" "));
+        tokio::time::timeout(timeout, exec_in(&self.docker, &id, cmd))
+            .await
+            .map_err(|_| anyhow!("{what} did not finish within {} s", timeout.as_secs()))?
+            .with_context(|| format!("running {what}"))
+    }
+
+    /// kill -9 of the node's process (the container stays, with its data).
+    pub async fn kill(&self, node: &str) -> Result<()> {
+        let id = self.container_id(node)?;
+        self.docker
+            .kill_container(
+                id,
+                Some(KillContainerOptions {
+                    signal: "KILL".into(),
+                }),
+            )
+            .await
+            .with_context(|| format!("killing node {node}"))
+    }
+
+    /// Starts a stopped or killed node again, with the data it had. Does not wait for readiness:
+    /// see [`Cluster::wait_node_ready`].
+    pub async fn start(&self, node: &str) -> Result<()> {
+        let id = self.container_id(node)?;
+        self.docker
+            .start_container(id, None)
+            .await
+            .with_context(|| format!("starting node {node}"))
+    }
+
+    /// Freezes every process of the node (SIGSTOP-like, through the cgroup freezer).
+    pub async fn pause(&self, node: &str) -> Result<()> {
+        let id = self.container_id(node)?;
+        self.docker
+            .pause_container(id)
+            .await
+            .with_context(|| format!("pausing node {node}"))
+    }
+
+    pub async fn unpause(&self, node: &str) -> Result<()> {
+        let id = self.container_id(node)?;
+        self.docker
+            .unpause_container(id)
+            .await
+            .with_context(|| format!("resuming node {node}"))
+    }
+
+    /// Whether the node's container is running (and not paused).
+    pub async fn is_running(&self, node: &str) -> Result<bool> {
+        let id = self.container_id(node)?;
+        let state = self.docker.inspect_container(id, None).await?.state;
+        Ok(state
+            .map(|s| s.running == Some(true) && s.paused != Some(true))
+            .unwrap_or(false))
+    }
+
+    /// Takes the node off the run network (all its links drop at once).
+    pub async fn disconnect(&self, node: &str) -> Result<()> {
+        let id = self.container_id(node)?.to_string();
+        self.docker
+            .disconnect_network(
+                &self.network,
+                NetworkDisconnectRequest {
+                    container: id,
+                    force: Some(true),
+                },
+            )
+            .await
+            .with_context(|| format!("disconnecting node {node} from {}", self.network))
+    }
+
+    /// Puts a disconnected node back on the run network under its name.
+    pub async fn connect(&self, node: &str) -> Result<()> {
+        let id = self.container_id(node)?.to_string();
+        self.docker
+            .connect_network(
+                &self.network,
+                NetworkConnectRequest {
+                    container: id,
+                    endpoint_config: Some(EndpointSettings {
+                        aliases: Some(vec![node.to_string()]),
+                        ..Default::default()
+                    }),
+                },
+            )
+            .await
+            .with_context(|| format!("connecting node {node} to {}", self.network))
+    }
+
+    /// Copies a file into a node (running or not), e.g. the faultline binary for helper roles.
+    pub async fn copy_into(&self, node: &str, file: &NodeFile) -> Result<()> {
+        let id = self.container_id(node)?.to_string();
+        self.upload(&id, std::slice::from_ref(file))
+            .await
+            .with_context(|| format!("copying {} into node {node}", file.path))
+    }
+
+    /// The node's stdout and stderr so far.
+    pub async fn logs(&self, node: &str) -> Result<String> {
+        let id = self.container_id(node)?;
+        container_logs(&self.docker, id, None)
+            .await
+            .with_context(|| format!("reading the logs of node {node}"))
+    }
+
+    /// Writes `<dir>/<node>.log` (stdout + stderr) for every node, and the node's log files
+    /// under `<dir>/<node>/`.
+    pub async fn collect_logs(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for n in &self.nodes {
+            let text = container_logs(&self.docker, &n.container_id, None).await?;
+            let path = dir.join(format!("{}.log", n.name));
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            let spec = self.system.node(&n.name).expect("nodes come from the spec");
+            for f in &spec.log_files {
+                let into = dir.join(&n.name);
+                if let Err(e) = download(&self.docker, &n.container_id, f, &into).await {
+                    // A log file a node has not written yet is no reason to fail a run.
+                    let note = into.join(format!("{}.missing", sanitize(f)));
+                    std::fs::create_dir_all(&into).ok();
+                    std::fs::write(note, format!("{f}: {e}\n")).ok();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The current leader or primary, where the system exposes one; `None` when there is none
+    /// right now (an election is going on) or the system has no such notion.
+    pub async fn leader(&self) -> Result<Option<String>> {
+        leader::find(self).await
+    }
+
+    /// Waits until every node passes its readiness probe, or fails naming the first node that
+    /// did not and what it waited for.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let waits = self.nodes.iter().map(|n| self.wait_until(&n.name, deadline));
+        for r in futures_util::future::join_all(waits).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Waits until one node passes its readiness probe (e.g. after `start`).
+    pub async fn wait_node_ready(&self, node: &str, timeout: Duration) -> Result<()> {
+        self.wait_until(node, Instant::now() + timeout).await
+    }
+
+    async fn wait_until(&self, node: &str, deadline: Instant) -> Result<()> {
+        let spec = self
+            .system
+            .node(node)
+            .ok_or_else(|| anyhow!("no node {node:?} in this cluster"))?;
+        let t0 = Instant::now();
+        let mut last = String::from("no attempt finished");
+        loop {
+            match self.probe_once(node, &spec.probe).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+            if !self.container_alive(node).await? {
+                bail!(
+                    "node {node} exited while waiting for {}; its last log lines:\n{}",
+                    spec.probe.describe(),
+                    self.log_tail(node).await
+                );
+            }
+            if Instant::now() + Duration::from_millis(PROBE_INTERVAL_MS) > deadline {
+                bail!(
+                    "node {node} not ready after {:.1} s: waited for {} (last: {last}); its last log lines:\n{}",
+                    t0.elapsed().as_secs_f64(),
+                    spec.probe.describe(),
+                    self.log_tail(node).await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(PROBE_INTERVAL_MS)).await;
+        }
+    }
+
+    async fn container_alive(&self, node: &str) -> Result<bool> {
+        let id = self.container_id(node)?;
+        let state = self.docker.inspect_container(id, None).await?.state;
+        Ok(state.and_then(|s| s.running).unwrap_or(false))
+    }
+
+    async fn log_tail(&self, node: &str) -> String {
+        let Ok(id) = self.container_id(node) else {
+            return String::new();
+        };
+        let tail = container_logs(&self.docker, id, Some(ERROR_LOG_LINES))
+            .await
+            .unwrap_or_else(|e| format!("(logs unavailable: {e})"));
+        tail.lines()
+            .map(|l| format!("  {node}| {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// One readiness attempt; `Err` says what was seen instead.
+    fn probe_once<'a>(
+        &'a self,
+        node: &'a str,
+        probe: &'a Probe,
+    ) -> futures_util::future::BoxFuture<'a, std::result::Result<(), String>> {
+        Box::pin(async move {
+            let attempt = Duration::from_secs(PROBE_ATTEMPT_TIMEOUT_S);
+            match probe {
+                Probe::Exec {
+                    cmd,
+                    output_contains,
+                } => {
+                    let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+                    let out = self
+                        .exec_timeout(node, &args, attempt)
+                        .await
+                        .map_err(|e| format!("{e:#}"))?;
+                    let text_ok = output_contains
+                        .as_ref()
+                        .is_none_or(|t| out.output.contains(t.as_str()));
+                    if out.exit_code == 0 && text_ok {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "exit {}: {}",
+                            out.exit_code,
+                            last_line(&out.output)
+                        ))
+                    }
+                }
+                Probe::Log(text) => {
+                    let logs = self.logs(node).await.map_err(|e| format!("{e:#}"))?;
+                    if logs.contains(text.as_str()) {
+                        Ok(())
+                    } else {
+                        Err(format!("not in the log yet: {text:?}"))
+                    }
+                }
+                Probe::Tcp(port) => {
+                    let addr = self.host_addr(node, port).map_err(|e| e.to_string())?;
+                    match tokio::time::timeout(attempt, tokio::net::TcpStream::connect(addr)).await
+                    {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
+                        Err(_) => Err(format!("connect {addr}: timed out")),
+                    }
+                }
+                Probe::All(ps) => {
+                    for p in ps {
+                        self.probe_once(node, p).await?;
+                    }
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    /// Collects logs (when a logs folder was given) and removes every container and the network
+    /// of this run.
+    pub async fn teardown(mut self) -> Result<Removed> {
+        let logs = match self.logs_dir.clone() {
+            Some(dir) => self.collect_logs(&dir).await,
+            None => Ok(()),
+        };
+        let removed = docker::remove_run(&self.docker, &self.run_id).await;
+        if removed.is_ok() {
+            self.torn_down = true;
+            forget_live_run(&self.run_id);
+        }
+        let removed = removed?;
+        logs.context("collecting node logs")?;
+        Ok(removed)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        match docker::remove_run_blocking(&self.run_id) {
+            Ok(_) => forget_live_run(&self.run_id),
+            Err(e) => eprintln!(
+                "faultline: could not remove run {} ({e:#}); run `faultline clean`",
+                self.run_id
+            ),
+        }
+    }
+}
+
+fn forget_live_run(run_id: &str) {
+    LIVE_RUNS
+        .lock()
+        .expect("live runs lock")
+        .retain(|r| r != run_id);
+}
+
+/// Removes every run this process started and has not torn down (for signal handlers that
+/// exit the process without unwinding). Returns the run ids removed.
+pub async fn remove_live_runs() -> Result<Vec<String>> {
+    let runs: Vec<String> = LIVE_RUNS.lock().expect("live runs lock").clone();
+    if runs.is_empty() {
+        return Ok(vec![]);
+    }
+    let docker = docker::connect()?;
+    for r in &runs {
+        docker::remove_run(&docker, r).await?;
+        forget_live_run(r);
+    }
+    Ok(runs)
+}
+
+/// Resolves at the first SIGINT or SIGTERM, with the signal's name. Commands `select!` on it
+/// against their work, then tear down.
+pub async fn shutdown_signal() -> Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    })
+}
+
+/// Picks a free loopback port for every named port, holding all of them open while picking so
+/// that one node never gets the same port twice.
+fn pick_host_ports(ports: &[PortSpec]) -> Result<BTreeMap<String, (u16, u16)>> {
+    let mut held = vec![];
+    let mut out = BTreeMap::new();
+    for p in ports {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").context("picking a free host port")?;
+        out.insert(p.name.clone(), (p.container_port, l.local_addr()?.port()));
+        held.push(l);
+    }
+    Ok(out)
+}
+
+fn port_bindings(ports: &BTreeMap<String, (u16, u16)>) -> HashMap<String, Option<Vec<PortBinding>>> {
+    ports
+        .values()
+        .map(|(container, host)| {
+            (
+                format!("{container}/tcp"),
+                Some(vec![PortBinding {
+                    host_ip: Some("127.0.0.1".into()),
+                    host_port: Some(host.to_string()),
+                }]),
+            )
+        })
+        .collect()
+}
+
+fn is_port_taken(e: &bollard::errors::Error) -> bool {
+    let s = e.to_string();
+    s.contains("port is already allocated") || s.contains("address already in use")
+}
+
+/// A tar archive (paths relative to /) holding `files` and the folders above them.
+fn tar_of(files: &[NodeFile]) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dirs = HashSet::new();
+    for f in files {
+        assert!(f.path.starts_with('/'), "node file paths are absolute: {}", f.path);
+        let rel = f.path.trim_start_matches('/');
+        let mut prefix = String::new();
+        let parts: Vec<&str> = rel.split('/').collect();
+        for part in &parts[..parts.len() - 1] {
+            prefix.push_str(part);
+            prefix.push('/');
+            if dirs.insert(prefix.clone()) {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                b.append_data(&mut h, &prefix, std::io::empty())?;
+            }
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(f.mode);
+        h.set_size(f.contents.len() as u64);
+        b.append_data(&mut h, rel, f.contents.as_slice())?;
+    }
+    Ok(b.into_inner()?)
+}
+
+async fn exec_in(docker: &Docker, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
+    let exec = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let mut output = Vec::new();
+    match docker
+        .start_exec(
+            &exec.id,
+            Some(StartExecOptions {
+                detach: false,
+                tty: false,
+                output_capacity: None,
+            }),
+        )
+        .await?
+    {
+        StartExecResults::Attached { output: mut out, .. } => {
+            while let Some(chunk) = out.next().await {
+                output.extend_from_slice(&chunk?.into_bytes());
+            }
+        }
+        StartExecResults::Detached => bail!("exec started detached"),
+    }
+    let exit_code = docker
+        .inspect_exec(&exec.id)
+        .await?
+        .exit_code
+        .ok_or_else(|| anyhow!("exec finished without an exit code"))?;
+    Ok(ExecOutput {
+        exit_code,
+        output: String::from_utf8_lossy(&output).into_owned(),
+    })
+}
+
+async fn container_logs(docker: &Docker, id: &str, tail: Option<usize>) -> Result<String> {
+    let mut stream = docker.logs(
+        id,
+        Some(LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()),
+            ..Default::default()
+        }),
+    );
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk?.into_bytes());
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Copies `path` out of a container into folder `into` (a tar stream unpacked there).
+async fn download(docker: &Docker, id: &str, path: &str, into: &Path) -> Result<()> {
+    let mut stream = docker.download_from_container(
+        id,
+        Some(DownloadFromContainerOptions {
+            path: path.to_string(),
+        }),
+    );
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        bytes.extend_from_slice(&chunk?);
+    }
+    std::fs::create_dir_all(into)?;
+    tar::Archive::new(bytes.as_slice())
+        .unpack(into)
+        .with_context(|| format!("unpacking {path} into {}", into.display()))?;
+    Ok(())
+}
+
+fn sanitize(path: &str) -> String {
+    path.trim_start_matches('/').replace('/', "_")
+}
+
+fn last_line(s: &str) -> String {
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_name_the_system_and_are_valid_docker_names() {
+        let id = new_run_id("etcd");
+        assert!(id.starts_with("etcd-"), "{id}");
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'));
+    }
+
+    #[test]
+    fn node_files_become_a_tar_with_their_folders_and_modes() {
+        let files = [
+            NodeFile::text("/etc/x/a.conf", "a=1\n"),
+            NodeFile {
+                path: "/etc/x/run.sh".into(),
+                contents: b"#!/bin/sh\n".to_vec(),
+                mode: 0o755,
+            },
+        ];
+        let tar = tar_of(&files).unwrap();
+        let mut a = tar::Archive::new(tar.as_slice());
+        let entries: Vec<(String, u32, u64)> = a
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().mode().unwrap(),
+                    e.header().size().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("etc/".to_string(), 0o755, 0),
+                ("etc/x/".to_string(), 0o755, 0),
+                ("etc/x/a.conf".to_string(), 0o644, 4),
+                ("etc/x/run.sh".to_string(), 0o755, 10),
+            ]
+        );
+    }
+
+    #[test]
+    fn host_ports_of_one_node_differ() {
+        let ports: Vec<PortSpec> = ["a", "b", "c"]
+            .iter()
+            .map(|n| PortSpec {
+                name: n.to_string(),
+                container_port: 1,
+            })
+            .collect();
+        let picked = pick_host_ports(&ports).unwrap();
+        let set: HashSet<u16> = picked.values().map(|p| p.1).collect();
+        assert_eq!(set.len(), 3);
+    }
+}

@@ -1,0 +1,307 @@
+//! Test plans: everything a run needs to know, as one plain struct.
+//!
+//! A plan comes from a TOML file (`faultline run --plan FILE`), from flags, or both: flags win
+//! over the file, and the file wins over the defaults. The resolved plan is written to the run's
+//! `plan.json` with the seed, so that a run can always be repeated exactly; [`Plan::rerun_command`]
+//! prints the command that does it.
+//!
+//! Validation happens here, before anything is started: an unknown system, workload or nemesis,
+//! a zero concurrency or an unparsable duration is one error naming the option (or the file and
+//! key), never a half-started cluster.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
+
+/// The systems faultline knows how to start.
+pub const SYSTEMS: &[&str] = &["etcd", "redis", "nats", "rabbitmq", "zookeeper", "postgres"];
+
+/// Fault kinds accepted by `--nemesis` (comma-separated), or `none`.
+pub const NEMESES: &[&str] = &["partition", "kill", "pause", "clock", "latency"];
+
+/// A resolved plan. Durations are kept in milliseconds so that plan.json is plain numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Name of the test; the store folder is store/<name>/<timestamp>/.
+    pub name: String,
+    pub system: String,
+    pub workload: String,
+    /// Fault kinds to schedule; empty means no faults.
+    pub nemesis: Vec<String>,
+    /// Time between fault starts (and from start to stop), in milliseconds.
+    pub nemesis_interval_ms: u64,
+    /// How long the workload phase runs, in milliseconds (the final phase comes after).
+    pub time_limit_ms: u64,
+    /// Concurrent client processes.
+    pub concurrency: u32,
+    /// Target operations per second over all processes.
+    pub rate_ops_per_s: f64,
+    /// Seed of the one RNG every random choice derives from.
+    pub seed: u64,
+    /// etcd read mode: `linearizable` (quorum) or `serializable` (local, may be stale).
+    pub read_mode: String,
+    /// Number of keys the register workloads spread over.
+    pub keys: u32,
+    /// Per-operation timeout in milliseconds; an op that takes longer is recorded as info.
+    pub op_timeout_ms: u64,
+    /// Where runs are stored.
+    pub store: String,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            name: String::new(),
+            system: "etcd".into(),
+            workload: "register".into(),
+            nemesis: vec!["partition".into(), "kill".into()],
+            nemesis_interval_ms: 10_000,
+            time_limit_ms: 60_000,
+            concurrency: 10,
+            rate_ops_per_s: 200.0,
+            seed: 0,
+            read_mode: "linearizable".into(),
+            keys: 4,
+            op_timeout_ms: 1_000,
+            store: "store".into(),
+        }
+    }
+}
+
+/// A plan file: every field optional; durations as strings like "60s".
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanFile {
+    pub name: Option<String>,
+    pub system: Option<String>,
+    pub workload: Option<String>,
+    pub nemesis: Option<Vec<String>>,
+    pub nemesis_interval: Option<String>,
+    pub time_limit: Option<String>,
+    pub concurrency: Option<u32>,
+    pub rate: Option<f64>,
+    pub seed: Option<u64>,
+    pub read_mode: Option<String>,
+    pub keys: Option<u32>,
+    pub op_timeout: Option<String>,
+    pub store: Option<String>,
+}
+
+impl PlanFile {
+    pub fn load(path: &Path) -> Result<PlanFile, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read plan: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            let place = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}: ")
+                })
+                .unwrap_or_default();
+            format!(
+                "{}: {place}{}",
+                path.display(),
+                e.message().replace('\n', " ")
+            )
+        })
+    }
+
+    /// Lays `self` (the file) over `plan`; `origin` names the file in errors.
+    pub fn apply(&self, plan: &mut Plan, origin: &str) -> Result<(), String> {
+        let dur = |key: &str, v: &Option<String>| -> Result<Option<u64>, String> {
+            v.as_deref()
+                .map(|s| parse_duration_ms(s).map_err(|e| format!("{origin}: {key}: {e}")))
+                .transpose()
+        };
+        if let Some(v) = &self.name {
+            plan.name = v.clone();
+        }
+        if let Some(v) = &self.system {
+            plan.system = v.clone();
+        }
+        if let Some(v) = &self.workload {
+            plan.workload = v.clone();
+        }
+        if let Some(v) = &self.nemesis {
+            plan.nemesis = v.clone();
+        }
+        if let Some(v) = dur("nemesis_interval", &self.nemesis_interval)? {
+            plan.nemesis_interval_ms = v;
+        }
+        if let Some(v) = dur("time_limit", &self.time_limit)? {
+            plan.time_limit_ms = v;
+        }
+        if let Some(v) = self.concurrency {
+            plan.concurrency = v;
+        }
+        if let Some(v) = self.rate {
+            plan.rate_ops_per_s = v;
+        }
+        if let Some(v) = self.seed {
+            plan.seed = v;
+        }
+        if let Some(v) = &self.read_mode {
+            plan.read_mode = v.clone();
+        }
+        if let Some(v) = self.keys {
+            plan.keys = v;
+        }
+        if let Some(v) = dur("op_timeout", &self.op_timeout)? {
+            plan.op_timeout_ms = v;
+        }
+        if let Some(v) = &self.store {
+            plan.store = v.clone();
+        }
+        Ok(())
+    }
+}
+
+impl Plan {
+    /// Checks the plan as a whole; `origin` names where the values came from.
+    pub fn validate(&self) -> Result<(), String> {
+        if !SYSTEMS.contains(&self.system.as_str()) {
+            return Err(format!(
+                "--system: unknown system {:?}; expected one of: {}",
+                self.system,
+                SYSTEMS.join(", ")
+            ));
+        }
+        for n in &self.nemesis {
+            if !NEMESES.contains(&n.as_str()) {
+                return Err(format!(
+                    "--nemesis: unknown fault {n:?}; expected a comma-separated list of: {}, or none",
+                    NEMESES.join(", ")
+                ));
+            }
+        }
+        if self.concurrency == 0 || self.concurrency > 1000 {
+            return Err("--concurrency: expected 1 to 1000 client processes".into());
+        }
+        if !(self.rate_ops_per_s > 0.0 && self.rate_ops_per_s <= 1e6) {
+            return Err("--rate: expected more than 0 and at most 1000000 ops per second".into());
+        }
+        if self.time_limit_ms == 0 || self.time_limit_ms > 24 * 3600 * 1000 {
+            return Err("--time-limit: expected more than 0 and at most 24h".into());
+        }
+        if self.nemesis_interval_ms < 100 {
+            return Err("--nemesis-interval: expected at least 100ms".into());
+        }
+        if !matches!(self.read_mode.as_str(), "linearizable" | "serializable") {
+            return Err("--read-mode: expected linearizable or serializable".into());
+        }
+        if self.keys == 0 || self.keys > 10_000 {
+            return Err("--keys: expected 1 to 10000".into());
+        }
+        if self.name.is_empty() || self.name.contains('/') || self.name.starts_with('.') {
+            return Err(format!(
+                "--name: {:?} cannot name a store folder; use letters, digits and dashes",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// The default test name for a system and workload, e.g. `etcd-register`.
+    pub fn default_name(&self) -> String {
+        format!("{}-{}", self.system, self.workload)
+    }
+
+    /// The exact command that repeats this run (same plan, same seed).
+    pub fn rerun_command(&self) -> String {
+        let nemesis = if self.nemesis.is_empty() {
+            "none".to_string()
+        } else {
+            self.nemesis.join(",")
+        };
+        format!(
+            "faultline run --name {} --system {} --workload {} --nemesis {} --nemesis-interval {} --time-limit {} --concurrency {} --rate {} --keys {} --read-mode {} --op-timeout {} --seed {}",
+            self.name,
+            self.system,
+            self.workload,
+            nemesis,
+            format_ms(self.nemesis_interval_ms),
+            format_ms(self.time_limit_ms),
+            self.concurrency,
+            self.rate_ops_per_s,
+            self.keys,
+            self.read_mode,
+            format_ms(self.op_timeout_ms),
+            self.seed
+        )
+    }
+
+    pub fn time_limit(&self) -> Duration {
+        Duration::from_millis(self.time_limit_ms)
+    }
+}
+
+/// `60s`, `500ms`, `2m`, `1h` or bare seconds, to milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    crate::units::duration(s).map(|d| d.as_millis() as u64)
+}
+
+fn format_ms(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_from(toml_text: &str) -> Result<Plan, String> {
+        let dir = std::env::temp_dir().join(format!("faultline-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("p{}.toml", toml_text.len()));
+        std::fs::write(&path, toml_text).unwrap();
+        let file = PlanFile::load(&path)?;
+        let mut plan = Plan::default();
+        file.apply(&mut plan, "plan.toml")?;
+        if plan.name.is_empty() {
+            plan.name = plan.default_name();
+        }
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    #[test]
+    fn a_plan_file_overrides_defaults() {
+        let p = plan_from(
+            "system = \"etcd\"\nworkload = \"register\"\nnemesis = [\"partition\"]\ntime_limit = \"20s\"\nconcurrency = 5\nseed = 7\n",
+        )
+        .unwrap();
+        assert_eq!(p.time_limit_ms, 20_000);
+        assert_eq!(p.nemesis, vec!["partition"]);
+        assert_eq!(p.seed, 7);
+        assert_eq!(p.name, "etcd-register");
+    }
+
+    #[test]
+    fn bad_plans_name_the_problem() {
+        let e = plan_from("sytem = \"etcd\"\n").unwrap_err();
+        assert!(e.contains("line 1") && e.contains("sytem"), "{e}");
+        let e = plan_from("time_limit = \"ten\"\n").unwrap_err();
+        assert!(e.contains("time_limit"), "{e}");
+        let e = plan_from("system = \"mongo\"\n").unwrap_err();
+        assert!(e.contains("unknown system"), "{e}");
+        let e = plan_from("nemesis = [\"meteor\"]\n").unwrap_err();
+        assert!(e.contains("unknown fault"), "{e}");
+    }
+
+    #[test]
+    fn the_rerun_command_round_trips_the_plan() {
+        let p = Plan {
+            name: "t".into(),
+            seed: 42,
+            ..Plan::default()
+        };
+        let cmd = p.rerun_command();
+        assert!(cmd.contains("--seed 42") && cmd.contains("--nemesis partition,kill"));
+        assert!(cmd.contains("--time-limit 60s"));
+    }
+}
