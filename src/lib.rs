@@ -6,3 +6,6 @@
 
 pub mod plan;
 pub mod units;
+pub mod store;
+pub mod cluster;
+pub mod images;

@@ -23,6 +23,14 @@ enum Command {
     Check(cmd::check::Args),
     /// Convert a history in any supported format to faultline JSONL.
     Convert(cmd::convert::Args),
+    /// Run a Toxiproxy-compatible TCP proxy server (its HTTP API) until Ctrl-C.
+    Proxy(cmd::proxy::Args),
+    /// Build the container images (from Debian packages, nothing pulled) or list them.
+    Images(cmd::images::Args),
+    /// Start a cluster of a system, print its nodes and addresses, hold it, tear it down.
+    Cluster(cmd::cluster::Args),
+    /// Remove containers and networks that killed faultline runs left behind.
+    Clean(cmd::clean::Args),
 }
 
 /// Exit code for bad input or a harness error.
@@ -33,6 +41,10 @@ fn main() {
     let result = match cli.command {
         Command::Check(args) => cmd::check::run(args),
         Command::Convert(args) => cmd::convert::run(args),
+        Command::Proxy(args) => cmd::proxy::run(args),
+        Command::Images(args) => cmd::images::run(args),
+        Command::Cluster(args) => cmd::cluster::run(args),
+        Command::Clean(args) => cmd::clean::run(args),
     };
     let code = match result {
         Ok(code) => code,

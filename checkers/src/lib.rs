@@ -10,11 +10,20 @@
 //! - [`formats`]: readers for faultline JSONL, Jepsen EDN and Jepsen log lines; a JSONL writer.
 //! - [`Checker`]: the role every checker plays; [`registry`] builds one from a name and options.
 
+pub mod bank;
+pub mod counter;
+pub mod delivery;
 pub mod formats;
 pub mod history;
+pub mod idempotency;
+pub mod linear;
 pub mod registry;
+pub mod set;
 pub mod stats;
+pub mod stream;
+pub mod unique;
 pub mod verdict;
+pub mod versioned_append;
 
 pub use history::{Event, EventType, FaultWindow, History, HistoryError, Op, Pairer, Process};
 pub use registry::{by_name, CheckOptions, CHECKER_NAMES};

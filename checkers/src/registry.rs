@@ -7,16 +7,28 @@ use crate::{stats::Stats, Checker};
 use serde_json::Value;
 
 /// Names accepted by [`by_name`], in the order `--help` lists them.
-pub const CHECKER_NAMES: &[&str] = &["stats"];
+pub const CHECKER_NAMES: &[&str] = &[
+    "stats",
+    "linearizable",
+    "delivery",
+    "set",
+    "unique",
+    "idempotency",
+    "versioned-append",
+    "counter",
+    "bank",
+];
 
 /// Options for building a checker; `None` means the checker's default.
 #[derive(Debug, Clone, Default)]
 pub struct CheckOptions {
     /// Linearizability model, e.g. `register`, `cas-register`, `kv`.
     pub model: Option<String>,
-    /// Initial state of the model, as JSON (registers default to nil).
+    /// Initial state of the model, as JSON (registers default to nil); the counter's starting
+    /// value; the bank's total or opening balances.
     pub initial: Option<Value>,
-    /// Delivery guarantee: `at-most-once`, `at-least-once` or `exactly-once`.
+    /// Delivery guarantee: `at-most-once`, `at-least-once` or `exactly-once` (delivery); for the
+    /// set checker, `eventual` or `linearizable` (whether stale reads count).
     pub guarantee: Option<String>,
     /// Maximum redeliveries before a message must be dead-lettered.
     pub max_retries: Option<u32>,
@@ -26,6 +38,12 @@ pub struct CheckOptions {
 pub fn by_name(name: &str, _options: &CheckOptions) -> Result<Box<dyn Checker>, String> {
     match name {
         "stats" => Ok(Box::new(Stats)),
+        "linearizable" => Ok(Box::new(crate::linear::Linearizable::new(
+            _options.model.as_deref(),
+            _options.initial.clone(),
+        )?)),
+        "delivery" | "set" | "unique" | "idempotency" | "versioned-append" | "counter"
+        | "bank" => crate::stream::checker(name, _options).expect("a streaming checker's name"),
         other => Err(format!(
             "unknown checker {other:?}; expected one of: {}",
             CHECKER_NAMES.join(", ")

@@ -1,1 +1,212 @@
-fn main() {}
+//! Proxy overhead against a direct connection on loopback, printed as figures and ratios.
+//!
+//! Two measurements, each on a direct connection and through our proxy (no toxics), in
+//! alternating trials so that drift on a shared machine hits both paths alike:
+//! - request-response: 1 KiB written, 1 KiB echoed back, over one connection; p50 and p99 of
+//!   the round trip;
+//! - bulk: a large stream written to a sink that acknowledges the byte count at the end;
+//!   throughput from the first byte to the acknowledgement.
+//!
+//! The client, the echo server and the sink are plain blocking threads (like most clients of a
+//! system under test); the proxy runs on its own tokio runtime in this process, as it does in
+//! `faultline proxy`. Run: `cargo bench -p nemeses --bench proxy`. Sizes can be changed with
+//! FAULTLINE_BENCH_ROUNDS (round trips per trial), FAULTLINE_BENCH_BULK_MIB and
+//! FAULTLINE_BENCH_TRIALS.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use nemeses::proxy::ProxyServer;
+use nemeses::toxiproxy::{Client, ProxyConfig};
+
+const MESSAGE_BYTES: usize = 1024;
+const WARMUP_ROUNDS: usize = 1_000;
+const WRITE_CHUNK_BYTES: usize = 1 << 20;
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn main() {
+    let rounds = env_usize("FAULTLINE_BENCH_ROUNDS", 20_000);
+    let bulk_mib = env_usize("FAULTLINE_BENCH_BULK_MIB", 256);
+    let trials = env_usize("FAULTLINE_BENCH_TRIALS", 3).max(1);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let echo = spawn_server(serve_echo);
+    let sink = spawn_server(serve_sink);
+    let server = rt
+        .block_on(ProxyServer::bind("127.0.0.1:0"))
+        .expect("proxy API");
+    let client = Client::new(&server.addr().to_string()).expect("client");
+    let via = |name: &str, upstream: SocketAddr| -> SocketAddr {
+        let cfg = ProxyConfig::new(name, "127.0.0.1:0", upstream.to_string());
+        let p = rt
+            .block_on(client.create_proxy(&cfg))
+            .expect("create proxy");
+        p.listen.parse().expect("listen address")
+    };
+    let echo_proxy = via("echo", echo);
+    let sink_proxy = via("sink", sink);
+
+    println!("proxy benchmark: loopback, {} CPUs", cpus());
+    println!(
+        "request-response: {MESSAGE_BYTES} B each way, {rounds} round trips x {trials} trials per path"
+    );
+    let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+    for _ in 0..trials {
+        direct.extend(ping_pong(echo, rounds));
+        proxied.extend(ping_pong(echo_proxy, rounds));
+    }
+    let (d50, d99) = (percentile(&mut direct, 0.50), percentile(&mut direct, 0.99));
+    let (p50, p99) = (
+        percentile(&mut proxied, 0.50),
+        percentile(&mut proxied, 0.99),
+    );
+    println!("  {:<10} {:>10} {:>10}", "", "p50 us", "p99 us");
+    println!("  {:<10} {:>10.1} {:>10.1}", "direct", d50, d99);
+    println!("  {:<10} {:>10.1} {:>10.1}", "proxied", p50, p99);
+    println!(
+        "  {:<10} {:>+10.1} {:>+10.1}",
+        "added",
+        p50 - d50,
+        p99 - d99
+    );
+    println!(
+        "  {:<10} {:>9.2}x {:>9.2}x   target p50 <= 1.30x: {}",
+        "ratio",
+        p50 / d50,
+        p99 / d99,
+        verdict(p50 / d50 <= 1.30)
+    );
+
+    let bytes = bulk_mib * (1 << 20);
+    println!("bulk: {bulk_mib} MiB one way, {trials} trials per path, median");
+    let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+    for _ in 0..trials {
+        direct.push(bulk(sink, bytes));
+        proxied.push(bulk(sink_proxy, bytes));
+    }
+    let d = percentile(&mut direct, 0.5);
+    let p = percentile(&mut proxied, 0.5);
+    println!("  {:<10} {:>10.0} MiB/s", "direct", d);
+    println!("  {:<10} {:>10.0} MiB/s", "proxied", p);
+    println!(
+        "  {:<10} {:>9.0}%         target >= 70%: {}",
+        "ratio",
+        100.0 * p / d,
+        verdict(p / d >= 0.70)
+    );
+    rt.block_on(server.shutdown());
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+/// Round-trip times in microseconds, after a warm-up.
+fn ping_pong(addr: SocketAddr, rounds: usize) -> Vec<f64> {
+    let mut s = connect(addr);
+    let msg = vec![7u8; MESSAGE_BYTES];
+    let mut back = vec![0u8; MESSAGE_BYTES];
+    let mut samples = Vec::with_capacity(rounds);
+    for i in 0..WARMUP_ROUNDS + rounds {
+        let start = Instant::now();
+        s.write_all(&msg).expect("write");
+        s.read_exact(&mut back).expect("read echo");
+        if i >= WARMUP_ROUNDS {
+            samples.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    samples
+}
+
+/// Streams `bytes` to the sink; MiB/s until the sink acknowledged the last byte.
+fn bulk(addr: SocketAddr, bytes: usize) -> f64 {
+    let mut s = connect(addr);
+    let chunk = vec![0x5au8; WRITE_CHUNK_BYTES];
+    let start = Instant::now();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        s.write_all(&chunk[..n]).expect("write bulk");
+        left -= n;
+    }
+    s.shutdown(Shutdown::Write).expect("half-close");
+    let mut ack = [0u8; 8];
+    s.read_exact(&mut ack).expect("sink ack");
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(u64::from_le_bytes(ack), bytes as u64, "sink saw every byte");
+    bytes as f64 / (1 << 20) as f64 / secs
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s
+}
+
+fn spawn_server(handler: fn(TcpStream)) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let _ = conn.set_nodelay(true);
+            std::thread::spawn(move || handler(conn));
+        }
+    });
+    addr
+}
+
+fn serve_echo(mut s: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn serve_sink(mut s: TcpStream) {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n as u64,
+            Err(_) => return,
+        }
+    }
+    let _ = s.write_all(&total.to_le_bytes());
+}
+
+fn percentile(samples: &mut [f64], q: f64) -> f64 {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+    samples[i]
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
+        Err(_) => default,
+    }
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

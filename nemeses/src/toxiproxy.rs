@@ -27,7 +27,7 @@ pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 
 /// Which direction of a proxied connection a toxic acts on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     /// Client to upstream server (requests).
@@ -332,7 +332,10 @@ pub enum Error {
         context: String,
     },
     /// No answer: connection refused, timed out, broken.
-    Transport { context: String, source: reqwest::Error },
+    Transport {
+        context: String,
+        source: reqwest::Error,
+    },
     /// The answer was not the JSON we expected.
     Decode { context: String, message: String },
     /// The server address could not be made into a URL.

@@ -310,6 +310,8 @@ struct Panel {
     name: String,
     /// Thinned points per outcome (ok, fail, info).
     series: [Vec<(f64, f64)>; 3],
+    /// Ops per outcome, before thinning.
+    counts: [usize; 3],
 }
 
 struct LatencyData {
@@ -375,6 +377,7 @@ impl LatencyData {
             .map(|name| Panel {
                 name,
                 series: Default::default(),
+                counts: [0; 3],
             })
             .collect();
         let (log_lo, log_span) = (y_lo.log10(), (y_hi.log10() - y_lo.log10()).max(1e-9));
@@ -391,6 +394,7 @@ impl LatencyData {
             let cx = ((x / x_span) * (cells_x - 1) as f64) as usize;
             let cy = (((y.log10() - log_lo) / log_span) * (cells_y - 1) as f64) as usize;
             let cell = cx.min(cells_x - 1) * cells_y + cy.min(cells_y - 1);
+            panels[p].counts[s] += 1;
             let seen = &mut seen[p * 3 + s];
             if !seen[cell] {
                 seen[cell] = true;
@@ -490,13 +494,16 @@ pub(crate) fn fmt_num(v: f64) -> String {
     } else if v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
-        format!("{:.3}", v)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
+        trim_zeros(format!("{v:.3}"))
+    } else if v.abs() >= 1e-4 {
+        trim_zeros(format!("{v:.6}"))
     } else {
         format!("{v:.3e}")
     }
+}
+
+fn trim_zeros(s: String) -> String {
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
@@ -562,6 +569,7 @@ where
     let empty = Panel {
         name: "no operations".into(),
         series: Default::default(),
+        counts: [0; 3],
     };
     let panels: Vec<&Panel> = if data.panels.is_empty() {
         vec![&empty]
@@ -620,9 +628,12 @@ where
                     .map_err(err)?,
             };
             if text {
-                series
-                    .label(format!("{label} ({})", points.len()))
-                    .legend(move |(x, y)| Circle::new((x, y), 3, color.filled()));
+                let series = series.label(format!("{label} ({} ops)", panel.counts[s]));
+                match s {
+                    0 => series.legend(move |(x, y)| Circle::new((x, y), 3, color.filled())),
+                    1 => series.legend(move |(x, y)| Cross::new((x, y), 3, color.stroke_width(1))),
+                    _ => series.legend(move |(x, y)| TriangleMarker::new((x, y), 4, color.filled())),
+                };
             }
         }
         if text {

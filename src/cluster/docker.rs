@@ -274,6 +274,35 @@ pub async fn remove_labeled(docker: &Docker, label: &str) -> Result<Removed> {
     }
 }
 
+/// Removes what a listing found of one run: by its run label when it has one (which also
+/// catches anything created since the listing), else exactly the listed containers and networks.
+pub async fn remove_run_resources(docker: &Docker, run: &RunResources) -> Result<Removed> {
+    if !run.run_id.is_empty() {
+        return remove_run(docker, &run.run_id).await;
+    }
+    let mut removed = Removed::default();
+    for c in &run.containers {
+        let opts = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match docker.remove_container(c, Some(opts)).await {
+            Ok(()) => removed.containers.push(c.clone()),
+            Err(e) if is_not_found(&e) => removed.containers.push(c.clone()),
+            Err(e) => bail!("removing container {c}: {e}"),
+        }
+    }
+    for n in &run.networks {
+        match docker.remove_network(n).await {
+            Ok(()) => removed.networks.push(n.clone()),
+            Err(e) if is_not_found(&e) => removed.networks.push(n.clone()),
+            Err(e) => bail!("removing network {n}: {e}"),
+        }
+    }
+    Ok(removed)
+}
+
 /// Removes everything of one run.
 pub async fn remove_run(docker: &Docker, run_id: &str) -> Result<Removed> {
     remove_labeled(docker, &format!("{LABEL_RUN}={run_id}")).await

@@ -121,7 +121,7 @@ pub fn new_run_id(system: &str) -> String {
 impl Cluster {
     /// Creates the run network and the nodes, starts them, and waits until every node passes its
     /// readiness probe. On any failure (and on cancellation) everything created is removed.
-    pub async fn start(system: System, opts: ClusterOptions) -> Result<Cluster> {
+    pub async fn up(system: System, opts: ClusterOptions) -> Result<Cluster> {
         let t0 = Instant::now();
         let docker = docker::connect()?;
         crate::images::require_image(&docker, &system.image).await?;
@@ -142,7 +142,7 @@ impl Cluster {
         };
         cluster.create_network().await?;
         let specs = cluster.system.nodes.clone();
-        let launches = specs.iter().map(|spec| cluster.launch(spec, &opts));
+        let launches = specs.iter().map(|spec| cluster.launch_node(spec, &opts));
         let launched = futures_util::future::join_all(launches).await;
         for node in launched {
             cluster.nodes.push(node?);
@@ -248,7 +248,7 @@ impl Cluster {
     /// Creates and starts one node. If Docker says a host port picked for it was taken by
     /// another process meanwhile, the container is removed and made again with other ports
     /// (bounded attempts).
-    async fn launch(&self, spec: &NodeSpec, opts: &ClusterOptions) -> Result<Node> {
+    async fn launch_node(&self, spec: &NodeSpec, opts: &ClusterOptions) -> Result<Node> {
         let mut attempt = 1;
         loop {
             let node = self.create_node(spec, opts).await?;
@@ -304,7 +304,7 @@ impl Cluster {
         &self.system
     }
 
-    /// How long `start` took from its call to the last node ready.
+    /// How long `up` took from its call to the last node ready.
     pub fn ready_in(&self) -> Duration {
         self.ready_in
     }
@@ -561,12 +561,11 @@ impl Cluster {
             .node(node)
             .ok_or_else(|| anyhow!("no node {node:?} in this cluster"))?;
         let t0 = Instant::now();
-        let mut last = String::from("no attempt finished");
         loop {
-            match self.probe_once(node, &spec.probe).await {
+            let last = match self.probe_once(node, &spec.probe).await {
                 Ok(()) => return Ok(()),
-                Err(e) => last = e,
-            }
+                Err(e) => e,
+            };
             if !self.container_alive(node).await? {
                 bail!(
                     "node {node} exited while waiting for {}; its last log lines:\n{}",
@@ -651,6 +650,30 @@ impl Cluster {
                         Ok(Ok(_)) => Ok(()),
                         Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
                         Err(_) => Err(format!("connect {addr}: timed out")),
+                    }
+                }
+                Probe::Http {
+                    port,
+                    path,
+                    body_contains,
+                } => {
+                    let addr = self.host_addr(node, port).map_err(|e| e.to_string())?;
+                    let url = format!("http://{addr}{path}");
+                    let resp = http_client()
+                        .get(&url)
+                        .timeout(attempt)
+                        .send()
+                        .await
+                        .map_err(|e| format!("GET {url}: {e}"))?;
+                    let status = resp.status();
+                    let body = resp.text().await.unwrap_or_default();
+                    let text_ok = body_contains
+                        .as_ref()
+                        .is_none_or(|t| body.contains(t.as_str()));
+                    if status.is_success() && text_ok {
+                        Ok(())
+                    } else {
+                        Err(format!("GET {url}: {status} {}", last_line(&body)))
                     }
                 }
                 Probe::All(ps) => {
@@ -867,6 +890,20 @@ async fn download(docker: &Docker, id: &str, path: &str, into: &Path) -> Result<
         .unpack(into)
         .with_context(|| format!("unpacking {path} into {}", into.display()))?;
     Ok(())
+}
+
+/// One HTTP client for probes and leader queries (loopback only, no proxies).
+pub(crate) fn http_client() -> reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .no_proxy()
+                .connect_timeout(Duration::from_secs(2))
+                .build()
+                .expect("an HTTP client without TLS always builds")
+        })
+        .clone()
 }
 
 fn sanitize(path: &str) -> String {

@@ -94,6 +94,13 @@ pub enum Probe {
     Log(String),
     /// A TCP connect to the node's named port (through the host mapping) succeeds.
     Tcp(String),
+    /// An HTTP GET of `path` on the node's named port (through the host mapping) answers 2xx
+    /// (and its body holds the text, when given).
+    Http {
+        port: String,
+        path: String,
+        body_contains: Option<String>,
+    },
     /// Every probe passes.
     All(Vec<Probe>),
 }
@@ -126,6 +133,7 @@ impl Probe {
             } => format!("`{}` to exit 0 printing {t:?}", cmd.join(" ")),
             Probe::Log(t) => format!("its log to contain {t:?}"),
             Probe::Tcp(p) => format!("a TCP connect to its {p} port"),
+            Probe::Http { port, path, .. } => format!("GET {path} on its {port} port to answer 2xx"),
             Probe::All(ps) => ps.iter().map(Probe::describe).collect::<Vec<_>>().join(" and "),
         }
     }

@@ -2,3 +2,7 @@
 
 pub mod check;
 pub mod convert;
+pub mod proxy;
+pub mod images;
+pub mod clean;
+pub mod cluster;

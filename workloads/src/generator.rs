@@ -77,7 +77,9 @@ pub struct Planned {
 pub enum Next {
     Op(Planned),
     /// Nothing now. Ask again after the next completion, or at `wake_ns` if given.
-    Pending { wake_ns: Option<u64> },
+    Pending {
+        wake_ns: Option<u64>,
+    },
     /// No more operations, ever.
     Done,
 }
@@ -636,16 +638,17 @@ pub fn reserve(groups: Vec<(usize, Gen)>, rest: Gen) -> Gen {
 // ------------------------------------------------------------------------------------------
 // Feedback
 
-struct UntilOk {
+struct Until<P> {
     gen: Gen,
     attempts_left: u64,
     in_flight: HashSet<usize>,
-    succeeded: bool,
+    satisfied: bool,
+    pred: P,
 }
 
-impl Generator for UntilOk {
+impl<P: FnMut(&Completion) -> bool + Send> Generator for Until<P> {
     fn next(&mut self, ctx: &mut Ctx<'_>) -> Next {
-        if self.succeeded {
+        if self.satisfied {
             return Next::Done;
         }
         if self.attempts_left == 0 {
@@ -666,23 +669,34 @@ impl Generator for UntilOk {
         }
     }
     fn update(&mut self, done: &Completed<'_>) {
-        if self.in_flight.remove(&done.thread) && done.completion.kind == checkers::EventType::Ok {
-            self.succeeded = true;
+        if self.in_flight.remove(&done.thread) && (self.pred)(done.completion) {
+            self.satisfied = true;
         }
         self.gen.update(done);
     }
 }
 
-/// Operations from `gen` until one of them completes `ok`, at most `max_attempts` of them
-/// (Jepsen's `until-ok`, bounded). With [`each_thread`], "final reads until ok" is
-/// `each_thread(|| until_ok(repeat(read), 10))`.
-pub fn until_ok(max_attempts: u64, gen: Gen) -> Gen {
-    Box::new(UntilOk {
+/// Operations from `gen` until one of them completes in a way `pred` accepts, at most
+/// `max_attempts` of them; e.g. drain a queue until a drain comes back empty.
+pub fn until(
+    max_attempts: u64,
+    gen: Gen,
+    pred: impl FnMut(&Completion) -> bool + Send + 'static,
+) -> Gen {
+    Box::new(Until {
         gen,
         attempts_left: max_attempts,
         in_flight: HashSet::new(),
-        succeeded: false,
+        satisfied: false,
+        pred,
     })
+}
+
+/// Operations from `gen` until one of them completes `ok`, at most `max_attempts` of them
+/// (Jepsen's `until-ok`, bounded). With [`each_thread`], "final reads until ok" is
+/// `each_thread(|| until_ok(10, repeat(read)))`.
+pub fn until_ok(max_attempts: u64, gen: Gen) -> Gen {
+    until(max_attempts, gen, |c| c.kind == checkers::EventType::Ok)
 }
 
 struct Map<F> {

@@ -283,11 +283,14 @@ impl Writer {
             if let Some(reply) = finish {
                 let result = match error.take() {
                     Some(e) => Err(e),
-                    None => self.flush().and_then(|()| self.sync()).map(|()| RecordSummary {
-                        path: self.path.clone(),
-                        events: self.next_index,
-                        stats: self.local.clone(),
-                    }),
+                    None => self
+                        .flush()
+                        .and_then(|()| self.sync())
+                        .map(|()| RecordSummary {
+                            path: self.path.clone(),
+                            events: self.next_index,
+                            stats: self.local.clone(),
+                        }),
                 };
                 let _ = reply.send(result);
                 rx.close();

@@ -171,7 +171,13 @@ impl Scheduler {
 
     /// Records that the operation running on `thread` completed; shows it to the generator and
     /// retires the process id after `info`.
-    pub fn complete(&mut self, thread: usize, op: &Invocation, completion: &Completion, now_ns: u64) {
+    pub fn complete(
+        &mut self,
+        thread: usize,
+        op: &Invocation,
+        completion: &Completion,
+        now_ns: u64,
+    ) {
         assert!(self.busy[thread], "completion on idle thread {thread}");
         assert!(
             completion.kind != EventType::Invoke,

@@ -10,6 +10,7 @@
 //! ([`History::ops`]), so a history that reads is a history every checker can trust.
 
 pub mod edn;
+pub mod stream;
 
 use crate::history::{Event, EventType, History, Process};
 use serde_json::Value;

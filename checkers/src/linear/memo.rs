@@ -98,13 +98,22 @@ impl Control {
 }
 
 /// The memo table of one partition's search.
+///
+/// A configuration is split in two: the definite ops placed (`ok` words, hashed) and the info
+/// ops placed (`info` words, not hashed). Besides exact repeats, the table answers "dominated":
+/// a configuration whose definite ops and state equal those of one that already failed, and
+/// whose info ops include that one's, fails too (info ops are optional, so the failed one could
+/// have used the extra ones and did not find a way). Only failed entries ([`Memo::fail`])
+/// dominate; an entry still being explored only blocks exact repeats.
 pub(crate) struct Memo<'c, S> {
     table: HashTable<u32>,
     hashes: Vec<u64>,
-    words: Vec<u64>,
+    ok_words: Vec<u64>,
+    info_words: Vec<u64>,
     states: Vec<S>,
-    /// Bitset words per entry.
-    width: usize,
+    failed: Vec<bool>,
+    ok_width: usize,
+    info_width: usize,
     /// Heap bytes owned by stored states (beyond their inline size).
     state_heap_bytes: u64,
     /// Bytes taken from the shared cap and not yet given back.
@@ -126,14 +135,26 @@ fn table_bytes(capacity: usize) -> u64 {
 /// Entries the arenas start with, and the table's first capacity.
 const INITIAL_ENTRIES: usize = 1024;
 
-impl<'c, S: Eq> Memo<'c, S> {
-    pub(crate) fn new(width: usize, control: &'c Control) -> Self {
+/// The answer to [`Memo::visit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Visit {
+    /// Not seen before: explore it; its entry is this index.
+    New(u32),
+    /// Seen before, or dominated by a configuration that failed: skip it.
+    Known,
+}
+
+impl<'c, S: Eq + Clone> Memo<'c, S> {
+    pub(crate) fn new(ok_width: usize, info_width: usize, control: &'c Control) -> Self {
         Memo {
             table: HashTable::new(),
             hashes: Vec::new(),
-            words: Vec::new(),
+            ok_words: Vec::new(),
+            info_words: Vec::new(),
             states: Vec::new(),
-            width,
+            failed: Vec::new(),
+            ok_width,
+            info_width,
             state_heap_bytes: 0,
             reserved: 0,
             peak: 0,
@@ -153,7 +174,8 @@ impl<'c, S: Eq> Memo<'c, S> {
     }
 
     fn arena_bytes(&self, entries: usize) -> u64 {
-        (entries * (8 + self.width * 8 + std::mem::size_of::<S>())) as u64
+        let per_entry = 8 + 1 + (self.ok_width + self.info_width) * 8 + std::mem::size_of::<S>();
+        (entries * per_entry) as u64
     }
 
     /// The most bytes this table held at once.
@@ -161,27 +183,38 @@ impl<'c, S: Eq> Memo<'c, S> {
         self.peak
     }
 
-    /// Records (bits, state) under `hash`. `Ok(true)`: new; `Ok(false)`: explored before;
-    /// `Err(())`: the memory cap does not allow it (the search must stop).
-    pub(crate) fn insert(
+    /// Marks an entry's configuration as failed (fully explored without success).
+    pub(crate) fn fail(&mut self, entry: u32) {
+        self.failed[entry as usize] = true;
+    }
+
+    /// Looks up (ok, info, state) under `hash` (which must depend on `ok` and `state` only)
+    /// and records it when new. `Err(())`: the memory cap does not allow it.
+    pub(crate) fn visit(
         &mut self,
         hash: u64,
-        bits: &[u64],
+        ok: &[u64],
+        info: &[u64],
         state: &S,
         state_heap_bytes: usize,
-    ) -> Result<bool, ()>
-    where
-        S: Clone,
-    {
-        debug_assert_eq!(bits.len(), self.width);
-        let w = self.width;
-        let (hashes, words, states) = (&self.hashes, &self.words, &self.states);
-        let found = self.table.find(hash, |&i| {
+    ) -> Result<Visit, ()> {
+        debug_assert_eq!(ok.len(), self.ok_width);
+        debug_assert_eq!(info.len(), self.info_width);
+        let (ow, iw) = (self.ok_width, self.info_width);
+        for &i in self.table.iter_hash(hash) {
             let i = i as usize;
-            hashes[i] == hash && &words[i * w..(i + 1) * w] == bits && states[i] == *state
-        });
-        if found.is_some() {
-            return Ok(false);
+            if self.hashes[i] != hash
+                || &self.ok_words[i * ow..(i + 1) * ow] != ok
+                || self.states[i] != *state
+            {
+                continue;
+            }
+            let theirs = &self.info_words[i * iw..(i + 1) * iw];
+            if theirs == info
+                || (self.failed[i] && theirs.iter().zip(info).all(|(t, m)| t & !m == 0))
+            {
+                return Ok(Visit::Known);
+            }
         }
         self.make_room(state_heap_bytes as u64)?;
         let index = self.hashes.len() as u32;
@@ -189,10 +222,12 @@ impl<'c, S: Eq> Memo<'c, S> {
         self.table
             .insert_unique(hash, index, |&i| hashes[i as usize]);
         self.hashes.push(hash);
-        self.words.extend_from_slice(bits);
+        self.ok_words.extend_from_slice(ok);
+        self.info_words.extend_from_slice(info);
         self.states.push(state.clone());
+        self.failed.push(false);
         self.state_heap_bytes += state_heap_bytes as u64;
-        Ok(true)
+        Ok(Visit::New(index))
     }
 
     /// Grows the table and arenas for one more entry, after pricing the growth.
@@ -235,8 +270,10 @@ impl<'c, S: Eq> Memo<'c, S> {
         if arena_new != arena_cap {
             let extra = arena_new - len;
             self.hashes.reserve_exact(extra);
-            self.words.reserve_exact(extra * self.width);
+            self.ok_words.reserve_exact(extra * self.ok_width);
+            self.info_words.reserve_exact(extra * self.info_width);
             self.states.reserve_exact(extra);
+            self.failed.reserve_exact(extra);
         }
         if table_new != table_cap {
             let hashes = &self.hashes;
@@ -267,22 +304,40 @@ mod tests {
     #[test]
     fn a_configuration_is_new_once() {
         let control = Control::new(None, None);
-        let mut memo: Memo<u32> = Memo::new(2, &control);
-        assert_eq!(memo.insert(7, &[1, 0], &3, 0), Ok(true));
-        assert_eq!(memo.insert(7, &[1, 0], &3, 0), Ok(false));
+        let mut memo: Memo<u32> = Memo::new(2, 0, &control);
+        assert_eq!(memo.visit(7, &[1, 0], &[], &3, 0), Ok(Visit::New(0)));
+        assert_eq!(memo.visit(7, &[1, 0], &[], &3, 0), Ok(Visit::Known));
         // Same hash, different bits or state: distinct configurations.
-        assert_eq!(memo.insert(7, &[1, 1], &3, 0), Ok(true));
-        assert_eq!(memo.insert(7, &[1, 0], &4, 0), Ok(true));
+        assert_eq!(memo.visit(7, &[1, 1], &[], &3, 0), Ok(Visit::New(1)));
+        assert_eq!(memo.visit(7, &[1, 0], &[], &4, 0), Ok(Visit::New(2)));
         assert_eq!(memo.len(), 3);
+    }
+
+    #[test]
+    fn only_a_failed_configuration_dominates_one_with_more_info_ops() {
+        let control = Control::new(None, None);
+        let mut memo: Memo<u32> = Memo::new(1, 1, &control);
+        let Ok(Visit::New(first)) = memo.visit(5, &[1], &[0b01], &3, 0) else {
+            panic!("new")
+        };
+        // Still being explored: a superset of its info ops is a configuration of its own.
+        assert_eq!(memo.visit(5, &[1], &[0b11], &3, 0), Ok(Visit::New(1)));
+        memo.fail(first);
+        assert_eq!(memo.visit(5, &[1], &[0b111], &3, 0), Ok(Visit::Known));
+        // Not a superset, another state, or other definite ops: not dominated.
+        assert_eq!(memo.visit(5, &[1], &[0b10], &3, 0), Ok(Visit::New(2)));
+        assert_eq!(memo.visit(5, &[1], &[0b101], &4, 0), Ok(Visit::New(3)));
+        assert_eq!(memo.visit(5, &[3], &[0b101], &3, 0), Ok(Visit::New(4)));
     }
 
     #[test]
     fn growth_past_the_cap_stops_the_search() {
         let control = Control::new(None, Some(64 << 10));
-        let mut memo: Memo<u32> = Memo::new(1, &control);
+        let mut memo: Memo<u32> = Memo::new(1, 0, &control);
         let mut inserted = 0u64;
         let outcome = loop {
-            match memo.insert(inserted.wrapping_mul(0x9e37_79b9_7f4a_7c15), &[inserted], &0, 0) {
+            let hash = inserted.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            match memo.visit(hash, &[inserted], &[], &0, 0) {
                 Ok(_) => inserted += 1,
                 Err(()) => break inserted,
             }

@@ -106,6 +106,7 @@ mod memo;
 pub mod models;
 mod run;
 mod search;
+pub mod synth;
 
 use crate::{Budget, CheckResult, Checker, History, HistoryError, Op};
 use std::hash::Hash;

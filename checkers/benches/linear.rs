@@ -1,0 +1,148 @@
+//! Linearizability checker figures: per-file and total check times over Porcupine's 70 etcd
+//! histories and its kv histories, then synthetic histories of 1,700-2,000 ops over 10 keys.
+//!
+//! `cargo bench -p checkers --bench linear` (add `-- --runs N` for more repetitions).
+//! Times are the median of the runs of the check alone (the history is parsed beforehand);
+//! "cache" is the peak bytes of the memo tables, "rss" the process's peak resident memory.
+
+use checkers::linear::synth::{register_history, SynthParams};
+use checkers::linear::Linearizable;
+use checkers::{formats, Budget, CheckResult, Checker, History};
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn corpus() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/histories/porcupine");
+    assert!(
+        dir.is_dir(),
+        "the Porcupine corpus is missing: expected {}",
+        dir.display()
+    );
+    dir
+}
+
+/// Peak resident memory of this process, from /proc (Linux), in bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+struct Figure {
+    median_ms: f64,
+    min_ms: f64,
+    result: CheckResult,
+}
+
+fn measure(checker: &Linearizable, history: &History, runs: usize) -> Figure {
+    let mut times = Vec::with_capacity(runs);
+    let mut last = None;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let result = checker.check(history, &Budget::default()).expect("well-formed");
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+        last = Some(result);
+    }
+    times.sort_by(f64::total_cmp);
+    Figure {
+        median_ms: times[times.len() / 2],
+        min_ms: times[0],
+        result: last.expect("at least one run"),
+    }
+}
+
+fn row(name: &str, ops: usize, f: &Figure) {
+    let d = &f.result.details;
+    println!(
+        "{name:<28} {ops:>6} {:>9} {:>10.3} {:>10.3} {:>10} {:>12}",
+        f.result.verdict.as_str(),
+        f.median_ms,
+        f.min_ms,
+        d["states_explored"].as_u64().unwrap_or(0),
+        d["peak_cache_bytes_all_partitions"].as_u64().unwrap_or(0),
+    );
+}
+
+fn header() {
+    println!(
+        "{:<28} {:>6} {:>9} {:>10} {:>10} {:>10} {:>12}",
+        "history", "ops", "verdict", "median ms", "min ms", "states", "cache bytes"
+    );
+}
+
+fn main() {
+    let mut runs = 5usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--runs" {
+            runs = args.next().and_then(|n| n.parse().ok()).unwrap_or(runs).max(1);
+        }
+    }
+    let cas = Linearizable::new(Some("cas-register"), None).expect("model");
+    let kv = Linearizable::new(Some("kv"), None).expect("model");
+
+    println!("== Porcupine etcd histories (cas-register), {runs} runs each");
+    header();
+    let mut etcd: Vec<PathBuf> = std::fs::read_dir(corpus().join("etcd"))
+        .expect("etcd folder")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    etcd.sort();
+    let (mut total_median, mut total_min, mut slowest) = (0.0, 0.0, (0.0f64, String::new()));
+    let mut cache_max = 0u64;
+    for path in &etcd {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let history = formats::read_path(path, None).expect("reads");
+        let f = measure(&cas, &history, runs);
+        row(&name, history.ops().expect("pairs").len(), &f);
+        total_median += f.median_ms;
+        total_min += f.min_ms;
+        if f.median_ms > slowest.0 {
+            slowest = (f.median_ms, name);
+        }
+        cache_max = cache_max.max(
+            f.result.details["peak_cache_bytes_all_partitions"]
+                .as_u64()
+                .unwrap_or(0),
+        );
+    }
+    println!(
+        "etcd total over {} files: {total_median:.3} ms (sum of medians), {total_min:.3} ms (sum of minima); slowest {} at {:.3} ms; largest memo {} bytes",
+        etcd.len(),
+        slowest.1,
+        slowest.0,
+        cache_max
+    );
+
+    println!("\n== Porcupine kv histories (kv), {runs} runs each");
+    header();
+    for name in ["c01-ok.txt", "c01-bad.txt", "c10-ok.txt", "c10-bad.txt"] {
+        let history = formats::read_path(&corpus().join("kv").join(name), None).expect("reads");
+        let f = measure(&kv, &history, runs);
+        row(name, history.ops().expect("pairs").len(), &f);
+    }
+
+    println!("\n== Synthetic cas-register histories, 10 keys, 10 workers, values 0..5, {runs} runs each");
+    header();
+    for (seed, ops, info) in [(1, 1700, 20), (2, 2000, 20), (3, 2000, 40), (4, 2000, 60)] {
+        let history = register_history(&SynthParams {
+            seed,
+            ops,
+            keys: 10,
+            processes: 10,
+            values: 5,
+            info_per_mille: info,
+            cas: true,
+        });
+        let infos = history.ops().expect("pairs").iter().filter(|o| o.is_info()).count();
+        let f = measure(&cas, &history, runs);
+        row(&format!("synth seed {seed} ({infos} info)"), ops, &f);
+    }
+    if let Some(rss) = peak_rss_bytes() {
+        println!(
+            "\npeak resident memory of the whole bench process: {:.1} MiB",
+            rss as f64 / (1u64 << 20) as f64
+        );
+    }
+}

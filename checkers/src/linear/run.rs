@@ -1,0 +1,436 @@
+//! From a history to a result: decode ops, split them into partitions, search the partitions in
+//! parallel under one budget, and turn the outcome into a verdict with evidence.
+
+use super::memo::{Control, StopReason};
+use super::search::{search, Failure, Outcome, PartOp, SearchStats};
+use super::Model;
+use crate::{Anomaly, Budget, CheckResult, History, HistoryError, Op};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const CHECKER: &str = "linearizable";
+/// Prefix ops named one by one in an explanation; longer prefixes show their last few.
+const PREFIX_NAMED_MAX: usize = 6;
+const PREFIX_TAIL: usize = 3;
+
+struct Partition<I> {
+    key: Option<String>,
+    ops: Vec<PartOp<I>>,
+}
+
+struct PartResult<S> {
+    outcome: Outcome<S>,
+    stats: SearchStats,
+    elapsed_ms: f64,
+}
+
+/// Checks `history` against `model`: the entry point for a model of your own.
+///
+/// A malformed history is an `Err`; an op the model cannot decode, or a budget that runs out,
+/// gives an `unknown` verdict with the reason.
+pub fn check_model<M: Model>(
+    mut model: M,
+    history: &History,
+    budget: &Budget,
+) -> Result<CheckResult, HistoryError> {
+    let started = Instant::now();
+    let deadline = budget.time_limit.map(|t| started + t);
+    let ops = history.ops()?;
+    let places = Places::new(history);
+
+    // Decode, and split by partition (in invocation order within each).
+    let mut index: HashMap<Option<String>, usize> = HashMap::new();
+    let mut parts: Vec<Partition<M::Input>> = Vec::new();
+    let mut dropped = 0usize;
+    for (src, op) in ops.iter().enumerate() {
+        let decoded = if op.is_fail() {
+            model.decode_failed(op)
+        } else {
+            model.decode(op)
+        };
+        let input = match decoded {
+            Ok(Some(input)) => input,
+            Ok(None) => {
+                dropped += 1;
+                continue;
+            }
+            Err(message) => {
+                let reason = format!(
+                    "the {} model cannot check op {} ({}, process {}, {} {}): {message}",
+                    model.name(),
+                    op.invoke_index,
+                    places.at(op.invoke_index),
+                    op.process,
+                    op.outcome,
+                    op.f
+                );
+                return Ok(CheckResult::unknown(CHECKER, reason));
+            }
+        };
+        let key = model.partition(op);
+        let slot = *index.entry(key.clone()).or_insert_with(|| {
+            parts.push(Partition {
+                key,
+                ops: Vec::new(),
+            });
+            parts.len() - 1
+        });
+        let info = op.is_info();
+        parts[slot].ops.push(PartOp {
+            input,
+            call: op.invoke_index,
+            ret: if info {
+                u64::MAX
+            } else {
+                op.complete_index.unwrap_or(u64::MAX)
+            },
+            info,
+            src,
+        });
+    }
+    parts.sort_by(|a, b| a.key.cmp(&b.key));
+
+    let control = Control::new(deadline, budget.memory_bytes_max);
+    let results = run_partitions(&model, &parts, &control);
+    Ok(conclude(
+        &model, &ops, &places, &parts, results, &control, dropped, budget,
+    ))
+}
+
+/// The calling thread works alone for this long before it brings in helper threads: small
+/// histories never pay for threads (on a loaded machine a new thread can wait milliseconds for a
+/// core), large ones get every core after a millisecond.
+const HELPERS_AFTER: Duration = Duration::from_millis(1);
+
+/// Searches every partition, largest first, on up to one thread per core; the first invalid
+/// partition cancels the others.
+fn run_partitions<M: Model>(
+    model: &M,
+    parts: &[Partition<M::Input>],
+    control: &Control,
+) -> Vec<Option<PartResult<M::State>>> {
+    let started = Instant::now();
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(parts[i].ops.len()));
+    let slots: Vec<Mutex<Option<PartResult<M::State>>>> =
+        parts.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    // Claims and checks partitions until none is left; `poll` runs between search steps.
+    let work = |poll: &dyn Fn()| loop {
+        let k = next.fetch_add(1, Ordering::Relaxed);
+        let Some(&i) = order.get(k) else { break };
+        if control.should_stop() {
+            break;
+        }
+        poll();
+        let part = &parts[i];
+        let part_started = Instant::now();
+        let init = model.init(part.key.as_deref());
+        let (outcome, stats) = search(model, init, &part.ops, control, poll);
+        if matches!(outcome, Outcome::Invalid(_)) {
+            control.stop(StopReason::Cancelled);
+        }
+        let result = PartResult {
+            outcome,
+            stats,
+            elapsed_ms: part_started.elapsed().as_secs_f64() * 1e3,
+        };
+        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(parts.len());
+    if threads <= 1 {
+        work(&|| {});
+    } else {
+        std::thread::scope(|s| {
+            let helping = std::cell::Cell::new(false);
+            let call_helpers = || {
+                if !helping.get()
+                    && started.elapsed() >= HELPERS_AFTER
+                    && next.load(Ordering::Relaxed) < order.len()
+                {
+                    helping.set(true);
+                    for _ in 1..threads {
+                        s.spawn(|| work(&|| {}));
+                    }
+                }
+            };
+            work(&call_helpers);
+        });
+    }
+    slots
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect()
+}
+
+/// Where an event is, for a person: seconds since the start, or the line when the history has
+/// no timestamps.
+struct Places {
+    synthetic: bool,
+    /// (event index, time) in history order.
+    events: Vec<(u64, u64)>,
+}
+
+impl Places {
+    fn new(history: &History) -> Self {
+        Places {
+            synthetic: history.synthetic_time,
+            events: history.events.iter().map(|e| (e.index, e.time)).collect(),
+        }
+    }
+
+    fn position(&self, index: u64) -> Option<usize> {
+        self.events.binary_search_by_key(&index, |&(i, _)| i).ok()
+    }
+
+    /// "line 12" or "1.200 s".
+    fn at(&self, index: u64) -> String {
+        match self.position(index) {
+            Some(p) if self.synthetic => format!("line {}", p + 1),
+            Some(p) => format!("{:.3} s", self.events[p].1 as f64 / 1e9),
+            None => format!("event {index}"),
+        }
+    }
+
+    /// "between lines 3 and 9", "between 1.200 s and 1.310 s", "invoked at line 3 and never
+    /// completed".
+    fn interval(&self, op: &Op) -> String {
+        let (call, done) = (self.at(op.invoke_index), op.complete_index);
+        match done {
+            None => format!("invoked at {call} and never completed"),
+            Some(done) => {
+                let done = self.at(done);
+                if self.synthetic {
+                    format!(
+                        "between lines {} and {}",
+                        call.trim_start_matches("line "),
+                        done.trim_start_matches("line ")
+                    )
+                } else {
+                    format!("between {call} and {done}")
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conclude<M: Model>(
+    model: &M,
+    ops: &[Op],
+    places: &Places,
+    parts: &[Partition<M::Input>],
+    results: Vec<Option<PartResult<M::State>>>,
+    control: &Control,
+    dropped: usize,
+    budget: &Budget,
+) -> CheckResult {
+    let name = model.name().to_string();
+    let mut anomalies = Vec::new();
+    let mut invalid_keys = Vec::new();
+    let mut stopped = None;
+    let mut decided = 0usize;
+    let mut total = SearchStats::default();
+    let mut per_partition = Vec::new();
+    let op_count: usize = parts.iter().map(|p| p.ops.len()).sum();
+    for (part, result) in parts.iter().zip(&results) {
+        let info_ops = part.ops.iter().filter(|o| o.info).count();
+        let key = part.key.clone().map_or(Value::Null, Value::String);
+        let Some(result) = result else {
+            per_partition.push(json!({"key": key, "ops": part.ops.len(), "info_ops": info_ops, "verdict": "not checked"}));
+            continue;
+        };
+        let verdict = match &result.outcome {
+            Outcome::Valid => {
+                decided += 1;
+                "valid"
+            }
+            Outcome::Invalid(failure) => {
+                decided += 1;
+                invalid_keys.push(part.key.clone());
+                anomalies.push(evidence(model, part, failure, ops, places));
+                "invalid"
+            }
+            Outcome::Stopped(StopReason::Cancelled) => "cancelled",
+            Outcome::Stopped(reason) => {
+                stopped.get_or_insert(*reason);
+                "unknown"
+            }
+        };
+        let s = result.stats;
+        total.configurations += s.configurations;
+        total.steps += s.steps;
+        total.cache_entries += s.cache_entries;
+        total.peak_cache_bytes = total.peak_cache_bytes.max(s.peak_cache_bytes);
+        per_partition.push(json!({
+            "key": key,
+            "ops": part.ops.len(),
+            "info_ops": info_ops,
+            "verdict": verdict,
+            "states_explored": s.configurations,
+            "steps": s.steps,
+            "cache_entries": s.cache_entries,
+            "peak_cache_bytes": s.peak_cache_bytes,
+            "elapsed_ms": result.elapsed_ms,
+        }));
+    }
+    if stopped.is_none() && anomalies.is_empty() && decided < parts.len() {
+        // A partition never started because the budget ran out between partitions.
+        stopped = control.reason().filter(|r| *r != StopReason::Cancelled);
+    }
+    let details = json!({
+        "model": name,
+        "partitions": parts.len(),
+        "partitions_decided": decided,
+        "ops": op_count,
+        "ops_dropped": dropped,
+        "states_explored": total.configurations,
+        "steps": total.steps,
+        "cache_entries": total.cache_entries,
+        "peak_cache_bytes": total.peak_cache_bytes,
+        "peak_cache_bytes_all_partitions": control.peak_bytes(),
+        "per_partition": per_partition,
+    });
+    let scope = format!(
+        "{op_count} ops in {} partition{} against the {name} model ({dropped} failed or unanswered ops dropped as not having happened or telling nothing)",
+        parts.len(),
+        if parts.len() == 1 { "" } else { "s" },
+    );
+    let result = if !anomalies.is_empty() {
+        let keys: Vec<String> = invalid_keys
+            .iter()
+            .map(|k| k.as_ref().map_or("(no key)".to_string(), |k| format!("{k:?}")))
+            .collect();
+        let summary = format!(
+            "not linearizable: {scope}; no valid order exists for {} {}. {}",
+            if keys.len() == 1 { "partition" } else { "partitions" },
+            keys.join(", "),
+            anomalies[0].explanation
+        );
+        CheckResult::invalid(CHECKER, summary, anomalies)
+    } else if let Some(reason) = stopped {
+        let limit = match reason {
+            StopReason::TimeLimit => format!(
+                "the time limit of {:.3} s ran out",
+                budget.time_limit.map_or(0.0, |t| t.as_secs_f64())
+            ),
+            _ => format!(
+                "the search's memo tables reached the memory cap of {}",
+                bytes_text(control.memory_bytes_max())
+            ),
+        };
+        CheckResult::unknown(
+            CHECKER,
+            format!(
+                "{limit} before the search finished: {decided} of {} partitions decided, none invalid; {} states explored ({scope})",
+                parts.len(),
+                total.configurations
+            ),
+        )
+    } else {
+        CheckResult::valid(
+            CHECKER,
+            format!(
+                "linearizable: {scope}; {} states explored",
+                total.configurations
+            ),
+        )
+    };
+    result.with_details(details)
+}
+
+fn bytes_text(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    }
+}
+
+/// The anomaly of one failing partition, as data and as a sentence.
+fn evidence<M: Model>(
+    model: &M,
+    part: &Partition<M::Input>,
+    failure: &Failure<M::State>,
+    ops: &[Op],
+    places: &Places,
+) -> Anomaly {
+    let invoke = |p: usize| ops[part.ops[p].src].invoke_index;
+    let prefix: Vec<u64> = failure.prefix.iter().map(|&p| invoke(p)).collect();
+    let states: Vec<String> = failure
+        .states
+        .iter()
+        .map(|s| model.describe_state(s))
+        .collect();
+    let key_text = part
+        .key
+        .as_ref()
+        .map_or(String::new(), |k| format!("key {k:?}: "));
+    let after = match prefix.len() {
+        0 => "from the initial state,".to_string(),
+        1 => format!("after op {}", prefix[0]),
+        n if n <= PREFIX_NAMED_MAX => format!("after ops {}", join(&prefix)),
+        n => format!(
+            "after {n} ops (the last: {})",
+            join(&prefix[n - PREFIX_TAIL..])
+        ),
+    };
+    let holds = if states.len() > 1 {
+        format!("{} (depending on their order)", states.join(" or "))
+    } else {
+        states.join("")
+    };
+    let mut involved: Vec<u64> = prefix.iter().rev().take(PREFIX_TAIL).copied().collect();
+    let (unplaceable, sentence) = if failure.unplaceable == usize::MAX {
+        (
+            Vec::new(),
+            format!("{key_text}{after} {holds}; no pending operation can take effect there."),
+        )
+    } else {
+        let x = &part.ops[failure.unplaceable];
+        let op = &ops[x.src];
+        involved.push(op.invoke_index);
+        involved.extend(op.complete_index);
+        let place = if states.len() > 1 {
+            "in any of these states"
+        } else {
+            "in that state"
+        };
+        (
+            vec![op.invoke_index],
+            format!(
+                "{key_text}{after} {holds}; op {} (process {}) {} {} cannot take effect {place}, and no other pending operation could take effect before it.",
+                op.invoke_index,
+                op.process,
+                model.describe_op(&x.input),
+                places.interval(op),
+            ),
+        )
+    };
+    involved.sort_unstable();
+    involved.dedup();
+    Anomaly {
+        kind: "nonlinearizable".to_string(),
+        ops: involved,
+        explanation: sentence,
+        data: json!({
+            "key": part.key,
+            "prefix": prefix,
+            "unplaceable": unplaceable,
+            "states": states,
+            "model": model.name(),
+        }),
+    }
+}
+
+fn join(ids: &[u64]) -> String {
+    ids.iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

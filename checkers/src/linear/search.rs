@@ -1,0 +1,545 @@
+//! The search of one partition: Wing–Gong with Lowe's memo, and the prunings listed in the
+//! module docs of [`crate::linear`].
+//!
+//! Layout: op `i` has a call entry `i` and, unless it is indeterminate, a return entry `n + i`.
+//! Calls and returns of definite ops form the main list, in history order; calls of info ops
+//! form a second list (they have no return: it lies at +infinity). Both lists are threaded
+//! through one pair of `next`/`prev` arrays and lifted and restored dancing-links style, so a
+//! step and its undo are O(1).
+//!
+//! A configuration's candidates are the definite calls before the first return of the main
+//! list, then the info calls invoked before that return. The search tries them in that order,
+//! descends on the first that the model accepts in a configuration not seen before, and on
+//! meeting the return backtracks to the last choice and tries the next candidate there.
+
+use super::memo::{Control, Memo, StopReason, Visit};
+use super::Model;
+use rustc_hash::FxHasher;
+use std::hash::{Hash, Hasher};
+
+/// One operation of a partition, decoded.
+pub(crate) struct PartOp<I> {
+    pub input: I,
+    /// Position of the invocation in history order.
+    pub call: u64,
+    /// Position of the completion; `u64::MAX` for an indeterminate op.
+    pub ret: u64,
+    pub info: bool,
+    /// Index of the op in the history's op list.
+    pub src: usize,
+}
+
+/// Why a partition is not linearizable: the deepest configuration the search reached.
+pub(crate) struct Failure<S> {
+    /// Ops (partition indices) of the longest linearizable prefix, in linearization order.
+    pub prefix: Vec<usize>,
+    /// Distinct states reachable by linearizing exactly the prefix's ops (in some order).
+    pub states: Vec<S>,
+    /// The op whose completion closes the window after the prefix: it could not take effect,
+    /// and neither could any other pending op.
+    pub unplaceable: usize,
+}
+
+pub(crate) enum Outcome<S> {
+    Valid,
+    Invalid(Failure<S>),
+    Stopped(StopReason),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SearchStats {
+    /// Configurations explored (memo entries made).
+    pub configurations: u64,
+    /// Model steps taken.
+    pub steps: u64,
+    pub cache_entries: u64,
+    pub peak_cache_bytes: u64,
+}
+
+const NIL: u32 = u32::MAX;
+/// States kept as evidence for the deepest prefix.
+const EVIDENCE_STATES_MAX: usize = 8;
+/// Search iterations between two looks at the clock and the stop flag.
+const POLL_EVERY: u64 = 4096;
+
+struct Frame<S> {
+    op: u32,
+    /// The memo entry of the configuration the op led to (marked failed when popped).
+    entry: u32,
+    /// The state before the op; `None` for a read-only op (the state did not change).
+    prev: Option<S>,
+    /// The position of the first return when the op was placed.
+    bound: u64,
+    /// Placed without branching: backtracking past it backtracks the configuration before it.
+    greedy: bool,
+    /// Further states a nondeterministic op may lead to, still to try.
+    alts: Vec<S>,
+}
+
+enum At {
+    /// A configuration just reached: check for success, place reads, find the window.
+    Fresh,
+    Main(u32),
+    Info(u32),
+    Backtrack,
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn state_hash<S: Hash>(s: &S) -> u64 {
+    let mut h = FxHasher::default();
+    s.hash(&mut h);
+    // Spread FxHash's low-entropy high bits before mixing with the Zobrist key.
+    splitmix64(h.finish())
+}
+
+struct Search<'a, M: Model> {
+    model: &'a M,
+    ops: &'a [PartOp<M::Input>],
+    n: usize,
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    /// Placed definite ops, by rank among the definite ops.
+    ok_bits: Vec<u64>,
+    /// Placed info ops, by rank among the info ops.
+    info_bits: Vec<u64>,
+    /// Per op: its rank among the definite or among the info ops.
+    rank: Vec<u32>,
+    /// Per definite op (by rank): its random word; the XOR of the placed ones is `zob`.
+    zobrist: Vec<u64>,
+    zob: u64,
+    state: M::State,
+    stack: Vec<Frame<M::State>>,
+    remaining_ok: usize,
+    read_only: Vec<bool>,
+    /// For an info op: the earlier-invoked info op with an equal input, or NIL.
+    twin: Vec<u32>,
+    memo: Memo<'a, M::State>,
+    stats: SearchStats,
+    // Evidence: the deepest configuration.
+    max_depth: usize,
+    record_pending: bool,
+    best_prefix: Vec<usize>,
+    best_bits: (Vec<u64>, Vec<u64>),
+    best_states: Vec<M::State>,
+    best_unplaceable: usize,
+}
+
+/// Checks one partition. `ops` are in invocation order.
+pub(crate) fn search<M: Model>(
+    model: &M,
+    init: M::State,
+    ops: &[PartOp<M::Input>],
+    control: &Control,
+    poll: &dyn Fn(),
+) -> (Outcome<M::State>, SearchStats) {
+    assert!(
+        ops.len() < (u32::MAX / 2 - 2) as usize,
+        "a partition holds fewer than 2^31 ops"
+    );
+    let mut s = Search::new(model, init, ops, control);
+    let outcome = s.run(control, poll);
+    s.stats.cache_entries = s.memo.len() as u64;
+    s.stats.peak_cache_bytes = s.memo.peak_bytes();
+    (outcome, s.stats)
+}
+
+impl<'a, M: Model> Search<'a, M> {
+    fn new(
+        model: &'a M,
+        init: M::State,
+        ops: &'a [PartOp<M::Input>],
+        control: &'a Control,
+    ) -> Self {
+        let n = ops.len();
+        let head_main = 2 * n;
+        let head_info = 2 * n + 1;
+        let mut next = vec![NIL; 2 * n + 2];
+        let mut prev = vec![NIL; 2 * n + 2];
+        // Main list: definite calls and returns in history order.
+        let mut entries: Vec<(u64, u32)> = Vec::with_capacity(2 * n);
+        for (i, op) in ops.iter().enumerate() {
+            if !op.info {
+                entries.push((op.call, i as u32));
+                entries.push((op.ret, (n + i) as u32));
+            }
+        }
+        entries.sort_unstable();
+        let mut link = |list: &mut dyn Iterator<Item = u32>, head: usize| {
+            let mut last = head as u32;
+            for e in list {
+                next[last as usize] = e;
+                prev[e as usize] = last;
+                last = e;
+            }
+        };
+        link(&mut entries.iter().map(|&(_, e)| e), head_main);
+        let mut infos: Vec<u32> = (0..n as u32).filter(|&i| ops[i as usize].info).collect();
+        infos.sort_unstable_by_key(|&i| ops[i as usize].call);
+        link(&mut infos.iter().copied(), head_info);
+
+        let mut twin = vec![NIL; n];
+        for (k, &i) in infos.iter().enumerate() {
+            if let Some(&j) = infos[..k]
+                .iter()
+                .rev()
+                .find(|&&j| ops[j as usize].input == ops[i as usize].input)
+            {
+                twin[i as usize] = j;
+            }
+        }
+        let mut rank = vec![0u32; n];
+        let (mut definite, mut indeterminate) = (0u32, 0u32);
+        for (i, op) in ops.iter().enumerate() {
+            let counter = if op.info {
+                &mut indeterminate
+            } else {
+                &mut definite
+            };
+            rank[i] = *counter;
+            *counter += 1;
+        }
+        let ok_width = (definite as usize).div_ceil(64);
+        let info_width = (indeterminate as usize).div_ceil(64);
+        Search {
+            model,
+            ops,
+            n,
+            next,
+            prev,
+            ok_bits: vec![0; ok_width],
+            info_bits: vec![0; info_width],
+            rank,
+            zobrist: (0..definite as u64)
+                .map(|i| splitmix64(i ^ 0x5eed))
+                .collect(),
+            zob: 0,
+            state: init,
+            stack: Vec::with_capacity(n),
+            remaining_ok: ops.iter().filter(|o| !o.info).count(),
+            read_only: ops.iter().map(|o| model.is_read_only(&o.input)).collect(),
+            twin,
+            memo: Memo::new(ok_width, info_width, control),
+            stats: SearchStats::default(),
+            max_depth: 0,
+            record_pending: true,
+            best_prefix: Vec::new(),
+            best_bits: (Vec::new(), Vec::new()),
+            best_states: Vec::new(),
+            best_unplaceable: usize::MAX,
+        }
+    }
+
+    #[inline]
+    fn toggle(&mut self, op: usize) {
+        let r = self.rank[op] as usize;
+        if self.ops[op].info {
+            self.info_bits[r / 64] ^= 1 << (r % 64);
+        } else {
+            self.ok_bits[r / 64] ^= 1 << (r % 64);
+            self.zob ^= self.zobrist[r];
+        }
+    }
+
+    /// Whether info op `op` is placed.
+    #[inline]
+    fn info_placed(&self, op: usize) -> bool {
+        let r = self.rank[op] as usize;
+        self.info_bits[r / 64] & (1 << (r % 64)) != 0
+    }
+
+    #[inline]
+    fn unlink(&mut self, e: usize) {
+        let (p, nx) = (self.prev[e], self.next[e]);
+        self.next[p as usize] = nx;
+        if nx != NIL {
+            self.prev[nx as usize] = p;
+        }
+    }
+
+    #[inline]
+    fn relink(&mut self, e: usize) {
+        let (p, nx) = (self.prev[e], self.next[e]);
+        self.next[p as usize] = e as u32;
+        if nx != NIL {
+            self.prev[nx as usize] = e as u32;
+        }
+    }
+
+    fn lift(&mut self, op: usize) {
+        self.unlink(op);
+        if !self.ops[op].info {
+            self.unlink(self.n + op);
+            self.remaining_ok -= 1;
+        }
+    }
+
+    fn unlift(&mut self, op: usize) {
+        if !self.ops[op].info {
+            self.relink(self.n + op);
+            self.remaining_ok += 1;
+        }
+        self.relink(op);
+    }
+
+    /// Memo lookup of the current bits with `state`: the new entry, or `None` when the
+    /// configuration is known (seen, or dominated by one that failed).
+    fn remember(&mut self, state: &M::State) -> Result<Option<u32>, StopReason> {
+        let hash = self.zob ^ state_hash(state);
+        let heap = self
+            .model
+            .state_bytes(state)
+            .saturating_sub(std::mem::size_of::<M::State>());
+        match self
+            .memo
+            .visit(hash, &self.ok_bits, &self.info_bits, state, heap)
+        {
+            Ok(Visit::New(entry)) => Ok(Some(entry)),
+            Ok(Visit::Known) => Ok(None),
+            Err(()) => Err(StopReason::MemoryCap),
+        }
+    }
+
+    /// Descends into the configuration with `op` placed and `state` as the new state.
+    fn push(
+        &mut self,
+        op: usize,
+        entry: u32,
+        new_state: Option<M::State>,
+        bound: u64,
+        alts: Vec<M::State>,
+    ) {
+        let prev = new_state.map(|s| std::mem::replace(&mut self.state, s));
+        let greedy = prev.is_none();
+        self.stack.push(Frame {
+            op: op as u32,
+            entry,
+            prev,
+            bound,
+            greedy,
+            alts,
+        });
+        self.lift(op);
+        self.stats.configurations += 1;
+        let depth = self.stack.len();
+        if depth > self.max_depth {
+            self.max_depth = depth;
+            self.record_pending = true;
+        } else if depth == self.max_depth
+            && !self.record_pending
+            && self.best_states.len() < EVIDENCE_STATES_MAX
+            && self.ok_bits == self.best_bits.0
+            && self.info_bits == self.best_bits.1
+            && !self.best_states.contains(&self.state)
+        {
+            self.best_states.push(self.state.clone());
+        }
+    }
+
+    /// Called when the current configuration is about to be abandoned: if it is the deepest
+    /// reached so far, keep it as evidence.
+    fn record_if_deepest(&mut self) {
+        if !self.record_pending {
+            return;
+        }
+        self.record_pending = false;
+        self.best_prefix = self.stack.iter().map(|f| f.op as usize).collect();
+        self.best_bits = (self.ok_bits.clone(), self.info_bits.clone());
+        self.best_states = vec![self.state.clone()];
+        let mut e = self.next[2 * self.n];
+        while e != NIL && (e as usize) < self.n {
+            e = self.next[e as usize];
+        }
+        self.best_unplaceable = if e == NIL {
+            usize::MAX
+        } else {
+            e as usize - self.n
+        };
+    }
+
+    /// Tries `op` in the current configuration; true when the search descended.
+    fn try_op(&mut self, op: usize, bound: u64) -> Result<bool, StopReason> {
+        let ops = self.ops;
+        let o = &ops[op];
+        self.stats.steps += 1;
+        if let Some(mut alts) = self.model.branches(&self.state, &o.input) {
+            if o.info {
+                let current = &self.state;
+                alts.retain(|s| s != current);
+            }
+            self.toggle(op);
+            while let Some(s) = alts.pop() {
+                if let Some(entry) = self.remember(&s)? {
+                    self.push(op, entry, Some(s), bound, alts);
+                    return Ok(true);
+                }
+            }
+            self.toggle(op);
+            return Ok(false);
+        }
+        let Some(s) = self.model.step(&self.state, &o.input) else {
+            return Ok(false);
+        };
+        if o.info && s == self.state {
+            // An optional op that changes nothing is never needed.
+            return Ok(false);
+        }
+        self.toggle(op);
+        if let Some(entry) = self.remember(&s)? {
+            self.push(op, entry, Some(s), bound, Vec::new());
+            Ok(true)
+        } else {
+            self.toggle(op);
+            Ok(false)
+        }
+    }
+
+    fn run(&mut self, control: &Control, poll: &dyn Fn()) -> Outcome<M::State> {
+        match self.run_inner(control, poll) {
+            Ok(true) => Outcome::Valid,
+            Ok(false) => Outcome::Invalid(Failure {
+                prefix: std::mem::take(&mut self.best_prefix),
+                states: std::mem::take(&mut self.best_states),
+                unplaceable: self.best_unplaceable,
+            }),
+            Err(reason) => Outcome::Stopped(reason),
+        }
+    }
+
+    /// `Ok(true)`: linearizable; `Ok(false)`: not; `Err`: stopped.
+    fn run_inner(&mut self, control: &Control, poll: &dyn Fn()) -> Result<bool, StopReason> {
+        let n = self.n;
+        let head_main = 2 * n;
+        let head_info = 2 * n + 1;
+        let mut at = At::Fresh;
+        let mut bound = 0u64;
+        let mut iterations = 0u64;
+        loop {
+            iterations += 1;
+            if iterations % POLL_EVERY == 0 {
+                if control.should_stop() {
+                    return Err(control.reason().unwrap_or(StopReason::Cancelled));
+                }
+                poll();
+            }
+            match at {
+                At::Fresh => {
+                    if self.remaining_ok == 0 {
+                        return Ok(true);
+                    }
+                    // Place a possible read-only op at once; find the window's end meanwhile.
+                    let mut e = self.next[head_main];
+                    let mut greedy = None;
+                    while (e as usize) < n {
+                        let i = e as usize;
+                        if self.read_only[i] {
+                            self.stats.steps += 1;
+                            if self.model.step(&self.state, &self.ops[i].input).is_some() {
+                                greedy = Some(i);
+                                break;
+                            }
+                        }
+                        e = self.next[i];
+                    }
+                    if let Some(i) = greedy {
+                        self.toggle(i);
+                        let state = self.state.clone();
+                        if let Some(entry) = self.remember(&state)? {
+                            self.push(i, entry, None, bound, Vec::new());
+                        } else {
+                            // Explored before, and it failed: so does this configuration.
+                            self.toggle(i);
+                            at = At::Backtrack;
+                        }
+                        continue;
+                    }
+                    debug_assert!(e != NIL, "a definite op is pending, so is its return");
+                    bound = self.ops[e as usize - n].ret;
+                    at = At::Main(self.next[head_main]);
+                }
+                At::Main(e) => {
+                    if (e as usize) < n {
+                        let i = e as usize;
+                        if !self.read_only[i] && self.try_op(i, bound)? {
+                            at = At::Fresh;
+                        } else {
+                            at = At::Main(self.next[i]);
+                        }
+                    } else {
+                        at = At::Info(self.next[head_info]);
+                    }
+                }
+                At::Info(e) => {
+                    if e != NIL && self.ops[e as usize].call < bound {
+                        let i = e as usize;
+                        let twin = self.twin[i];
+                        let allowed = twin == NIL || self.info_placed(twin as usize);
+                        if allowed && self.try_op(i, bound)? {
+                            at = At::Fresh;
+                        } else {
+                            at = At::Info(self.next[i]);
+                        }
+                    } else {
+                        at = At::Backtrack;
+                    }
+                }
+                At::Backtrack => {
+                    self.record_if_deepest();
+                    loop {
+                        let Some(mut frame) = self.stack.pop() else {
+                            return Ok(false);
+                        };
+                        let op = frame.op as usize;
+                        self.memo.fail(frame.entry);
+                        if let Some(p) = frame.prev.take() {
+                            self.state = p;
+                        }
+                        if !frame.alts.is_empty() {
+                            // The op stays placed; try the other states it may lead to. The
+                            // op is lifted and its bit set, as when it was first placed.
+                            self.unlift(op);
+                            let mut alts = std::mem::take(&mut frame.alts);
+                            let mut descended = false;
+                            while let Some(s) = alts.pop() {
+                                if let Some(entry) = self.remember(&s)? {
+                                    self.push(op, entry, Some(s), frame.bound, alts);
+                                    descended = true;
+                                    break;
+                                }
+                            }
+                            if descended {
+                                at = At::Fresh;
+                                break;
+                            }
+                            self.toggle(op);
+                            bound = frame.bound;
+                            at = if self.ops[op].info {
+                                At::Info(self.next[op])
+                            } else {
+                                At::Main(self.next[op])
+                            };
+                            break;
+                        }
+                        self.toggle(op);
+                        self.unlift(op);
+                        if frame.greedy {
+                            continue;
+                        }
+                        bound = frame.bound;
+                        at = if self.ops[op].info {
+                            At::Info(self.next[op])
+                        } else {
+                            At::Main(self.next[op])
+                        };
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,614 @@
+//! Clock faults: per-node wall-clock offsets, bumps and strobes, through our own clock shim, with
+//! proof that each change reached the server process.
+//!
+//! Mechanism. `clockshim/clockshim.c` is built by build.rs into a freestanding shared library
+//! ([`SHIM_SO`], embedded in the binary) that overrides `clock_gettime`, `gettimeofday`, `time`
+//! and `timespec_get` for CLOCK_REALTIME only and adds an offset read from a small control file
+//! it maps shared ([`CLOCK_DIR`]`/offset`). [`Clocks::install`] copies the shim into a node, lists
+//! it in `/etc/ld.so.preload` (so every dynamically linked process started afterwards loads it)
+//! and creates the control file with offset zero; a process already running keeps its clock
+//! until it is restarted, which [`Clocks::prepare`] can do. Changing a node's offset is then one
+//! in-place rewrite of the control file, seen by its processes at their next clock read. The
+//! host clock is never touched: the offset exists only inside the node's processes.
+//!
+//! We do not use libfaketime: its start-up calls dlsym, which may allocate, and redis-server's
+//! jemalloc reads the clock while allocating, so Debian's redis-server aborts under it
+//! ("unexpected recursive calls to clock_gettime"). The shim has no libc dependency at all.
+//!
+//! Verification, never assumption. After every change [`Clocks::set`] checks the node's server
+//! process (the pid comes from [`NodeControl::server_pid`]):
+//! 1. the shim must be mapped in `/proc/<pid>/maps` (a statically linked binary never loads it);
+//! 2. if the system reports its own time ([`NodeControl::clock_probe`]: Redis `TIME`,
+//!    PostgreSQL `now()`, an HTTP `Date` header), the reported time must differ from real time by
+//!    the requested offset, within the reading's resolution and the probe's round trip;
+//! 3. without a probe, the process itself must acknowledge the change: the shim writes the
+//!    control generation to `ack.<pid>` the first time it returns a shifted time under it.
+//!
+//! A change that fails any check is reported as [`Verification::Unverified`] with the reason; the
+//! driver records it as `clock-unverified`, never as skew.
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::control::{sh_ok, NodeControl};
+use crate::process::bounded;
+
+/// The clock shim, compiled for the architecture this binary was built for.
+pub static SHIM_SO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libfaultline_clock.so"));
+
+/// Where the shim goes inside a node.
+pub const SHIM_PATH: &str = "/usr/local/lib/faultline/libfaultline_clock.so";
+/// The shim's control directory: `offset` (written by us), `ack.<pid>` (written by processes).
+pub const CLOCK_DIR: &str = "/run/faultline/clock";
+/// The dynamic loader's system-wide preload list.
+pub const PRELOAD_LIST: &str = "/etc/ld.so.preload";
+/// Length of the control line (the whole control file).
+pub const LINE_LEN: usize = 111;
+
+/// What a node's clock should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClockSetting {
+    /// Added to CLOCK_REALTIME, in nanoseconds (negative: behind).
+    pub offset_ns: i64,
+    /// With a strobe period: added on top of the offset during every other period.
+    pub strobe_amplitude_ns: i64,
+    /// Strobe period in nanoseconds; 0 = no strobe.
+    pub strobe_period_ns: u64,
+}
+
+impl ClockSetting {
+    /// The real clock.
+    pub fn real() -> ClockSetting {
+        ClockSetting::default()
+    }
+
+    /// A constant offset.
+    pub fn offset_ms(offset_ms: i64) -> ClockSetting {
+        ClockSetting {
+            offset_ns: offset_ms * 1_000_000,
+            ..ClockSetting::default()
+        }
+    }
+
+    /// Jumps between `offset_ms` and `offset_ms + amplitude_ms` every `period_ms`.
+    pub fn strobe_ms(offset_ms: i64, amplitude_ms: i64, period_ms: u64) -> ClockSetting {
+        assert!(period_ms > 0, "a strobe needs a period");
+        ClockSetting {
+            offset_ns: offset_ms * 1_000_000,
+            strobe_amplitude_ns: amplitude_ms * 1_000_000,
+            strobe_period_ns: period_ms * 1_000_000,
+        }
+    }
+
+    pub fn is_real(&self) -> bool {
+        self.offset_ns == 0 && (self.strobe_period_ns == 0 || self.strobe_amplitude_ns == 0)
+    }
+
+    /// The offsets a process may observe under this setting.
+    pub fn possible_offsets_ns(&self) -> Vec<i64> {
+        if self.strobe_period_ns > 0 && self.strobe_amplitude_ns != 0 {
+            vec![self.offset_ns, self.offset_ns + self.strobe_amplitude_ns]
+        } else {
+            vec![self.offset_ns]
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        if self.strobe_period_ns > 0 {
+            json!({"offset_ms": self.offset_ns / 1_000_000,
+                   "strobe_amplitude_ms": self.strobe_amplitude_ns / 1_000_000,
+                   "strobe_period_ms": self.strobe_period_ns / 1_000_000})
+        } else {
+            json!({"offset_ms": self.offset_ns / 1_000_000})
+        }
+    }
+}
+
+/// 64-bit FNV-1a, the control line's check against torn reads.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The control file's content: one line the shim parses, ending in a hash of the rest.
+pub fn control_file(gen: u64, setting: &ClockSetting) -> String {
+    assert!(gen < 10u64.pow(19), "generation {gen} too large");
+    assert!(
+        setting.strobe_period_ns < 10u64.pow(19),
+        "strobe period too large"
+    );
+    let body = format!(
+        "FLCLK2 G{:019} O{:+020} A{:+020} P{:019}",
+        gen, setting.offset_ns, setting.strobe_amplitude_ns, setting.strobe_period_ns
+    );
+    let line = format!("{body} C{:016x}\n", fnv1a(body.as_bytes()));
+    assert_eq!(line.len(), LINE_LEN, "control line {line:?}");
+    line
+}
+
+/// A file to bake into a node image so that the shim is in place before any server starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFile {
+    pub path: &'static str,
+    pub bytes: Vec<u8>,
+    pub mode: u32,
+}
+
+/// Files an image recipe can add so that every node process starts with the shim loaded (at
+/// offset zero the shim only adds a memory read to each clock call): the shim, the preload list,
+/// and a zero control file. The directory must be writable by every user (mode 1777) for acks.
+pub fn image_files() -> Vec<ImageFile> {
+    vec![
+        ImageFile {
+            path: SHIM_PATH,
+            bytes: SHIM_SO.to_vec(),
+            mode: 0o755,
+        },
+        ImageFile {
+            path: PRELOAD_LIST,
+            bytes: format!("{SHIM_PATH}\n").into_bytes(),
+            mode: 0o644,
+        },
+        ImageFile {
+            path: "/run/faultline/clock/offset",
+            bytes: control_file(0, &ClockSetting::real()).into_bytes(),
+            mode: 0o644,
+        },
+    ]
+}
+
+/// Whether a clock change reached the server process.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verification {
+    Verified {
+        /// How it was shown: `probe: redis TIME`, `shim ack from pid 17`.
+        method: String,
+        /// The offset the probe observed, when there was a probe.
+        observed_offset_ms: Option<i64>,
+    },
+    Unverified {
+        reason: String,
+    },
+}
+
+impl Verification {
+    pub fn is_verified(&self) -> bool {
+        matches!(self, Verification::Verified { .. })
+    }
+}
+
+/// Whether the shim is loaded in a node's server process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShimStatus {
+    pub pid: u32,
+    /// The process's command name.
+    pub comm: String,
+    /// The shim is mapped in the process.
+    pub loaded: bool,
+    /// The process runs under the dynamic loader (so a preload can apply after a restart).
+    pub dynamic: bool,
+}
+
+/// Does `expected_ns` fit a probe reading? The system read its clock at a true time within
+/// `[before_ns, after_ns]` and truncated the value to `resolution_ns`; `slack_ns` covers the
+/// system's own delay between reading and answering.
+pub fn probe_matches(
+    reading_ns: i128,
+    resolution_ns: u64,
+    before_ns: i128,
+    after_ns: i128,
+    expected_ns: i64,
+    slack_ns: i128,
+) -> bool {
+    let lo = reading_ns - after_ns - slack_ns;
+    let hi = reading_ns + i128::from(resolution_ns) - before_ns + slack_ns;
+    (lo..=hi).contains(&i128::from(expected_ns))
+}
+
+/// The offset a probe reading suggests (midpoint of the possible interval), in milliseconds.
+fn observed_offset_ms(reading_ns: i128, resolution_ns: u64, before_ns: i128, after_ns: i128) -> i64 {
+    let mid_true = (before_ns + after_ns) / 2;
+    let mid_reading = reading_ns + i128::from(resolution_ns) / 2;
+    ((mid_reading - mid_true) / 1_000_000) as i64
+}
+
+fn unix_now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// Clock state and actions for one cluster.
+pub struct Clocks {
+    ctl: Arc<dyn NodeControl>,
+    state: Mutex<ClockState>,
+    op_timeout: Duration,
+    ack_wait: Duration,
+    probe_slack: Duration,
+}
+
+#[derive(Default)]
+struct ClockState {
+    installed: BTreeSet<String>,
+    /// Nodes whose control file holds a non-real setting (or may, after an interrupted write).
+    skewed: BTreeSet<String>,
+    last_gen: u64,
+}
+
+const INSTALL_SCRIPT: &str = r#"set -e
+mkdir -p "$3"
+chmod 1777 "$3"
+f="$3/offset"
+if [ "$(wc -c < "$f" 2>/dev/null || echo 0)" != "$4" ]; then
+  printf '%s' "$1" > "$f.tmp"; chmod 644 "$f.tmp"; mv -f "$f.tmp" "$f"
+fi
+grep -qxF "$2" /etc/ld.so.preload 2>/dev/null || echo "$2" >> /etc/ld.so.preload
+"#;
+
+/// Rewrites the control file in place: never truncated, never replaced, because processes have
+/// it mapped.
+const WRITE_SCRIPT: &str = r#"set -e
+[ "$(wc -c < "$2")" = "$3" ] || { echo "$2 is missing or has the wrong size"; exit 1; }
+printf '%s' "$1" | dd of="$2" bs="$3" count=1 iflag=fullblock conv=notrunc status=none
+"#;
+
+const STATUS_SCRIPT: &str = r#"m=/proc/$1/maps
+[ -r "$m" ] || { echo "gone"; exit 0; }
+s=$(grep -c libfaultline_clock "$m" || true)
+l=$(grep -c -e '/ld-linux' -e '/ld-[0-9.]*\.so' "$m" || true)
+c=$(cat /proc/$1/comm 2>/dev/null || echo '?')
+echo "$s $l $c"
+"#;
+
+impl Clocks {
+    pub fn new(ctl: Arc<dyn NodeControl>, op_timeout: Duration) -> Clocks {
+        Clocks {
+            ctl,
+            state: Mutex::new(ClockState::default()),
+            op_timeout,
+            ack_wait: Duration::from_secs(3),
+            probe_slack: Duration::from_millis(250),
+        }
+    }
+
+    /// How long to wait for a process's acknowledgement when the system has no probe.
+    pub fn with_ack_wait(mut self, ack_wait: Duration) -> Clocks {
+        self.ack_wait = ack_wait;
+        self
+    }
+
+    /// Copies the shim into `node`, adds it to the preload list and creates the control file
+    /// (offset zero). Processes started afterwards load the shim.
+    pub async fn install(&self, node: &str) -> Result<()> {
+        bounded(
+            self.op_timeout,
+            &format!("copying the clock shim to {node}"),
+            self.ctl.write_file(node, SHIM_PATH, SHIM_SO, 0o755),
+        )
+        .await?;
+        let zero = control_file(0, &ClockSetting::real());
+        let len = zero.len().to_string();
+        bounded(
+            self.op_timeout,
+            &format!("installing the clock shim on {node}"),
+            sh_ok(&*self.ctl, node, INSTALL_SCRIPT, &[&zero, SHIM_PATH, CLOCK_DIR, &len]),
+        )
+        .await?;
+        self.state.lock().expect("lock").installed.insert(node.to_string());
+        Ok(())
+    }
+
+    /// Whether the shim is loaded in the node's server process (`None`: no server process known).
+    pub async fn shim_status(&self, node: &str) -> Result<Option<ShimStatus>> {
+        let Some(pid) = self.ctl.server_pid(node).await? else {
+            return Ok(None);
+        };
+        let pid_s = pid.to_string();
+        let out = bounded(
+            self.op_timeout,
+            &format!("reading /proc/{pid}/maps on {node}"),
+            sh_ok(&*self.ctl, node, STATUS_SCRIPT, &[&pid_s]),
+        )
+        .await?;
+        let line = out.lines().last().unwrap_or("").trim();
+        if line == "gone" {
+            return Ok(None);
+        }
+        let mut it = line.splitn(3, ' ');
+        let shim: u64 = it.next().unwrap_or("").parse().unwrap_or(0);
+        let ld: u64 = it.next().unwrap_or("").parse().unwrap_or(0);
+        let comm = it.next().unwrap_or("?").to_string();
+        Ok(Some(ShimStatus {
+            pid,
+            comm,
+            loaded: shim > 0,
+            dynamic: ld > 0,
+        }))
+    }
+
+    /// Installs the shim on every node and restarts (kill, start, wait ready) the nodes whose
+    /// dynamically linked server process does not have it loaded yet. Returns per node what was
+    /// found and done, for the record. Statically linked servers are left alone: no restart can
+    /// make them load the shim, and their clock faults will be reported unverified.
+    pub async fn prepare(&self, restart: bool, ready_timeout: Duration) -> Result<Value> {
+        let mut report = serde_json::Map::new();
+        for node in self.ctl.nodes() {
+            self.install(&node).await?;
+            let status = self.shim_status(&node).await?;
+            let entry = match status {
+                None => json!({"shim": "installed", "server": "unknown"}),
+                Some(s) if s.loaded => json!({"shim": "loaded", "pid": s.pid, "comm": s.comm}),
+                Some(s) if !s.dynamic => {
+                    json!({"shim": "not loadable", "pid": s.pid, "comm": s.comm,
+                           "reason": "statically linked"})
+                }
+                Some(s) if restart => {
+                    bounded(self.op_timeout, &format!("kill {node}"), self.ctl.kill(&node)).await?;
+                    bounded(self.op_timeout, &format!("start {node}"), self.ctl.start(&node))
+                        .await?;
+                    bounded(
+                        ready_timeout + Duration::from_secs(1),
+                        &format!("waiting for {node}"),
+                        self.ctl.wait_ready(&node, ready_timeout),
+                    )
+                    .await?;
+                    let after = self.shim_status(&node).await?;
+                    json!({"shim": if after.as_ref().is_some_and(|a| a.loaded) { "loaded after restart" } else { "not loaded after restart" },
+                           "pid_before": s.pid, "pid": after.map(|a| a.pid), "comm": s.comm})
+                }
+                Some(s) => json!({"shim": "not loaded (server started before install)",
+                                  "pid": s.pid, "comm": s.comm}),
+            };
+            report.insert(node, entry);
+        }
+        Ok(Value::Object(report))
+    }
+
+    fn next_gen(&self) -> u64 {
+        let mut st = self.state.lock().expect("lock");
+        let now_ms = (unix_now_ns() / 1_000_000) as u64;
+        st.last_gen = (st.last_gen + 1).max(now_ms);
+        st.last_gen
+    }
+
+    async fn write(&self, node: &str, gen: u64, setting: &ClockSetting) -> Result<()> {
+        if !self.state.lock().expect("lock").installed.contains(node) {
+            self.install(node).await?;
+        }
+        let content = control_file(gen, setting);
+        let len = content.len().to_string();
+        let path = format!("{CLOCK_DIR}/offset");
+        bounded(
+            self.op_timeout,
+            &format!("writing the clock offset on {node}"),
+            sh_ok(&*self.ctl, node, WRITE_SCRIPT, &[&content, &path, &len]),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Applies `setting` to `node` and checks that its server process follows it. An error means
+    /// the change could not even be written; `Unverified` means it was written but not shown to
+    /// take effect.
+    pub async fn set(&self, node: &str, setting: ClockSetting) -> Result<Verification> {
+        let gen = self.next_gen();
+        {
+            let mut st = self.state.lock().expect("lock");
+            if !setting.is_real() {
+                st.skewed.insert(node.to_string());
+            }
+        }
+        self.write(node, gen, &setting).await?;
+        if setting.is_real() {
+            self.state.lock().expect("lock").skewed.remove(node);
+        }
+        self.verify(node, gen, &setting).await
+    }
+
+    /// Puts `node` back on the real clock.
+    pub async fn reset(&self, node: &str) -> Result<Verification> {
+        self.set(node, ClockSetting::real()).await
+    }
+
+    /// Checks that the server process of `node` runs on `setting` (see the module docs).
+    pub async fn verify(&self, node: &str, gen: u64, setting: &ClockSetting) -> Result<Verification> {
+        let status = match self.shim_status(node).await? {
+            None => {
+                return Ok(Verification::Unverified {
+                    reason: format!("no server process found on {node}"),
+                })
+            }
+            Some(s) => s,
+        };
+        if !status.loaded {
+            let reason = if status.dynamic {
+                format!(
+                    "server process {} ({}) does not have the clock shim loaded: it started before the shim was installed",
+                    status.pid, status.comm
+                )
+            } else {
+                format!(
+                    "server process {} ({}) is statically linked: the dynamic loader never runs, so no preloaded library can change its clock",
+                    status.pid, status.comm
+                )
+            };
+            return Ok(Verification::Unverified { reason });
+        }
+        let before = unix_now_ns();
+        let probe = bounded(
+            self.op_timeout,
+            &format!("clock probe on {node}"),
+            self.ctl.clock_probe(node),
+        )
+        .await;
+        let after = unix_now_ns();
+        match probe {
+            Ok(Some(r)) => {
+                let slack = self.probe_slack.as_nanos() as i128;
+                let ok = setting.possible_offsets_ns().iter().any(|&e| {
+                    probe_matches(r.unix_ns, r.resolution_ns, before, after, e, slack)
+                });
+                let observed = observed_offset_ms(r.unix_ns, r.resolution_ns, before, after);
+                if ok {
+                    return Ok(Verification::Verified {
+                        method: format!("probe: {}", r.source),
+                        observed_offset_ms: Some(observed),
+                    });
+                }
+                let expected: Vec<i64> = setting
+                    .possible_offsets_ns()
+                    .iter()
+                    .map(|e| e / 1_000_000)
+                    .collect();
+                return Ok(Verification::Unverified {
+                    reason: format!(
+                        "{} on {node} is {observed} ms from real time, expected {expected:?} ms: server process {} ({}) does not read the shifted clock",
+                        r.source, status.pid, status.comm
+                    ),
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // Fall through to the acknowledgement, keeping the probe's failure in the reason.
+                return self.verify_by_ack(node, gen, &status, Some(format!("{e:#}"))).await;
+            }
+        }
+        self.verify_by_ack(node, gen, &status, None).await
+    }
+
+    async fn verify_by_ack(
+        &self,
+        node: &str,
+        gen: u64,
+        status: &ShimStatus,
+        probe_error: Option<String>,
+    ) -> Result<Verification> {
+        let path = format!("{CLOCK_DIR}/ack.{}", status.pid);
+        let deadline = tokio::time::Instant::now() + self.ack_wait;
+        loop {
+            let out = bounded(
+                self.op_timeout,
+                &format!("reading {path} on {node}"),
+                self.ctl.exec(node, &["cat", &path]),
+            )
+            .await?;
+            let acked: u64 = if out.success() {
+                out.output.trim().parse().unwrap_or(0)
+            } else {
+                0
+            };
+            if acked >= gen {
+                return Ok(Verification::Verified {
+                    method: format!("shim ack from pid {} ({})", status.pid, status.comm),
+                    observed_offset_ms: None,
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let mut reason = format!(
+                    "server process {} ({}) has the shim loaded but read no shifted realtime clock within {} ms (a Go binary reads the vDSO directly)",
+                    status.pid,
+                    status.comm,
+                    self.ack_wait.as_millis()
+                );
+                if let Some(e) = probe_error {
+                    reason.push_str(&format!("; the clock probe failed: {e}"));
+                }
+                return Ok(Verification::Unverified { reason });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Nodes whose clock may be off.
+    pub fn skewed(&self) -> BTreeSet<String> {
+        self.state.lock().expect("lock").skewed.clone()
+    }
+
+    /// Resets every node that may be skewed. Returns per node the verification or the error.
+    pub async fn heal(&self) -> BTreeMap<String, Result<Verification>> {
+        let mut out = BTreeMap::new();
+        for node in self.skewed() {
+            let r = self.reset(&node).await;
+            out.insert(node, r);
+        }
+        out
+    }
+
+    /// Fails unless `node` has the shim installed and its server loaded it.
+    pub async fn check_loaded(&self, node: &str) -> Result<ShimStatus> {
+        match self.shim_status(node).await.context("checking the clock shim")? {
+            Some(s) if s.loaded => Ok(s),
+            Some(s) => bail!("the clock shim is not loaded in pid {} ({}) on {node}", s.pid, s.comm),
+            None => bail!("no server process found on {node}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_lines_have_the_fixed_layout_the_shim_parses() {
+        let line = control_file(7, &ClockSetting::strobe_ms(-5_000, 2_000, 100));
+        assert_eq!(
+            line,
+            "FLCLK2 G0000000000000000007 O-0000000005000000000 A+0000000002000000000 P0000000000100000000 C"
+                .to_string()
+                + &format!("{:016x}\n", fnv1a(line[..92].as_bytes()))
+        );
+        assert_eq!(line.len(), LINE_LEN);
+        // Field offsets used by clockshim.c: G at 8, O at 29, A at 51, P at 73, C at 94.
+        assert_eq!(&line[7..8], "G");
+        assert_eq!(&line[28..29], "O");
+        assert_eq!(&line[50..51], "A");
+        assert_eq!(&line[72..73], "P");
+        assert_eq!(&line[93..94], "C");
+        // FNV-1a reference: the empty input hashes to the offset basis, "a" to af63dc4c8601ec8c.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn a_probe_within_resolution_and_round_trip_matches() {
+        let s = 1_000_000_000i128;
+        let real = 1_700_000_000 * s;
+        // Redis TIME (1 µs resolution) read 5 s ahead during a 20 ms round trip.
+        let reading = real + 5 * s + 10_000_000;
+        assert!(probe_matches(reading, 1_000, real, real + 20_000_000, 5_000_000_000, 0));
+        assert!(!probe_matches(reading, 1_000, real, real + 20_000_000, 0, 250_000_000));
+        // An HTTP Date header truncates to the second: real time 0.9 s into a second reads as .0.
+        let reading = real;
+        let before = real + 900_000_000;
+        assert!(probe_matches(reading, 1_000_000_000, before, before + 10_000_000, 0, 0));
+        assert!(!probe_matches(reading, 1_000_000_000, before, before, 3_000_000_000, 250_000_000));
+    }
+
+    #[test]
+    fn strobes_allow_either_phase_and_real_means_no_skew() {
+        let s = ClockSetting::strobe_ms(0, 3_000, 50);
+        assert_eq!(s.possible_offsets_ns(), vec![0, 3_000_000_000]);
+        assert!(!s.is_real());
+        assert!(ClockSetting::real().is_real());
+        assert_eq!(ClockSetting::offset_ms(-2_000).to_json(), json!({"offset_ms": -2000}));
+    }
+
+    #[test]
+    fn the_embedded_shim_is_a_shared_object_exporting_the_overrides() {
+        assert_eq!(&SHIM_SO[..4], b"\x7fELF");
+        for sym in ["clock_gettime", "gettimeofday", "timespec_get"] {
+            assert!(
+                SHIM_SO.windows(sym.len()).any(|w| w == sym.as_bytes()),
+                "{sym} is exported"
+            );
+        }
+        let files = image_files();
+        assert_eq!(files.len(), 3);
+        assert_eq!(files[2].bytes.len(), LINE_LEN);
+    }
+}

@@ -1,0 +1,177 @@
+//! Asking a running system who leads, each in its own words. Every query is bounded and treats a
+//! node that does not answer as "not the leader": during an election or a partition the answer
+//! is `None`, never a guess.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{http_client, Cluster, LeaderQuery};
+
+/// Longest one node may take to answer a leader query.
+const QUERY_TIMEOUT_MS: u64 = 2_000;
+
+pub(super) async fn find(c: &Cluster) -> Result<Option<String>> {
+    match &c.system.leader {
+        LeaderQuery::None => Ok(None),
+        LeaderQuery::Fixed(n) => Ok(Some(n.clone())),
+        LeaderQuery::EtcdStatus => etcd(c).await,
+        LeaderQuery::RedisSentinel {
+            master,
+            sentinel_port,
+        } => redis_sentinel(c, master, *sentinel_port).await,
+        LeaderQuery::NatsJsz => nats(c).await,
+        LeaderQuery::ZooKeeperSrvr => zookeeper(c).await,
+    }
+}
+
+/// The node whose own status says `leader == member_id` (ids are decimal strings in etcd's JSON).
+async fn etcd(c: &Cluster) -> Result<Option<String>> {
+    for n in c.node_names() {
+        let Ok(addr) = c.host_addr(&n, "client") else {
+            continue;
+        };
+        let url = format!("http://{addr}/v3/maintenance/status");
+        let Ok(resp) = http_client()
+            .post(&url)
+            .body("{}")
+            .timeout(Duration::from_millis(QUERY_TIMEOUT_MS))
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let Ok(v) = resp.json::<serde_json::Value>().await else {
+            continue;
+        };
+        if etcd_status_is_leader(&v) {
+            return Ok(Some(n));
+        }
+    }
+    Ok(None)
+}
+
+pub(super) fn etcd_status_is_leader(v: &serde_json::Value) -> bool {
+    let id = v["header"]["member_id"].as_str();
+    let leader = v["leader"].as_str();
+    id.is_some() && id == leader
+}
+
+/// Asks each sentinel in turn for the primary's address and maps it to a node (by name, or by
+/// address on the run network).
+async fn redis_sentinel(c: &Cluster, master: &str, port: u16) -> Result<Option<String>> {
+    let port = port.to_string();
+    for s in c.nodes_with_role("sentinel") {
+        let Ok(out) = c
+            .exec_timeout(
+                &s,
+                &[
+                    "redis-cli",
+                    "-p",
+                    &port,
+                    "sentinel",
+                    "get-master-addr-by-name",
+                    master,
+                ],
+                Duration::from_millis(QUERY_TIMEOUT_MS),
+            )
+            .await
+        else {
+            continue;
+        };
+        let Some(host) = out.output.lines().next().map(str::trim) else {
+            continue;
+        };
+        if out.exit_code != 0 || host.is_empty() {
+            continue;
+        }
+        if let Some(n) = node_by_host(c, host).await {
+            return Ok(Some(n));
+        }
+    }
+    Ok(None)
+}
+
+async fn node_by_host(c: &Cluster, host: &str) -> Option<String> {
+    if c.node(host).is_ok() {
+        return Some(host.to_string());
+    }
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    for n in c.node_names() {
+        if c.ip(&n).await.ok() == Some(ip) {
+            return Some(n);
+        }
+    }
+    None
+}
+
+/// The JetStream meta leader as any server reports it in `/jsz`.
+async fn nats(c: &Cluster) -> Result<Option<String>> {
+    for n in c.node_names() {
+        let Ok(addr) = c.host_addr(&n, "monitor") else {
+            continue;
+        };
+        let Ok(resp) = http_client()
+            .get(format!("http://{addr}/jsz"))
+            .timeout(Duration::from_millis(QUERY_TIMEOUT_MS))
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let Ok(v) = resp.json::<serde_json::Value>().await else {
+            continue;
+        };
+        if let Some(leader) = v["meta_cluster"]["leader"].as_str() {
+            if c.node(leader).is_ok() {
+                return Ok(Some(leader.to_string()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The node whose `srvr` answer says `Mode: leader`.
+async fn zookeeper(c: &Cluster) -> Result<Option<String>> {
+    for n in c.node_names() {
+        let Ok(addr) = c.host_addr(&n, "client") else {
+            continue;
+        };
+        let ask = async {
+            let mut s = tokio::net::TcpStream::connect(addr).await?;
+            s.write_all(b"srvr").await?;
+            let mut out = String::new();
+            s.take(64 * 1024).read_to_string(&mut out).await?;
+            Ok::<String, std::io::Error>(out)
+        };
+        if let Ok(Ok(out)) =
+            tokio::time::timeout(Duration::from_millis(QUERY_TIMEOUT_MS), ask).await
+        {
+            if out.lines().any(|l| l.trim() == "Mode: leader") {
+                return Ok(Some(n));
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_etcd_member_leads_when_its_id_is_the_leader_id() {
+        let leader: serde_json::Value = serde_json::from_str(
+            r#"{"header":{"member_id":"123","raft_term":"2"},"leader":"123"}"#,
+        )
+        .unwrap();
+        let follower: serde_json::Value =
+            serde_json::from_str(r#"{"header":{"member_id":"456"},"leader":"123"}"#).unwrap();
+        let no_leader: serde_json::Value =
+            serde_json::from_str(r#"{"header":{"member_id":"456"}}"#).unwrap();
+        assert!(etcd_status_is_leader(&leader));
+        assert!(!etcd_status_is_leader(&follower));
+        assert!(!etcd_status_is_leader(&no_leader));
+    }
+}

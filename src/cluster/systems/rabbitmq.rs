@@ -1,0 +1,101 @@
+//! RabbitMQ 3.10: nodes `rabbit@n1..nN` share one Erlang cookie and find each other through
+//! classic_config peer discovery listing every node, so they form one cluster at first boot.
+//! The server runs as the `rabbitmq` user as the container's main process and logs to stdout.
+//! Ready means `rabbitmqctl await_online_nodes N` passes on each node (all N are clustered and
+//! running), not merely that one broker accepts connections.
+
+use std::time::Duration;
+
+use super::{data_dir, node_names, shell};
+use crate::cluster::system::{
+    LeaderQuery, NodeFile, NodeSpec, PortSpec, Probe, System, SystemParams,
+};
+
+pub const AMQP_PORT: u16 = 5672;
+pub const DIST_PORT: u16 = 25672;
+/// Shared by every node of every run: the cluster is private to its Docker network.
+const COOKIE: &str = "FAULTLINEFAULTLINECOOKIE";
+
+pub fn system(params: &SystemParams) -> System {
+    let names = node_names(params.nodes.unwrap_or(3));
+    let n = names.len();
+    let nodes = names
+        .iter()
+        .map(|name| {
+            let dir = data_dir(name);
+            let mut conf = String::from(
+                "loopback_users = none\nlisteners.tcp.default = 5672\n\
+                 cluster_formation.peer_discovery_backend = classic_config\n\
+                 cluster_partition_handling = ignore\n",
+            );
+            for (i, peer) in names.iter().enumerate() {
+                conf.push_str(&format!(
+                    "cluster_formation.classic_config.nodes.{} = rabbit@{peer}\n",
+                    i + 1
+                ));
+            }
+            let env_conf = format!("NODENAME=rabbit@{name}\nMNESIA_BASE={dir}/mnesia\nLOGS=-\n");
+            let script = format!(
+                "chown -R rabbitmq:rabbitmq {dir} /var/lib/rabbitmq && \
+                 chmod 400 /var/lib/rabbitmq/.erlang.cookie && \
+                 cd /var/lib/rabbitmq && \
+                 exec setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups \
+                 env HOME=/var/lib/rabbitmq /usr/lib/rabbitmq/bin/rabbitmq-server"
+            );
+            NodeSpec {
+                name: name.clone(),
+                role: "server".into(),
+                cmd: shell(&script),
+                env: vec![],
+                data_dir: dir,
+                files: vec![
+                    NodeFile::text("/etc/rabbitmq/rabbitmq.conf", conf),
+                    NodeFile::text("/etc/rabbitmq/rabbitmq-env.conf", env_conf),
+                    NodeFile {
+                        path: "/var/lib/rabbitmq/.erlang.cookie".into(),
+                        contents: COOKIE.as_bytes().to_vec(),
+                        mode: 0o400,
+                    },
+                ],
+                ports: vec![PortSpec {
+                    name: "amqp".into(),
+                    container_port: AMQP_PORT,
+                }],
+                probe: Probe::exec(&[
+                    "rabbitmqctl",
+                    "-q",
+                    "await_online_nodes",
+                    &n.to_string(),
+                    "--timeout",
+                    "5",
+                ]),
+                log_files: vec![],
+            }
+        })
+        .collect();
+    System {
+        name: "rabbitmq".into(),
+        image: params.image(),
+        nodes,
+        ready_timeout: Duration::from_secs(120),
+        leader: LeaderQuery::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_node_lists_every_peer_and_shares_the_cookie() {
+        let s = system(&SystemParams::default());
+        for node in &s.nodes {
+            let conf = String::from_utf8(node.files[0].contents.clone()).unwrap();
+            for peer in ["n1", "n2", "n3"] {
+                assert!(conf.contains(&format!("= rabbit@{peer}\n")), "{conf}");
+            }
+            assert_eq!(node.files[2].contents, COOKIE.as_bytes());
+            assert_eq!(node.files[2].mode, 0o400);
+        }
+    }
+}

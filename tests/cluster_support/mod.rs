@@ -1,0 +1,68 @@
+//! Shared by the cluster tests: skip when there is no Docker, make sure the base image exists,
+//! start a system, and ask Docker what is left of a run.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use faultline::cluster::{docker, Cluster, ClusterOptions, System, SystemParams};
+
+/// `None` (after printing why) when this machine has no Docker: the test then skips. CI has
+/// Docker, so there the tests run.
+pub fn docker_or_skip(test: &str) -> Option<()> {
+    match docker::available() {
+        Ok(()) => Some(()),
+        Err(e) => {
+            eprintln!("SKIPPED {test}: no Docker daemon ({e:#})");
+            None
+        }
+    }
+}
+
+/// Builds the base image if it is missing (once; concurrent test processes wait for the first).
+pub async fn ensure_image() {
+    let d = docker::connect().expect("docker");
+    faultline::images::ensure_base(&d)
+        .await
+        .expect("the base image builds");
+}
+
+/// Starts `system` with its defaults and returns the ready cluster.
+pub async fn start(system: &str) -> Cluster {
+    ensure_image().await;
+    let s = System::by_name(system, &SystemParams::default()).expect("a known system");
+    let c = Cluster::up(s, ClusterOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{system} cluster starts: {e:#}"));
+    eprintln!("{system}: ready in {:.1} s", c.ready_in().as_secs_f64());
+    c
+}
+
+/// Containers and networks Docker still has for a run.
+pub async fn leftovers(run_id: &str) -> (usize, usize) {
+    let d = docker::connect().expect("docker");
+    let runs = docker::list_runs(&d).await.expect("listing runs");
+    runs.iter()
+        .find(|r| r.run_id == run_id)
+        .map(|r| (r.containers.len(), r.networks.len()))
+        .unwrap_or((0, 0))
+}
+
+/// Retries `f` until it returns `Some` or `timeout` passes (for a client that connects while a
+/// system settles, e.g. right after a failover).
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
