@@ -43,6 +43,8 @@ const MMDEBSTRAP_ARGS: &str = include_str!("../docker/base/mmdebstrap.args");
 /// Dockerfile-like changes applied at import.
 const IMPORT_CHANGES: &[&str] = &["ENV LANG=C.UTF-8", "CMD [\"/bin/bash\"]"];
 
+/// Longest a build (mmdebstrap streaming into the import) may take.
+const IMPORT_TIMEOUT_S: u64 = 3600;
 /// Stderr lines of mmdebstrap kept for an error message.
 const ERROR_TAIL_LINES: usize = 20;
 
@@ -188,7 +190,7 @@ pub async fn build_base(docker: &Docker, opts: &BuildOptions) -> Result<BuildOut
             .join(", ")
     ));
     let building_tag = format!("building-{}", recipe.hash);
-    let result = stream_rootfs_into_docker(docker, &mmdebstrap, &recipe, &sources, &building_tag, &progress).await;
+    let result = stream_rootfs_into_docker(&mmdebstrap, &recipe, &sources, &building_tag, &progress).await;
     let building_ref = format!("{BASE_REPO}:{building_tag}");
     if let Err(e) = result {
         progress.finish();
@@ -282,7 +284,6 @@ async fn image_size(docker: &Docker, image: &str) -> Result<i64> {
 /// mmdebstrap writes the root file system as a tar to its stdout; that stream is the body of the
 /// Engine's import. A build counts only if mmdebstrap exits 0 (a truncated tar would import).
 async fn stream_rootfs_into_docker(
-    docker: &Docker,
     mmdebstrap: &Path,
     recipe: &Recipe,
     sources: &[PathBuf],
@@ -298,6 +299,9 @@ async fn stream_rootfs_into_docker(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // mmdebstrap signals its own process group when it cleans up: give it one of its own
+        // so that the controller is not hung up with it.
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = cmd
         .spawn()
@@ -318,7 +322,10 @@ async fn stream_rootfs_into_docker(
         }
     });
     let body = tokio_util::io::ReaderStream::new(stdout);
-    let import = docker
+    // The import request lasts as long as mmdebstrap runs: it needs a client whose request
+    // timeout is that long, not the default two minutes.
+    let importer = crate::cluster::docker::connect_with_timeout(IMPORT_TIMEOUT_S)?;
+    let import = importer
         .create_image(
             Some(CreateImageOptions {
                 from_src: Some("-".into()),

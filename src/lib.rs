@@ -8,4 +8,5 @@ pub mod plan;
 pub mod units;
 pub mod store;
 pub mod cluster;
+pub mod nemesis;
 pub mod images;

@@ -23,6 +23,8 @@ enum Command {
     Check(cmd::check::Args),
     /// Convert a history in any supported format to faultline JSONL.
     Convert(cmd::convert::Args),
+    /// Regenerate a run's HTML report (index.html and plots) from its run directory.
+    Report(cmd::report::Args),
     /// Run a Toxiproxy-compatible TCP proxy server (its HTTP API) until Ctrl-C.
     Proxy(cmd::proxy::Args),
     /// Build the container images (from Debian packages, nothing pulled) or list them.
@@ -41,6 +43,7 @@ fn main() {
     let result = match cli.command {
         Command::Check(args) => cmd::check::run(args),
         Command::Convert(args) => cmd::convert::run(args),
+        Command::Report(args) => cmd::report::run(args),
         Command::Proxy(args) => cmd::proxy::run(args),
         Command::Images(args) => cmd::images::run(args),
         Command::Cluster(args) => cmd::cluster::run(args),

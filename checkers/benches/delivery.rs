@@ -91,7 +91,11 @@ impl<W: Write> Gen<W> {
             if !ids.is_empty() {
                 json.push(',');
             }
-            write!(json, "{{\"id\":{id},\"partition\":{partition},\"offset\":{offset}}}").unwrap();
+            write!(
+                json,
+                "{{\"id\":{id},\"partition\":{partition},\"offset\":{offset}}}"
+            )
+            .unwrap();
             ids.push(id);
         }
         json.push(']');
@@ -118,7 +122,11 @@ fn generate(path: &Path, events: u64) -> std::io::Result<()> {
     // Leave room for the wind-down: about four events per message still queued.
     while g.index + 100 + 4 * g.queues.iter().map(|q| q.len() as u64).sum::<u64>() < events {
         if g.index % 1_000_000 < 2 && g.index > 2 {
-            let f = if fault_open { "stop-partition" } else { "start-partition" };
+            let f = if fault_open {
+                "stop-partition"
+            } else {
+                "start-partition"
+            };
             g.emit("\"nemesis\"", "info", f, "{\"n1\":[\"n2\",\"n3\"]}", None);
             fault_open = !fault_open;
             continue;
@@ -132,7 +140,13 @@ fn generate(path: &Path, events: u64) -> std::io::Result<()> {
                 Producer::Idle => {
                     let (id, partition) = (next_id, g.rng.below(PARTITIONS as u64) as usize);
                     next_id += 1;
-                    g.emit(&p, "invoke", "produce", &format!("{{\"id\":{id},\"partition\":{partition}}}"), None);
+                    g.emit(
+                        &p,
+                        "invoke",
+                        "produce",
+                        &format!("{{\"id\":{id},\"partition\":{partition}}}"),
+                        None,
+                    );
                     *state = Producer::Producing { id, partition };
                 }
                 Producer::Producing { id, partition } => {
@@ -151,7 +165,15 @@ fn generate(path: &Path, events: u64) -> std::io::Result<()> {
                         let offset = g.next_offset[partition];
                         g.next_offset[partition] += 1;
                         g.queues[partition].push_back((id, offset));
-                        g.emit(&p, "ok", "produce", &format!("{{\"id\":{id},\"partition\":{partition},\"offset\":{offset}}}"), None);
+                        g.emit(
+                            &p,
+                            "ok",
+                            "produce",
+                            &format!(
+                                "{{\"id\":{id},\"partition\":{partition},\"offset\":{offset}}}"
+                            ),
+                            None,
+                        );
                     }
                 }
             }
@@ -162,27 +184,45 @@ fn generate(path: &Path, events: u64) -> std::io::Result<()> {
             match std::mem::replace(state, Consumer::Idle) {
                 Consumer::Idle => {
                     let partition = slot % PARTITIONS;
-                    g.emit(&p, "invoke", "consume", &format!("{{\"partition\":{partition}}}"), None);
+                    g.emit(
+                        &p,
+                        "invoke",
+                        "consume",
+                        &format!("{{\"partition\":{partition}}}"),
+                        None,
+                    );
                     *state = Consumer::Polling { partition };
                 }
                 Consumer::Polling { partition } => {
                     let (json, ids) = g.take_batch(partition);
                     g.emit(&p, "ok", "consume", &json, None);
                     if !ids.is_empty() {
-                        *state = Consumer::Acking { pending: ids, invoked: false };
+                        *state = Consumer::Acking {
+                            pending: ids,
+                            invoked: false,
+                        };
                     }
                 }
-                Consumer::Acking { mut pending, invoked } => {
+                Consumer::Acking {
+                    mut pending,
+                    invoked,
+                } => {
                     if invoked {
                         g.emit(&p, "ok", "ack", "", None);
                         pending.pop();
                         if !pending.is_empty() {
-                            *state = Consumer::Acking { pending, invoked: false };
+                            *state = Consumer::Acking {
+                                pending,
+                                invoked: false,
+                            };
                         }
                     } else {
                         let id = *pending.last().unwrap();
                         g.emit(&p, "invoke", "ack", &id.to_string(), None);
-                        *state = Consumer::Acking { pending, invoked: true };
+                        *state = Consumer::Acking {
+                            pending,
+                            invoked: true,
+                        };
                     }
                 }
             }
@@ -194,7 +234,13 @@ fn generate(path: &Path, events: u64) -> std::io::Result<()> {
             let offset = g.next_offset[partition];
             g.next_offset[partition] += 1;
             g.queues[partition].push_back((id, offset));
-            g.emit(&process.to_string(), "ok", "produce", &format!("{{\"id\":{id},\"partition\":{partition},\"offset\":{offset}}}"), None);
+            g.emit(
+                &process.to_string(),
+                "ok",
+                "produce",
+                &format!("{{\"id\":{id},\"partition\":{partition},\"offset\":{offset}}}"),
+                None,
+            );
         }
     }
     for (process, state) in &mut consumers {
@@ -206,7 +252,10 @@ fn generate(path: &Path, events: u64) -> std::io::Result<()> {
                 g.emit(&p, "ok", "consume", &json, None);
                 ids
             }
-            Consumer::Acking { mut pending, invoked } => {
+            Consumer::Acking {
+                mut pending,
+                invoked,
+            } => {
                 if invoked {
                     g.emit(&p, "ok", "ack", "", None);
                     pending.pop();
@@ -225,7 +274,13 @@ fn generate(path: &Path, events: u64) -> std::io::Result<()> {
     let drainer = "9999";
     for partition in 0..PARTITIONS {
         loop {
-            g.emit(drainer, "invoke", "drain", &format!("{{\"partition\":{partition}}}"), None);
+            g.emit(
+                drainer,
+                "invoke",
+                "drain",
+                &format!("{{\"partition\":{partition}}}"),
+                None,
+            );
             let (json, ids) = g.take_batch(partition);
             g.emit(drainer, "ok", "drain", &json, None);
             if ids.is_empty() {
@@ -276,7 +331,11 @@ fn main() {
     if !path.exists() {
         let started = Instant::now();
         generate(&path, events).expect("generate the history");
-        println!("generated {} in {:.1} s", path.display(), started.elapsed().as_secs_f64());
+        println!(
+            "generated {} in {:.1} s",
+            path.display(),
+            started.elapsed().as_secs_f64()
+        );
     }
     let bytes = std::fs::metadata(&path).expect("history file").len();
     let open = || BufReader::with_capacity(1 << 20, File::open(&path).expect("open history"));
@@ -297,7 +356,10 @@ fn main() {
     assert_eq!(result.verdict, Verdict::Valid, "{}", result.summary);
 
     let messages = result.details["messages"]["distinct"].as_u64().unwrap_or(0);
-    println!("delivery bench: {n} events, {:.0} MiB of JSONL, {messages} distinct messages", bytes as f64 / (1 << 20) as f64);
+    println!(
+        "delivery bench: {n} events, {:.0} MiB of JSONL, {messages} distinct messages",
+        bytes as f64 / (1 << 20) as f64
+    );
     let rate = |what: &str, wall: f64, cpu: f64| {
         println!(
             "  {what:<22} wall {wall:>6.2} s {:>6.2} M events/s {:>5.0} MiB/s | cpu {cpu:>6.2} s {:>6.2} M events/s",

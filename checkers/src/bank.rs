@@ -91,12 +91,20 @@ impl StreamChecker for Bank {
             Pending::Transfer => self.transfers += 1,
             Pending::Read if e.kind == EventType::Ok => {
                 let balances: BTreeMap<Cow<str>, i64> = e.value.parse().map_err(|err| {
-                    bad_value(line, e, err, "an object of integer balances, {\"A\": 10, ...}")
+                    bad_value(
+                        line,
+                        e,
+                        err,
+                        "an object of integer balances, {\"A\": 10, ...}",
+                    )
                 })?;
                 self.reads += 1;
                 let sum: i128 = balances.values().map(|&b| i128::from(b)).sum();
                 let (total, source) = self.total.get_or_insert_with(|| {
-                    (sum, format!("the sum of the first ok read (event {})", e.index))
+                    (
+                        sum,
+                        format!("the sum of the first ok read (event {})", e.index),
+                    )
                 });
                 if sum != *total {
                     let (total, source) = (*total, source.clone());
@@ -131,7 +139,11 @@ impl StreamChecker for Bank {
             parts.sentence()
         );
         if !self.ignored.is_empty() {
-            let names: Vec<String> = self.ignored.iter().map(|(k, v)| format!("{k} ({v})")).collect();
+            let names: Vec<String> = self
+                .ignored
+                .iter()
+                .map(|(k, v)| format!("{k} ({v})"))
+                .collect();
             summary.push_str(&format!(" Ignored ops: {}.", names.join(", ")));
         }
         if let Some(r) = &unknown_reason {

@@ -14,7 +14,9 @@
 //! `ok`-completed adds (snapshotted when a read begins) and of begun-and-not-failed adds (read
 //! when it ends). Sums are `i128`, so no realistic history overflows them.
 
-use crate::stream::{bad_value, plural, EventRef, Findings, Id, Interner, Step, StreamChecker, StreamPairer};
+use crate::stream::{
+    bad_value, plural, EventRef, Findings, Id, Interner, Step, StreamChecker, StreamPairer,
+};
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use serde_json::{json, Value};
 
@@ -28,8 +30,15 @@ struct Sums {
 
 #[derive(Debug)]
 enum Pending {
-    Add { counter: u32, delta: i64 },
-    Read { counter: u32, ok_pos: i128, ok_neg: i128 },
+    Add {
+        counter: u32,
+        delta: i64,
+    },
+    Read {
+        counter: u32,
+        ok_pos: i128,
+        ok_neg: i128,
+    },
     Ignored,
 }
 
@@ -186,14 +195,20 @@ impl StreamChecker for Counter {
         let reads: u64 = self.reads.iter().sum();
         let mut unknown = Vec::new();
         if self.adds == 0 && reads == 0 {
-            unknown.push("the history has no add or ok read operations: is it a counter history?".to_string());
+            unknown.push(
+                "the history has no add or ok read operations: is it a counter history?"
+                    .to_string(),
+            );
         }
         let unread: Vec<String> = (0..self.names.len())
             .filter(|&i| self.reads[i] == 0)
             .map(|i| self.names.key(i as u32).to_string())
             .collect();
         if self.adds > 0 && !unread.is_empty() {
-            unknown.push(format!("counter(s) {} never had an ok read", unread.join(", ")));
+            unknown.push(format!(
+                "counter(s) {} never had an ok read",
+                unread.join(", ")
+            ));
         }
         let unknown_reason = (!unknown.is_empty()).then(|| unknown.join("; "));
         let mut summary = format!(
@@ -204,7 +219,11 @@ impl StreamChecker for Counter {
             parts.sentence()
         );
         if !self.ignored.is_empty() {
-            let names: Vec<String> = self.ignored.iter().map(|(k, v)| format!("{k} ({v})")).collect();
+            let names: Vec<String> = self
+                .ignored
+                .iter()
+                .map(|(k, v)| format!("{k} ({v})"))
+                .collect();
             summary.push_str(&format!(" Ignored ops: {}.", names.join(", ")));
         }
         if let Some(r) = &unknown_reason {

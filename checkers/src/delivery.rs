@@ -11,18 +11,20 @@
 //!
 //! Real-time order is judged with event indices, not clocks: event i happened before event j
 //! when i < j, which is the one order a history guarantees. Two order rules follow:
-//! - a consumer's *first* deliveries on one partition must follow produce order (a message whose
-//!   produce was acknowledged before another's produce began comes first) and offset order;
-//!   redeliveries are duplicates or retries, never order violations;
+//! - a consumer's *first* deliveries on one partition must go forward: by offset where the
+//!   history gives offsets, else in produce order (a message whose produce was acknowledged
+//!   before another's produce began comes first); redeliveries are duplicates or retries, never
+//!   order violations;
 //! - offsets must respect produce order too: for each partition the checker keeps the running
 //!   maximum of acknowledged offsets, pruned to what still-open produces may ask about.
 //!
 //! What counts toward the verdict is a table of (kind, guarantee), in [`counts`]; the summary
 //! names the guarantee, the kinds that counted and those only reported.
 
+use crate::formats::stream::fast::Scan;
 use crate::stream::{
-    bad_value, plural, EventRef, FaultTracker, Findings, Id, IdField, Interner,
-    Step, StreamChecker, StreamPairer,
+    bad_value, plural, EventRef, FaultTracker, Findings, Id, Interner, Step, StreamChecker,
+    StreamPairer, ValueRef,
 };
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -76,6 +78,7 @@ pub const KINDS: &[&str] = &[
     "unexpected",
     "failed-but-delivered",
     "reordered",
+    "maybe-reordered",
     "offset-conflict",
     "offset-order",
     "offset-gap",
@@ -89,7 +92,7 @@ pub fn counts(kind: &str, g: Guarantee) -> bool {
     match kind {
         "lost" | "stranded" => g != Guarantee::AtMostOnce,
         "duplicated" | "double-committed" => g != Guarantee::AtLeastOnce,
-        "recovered" => false,
+        "recovered" | "maybe-reordered" => false,
         _ => true,
     }
 }
@@ -112,7 +115,9 @@ struct MsgRefVisitor;
 impl<'de> Visitor<'de> for MsgRefVisitor {
     type Value = MsgRef<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a message id or an object like {\"id\": ..., \"partition\": ..., \"offset\": ...}")
+        f.write_str(
+            "a message id or an object like {\"id\": ..., \"partition\": ..., \"offset\": ...}",
+        )
     }
     fn visit_unit<E: de::Error>(self) -> Result<MsgRef<'de>, E> {
         Ok(MsgRef::default())
@@ -140,7 +145,9 @@ impl<'de> Visitor<'de> for MsgRefVisitor {
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<MsgRef<'de>, E> {
         Ok(MsgRef {
-            id: Some(Id::deserialize(de::value::StringDeserializer::new(v.to_string()))?),
+            id: Some(Id::deserialize(de::value::StringDeserializer::new(
+                v.to_string(),
+            ))?),
             ..MsgRef::default()
         })
     }
@@ -185,7 +192,10 @@ impl<'de> Deserialize<'de> for Deliveries<'de> {
             fn visit_none<E: de::Error>(self) -> Result<Deliveries<'de>, E> {
                 Ok(Deliveries(Vec::new()))
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Deliveries<'de>, A::Error> {
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<Deliveries<'de>, A::Error> {
                 let mut v = Vec::with_capacity(s.size_hint().unwrap_or(8).min(1024));
                 while let Some(m) = s.next_element::<MsgRef<'de>>()? {
                     v.push(m);
@@ -209,6 +219,116 @@ impl<'de> Deserialize<'de> for Deliveries<'de> {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// The value as a message, or as a list of messages: a hand scan for the plain shapes workloads
+/// write (integer or escape-free string ids, integer offsets), serde for everything else, so
+/// both always agree.
+fn parse_msg<'a>(v: ValueRef<'a>) -> Result<MsgRef<'a>, serde_json::Error> {
+    if let ValueRef::Json(text) = v {
+        let mut sc = Scan::new(text);
+        if let Some(m) = scan_msg(&mut sc) {
+            if sc.at_end() {
+                return Ok(m);
+            }
+        }
+    }
+    v.parse()
+}
+
+fn parse_deliveries<'a>(v: ValueRef<'a>) -> Result<Deliveries<'a>, serde_json::Error> {
+    if let ValueRef::Json(text) = v {
+        let mut sc = Scan::new(text);
+        if sc.peek() == Some(b'[') {
+            let mut list = Vec::new();
+            let scanned = (|| {
+                sc.eat(b'[')?;
+                if sc.peek() == Some(b']') {
+                    sc.eat(b']')?;
+                } else {
+                    loop {
+                        list.push(scan_msg(&mut sc)?);
+                        match sc.peek()? {
+                            b',' => sc.eat(b',')?,
+                            b']' => {
+                                sc.eat(b']')?;
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                sc.at_end().then_some(())
+            })();
+            if scanned.is_some() {
+                return Ok(Deliveries(list));
+            }
+        }
+    }
+    v.parse()
+}
+
+/// An id the hand scan accepts: a plain non-negative integer or an escape-free string.
+fn scan_id<'a>(sc: &mut Scan<'a>) -> Option<Id<'a>> {
+    if sc.peek()? == b'"' {
+        Some(Id::from_key(sc.plain_str()?))
+    } else {
+        Some(Id::Int(sc.uint()?))
+    }
+}
+
+fn scan_msg<'a>(sc: &mut Scan<'a>) -> Option<MsgRef<'a>> {
+    let mut m = MsgRef::default();
+    match sc.peek()? {
+        b'{' => {}
+        b'n' => {
+            sc.literal("null")?;
+            return Some(m);
+        }
+        _ => {
+            m.id = Some(scan_id(sc)?);
+            return Some(m);
+        }
+    }
+    sc.eat(b'{')?;
+    if sc.peek()? == b'}' {
+        sc.eat(b'}')?;
+        return Some(m);
+    }
+    loop {
+        let key = sc.plain_str()?;
+        sc.eat(b':')?;
+        let is_null = sc.peek()? == b'n';
+        if is_null && key != "id" {
+            sc.literal("null")?;
+            match key {
+                "partition" => m.partition = None,
+                "offset" => m.offset = None,
+                "delivery" => m.delivery = None,
+                "group" => m.group = None,
+                _ => {}
+            }
+        } else {
+            match key {
+                "id" => m.id = Some(scan_id(sc)?),
+                "partition" => m.partition = Some(scan_id(sc)?),
+                "offset" => m.offset = Some(sc.uint()?),
+                "delivery" => m.delivery = Some(sc.uint()?),
+                "group" => m.group = Some(scan_id(sc)?),
+                _ => {
+                    sc.value(1)?;
+                }
+            }
+        }
+        match sc.peek()? {
+            b',' => sc.eat(b',')?,
+            b'}' => {
+                sc.eat(b'}')?;
+                return Some(m);
+            }
+            _ => return None,
+        }
     }
 }
 
@@ -255,6 +375,8 @@ const PRODUCED_INFO: u8 = 2;
 const PRODUCED_FAIL: u8 = 4;
 const ACK_INFO: u8 = 8;
 const OFFSET_FROM_ACK: u8 = 16;
+/// Seen at two offsets: reported as duplicated when first seen, not again for its deliveries.
+const STORED_TWICE: u8 = 32;
 
 impl Msg {
     fn new() -> Self {
@@ -308,6 +430,22 @@ struct AckedOffsets {
     entries: VecDeque<(u64, u64, u32)>,
 }
 
+/// An order violation seen on a first delivery, judged at the end (see `reorder_finding`).
+#[derive(Debug, Clone, Copy)]
+struct Reorder {
+    /// The message that arrived late, and the one it arrived after.
+    msg: u32,
+    other: u32,
+    consumer: u64,
+    part: u32,
+    by_offset: bool,
+    /// By offset: the other's delivery, this delivery. By produce order: this produce's ack,
+    /// the other's produce invocation, the other's delivery, this delivery.
+    ops: [u64; 4],
+    /// By offset: (this offset, the other's).
+    offsets: (u64, u64),
+}
+
 /// The highest committed offset of one (group, partition) and the commit that set it.
 #[derive(Debug, Clone, Copy)]
 struct GroupOffset {
@@ -318,13 +456,27 @@ struct GroupOffset {
 /// What an open invocation will need at its completion.
 #[derive(Debug)]
 enum Pending {
-    Produce { msg: u32 },
-    Consume { drain: bool, partition: u32 },
-    Ack { msg: u32 },
+    Produce {
+        msg: u32,
+    },
+    Consume {
+        drain: bool,
+        partition: u32,
+    },
+    Ack {
+        msg: u32,
+    },
     Nack,
     DeadLetter,
-    CommitOffset { slot: (u32, u32), offset: u64, floor: GroupOffset },
-    FetchOffset { slot: (u32, u32), floor: GroupOffset },
+    CommitOffset {
+        slot: (u32, u32),
+        offset: u64,
+        floor: GroupOffset,
+    },
+    FetchOffset {
+        slot: (u32, u32),
+        floor: GroupOffset,
+    },
     Ignored,
 }
 
@@ -346,6 +498,10 @@ struct State {
     redeliveries: FxHashMap<u32, Vec<Redelivery>>,
     extra_acks: FxHashMap<u32, Vec<u64>>,
     order: FxHashMap<(u64, u32), OrderState>,
+    /// Order violations, at most one per message (only first deliveries are judged).
+    reorders: Vec<Reorder>,
+    /// Invocation of the first consume whose outcome is unknown (info, or never completed).
+    first_uncertain_consume: u64,
     acked_offsets: Vec<AckedOffsets>,
     /// Invocation indices of produces since the oldest still open, in order, with whether each
     /// is still open: the front is the bound for pruning `acked_offsets`.
@@ -397,7 +553,10 @@ impl Delivery {
             guarantee,
             max_retries: options.max_retries,
             pairer: StreamPairer::default(),
-            st: State::default(),
+            st: State {
+                first_uncertain_consume: NONE,
+                ..State::default()
+            },
         })
     }
 }
@@ -440,7 +599,7 @@ impl State {
         let v = e.value;
         Ok(match e.f {
             "produce" | "send" | "enqueue" | "publish" => {
-                let r: MsgRef = v.parse().map_err(|err| bad_value(line, e, err, PRODUCE_SHAPE))?;
+                let r = parse_msg(v).map_err(|err| bad_value(line, e, err, PRODUCE_SHAPE))?;
                 let Some(id) = r.id.as_ref() else {
                     return Err(bad_value(line, e, "no id", PRODUCE_SHAPE));
                 };
@@ -473,9 +632,8 @@ impl State {
                 let partition = if v.is_null() {
                     NO_PART
                 } else {
-                    let r: MsgRef = v.parse().map_err(|err| {
-                        bad_value(line, e, err, "null or {\"partition\": P}")
-                    })?;
+                    let r = parse_msg(v)
+                        .map_err(|err| bad_value(line, e, err, "null or {\"partition\": P}"))?;
                     self.part(&r.partition)
                 };
                 if drain {
@@ -487,8 +645,11 @@ impl State {
                 Pending::Consume { drain, partition }
             }
             "ack" | "commit" | "nack" => {
-                let IdField(id) = v.parse().map_err(|err| bad_value(line, e, err, ACK_SHAPE))?;
-                let msg = self.msg(&id);
+                let r = parse_msg(v).map_err(|err| bad_value(line, e, err, ACK_SHAPE))?;
+                let Some(id) = r.id.as_ref() else {
+                    return Err(bad_value(line, e, "no id", ACK_SHAPE));
+                };
+                let msg = self.msg(id);
                 self.uses_acks = true;
                 if e.f == "nack" {
                     Pending::Nack
@@ -504,15 +665,19 @@ impl State {
                 } else {
                     "{\"group\": G, \"partition\": P}"
                 };
-                let r: MsgRef = v.parse().map_err(|err| bad_value(line, e, err, shape))?;
+                let r = parse_msg(v).map_err(|err| bad_value(line, e, err, shape))?;
                 let (Some(group), Some(_)) = (r.group.as_ref(), r.partition.as_ref()) else {
                     return Err(bad_value(line, e, "no group or no partition", shape));
                 };
                 let slot = (self.groups.intern(group).0, self.part(&r.partition));
-                let floor = self.group_offsets.get(&slot).copied().unwrap_or(GroupOffset {
-                    max: NONE,
-                    at: NONE,
-                });
+                let floor = self
+                    .group_offsets
+                    .get(&slot)
+                    .copied()
+                    .unwrap_or(GroupOffset {
+                        max: NONE,
+                        at: NONE,
+                    });
                 if commit {
                     let Some(offset) = r.offset else {
                         return Err(bad_value(line, e, "no offset", shape));
@@ -556,13 +721,15 @@ impl State {
                 }
             }
             Pending::Consume { drain, partition } => {
+                if e.kind == EventType::Info {
+                    self.first_uncertain_consume =
+                        self.first_uncertain_consume.min(open.invoke_index);
+                }
                 if e.kind != EventType::Ok {
                     return Ok(());
                 }
                 self.figures.consume_ok += 1;
-                let Deliveries(list) = e
-                    .value
-                    .parse()
+                let Deliveries(list) = parse_deliveries(e.value)
                     .map_err(|err| bad_value(line, e, err, CONSUME_SHAPE))?;
                 if drain && list.is_empty() {
                     self.last_drain_empty = e.index;
@@ -574,7 +741,12 @@ impl State {
                 }
                 for r in &list {
                     let Some(id) = r.id.as_ref() else {
-                        return Err(bad_value(line, e, "a delivery without an id", CONSUME_SHAPE));
+                        return Err(bad_value(
+                            line,
+                            e,
+                            "a delivery without an id",
+                            CONSUME_SHAPE,
+                        ));
                     };
                     let msg = self.msg(id);
                     let mut part = self.part(&r.partition);
@@ -614,9 +786,7 @@ impl State {
                     return Ok(());
                 }
                 self.figures.dead_letter_reads += 1;
-                let Deliveries(list) = e
-                    .value
-                    .parse()
+                let Deliveries(list) = parse_deliveries(e.value)
                     .map_err(|err| bad_value(line, e, err, CONSUME_SHAPE))?;
                 for r in &list {
                     let Some(id) = r.id.as_ref() else {
@@ -704,10 +874,7 @@ impl State {
         invoke_index: u64,
     ) -> Result<(), HistoryError> {
         self.figures.produce_ok += 1;
-        let r: MsgRef = e
-            .value
-            .parse()
-            .map_err(|err| bad_value(line, e, err, PRODUCE_SHAPE))?;
+        let r = parse_msg(e.value).map_err(|err| bad_value(line, e, err, PRODUCE_SHAPE))?;
         if let Some(id) = r.id.as_ref() {
             if self.ids.get(id) != Some(msg) {
                 return Err(HistoryError {
@@ -745,7 +912,9 @@ impl State {
         }
         // Offsets follow produce order: compare with the acks completed before this one began.
         let acked = &self.acked_offsets[part as usize];
-        let before = acked.entries.partition_point(|&(at, _, _)| at < invoke_index);
+        let before = acked
+            .entries
+            .partition_point(|&(at, _, _)| at < invoke_index);
         if before > 0 {
             let (at, max, other) = acked.entries[before - 1];
             if max >= offset && other != msg {
@@ -801,6 +970,10 @@ impl State {
             return;
         }
         self.extra_offsets.push((part, offset, msg));
+        if m.flags & STORED_TWICE != 0 {
+            return;
+        }
+        m.flags |= STORED_TWICE;
         let id = self.id(msg);
         let (p1, p2) = (self.part_name(first_part), self.part_name(part));
         self.findings.add("duplicated", || {
@@ -835,7 +1008,9 @@ impl State {
             m.partition = part;
         }
         if let Some(n) = r.delivery {
-            m.broker_deliveries = m.broker_deliveries.max(u32::try_from(n).unwrap_or(u32::MAX));
+            m.broker_deliveries = m
+                .broker_deliveries
+                .max(u32::try_from(n).unwrap_or(u32::MAX));
         }
         m.deliveries = m.deliveries.saturating_add(1);
         let after_commit = m.ack_ok != NONE && m.ack_ok < consume_invoke;
@@ -867,37 +1042,31 @@ impl State {
             max_invoke_msg: msg,
             max_invoke_at: NONE,
         });
-        let mut violation: Option<(Vec<u64>, String, Value)> = None;
+        let mut violation: Option<Reorder> = None;
         if offset != NONE && st.last_offset != NONE && offset < st.last_offset {
-            let (prev, prev_msg, prev_at) = (st.last_offset, st.last_offset_msg, st.last_offset_at);
-            violation = Some((
-                vec![prev_at, at],
-                format!(
-                    "Consumer {consumer} first received message {} at offset {prev} of {} (event {prev_at}), then message {} at the lower offset {offset} (event {at}).",
-                    self.ids.key(prev_msg),
-                    if part == NO_PART { "the queue".to_string() } else { format!("partition {}", self.parts.key(part)) },
-                    self.ids.key(msg)
-                ),
-                json!({ "id": self.ids.key(msg).to_json(), "consumer": consumer, "offset": offset, "after": self.ids.key(prev_msg).to_json(), "after_offset": prev }),
-            ));
+            violation = Some(Reorder {
+                msg,
+                other: st.last_offset_msg,
+                consumer,
+                part,
+                by_offset: true,
+                ops: [st.last_offset_at, at, NONE, NONE],
+                offsets: (offset, st.last_offset),
+            });
         } else if offset == NONE
             && produce_ok != NONE
             && st.max_invoke != NONE
             && produce_ok < st.max_invoke
         {
-            let (other, other_invoke, other_at) = (st.max_invoke_msg, st.max_invoke, st.max_invoke_at);
-            violation = Some((
-                vec![produce_ok, other_invoke, other_at, at],
-                format!(
-                    "Message {} was acknowledged (event {produce_ok}) before message {} was produced (event {other_invoke}) on {}, yet consumer {consumer} received {} first (event {other_at}) and {} later (event {at}).",
-                    self.ids.key(msg),
-                    self.ids.key(other),
-                    if part == NO_PART { "the queue".to_string() } else { format!("partition {}", self.parts.key(part)) },
-                    self.ids.key(other),
-                    self.ids.key(msg)
-                ),
-                json!({ "id": self.ids.key(msg).to_json(), "consumer": consumer, "after": self.ids.key(other).to_json() }),
-            ));
+            violation = Some(Reorder {
+                msg,
+                other: st.max_invoke_msg,
+                consumer,
+                part,
+                by_offset: false,
+                ops: [produce_ok, st.max_invoke, st.max_invoke_at, at],
+                offsets: (NONE, NONE),
+            });
         }
         if offset != NONE && (st.last_offset == NONE || offset > st.last_offset) {
             st.last_offset = offset;
@@ -909,9 +1078,53 @@ impl State {
             st.max_invoke_msg = msg;
             st.max_invoke_at = at;
         }
+        // Judged at the end: a later redelivery, or an earlier one the history cannot show,
+        // would explain it.
         if let Some(v) = violation {
-            self.findings.add("reordered", || v);
+            self.reorders.push(v);
         }
+    }
+
+    /// Turns an order violation into an anomaly: `reordered` when nothing explains it,
+    /// `maybe-reordered` (reported only) when the message was delivered more than once or a
+    /// consume that may have delivered it unseen (it got info, or never completed) began first.
+    fn reorder_finding(&mut self, r: &Reorder, first_uncertain_consume: u64) {
+        let m = &self.msgs[r.msg as usize];
+        let redelivered = m.deliveries > 1 || m.broker_deliveries > 1;
+        let hidden = first_uncertain_consume < m.first_delivery;
+        let (id, other) = (self.ids.key(r.msg), self.ids.key(r.other));
+        let part = if r.part == NO_PART {
+            "the queue".to_string()
+        } else {
+            format!("partition {}", self.parts.key(r.part))
+        };
+        let c = r.consumer;
+        let mut why = if r.by_offset {
+            let [prev_at, at, _, _] = r.ops;
+            let (offset, prev) = r.offsets;
+            format!("Consumer {c} first received message {other} at offset {prev} of {part} (event {prev_at}), then message {id} at the lower offset {offset} (event {at}).")
+        } else {
+            let [ok, other_invoke, other_at, at] = r.ops;
+            format!("Message {id} was acknowledged (event {ok}) before message {other} was produced (event {other_invoke}) on {part}, yet consumer {c} received {other} first (event {other_at}) and {id} later (event {at}).")
+        };
+        let kind = if redelivered {
+            why.push_str(&format!(
+                " But {id} was delivered more than once, so this may be a redelivery."
+            ));
+            "maybe-reordered"
+        } else if hidden {
+            why.push_str(&format!(" But a consume begun at event {first_uncertain_consume} had an unknown outcome and may have delivered {id} first, unseen."));
+            "maybe-reordered"
+        } else {
+            "reordered"
+        };
+        let ops: Vec<u64> = r.ops.iter().copied().filter(|&o| o != NONE).collect();
+        let data = if r.by_offset {
+            json!({ "id": id.to_json(), "consumer": c, "offset": r.offsets.0, "after": other.to_json(), "after_offset": r.offsets.1 })
+        } else {
+            json!({ "id": id.to_json(), "consumer": c, "after": other.to_json() })
+        };
+        self.findings.add(kind, || (ops, why, data));
     }
 
     fn check_group_offset(
@@ -958,9 +1171,18 @@ impl StreamChecker for Delivery {
 
     fn finish(mut self: Box<Self>) -> CheckResult {
         for open in self.pairer.take_open() {
-            if let Pending::Produce { msg } = open.payload {
-                self.st.produce_info(msg, open.invoke_index);
+            match open.payload {
+                Pending::Produce { msg } => self.st.produce_info(msg, open.invoke_index),
+                Pending::Consume { .. } => {
+                    self.st.first_uncertain_consume =
+                        self.st.first_uncertain_consume.min(open.invoke_index);
+                }
+                _ => {}
             }
+        }
+        let reorders = std::mem::take(&mut self.st.reorders);
+        for r in &reorders {
+            self.st.reorder_finding(r, self.st.first_uncertain_consume);
         }
         let g = self.guarantee;
         let max_retries = self.max_retries;
@@ -975,7 +1197,8 @@ impl StreamChecker for Delivery {
         let mut lost_by_phase: BTreeMap<String, u64> = BTreeMap::new();
         let mut undecided_lost = 0u64;
         let mut undecided_stranded = 0u64;
-        let (mut produced_ok, mut delivered, mut dead_lettered, mut never_produced) = (0u64, 0u64, 0u64, 0u64);
+        let (mut produced_ok, mut delivered, mut dead_lettered, mut never_produced) =
+            (0u64, 0u64, 0u64, 0u64);
         let mut offsets: Vec<(u32, u64, u32)> = Vec::new();
 
         for (i, m) in st.msgs.iter().enumerate() {
@@ -1066,7 +1289,7 @@ impl StreamChecker for Delivery {
             } else {
                 m.deliveries.saturating_sub(1)
             };
-            if dups > 0 {
+            if dups > 0 && m.flags & STORED_TWICE == 0 {
                 let re = st.redeliveries.get(&msg).map(Vec::as_slice).unwrap_or(&[]);
                 let mut ops = vec![m.first_delivery];
                 let mut consumers = vec![m.first_consumer];
@@ -1085,7 +1308,10 @@ impl StreamChecker for Delivery {
                     m.first_delivery
                 );
                 for r in re.iter().take(3) {
-                    why.push_str(&format!(", then to consumer {} at event {}", r.consumer, r.at));
+                    why.push_str(&format!(
+                        ", then to consumer {} at event {}",
+                        r.consumer, r.at
+                    ));
                 }
                 if re.len() > 3 || m.deliveries as usize > re.len() + 1 {
                     why.push_str(", ...");
@@ -1179,7 +1405,10 @@ impl StreamChecker for Delivery {
                 if o1 == o2 && m1 != m2 {
                     let part = st.part_name(p1);
                     let (a, b) = (st.ids.key(m1), st.ids.key(m2));
-                    let ops = vec![evidence_at(&st.msgs[m1 as usize]), evidence_at(&st.msgs[m2 as usize])];
+                    let ops = vec![
+                        evidence_at(&st.msgs[m1 as usize]),
+                        evidence_at(&st.msgs[m2 as usize]),
+                    ];
                     st.findings.add("offset-conflict", || {
                         (
                             ops,
@@ -1190,7 +1419,10 @@ impl StreamChecker for Delivery {
                 } else if drain_complete && o2 > o1 + 1 {
                     let part = st.part_name(p1);
                     let (a, b) = (st.ids.key(m1), st.ids.key(m2));
-                    let ops = vec![evidence_at(&st.msgs[m1 as usize]), evidence_at(&st.msgs[m2 as usize])];
+                    let ops = vec![
+                        evidence_at(&st.msgs[m1 as usize]),
+                        evidence_at(&st.msgs[m2 as usize]),
+                    ];
                     let (from, to) = (o1 + 1, o2 - 1);
                     st.findings.add("offset-gap", || {
                         (
@@ -1212,9 +1444,8 @@ impl StreamChecker for Delivery {
         let counted_kinds: Vec<&str> = KINDS.iter().copied().filter(|k| counts(k, g)).collect();
         let reported_kinds: Vec<&str> = KINDS.iter().copied().filter(|k| !counts(k, g)).collect();
 
-        let no_ops = st.figures.produce_ops == 0
-            && st.figures.consume_ops == 0
-            && st.figures.drain_ops == 0;
+        let no_ops =
+            st.figures.produce_ops == 0 && st.figures.consume_ops == 0 && st.figures.drain_ops == 0;
         let mut unknown = Vec::new();
         if no_ops {
             unknown.push("the history has no produce, consume or drain operations: is it a delivery history?".to_string());
@@ -1256,8 +1487,17 @@ impl StreamChecker for Delivery {
             reported_kinds.join(", "),
         );
         if !lost_by_phase.is_empty() {
-            let phases: Vec<String> = lost_by_phase.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            let phases: Vec<String> = lost_by_phase
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
             summary.push_str(&format!(" Lost by produce time: {}.", phases.join(", ")));
+        }
+        if !st.uses_acks && st.first_uncertain_consume != NONE && !lost_by_phase.is_empty() {
+            let at = st.first_uncertain_consume;
+            summary.push_str(&format!(
+                " Some consumes had unknown outcomes (the first began at event {at}); without acks, a message handed to one of them is gone with it and counts as lost."
+            ));
         }
         if !offsets.is_empty() && !gaps_checked {
             summary.push_str(" Offset gaps not checked: no complete final drain.");
@@ -1266,7 +1506,11 @@ impl StreamChecker for Delivery {
             summary.push_str(" Retries not checked (no --max-retries).");
         }
         if !st.ignored.is_empty() {
-            let names: Vec<String> = st.ignored.iter().map(|(k, v)| format!("{k} ({v})")).collect();
+            let names: Vec<String> = st
+                .ignored
+                .iter()
+                .map(|(k, v)| format!("{k} ({v})"))
+                .collect();
             summary.push_str(&format!(" Ignored ops: {}.", names.join(", ")));
         }
         if let Some(r) = &unknown_reason {
@@ -1302,5 +1546,68 @@ fn evidence_at(m: &Msg) -> u64 {
         m.produce_ok
     } else {
         m.first_delivery
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand scan of message values agrees with serde, or leaves the value to serde.
+    #[test]
+    fn message_scan_agrees_with_serde() {
+        let cases = [
+            "7",
+            "\"m-1\"",
+            "\"7\"",
+            "null",
+            "{}",
+            "{\"id\":1,\"partition\":\"p0\",\"offset\":3,\"delivery\":2,\"x\":[1,{\"y\":null}]}",
+            "{\"id\":1,\"partition\":null,\"offset\":null}",
+            "{\"group\":\"g\",\"partition\":0,\"offset\":5}",
+            "{\"id\":1,\"id\":2}",
+            "{\"id\":null}",
+            "{\"id\":-1}",
+            "{\"id\":1,\"offset\":1.5}",
+            "{\"id\":\"a\\\"b\"}",
+            "[1,2]",
+            "true",
+        ];
+        for text in cases {
+            let scanned = {
+                let mut sc = Scan::new(text);
+                scan_msg(&mut sc).filter(|_| sc.at_end())
+            };
+            let slow: Result<MsgRef, _> = serde_json::from_str(text);
+            match (scanned, slow) {
+                (Some(a), Ok(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}"), "{text}"),
+                (Some(a), Err(e)) => panic!("{text}: scanned {a:?}, serde says {e}"),
+                (None, _) => {}
+            }
+            let v = ValueRef::Json(text);
+            assert_eq!(
+                format!("{:?}", parse_msg(v).map_err(|e| e.to_string())),
+                format!("{:?}", v.parse::<MsgRef>().map_err(|e| e.to_string())),
+                "{text}"
+            );
+        }
+        for text in [
+            "[]",
+            "[1,\"a\",{\"id\":3}]",
+            "[1,]",
+            "[{\"id\":1.5}]",
+            "{\"id\":1}",
+            "null",
+        ] {
+            let v = ValueRef::Json(text);
+            let fast = parse_deliveries(v)
+                .map(|d| format!("{:?}", d.0))
+                .map_err(|e| e.to_string());
+            let slow = v
+                .parse::<Deliveries>()
+                .map(|d| format!("{:?}", d.0))
+                .map_err(|e| e.to_string());
+            assert_eq!(fast, slow, "{text}");
+        }
     }
 }

@@ -49,10 +49,16 @@ impl KeyState {
 
 #[derive(Debug)]
 enum Pending {
-    Request { key: u32, compare: bool },
+    Request {
+        key: u32,
+        compare: bool,
+    },
     /// `ok_before`: per key read, whether an `ok` request of it had completed (key None: all
     /// keys, judged at completion from `first_ok < invoke`).
-    Effects { key: Option<u32>, ok_before: bool },
+    Effects {
+        key: Option<u32>,
+        ok_before: bool,
+    },
     Ignored,
 }
 
@@ -123,8 +129,12 @@ impl StreamChecker for Idempotency {
     }
 
     fn event(&mut self, line: usize, e: &EventRef<'_>) -> Result<(), HistoryError> {
-        let (keys, state, ignored, requests) =
-            (&mut self.keys, &mut self.state, &mut self.ignored, &mut self.requests);
+        let (keys, state, ignored, requests) = (
+            &mut self.keys,
+            &mut self.state,
+            &mut self.ignored,
+            &mut self.requests,
+        );
         let step = self.pairer.push(line, e, || {
             let mut key_of = |k: &str| {
                 let (n, new) = keys.intern(&Id::from_key(k));
@@ -214,8 +224,10 @@ impl StreamChecker for Idempotency {
                         self.effects_seen(key, n, ok_before, open.invoke_index, e.index);
                     }
                     None => {
-                        let map: std::collections::BTreeMap<std::borrow::Cow<str>, u64> =
-                            e.value.parse().map_err(|err| bad_value(line, e, err, EFFECTS_SHAPE))?;
+                        let map: std::collections::BTreeMap<std::borrow::Cow<str>, u64> = e
+                            .value
+                            .parse()
+                            .map_err(|err| bad_value(line, e, err, EFFECTS_SHAPE))?;
                         for (k, n) in map {
                             let key = self.key(&Id::from_key(&k));
                             let first_ok = self.state[key as usize].first_ok;
@@ -258,7 +270,10 @@ impl StreamChecker for Idempotency {
         let parts = findings.finish(|_| true);
         let mut unknown = Vec::new();
         if self.requests == 0 {
-            unknown.push("the history has no request or command operations: is it an idempotency history?".to_string());
+            unknown.push(
+                "the history has no request or command operations: is it an idempotency history?"
+                    .to_string(),
+            );
         }
         if !unread.is_empty() {
             let shown: Vec<&str> = unread.iter().take(5).map(String::as_str).collect();
@@ -270,9 +285,10 @@ impl StreamChecker for Idempotency {
             ));
         }
         let unknown_reason = (!unknown.is_empty()).then(|| unknown.join("; "));
-        let (ok, fail, info) = self.state.iter().fold((0, 0, 0), |(a, b, c), s| {
-            (a + s.ok, b + s.fail, c + s.info)
-        });
+        let (ok, fail, info) = self
+            .state
+            .iter()
+            .fold((0, 0, 0), |(a, b, c), s| (a + s.ok, b + s.fail, c + s.info));
         let mut summary = format!(
             "idempotency: {} with {} ({ok} ok, {fail} failed, {info} indeterminate); {}.",
             plural(self.state.len() as u64, "key"),
@@ -280,7 +296,11 @@ impl StreamChecker for Idempotency {
             parts.sentence()
         );
         if !self.ignored.is_empty() {
-            let names: Vec<String> = self.ignored.iter().map(|(k, v)| format!("{k} ({v})")).collect();
+            let names: Vec<String> = self
+                .ignored
+                .iter()
+                .map(|(k, v)| format!("{k} ({v})"))
+                .collect();
             summary.push_str(&format!(" Ignored ops: {}.", names.join(", ")));
         }
         if let Some(r) = &unknown_reason {

@@ -11,8 +11,7 @@
 //! per read.
 
 use crate::stream::{
-    bad_value, plural, EventRef, Findings, Id, IdField, Interner, Step, StreamChecker,
-    StreamPairer,
+    bad_value, plural, EventRef, Findings, Id, IdField, Interner, Step, StreamChecker, StreamPairer,
 };
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use serde_json::json;
@@ -132,8 +131,12 @@ impl StreamChecker for SetChecker {
     }
 
     fn event(&mut self, line: usize, e: &EventRef<'_>) -> Result<(), HistoryError> {
-        let (sets, state, ignored, adds) =
-            (&mut self.sets, &mut self.state, &mut self.ignored, &mut self.adds);
+        let (sets, state, ignored, adds) = (
+            &mut self.sets,
+            &mut self.state,
+            &mut self.ignored,
+            &mut self.adds,
+        );
         let step = self.pairer.push(line, e, || {
             Ok(match e.f {
                 "add" => {
@@ -276,7 +279,9 @@ impl StreamChecker for SetChecker {
             for (ei, el) in s.state.iter().enumerate() {
                 let key = s.elems.key(ei as u32);
                 let in_final = el.last_present_ord == final_ord;
-                if el.flags & (ADD_OK | ADD_INFO | ADD_FAIL) == 0 || el.first_read_at < el.add_invoke {
+                if el.flags & (ADD_OK | ADD_INFO | ADD_FAIL) == 0
+                    || el.first_read_at < el.add_invoke
+                {
                     let at = el.first_read_at;
                     findings.add("unexpected", || {
                         (
@@ -369,7 +374,9 @@ impl StreamChecker for SetChecker {
         });
         let mut unknown = Vec::new();
         if self.adds == 0 && reads == 0 {
-            unknown.push("the history has no add or read operations: is it a set history?".to_string());
+            unknown.push(
+                "the history has no add or read operations: is it a set history?".to_string(),
+            );
         }
         if !unread_sets.is_empty() {
             unknown.push(format!(
@@ -380,17 +387,27 @@ impl StreamChecker for SetChecker {
         let unknown_reason = (!unknown.is_empty()).then(|| unknown.join("; "));
         let mut summary = format!(
             "set ({} reads): {} in {}, {} ok reads; {}.",
-            if linearizable { "linearizable" } else { "eventual" },
+            if linearizable {
+                "linearizable"
+            } else {
+                "eventual"
+            },
             plural(elements, "element"),
             plural(self.sets.len() as u64, "set"),
             reads,
             parts.sentence()
         );
         if !linearizable {
-            summary.push_str(" Stale reads are reported only (use --guarantee linearizable to count them).");
+            summary.push_str(
+                " Stale reads are reported only (use --guarantee linearizable to count them).",
+            );
         }
         if !self.ignored.is_empty() {
-            let names: Vec<String> = self.ignored.iter().map(|(k, v)| format!("{k} ({v})")).collect();
+            let names: Vec<String> = self
+                .ignored
+                .iter()
+                .map(|(k, v)| format!("{k} ({v})"))
+                .collect();
             summary.push_str(&format!(" Ignored ops: {}.", names.join(", ")));
         }
         if let Some(r) = &unknown_reason {

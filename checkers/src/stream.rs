@@ -603,7 +603,9 @@ impl Interner {
             if n < self.direct_bound() {
                 let n = n as usize;
                 if n >= self.direct.len() {
-                    let len = (n + 1).max(2 * self.direct.len()).min(self.direct_bound() as usize);
+                    let len = (n + 1)
+                        .max(2 * self.direct.len())
+                        .min(self.direct_bound() as usize);
                     self.direct.resize(len.max(n + 1), 0);
                 }
                 let number = u32::try_from(self.keys.len()).expect("fewer than 2^32 distinct ids");
@@ -658,11 +660,7 @@ pub struct Findings {
 impl Findings {
     /// Records one anomaly of `kind`; `make` (ops, explanation, data) runs only while the kind's
     /// list has room, so a flood of anomalies costs a counter increment each.
-    pub fn add(
-        &mut self,
-        kind: &'static str,
-        make: impl FnOnce() -> (Vec<u64>, String, Value),
-    ) {
+    pub fn add(&mut self, kind: &'static str, make: impl FnOnce() -> (Vec<u64>, String, Value)) {
         let slot = match self.kinds.iter().position(|(k, _, _)| *k == kind) {
             Some(i) => i,
             None => {
@@ -902,7 +900,7 @@ mod tests {
         let a = ids.intern(&Id::Int(7));
         assert_eq!(a, (0, true));
         assert_eq!(ids.intern(&Id::from_key("7")), (0, false));
-        assert_eq!(ids.intern(&Id::from_key("07")).1, true);
+        assert!(ids.intern(&Id::from_key("07")).1);
         assert_eq!(ids.intern(&Id::from_key("m-7")).0, 2);
         assert_eq!(ids.get(&Id::Str("m-7".into())), Some(2));
         assert_eq!(ids.get(&Id::Str("m-8".into())), None);
@@ -922,18 +920,33 @@ mod tests {
             error: None,
         };
         let mut p: StreamPairer<()> = StreamPairer::default();
-        p.push(1, &ev(0, 1, EventType::Invoke, "a"), || Ok(())).unwrap();
-        let e = p.push(2, &ev(1, 1, EventType::Invoke, "a"), || Ok(())).unwrap_err();
+        p.push(1, &ev(0, 1, EventType::Invoke, "a"), || Ok(()))
+            .unwrap();
+        let e = p
+            .push(2, &ev(1, 1, EventType::Invoke, "a"), || Ok(()))
+            .unwrap_err();
         assert!(e.message.contains("still open"), "{e}");
-        let e = p.push(3, &ev(2, 1, EventType::Ok, "b"), || Ok(())).unwrap_err();
+        let e = p
+            .push(3, &ev(2, 1, EventType::Ok, "b"), || Ok(()))
+            .unwrap_err();
         assert!(e.message.contains("does not match"), "{e}");
-        let e = p.push(4, &ev(3, 2, EventType::Ok, "a"), || Ok(())).unwrap_err();
+        let e = p
+            .push(4, &ev(3, 2, EventType::Ok, "a"), || Ok(()))
+            .unwrap_err();
         assert!(e.message.contains("no open invocation"), "{e}");
-        p.push(5, &ev(4, 3, EventType::Invoke, "a"), || Ok(())).unwrap();
-        p.push(6, &ev(5, 3, EventType::Info, "a"), || Ok(())).unwrap();
-        let e = p.push(7, &ev(6, 3, EventType::Invoke, "a"), || Ok(())).unwrap_err();
+        p.push(5, &ev(4, 3, EventType::Invoke, "a"), || Ok(()))
+            .unwrap();
+        p.push(6, &ev(5, 3, EventType::Info, "a"), || Ok(()))
+            .unwrap();
+        let e = p
+            .push(7, &ev(6, 3, EventType::Invoke, "a"), || Ok(()))
+            .unwrap_err();
         assert!(e.message.contains("after an info"), "{e}");
-        assert_eq!(p.take_open().len(), 0, "process 1's open op was consumed by the mismatch");
+        assert_eq!(
+            p.take_open().len(),
+            0,
+            "process 1's open op was consumed by the mismatch"
+        );
     }
 
     #[test]
@@ -941,6 +954,8 @@ mod tests {
         assert!(starts_like_jsonl(b"  {\"index\":0}"));
         assert!(!starts_like_jsonl(b"{:type :invoke}"));
         assert!(!starts_like_jsonl(b"[{:type :invoke}]"));
-        assert!(!starts_like_jsonl(b"INFO jepsen.util - 1 :invoke :read nil"));
+        assert!(!starts_like_jsonl(
+            b"INFO jepsen.util - 1 :invoke :read nil"
+        ));
     }
 }

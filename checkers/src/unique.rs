@@ -7,8 +7,7 @@
 //! is then no proof of anything).
 
 use crate::stream::{
-    bad_value, plural, EventRef, Findings, Id, IdField, Interner, Step, StreamChecker,
-    StreamPairer,
+    bad_value, plural, EventRef, Findings, Id, IdField, Interner, Step, StreamChecker, StreamPairer,
 };
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use serde_json::json;
@@ -87,8 +86,12 @@ impl StreamChecker for Unique {
     }
 
     fn event(&mut self, line: usize, e: &EventRef<'_>) -> Result<(), HistoryError> {
-        let (created, creates, ignored, ops) =
-            (&mut self.created, &mut self.creates, &mut self.ignored, &mut self.ops);
+        let (created, creates, ignored, ops) = (
+            &mut self.created,
+            &mut self.creates,
+            &mut self.ignored,
+            &mut self.ops,
+        );
         let step = self.pairer.push(line, e, || {
             Ok(match e.f {
                 "create" => {
@@ -97,7 +100,12 @@ impl StreamChecker for Unique {
                         Some(k) => created.intern(&Id::from_key(k)),
                         None => {
                             if e.value.is_null() {
-                                return Err(bad_value(line, e, "no key and no value", CREATE_SHAPE));
+                                return Err(bad_value(
+                                    line,
+                                    e,
+                                    "no key and no value",
+                                    CREATE_SHAPE,
+                                ));
                             }
                             let IdField(id) = e
                                 .value
@@ -149,7 +157,12 @@ impl StreamChecker for Unique {
         let mut findings = Findings::default();
         for (kind, ids, list, verb) in [
             ("duplicate-create", &self.created, &self.creates, "created"),
-            ("duplicate-id", &self.generated, &self.generates, "generated"),
+            (
+                "duplicate-id",
+                &self.generated,
+                &self.generates,
+                "generated",
+            ),
         ] {
             for (i, s) in list.iter().enumerate().filter(|(_, s)| s.count > 1) {
                 let key = ids.key(i as u32);
@@ -168,17 +181,26 @@ impl StreamChecker for Unique {
             }
         }
         let parts = findings.finish(|_| true);
-        let unknown_reason = (self.ops == 0)
-            .then(|| "the history has no create or generate operations: is it a unique-id history?".to_string());
+        let unknown_reason = (self.ops == 0).then(|| {
+            "the history has no create or generate operations: is it a unique-id history?"
+                .to_string()
+        });
         let mut summary = format!(
             "unique: {} created, {} refused creates, {} generated; {}.",
-            plural(self.creates.iter().filter(|s| s.count > 0).count() as u64, "id"),
+            plural(
+                self.creates.iter().filter(|s| s.count > 0).count() as u64,
+                "id"
+            ),
             self.refused,
             plural(self.generates.len() as u64, "id"),
             parts.sentence()
         );
         if !self.ignored.is_empty() {
-            let names: Vec<String> = self.ignored.iter().map(|(k, v)| format!("{k} ({v})")).collect();
+            let names: Vec<String> = self
+                .ignored
+                .iter()
+                .map(|(k, v)| format!("{k} ({v})"))
+                .collect();
             summary.push_str(&format!(" Ignored ops: {}.", names.join(", ")));
         }
         if let Some(r) = &unknown_reason {

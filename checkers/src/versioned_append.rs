@@ -12,8 +12,7 @@
 //! then holds the event once is what the final read shows.
 
 use crate::stream::{
-    bad_value, plural, EventRef, Findings, Id, IdField, Interner, Step, StreamChecker,
-    StreamPairer,
+    bad_value, plural, EventRef, Findings, Id, IdField, Interner, Step, StreamChecker, StreamPairer,
 };
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use rustc_hash::FxHashMap;
@@ -52,14 +51,21 @@ impl Ev {
     }
 }
 
+/// The last `ok` read of a stream: (version, event) in stream order, invocation, completion.
+#[derive(Debug)]
+struct FinalRead {
+    entries: Vec<(u64, u32)>,
+    invoke: u64,
+    complete: u64,
+}
+
 #[derive(Debug, Default)]
 struct Stream {
     events: Interner,
     ev: Vec<Ev>,
     /// expected version -> (event, completion) of its first winner.
     winners: FxHashMap<u64, (u32, u64)>,
-    /// The last `ok` read: (version, event) in stream order, invocation, completion.
-    final_read: Option<(Vec<(u64, u32)>, u64, u64)>,
+    final_read: Option<FinalRead>,
     explicit_versions: bool,
 }
 
@@ -133,8 +139,14 @@ struct AppendValue<'a> {
 
 #[derive(Debug)]
 enum Pending {
-    Append { stream: u32, event: u32, expected: u64 },
-    Read { stream: u32 },
+    Append {
+        stream: u32,
+        event: u32,
+        expected: u64,
+    },
+    Read {
+        stream: u32,
+    },
     Ignored,
 }
 
@@ -170,8 +182,12 @@ impl StreamChecker for VersionedAppend {
     }
 
     fn event(&mut self, line: usize, e: &EventRef<'_>) -> Result<(), HistoryError> {
-        let (names, streams, ignored, appends) =
-            (&mut self.names, &mut self.streams, &mut self.ignored, &mut self.appends);
+        let (names, streams, ignored, appends) = (
+            &mut self.names,
+            &mut self.streams,
+            &mut self.ignored,
+            &mut self.appends,
+        );
         let step = self.pairer.push(line, e, || {
             let mut stream_of = || {
                 let (n, new) = names.intern(&Id::from_key(e.key.unwrap_or("")));
@@ -267,7 +283,11 @@ impl StreamChecker for VersionedAppend {
                     read.push((en.version.unwrap_or(i as u64 + 1), s.event(&en.event)));
                 }
                 s.explicit_versions = explicit;
-                s.final_read = Some((read, open.invoke_index, e.index));
+                s.final_read = Some(FinalRead {
+                    entries: read,
+                    invoke: open.invoke_index,
+                    complete: e.index,
+                });
             }
             Pending::Ignored => {}
         }
@@ -290,7 +310,12 @@ impl StreamChecker for VersionedAppend {
         let mut not_checked = 0u64;
         for (si, s) in self.streams.iter().enumerate() {
             let name = self.names.key(si as u32);
-            let Some((read, read_invoke, read_at)) = &s.final_read else {
+            let Some(FinalRead {
+                entries: read,
+                invoke: read_invoke,
+                complete: read_at,
+            }) = &s.final_read
+            else {
                 if s.ev.iter().any(|ev| ev.flags & OK != 0) {
                     unread.push(name.to_string());
                 }
@@ -377,7 +402,10 @@ impl StreamChecker for VersionedAppend {
         let parts = findings.finish(|_| true);
         let mut unknown = Vec::new();
         if self.appends == 0 && self.streams.iter().all(|s| s.final_read.is_none()) {
-            unknown.push("the history has no append or read operations: is it a versioned-append history?".to_string());
+            unknown.push(
+                "the history has no append or read operations: is it a versioned-append history?"
+                    .to_string(),
+            );
         }
         if !unread.is_empty() {
             unknown.push(format!(
@@ -395,7 +423,11 @@ impl StreamChecker for VersionedAppend {
             parts.sentence()
         );
         if !self.ignored.is_empty() {
-            let names: Vec<String> = self.ignored.iter().map(|(k, v)| format!("{k} ({v})")).collect();
+            let names: Vec<String> = self
+                .ignored
+                .iter()
+                .map(|(k, v)| format!("{k} ({v})"))
+                .collect();
             summary.push_str(&format!(" Ignored ops: {}.", names.join(", ")));
         }
         if let Some(r) = &unknown_reason {

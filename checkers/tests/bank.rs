@@ -20,21 +20,42 @@ fn reads(second: &str) -> String {
 #[test]
 fn every_read_sums_to_the_total() {
     let initial = &[("initial", r#"{"a":10,"b":10}"#)];
-    assert_eq!(outcome(&check("bank", initial, &reads(r#"{"a":5,"b":15}"#))), "valid");
+    assert_eq!(
+        outcome(&check("bank", initial, &reads(r#"{"a":5,"b":15}"#))),
+        "valid"
+    );
     let r = check("bank", initial, &reads(r#"{"a":0,"b":15}"#));
     assert_eq!(outcome(&r), "invalid wrong-total");
     assert_eq!(anomaly(&r, "wrong-total").ops, [4, 5]);
-    assert_eq!(outcome(&check("bank", &[("initial", "21")], &reads(r#"{"a":5,"b":15}"#))), "invalid wrong-total");
+    assert_eq!(
+        outcome(&check(
+            "bank",
+            &[("initial", "21")],
+            &reads(r#"{"a":5,"b":15}"#)
+        )),
+        "invalid wrong-total"
+    );
 }
 
 #[test]
 fn without_initial_the_first_read_sets_the_total_and_says_so() {
     let r = check("bank", &[], &reads(r#"{"a":0,"b":15}"#));
     assert_eq!(outcome(&r), "invalid wrong-total");
-    assert!(r.summary.contains("total 20, from the sum of the first ok read (event 3)"), "{}", r.summary);
-    assert_eq!(outcome(&check("bank", &[], "0 invoke read\n0 fail read")), "unknown");
+    assert!(
+        r.summary
+            .contains("total 20, from the sum of the first ok read (event 3)"),
+        "{}",
+        r.summary
+    );
+    assert_eq!(
+        outcome(&check("bank", &[], "0 invoke read\n0 fail read")),
+        "unknown"
+    );
     let err = checkers::by_name("bank", &stream_support::options(&[("initial", "[1]")]))
         .err()
         .unwrap();
-    assert!(err.contains("expected an integer total or an object"), "{err}");
+    assert!(
+        err.contains("expected an integer total or an object"),
+        "{err}"
+    );
 }

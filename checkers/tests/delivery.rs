@@ -67,7 +67,10 @@ fn b1_double_delivery_on_consumer_timeout_is_a_double_commit() {
         "valid | reported double-committed"
     );
     // Fixed: the late ack is fenced. The redelivery after the lease expired is no duplicate.
-    assert_eq!(delivery(EXACTLY, &fixture("1 fail ack e=lease-expired")), "valid");
+    assert_eq!(
+        delivery(EXACTLY, &fixture("1 fail ack e=lease-expired")),
+        "valid"
+    );
 }
 
 #[test]
@@ -92,7 +95,10 @@ fn b3_retries_beyond_the_maximum_without_dead_lettering() {
     let r = check("delivery", retries, &fixture(4, ""));
     assert_eq!(outcome(&r), "invalid retries-exceeded,stranded");
     assert_eq!(anomaly(&r, "retries-exceeded").ops, [3, 7, 11, 15]);
-    assert_eq!(outcome(&check("delivery", retries, &fixture(3, ""))), "invalid stranded");
+    assert_eq!(
+        outcome(&check("delivery", retries, &fixture(3, ""))),
+        "invalid stranded"
+    );
     assert_eq!(delivery(retries, &fixture(3, dlq)), "valid");
     // The broker's own delivery count reveals deliveries to consumers that then timed out.
     let hidden = r#"
@@ -190,7 +196,9 @@ fn l2_concurrent_producers_offsets_unique_increasing_and_gap_free() {
     assert_eq!(delivery(EXACTLY, &fixture(0, 0)), "invalid offset-conflict");
     let r = check("delivery", EXACTLY, &fixture(0, 2));
     assert_eq!(outcome(&r), "invalid offset-gap");
-    assert!(anomaly(&r, "offset-gap").explanation.starts_with("Offset 1 of partition 0"));
+    assert!(anomaly(&r, "offset-gap")
+        .explanation
+        .starts_with("Offset 1 of partition 0"));
     // Sequential produces: the later one must get the higher offset.
     let sequential = r#"
         0 invoke produce {"id":"a","partition":0}
@@ -229,9 +237,17 @@ fn l4_l10_acknowledged_messages_lost_in_a_crash_are_broken_down_by_fault() {
     };
     let r = check("delivery", EXACTLY, &fixture("[1]"));
     assert_eq!(outcome(&r), "invalid lost");
-    assert_eq!(r.details["lost_by_phase"], json!({"after kill": 1, "during kill": 1}));
+    assert_eq!(
+        r.details["lost_by_phase"],
+        json!({"after kill": 1, "during kill": 1})
+    );
     assert_eq!(r.details["counts"]["lost"], json!(2));
-    assert!(r.summary.contains("Lost by produce time: 1 after kill, 1 during kill."), "{}", r.summary);
+    assert!(
+        r.summary
+            .contains("Lost by produce time: 1 after kill, 1 during kill."),
+        "{}",
+        r.summary
+    );
     assert_eq!(delivery(EXACTLY, &fixture("[1,2,3]")), "valid");
 }
 
@@ -285,8 +301,14 @@ fn i3_per_sender_order_is_kept() {
         )
     };
     // s1-1 is concurrent with both of s0's messages: any interleaving of it is fine.
-    assert_eq!(delivery(EXACTLY, &fixture(r#"["s0-1","s0-2","s1-1"]"#)), "valid");
-    assert_eq!(delivery(EXACTLY, &fixture(r#"["s1-1","s0-1","s0-2"]"#)), "valid");
+    assert_eq!(
+        delivery(EXACTLY, &fixture(r#"["s0-1","s0-2","s1-1"]"#)),
+        "valid"
+    );
+    assert_eq!(
+        delivery(EXACTLY, &fixture(r#"["s1-1","s0-1","s0-2"]"#)),
+        "valid"
+    );
     let r = check("delivery", EXACTLY, &fixture(r#"["s0-2","s1-1","s0-1"]"#));
     assert_eq!(outcome(&r), "invalid reordered");
     let a = anomaly(&r, "reordered");
@@ -312,7 +334,10 @@ fn i8_publish_failing_after_commit_must_still_deliver_exactly_once() {
     };
     assert_eq!(delivery(EXACTLY, &fixture(r#"["order-1"]"#)), "valid");
     assert_eq!(delivery(EXACTLY, &fixture("[]")), "invalid lost");
-    assert_eq!(delivery(EXACTLY, &fixture(r#"["order-1","order-1"]"#)), "invalid duplicated");
+    assert_eq!(
+        delivery(EXACTLY, &fixture(r#"["order-1","order-1"]"#)),
+        "invalid duplicated"
+    );
 }
 
 const DUPLICATE: &str = r#"
@@ -343,8 +368,16 @@ fn duplicates_count_under_exactly_and_at_most_once_only() {
     assert_eq!(delivery(AT_MOST, DUPLICATE), "invalid duplicated");
     let r = check("delivery", AT_LEAST, DUPLICATE);
     assert_eq!(outcome(&r), "valid | reported duplicated");
-    assert!(r.summary.contains("delivery under at-least-once"), "{}", r.summary);
-    assert!(r.summary.contains("reported only: duplicated 1"), "{}", r.summary);
+    assert!(
+        r.summary.contains("delivery under at-least-once"),
+        "{}",
+        r.summary
+    );
+    assert!(
+        r.summary.contains("reported only: duplicated 1"),
+        "{}",
+        r.summary
+    );
     assert_eq!(r.details["guarantee"], json!("at-least-once"));
 }
 
@@ -354,7 +387,12 @@ fn loss_counts_under_at_least_and_exactly_once_only() {
     assert_eq!(delivery(AT_LEAST, LOSS), "invalid lost");
     let r = check("delivery", AT_MOST, LOSS);
     assert_eq!(outcome(&r), "valid | reported lost");
-    assert!(r.summary.contains("Counted under at-most-once: duplicated,"), "{}", r.summary);
+    assert!(
+        r.summary
+            .contains("Counted under at-most-once: duplicated,"),
+        "{}",
+        r.summary
+    );
 }
 
 #[test]
@@ -373,14 +411,26 @@ fn indeterminate_produces_are_never_lost_and_failed_ones_must_not_arrive() {
             "#
         )
     };
-    assert_eq!(delivery(EXACTLY, &fixture("0 info produce e=timed-out", r#"["m2"]"#)), "valid");
     assert_eq!(
-        delivery(EXACTLY, &fixture("0 info produce e=timed-out", r#"["m1","m2"]"#)),
+        delivery(EXACTLY, &fixture("0 info produce e=timed-out", r#"["m2"]"#)),
+        "valid"
+    );
+    assert_eq!(
+        delivery(
+            EXACTLY,
+            &fixture("0 info produce e=timed-out", r#"["m1","m2"]"#)
+        ),
         "valid | reported recovered"
     );
-    assert_eq!(delivery(EXACTLY, &fixture("0 fail produce e=rejected", r#"["m2"]"#)), "valid");
     assert_eq!(
-        delivery(AT_MOST, &fixture("0 fail produce e=rejected", r#"["m1","m2"]"#)),
+        delivery(EXACTLY, &fixture("0 fail produce e=rejected", r#"["m2"]"#)),
+        "valid"
+    );
+    assert_eq!(
+        delivery(
+            AT_MOST,
+            &fixture("0 fail produce e=rejected", r#"["m1","m2"]"#)
+        ),
         "invalid failed-but-delivered"
     );
     // A produce the history never completes is indeterminate too.
@@ -424,9 +474,16 @@ fn with_acks_a_redelivery_after_the_ack_is_a_duplicate_and_an_unacked_one_is_str
             "#
         )
     };
-    let r = check("delivery", EXACTLY, &fixture("2 invoke consume\n2 ok consume [\"m1\"]"));
+    let r = check(
+        "delivery",
+        EXACTLY,
+        &fixture("2 invoke consume\n2 ok consume [\"m1\"]"),
+    );
     assert_eq!(outcome(&r), "invalid duplicated");
-    assert_eq!(anomaly(&r, "duplicated").data["after_ack"], json!([false, true]));
+    assert_eq!(
+        anomaly(&r, "duplicated").data["after_ack"],
+        json!([false, true])
+    );
     assert_eq!(delivery(EXACTLY, &fixture("")), "valid");
     let unacked = r#"
         0 invoke produce "m1"
@@ -439,7 +496,10 @@ fn with_acks_a_redelivery_after_the_ack_is_a_duplicate_and_an_unacked_one_is_str
         2 ok drain []
     "#;
     assert_eq!(delivery(AT_LEAST, unacked), "invalid stranded,unexpected");
-    assert_eq!(delivery(AT_MOST, unacked), "invalid unexpected | reported stranded");
+    assert_eq!(
+        delivery(AT_MOST, unacked),
+        "invalid unexpected | reported stranded"
+    );
 }
 
 #[test]
@@ -455,7 +515,10 @@ fn without_a_complete_drain_loss_is_unknown_not_guessed() {
     let r = check("delivery", AT_LEAST, no_drain);
     assert_eq!(outcome(&r), "unknown");
     let reason = r.unknown_reason.as_deref().unwrap();
-    assert!(reason.contains("1 message was acknowledged but never delivered"), "{reason}");
+    assert!(
+        reason.contains("1 message was acknowledged but never delivered"),
+        "{reason}"
+    );
     assert!(reason.contains("no final drain"), "{reason}");
     assert_eq!(delivery(AT_MOST, no_drain), "valid");
     // A drain per partition completes only when every partition came back empty.
@@ -475,22 +538,38 @@ fn without_a_complete_drain_loss_is_unknown_not_guessed() {
     let p0 = "1 invoke drain {\"partition\":0}\n1 ok drain []";
     let p1 = "1 invoke drain {\"partition\":1}\n1 ok drain []";
     assert_eq!(delivery(EXACTLY, &per_partition(p0)), "unknown");
-    assert_eq!(delivery(EXACTLY, &per_partition(&format!("{p0}\n{p1}"))), "invalid lost");
+    assert_eq!(
+        delivery(EXACTLY, &per_partition(&format!("{p0}\n{p1}"))),
+        "invalid lost"
+    );
 }
 
 #[test]
 fn bad_values_and_options_are_errors_naming_the_line() {
-    let err = check_err("delivery", EXACTLY, "0 invoke produce {\"partition\":0}\n0 ok produce");
-    assert!(err.starts_with("line 1: invoke \"produce\" has a value of the wrong shape (no id)"), "{err}");
+    let err = check_err(
+        "delivery",
+        EXACTLY,
+        "0 invoke produce {\"partition\":0}\n0 ok produce",
+    );
+    assert!(
+        err.starts_with("line 1: invoke \"produce\" has a value of the wrong shape (no id)"),
+        "{err}"
+    );
     let err = check_err("delivery", EXACTLY, "0 invoke produce 1\n0 ok produce\n1 invoke consume\n1 ok consume [{\"id\":1,\"offset\":-1}]");
-    assert!(err.starts_with("line 4: ok \"consume\" has a value of the wrong shape"), "{err}");
+    assert!(
+        err.starts_with("line 4: ok \"consume\" has a value of the wrong shape"),
+        "{err}"
+    );
     let err = check_err("delivery", EXACTLY, "0 invoke produce 1\n0 ok produce 2");
     assert!(err.contains("acknowledges message"), "{err}");
     let err = check_err("delivery", EXACTLY, "0 ok ack");
     assert!(err.contains("has no open invocation"), "{err}");
     let opts = stream_support::options(&[("guarantee", "sometimes")]);
     let err = checkers::by_name("delivery", &opts).err().unwrap();
-    assert!(err.contains("expected one of: at-most-once, at-least-once, exactly-once"), "{err}");
+    assert!(
+        err.contains("expected one of: at-most-once, at-least-once, exactly-once"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -498,4 +577,126 @@ fn a_history_without_delivery_ops_is_unknown() {
     let r = check("delivery", EXACTLY, "0 invoke read\n0 ok read 1");
     assert_eq!(outcome(&r), "unknown");
     assert!(r.summary.contains("Ignored ops: read (1)"), "{}", r.summary);
+}
+
+#[test]
+fn a_producer_retry_stored_twice_is_one_duplicate() {
+    let retry = r#"
+        0 invoke produce {"id":"a","partition":0}
+        0 info produce e=timed-out
+        1 invoke produce {"id":"a","partition":0}
+        1 ok produce {"id":"a","partition":0,"offset":1}
+        2 invoke drain
+        2 ok drain [{"id":"a","partition":0,"offset":0},{"id":"a","partition":0,"offset":1}]
+        2 invoke drain
+        2 ok drain []
+    "#;
+    let r = check("delivery", EXACTLY, retry);
+    assert_eq!(outcome(&r), "invalid duplicated");
+    assert_eq!(r.details["counts"]["duplicated"], json!(1));
+    assert_eq!(anomaly(&r, "duplicated").data["offsets"], json!([1, 0]));
+    assert_eq!(delivery(AT_LEAST, retry), "valid | reported duplicated");
+}
+
+#[test]
+fn l3_a_refused_write_is_a_clear_failure_and_never_delivered() {
+    let fixture = |drained: &str| {
+        format!(
+            r#"
+            0 invoke produce 1
+            0 ok produce
+            n info start-disk-full {{"node":"n1"}}
+            0 invoke produce 2
+            0 fail produce e=disk-full
+            n info stop-disk-full
+            1 invoke drain
+            1 ok drain {drained}
+            1 invoke drain
+            1 ok drain []
+            "#
+        )
+    };
+    assert_eq!(delivery(EXACTLY, &fixture("[1]")), "valid");
+    assert_eq!(
+        delivery(EXACTLY, &fixture("[1,2]")),
+        "invalid failed-but-delivered"
+    );
+    assert_eq!(delivery(EXACTLY, &fixture("[]")), "invalid lost");
+}
+
+#[test]
+fn files_stream_when_they_are_jsonl_and_fall_back_otherwise() {
+    use checkers::stream::check_jsonl_path;
+    let dir = std::env::temp_dir().join(format!("faultline-delivery-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jsonl = dir.join("h.jsonl");
+    std::fs::write(&jsonl, stream_support::jsonl(LOSS)).unwrap();
+    let opts = checkers::CheckOptions::default();
+    let r = check_jsonl_path(&jsonl, "delivery", &opts)
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome(&r), "invalid lost");
+    assert!(
+        check_jsonl_path(&jsonl, "stats", &opts).is_none(),
+        "stats does not stream"
+    );
+    let edn = dir.join("h.edn");
+    std::fs::write(&edn, "{:type :invoke, :f :enqueue, :value 1, :process 0}\n").unwrap();
+    assert!(
+        check_jsonl_path(&edn, "delivery", &opts).is_none(),
+        "EDN is read whole"
+    );
+    let broken = dir.join("broken.jsonl");
+    std::fs::write(
+        &broken,
+        "{\"index\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"produce\",\"value\":{}}\n",
+    )
+    .unwrap();
+    let err = check_jsonl_path(&broken, "delivery", &opts)
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        err.starts_with(&format!("{}: line 1: ", broken.display())),
+        "{err}"
+    );
+    let missing = check_jsonl_path(&dir.join("nope.jsonl"), "delivery", &opts)
+        .unwrap()
+        .unwrap_err();
+    assert!(missing.contains("cannot read"), "{missing}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn out_of_order_redeliveries_are_only_maybe_reordered() {
+    // m1's first delivery went to consumer 1, whose consume timed out: the broker redelivers m1
+    // to consumer 2 after m2. Nothing proves an order violation.
+    let fixture = |first_consume: &str| {
+        format!(
+            r#"
+            0 invoke produce "m1"
+            0 ok produce
+            0 invoke produce "m2"
+            0 ok produce
+            1 invoke consume
+            {first_consume}
+            2 invoke consume
+            2 ok consume ["m2"]
+            2 invoke consume
+            2 ok consume ["m1"]
+            3 invoke drain
+            3 ok drain []
+            "#
+        )
+    };
+    let r = check("delivery", EXACTLY, &fixture("1 info consume e=timed-out"));
+    assert_eq!(outcome(&r), "valid | reported maybe-reordered");
+    assert!(anomaly(&r, "maybe-reordered")
+        .explanation
+        .contains("a consume begun at event 4 had an unknown outcome"));
+    let r = check("delivery", AT_LEAST, &fixture("1 ok consume [\"m1\"]"));
+    assert_eq!(outcome(&r), "valid | reported duplicated");
+    assert_eq!(
+        delivery(EXACTLY, &fixture("1 fail consume")),
+        "invalid reordered"
+    );
 }

@@ -28,7 +28,10 @@ fn i1_identical_requests_have_one_effect_and_equal_responses() {
     assert_eq!(outcome(&r), "invalid different-responses,multiple-effects");
     assert_eq!(anomaly(&r, "different-responses").ops, [1, 2, 3]);
     assert_eq!(anomaly(&r, "multiple-effects").ops, [4, 5]);
-    assert_eq!(idem(&i1(r#"{"payment":"p1","amount":5}"#, 0)), "invalid missing-effect");
+    assert_eq!(
+        idem(&i1(r#"{"payment":"p1","amount":5}"#, 0)),
+        "invalid missing-effect"
+    );
 }
 
 fn i4(effects: &str) -> String {
@@ -53,23 +56,37 @@ fn i4_concurrent_leaves_change_state_once_whatever_they_answer() {
 #[test]
 fn effects_must_match_what_the_requests_did() {
     // Every request refused, yet an effect.
-    let refused = "0 invoke request k=a\n0 fail request k=a\n1 invoke effects k=a\n1 ok effects k=a 1";
+    let refused =
+        "0 invoke request k=a\n0 fail request k=a\n1 invoke effects k=a\n1 ok effects k=a 1";
     assert_eq!(idem(refused), "invalid unexpected-effect");
     // An indeterminate request may or may not have had its effect.
     for n in [0, 1] {
-        let info = format!("0 invoke request k=a\n0 info request k=a\n1 invoke effects k=a\n1 ok effects k=a {n}");
+        let info = format!(
+            "0 invoke request k=a\n0 info request k=a\n1 invoke effects k=a\n1 ok effects k=a {n}"
+        );
         assert_eq!(idem(&info), "valid");
     }
     // A read concurrent with the only request may see nothing yet.
-    let early = "0 invoke request k=a\n1 invoke effects k=a\n1 ok effects k=a 0\n0 ok request k=a 1";
+    let early =
+        "0 invoke request k=a\n1 invoke effects k=a\n1 ok effects k=a 0\n0 ok request k=a 1";
     assert_eq!(idem(early), "valid");
 }
 
 #[test]
 fn without_an_effects_read_one_effect_cannot_be_told_from_two() {
-    let r = check("idempotency", &[], "0 invoke request k=a\n0 ok request k=a 1");
+    let r = check(
+        "idempotency",
+        &[],
+        "0 invoke request k=a\n0 ok request k=a 1",
+    );
     assert_eq!(outcome(&r), "unknown");
-    assert!(r.unknown_reason.unwrap().contains("1 key never had an ok effects read"));
+    assert!(r
+        .unknown_reason
+        .unwrap()
+        .contains("1 key never had an ok effects read"));
     let err = check_err("idempotency", &[], "0 invoke request\n0 ok request");
-    assert!(err.starts_with("line 1: invoke \"request\" has no key"), "{err}");
+    assert!(
+        err.starts_with("line 1: invoke \"request\" has no key"),
+        "{err}"
+    );
 }

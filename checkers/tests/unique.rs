@@ -20,9 +20,19 @@ fn b5_concurrent_creates_of_one_id_succeed_at_most_once() {
     let r = check("unique", &[], &b5("1 ok create k=order-9"));
     assert_eq!(outcome(&r), "invalid duplicate-create");
     assert_eq!(anomaly(&r, "duplicate-create").ops, [0, 1, 2, 3]);
-    assert_eq!(outcome(&check("unique", &[], &b5("1 fail create k=order-9 e=exists"))), "valid");
+    assert_eq!(
+        outcome(&check(
+            "unique",
+            &[],
+            &b5("1 fail create k=order-9 e=exists")
+        )),
+        "valid"
+    );
     // An indeterminate create proves nothing.
-    assert_eq!(outcome(&check("unique", &[], &b5("1 info create k=order-9"))), "valid");
+    assert_eq!(
+        outcome(&check("unique", &[], &b5("1 info create k=order-9"))),
+        "valid"
+    );
 }
 
 #[test]
@@ -40,5 +50,8 @@ fn ids_may_come_in_the_value_and_generated_ids_must_differ() {
 
 #[test]
 fn a_history_without_creates_is_unknown() {
-    assert_eq!(outcome(&check("unique", &[], "0 invoke read\n0 ok read")), "unknown");
+    assert_eq!(
+        outcome(&check("unique", &[], "0 invoke read\n0 ok read")),
+        "unknown"
+    );
 }

@@ -27,7 +27,11 @@ fn i6(racer: &str, read: &str) -> String {
 fn i6_racing_appends_at_one_version_have_one_winner() {
     let conflict = "1 fail append k=s e=wrong-expected-version";
     assert_eq!(va(&i6(conflict, r#"["e1","e3"]"#)), "valid");
-    let r = check("versioned-append", &[], &i6("1 ok append k=s", r#"["e1","e3"]"#));
+    let r = check(
+        "versioned-append",
+        &[],
+        &i6("1 ok append k=s", r#"["e1","e3"]"#),
+    );
     assert_eq!(outcome(&r), "invalid lost-append,multiple-winners");
     assert_eq!(anomaly(&r, "multiple-winners").ops, [1, 2, 3]);
     assert_eq!(anomaly(&r, "lost-append").ops, [1, 3, 6, 7]);
@@ -36,14 +40,26 @@ fn i6_racing_appends_at_one_version_have_one_winner() {
 #[test]
 fn i6_the_final_stream_is_gap_and_duplicate_free() {
     let conflict = "1 fail append k=s e=wrong-expected-version";
-    assert_eq!(va(&i6(conflict, r#"["e1","e3","e3"]"#)), "invalid duplicate-in-stream");
     assert_eq!(
-        va(&i6(conflict, r#"[{"version":1,"event":"e1"},{"version":3,"event":"e3"}]"#)),
+        va(&i6(conflict, r#"["e1","e3","e3"]"#)),
+        "invalid duplicate-in-stream"
+    );
+    assert_eq!(
+        va(&i6(
+            conflict,
+            r#"[{"version":1,"event":"e1"},{"version":3,"event":"e3"}]"#
+        )),
         "invalid gap,misplaced"
     );
     assert_eq!(va(&i6(conflict, r#"["e3","e1"]"#)), "invalid misplaced");
-    assert_eq!(va(&i6(conflict, r#"["e1","e3","e9"]"#)), "invalid unexpected");
-    assert_eq!(va(&i6(conflict, r#"["e1","e3","e2"]"#)), "invalid failed-but-appended");
+    assert_eq!(
+        va(&i6(conflict, r#"["e1","e3","e9"]"#)),
+        "invalid unexpected"
+    );
+    assert_eq!(
+        va(&i6(conflict, r#"["e1","e3","e2"]"#)),
+        "invalid failed-but-appended"
+    );
     assert_eq!(va(&i6("1 info append k=s", r#"["e1","e3"]"#)), "valid");
 }
 
@@ -73,6 +89,10 @@ fn appends_completing_after_the_final_read_began_are_not_judged_and_no_read_is_u
     let r = check("versioned-append", &[], late);
     assert_eq!(outcome(&r), "valid");
     assert_eq!(r.details["not_checked"], 1);
-    let r = check("versioned-append", &[], "0 invoke append k=s {\"expected\":0,\"event\":1}\n0 ok append k=s");
+    let r = check(
+        "versioned-append",
+        &[],
+        "0 invoke append k=s {\"expected\":0,\"event\":1}\n0 ok append k=s",
+    );
     assert_eq!(outcome(&r), "unknown");
 }

@@ -210,10 +210,84 @@ pub fn probe_matches(
 }
 
 /// The offset a probe reading suggests (midpoint of the possible interval), in milliseconds.
-fn observed_offset_ms(reading_ns: i128, resolution_ns: u64, before_ns: i128, after_ns: i128) -> i64 {
+fn observed_offset_ms(
+    reading_ns: i128,
+    resolution_ns: u64,
+    before_ns: i128,
+    after_ns: i128,
+) -> i64 {
     let mid_true = (before_ns + after_ns) / 2;
     let mid_reading = reading_ns + i128::from(resolution_ns) / 2;
     ((mid_reading - mid_true) / 1_000_000) as i64
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn unix_ns(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32, ns: u32) -> Option<i128> {
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let days = days_from_civil(y, mo, d);
+    let secs = days * 86_400 + i64::from(h) * 3_600 + i64::from(mi) * 60 + i64::from(s);
+    Some(i128::from(secs) * 1_000_000_000 + i128::from(ns))
+}
+
+/// Parses an HTTP `Date` header value (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`) into
+/// nanoseconds since the Unix epoch.
+pub fn parse_http_date(s: &str) -> Option<i128> {
+    let mut it = s.split_whitespace();
+    let _weekday = it.next()?;
+    let d: u32 = it.next()?.parse().ok()?;
+    let mon = it.next()?;
+    let mo = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == mon)? as u32
+        + 1;
+    let y: i64 = it.next()?.parse().ok()?;
+    let mut hms = it.next()?.split(':').map(|x| x.parse::<u32>().ok());
+    let (h, mi, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    if it.next()? != "GMT" {
+        return None;
+    }
+    unix_ns(y, mo, d, h, mi, sec, 0)
+}
+
+/// Parses an RFC 3339 UTC time with optional fraction (`2026-11-22T02:54:43.123456789Z`).
+pub fn parse_rfc3339_utc(s: &str) -> Option<i128> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut dp = date.split('-');
+    let y: i64 = dp.next()?.parse().ok()?;
+    let mo: u32 = dp.next()?.parse().ok()?;
+    let d: u32 = dp.next()?.parse().ok()?;
+    let (hms, frac) = match time.split_once('.') {
+        Some((a, b)) => (a, b),
+        None => (time, ""),
+    };
+    let mut tp = hms.split(':');
+    let h: u32 = tp.next()?.parse().ok()?;
+    let mi: u32 = tp.next()?.parse().ok()?;
+    let sec: u32 = tp.next()?.parse().ok()?;
+    if frac.len() > 9 || !frac.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let ns: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    unix_ns(y, mo, d, h, mi, sec, ns)
 }
 
 fn unix_now_ns() -> i128 {
@@ -296,10 +370,19 @@ impl Clocks {
         bounded(
             self.op_timeout,
             &format!("installing the clock shim on {node}"),
-            sh_ok(&*self.ctl, node, INSTALL_SCRIPT, &[&zero, SHIM_PATH, CLOCK_DIR, &len]),
+            sh_ok(
+                &*self.ctl,
+                node,
+                INSTALL_SCRIPT,
+                &[&zero, SHIM_PATH, CLOCK_DIR, &len],
+            ),
         )
         .await?;
-        self.state.lock().expect("lock").installed.insert(node.to_string());
+        self.state
+            .lock()
+            .expect("lock")
+            .installed
+            .insert(node.to_string());
         Ok(())
     }
 
@@ -348,9 +431,18 @@ impl Clocks {
                            "reason": "statically linked"})
                 }
                 Some(s) if restart => {
-                    bounded(self.op_timeout, &format!("kill {node}"), self.ctl.kill(&node)).await?;
-                    bounded(self.op_timeout, &format!("start {node}"), self.ctl.start(&node))
-                        .await?;
+                    bounded(
+                        self.op_timeout,
+                        &format!("kill {node}"),
+                        self.ctl.kill(&node),
+                    )
+                    .await?;
+                    bounded(
+                        self.op_timeout,
+                        &format!("start {node}"),
+                        self.ctl.start(&node),
+                    )
+                    .await?;
                     bounded(
                         ready_timeout + Duration::from_secs(1),
                         &format!("waiting for {node}"),
@@ -416,7 +508,12 @@ impl Clocks {
     }
 
     /// Checks that the server process of `node` runs on `setting` (see the module docs).
-    pub async fn verify(&self, node: &str, gen: u64, setting: &ClockSetting) -> Result<Verification> {
+    pub async fn verify(
+        &self,
+        node: &str,
+        gen: u64,
+        setting: &ClockSetting,
+    ) -> Result<Verification> {
         let status = match self.shim_status(node).await? {
             None => {
                 return Ok(Verification::Unverified {
@@ -450,9 +547,10 @@ impl Clocks {
         match probe {
             Ok(Some(r)) => {
                 let slack = self.probe_slack.as_nanos() as i128;
-                let ok = setting.possible_offsets_ns().iter().any(|&e| {
-                    probe_matches(r.unix_ns, r.resolution_ns, before, after, e, slack)
-                });
+                let ok = setting
+                    .possible_offsets_ns()
+                    .iter()
+                    .any(|&e| probe_matches(r.unix_ns, r.resolution_ns, before, after, e, slack));
                 let observed = observed_offset_ms(r.unix_ns, r.resolution_ns, before, after);
                 if ok {
                     return Ok(Verification::Verified {
@@ -467,7 +565,7 @@ impl Clocks {
                     .collect();
                 return Ok(Verification::Unverified {
                     reason: format!(
-                        "{} on {node} is {observed} ms from real time, expected {expected:?} ms: server process {} ({}) does not read the shifted clock",
+                        "{} on {node} is {observed} ms from real time, expected {expected:?} ms: server process {} ({}) does not follow the shifted clock",
                         r.source, status.pid, status.comm
                     ),
                 });
@@ -475,7 +573,9 @@ impl Clocks {
             Ok(None) => {}
             Err(e) => {
                 // Fall through to the acknowledgement, keeping the probe's failure in the reason.
-                return self.verify_by_ack(node, gen, &status, Some(format!("{e:#}"))).await;
+                return self
+                    .verify_by_ack(node, gen, &status, Some(format!("{e:#}")))
+                    .await;
             }
         }
         self.verify_by_ack(node, gen, &status, None).await
@@ -541,9 +641,17 @@ impl Clocks {
 
     /// Fails unless `node` has the shim installed and its server loaded it.
     pub async fn check_loaded(&self, node: &str) -> Result<ShimStatus> {
-        match self.shim_status(node).await.context("checking the clock shim")? {
+        match self
+            .shim_status(node)
+            .await
+            .context("checking the clock shim")?
+        {
             Some(s) if s.loaded => Ok(s),
-            Some(s) => bail!("the clock shim is not loaded in pid {} ({}) on {node}", s.pid, s.comm),
+            Some(s) => bail!(
+                "the clock shim is not loaded in pid {} ({}) on {node}",
+                s.pid,
+                s.comm
+            ),
             None => bail!("no server process found on {node}"),
         }
     }
@@ -560,7 +668,7 @@ mod tests {
             line,
             "FLCLK2 G0000000000000000007 O-0000000005000000000 A+0000000002000000000 P0000000000100000000 C"
                 .to_string()
-                + &format!("{:016x}\n", fnv1a(line[..92].as_bytes()))
+                + &format!("{:016x}\n", fnv1a(&line.as_bytes()[..92]))
         );
         assert_eq!(line.len(), LINE_LEN);
         // Field offsets used by clockshim.c: G at 8, O at 29, A at 51, P at 73, C at 94.
@@ -580,13 +688,62 @@ mod tests {
         let real = 1_700_000_000 * s;
         // Redis TIME (1 µs resolution) read 5 s ahead during a 20 ms round trip.
         let reading = real + 5 * s + 10_000_000;
-        assert!(probe_matches(reading, 1_000, real, real + 20_000_000, 5_000_000_000, 0));
-        assert!(!probe_matches(reading, 1_000, real, real + 20_000_000, 0, 250_000_000));
+        assert!(probe_matches(
+            reading,
+            1_000,
+            real,
+            real + 20_000_000,
+            5_000_000_000,
+            0
+        ));
+        assert!(!probe_matches(
+            reading,
+            1_000,
+            real,
+            real + 20_000_000,
+            0,
+            250_000_000
+        ));
         // An HTTP Date header truncates to the second: real time 0.9 s into a second reads as .0.
         let reading = real;
         let before = real + 900_000_000;
-        assert!(probe_matches(reading, 1_000_000_000, before, before + 10_000_000, 0, 0));
-        assert!(!probe_matches(reading, 1_000_000_000, before, before, 3_000_000_000, 250_000_000));
+        assert!(probe_matches(
+            reading,
+            1_000_000_000,
+            before,
+            before + 10_000_000,
+            0,
+            0
+        ));
+        assert!(!probe_matches(
+            reading,
+            1_000_000_000,
+            before,
+            before,
+            3_000_000_000,
+            250_000_000
+        ));
+    }
+
+    #[test]
+    fn http_dates_and_rfc3339_times_parse_to_unix_nanoseconds() {
+        let s = 1_000_000_000i128;
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777 * s)
+        );
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 CET"), None);
+        assert_eq!(parse_http_date("garbage"), None);
+        assert_eq!(
+            parse_rfc3339_utc("1994-11-06T08:49:37.5Z"),
+            Some(784_111_777 * s + 500_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_utc("2000-02-29T00:00:00Z"),
+            Some(951_782_400 * s)
+        );
+        assert_eq!(parse_rfc3339_utc("2000-02-29T00:00:00+01:00"), None);
     }
 
     #[test]
@@ -595,7 +752,10 @@ mod tests {
         assert_eq!(s.possible_offsets_ns(), vec![0, 3_000_000_000]);
         assert!(!s.is_real());
         assert!(ClockSetting::real().is_real());
-        assert_eq!(ClockSetting::offset_ms(-2_000).to_json(), json!({"offset_ms": -2000}));
+        assert_eq!(
+            ClockSetting::offset_ms(-2_000).to_json(),
+            json!({"offset_ms": -2000})
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! callers in this crate bound each with a timeout.
 
 use anyhow::{bail, Context, Result};
-use async_trait::async_trait;
+/// Re-exported so that implementors (the controller) need no dependency of their own.
+pub use async_trait::async_trait;
 use base64::Engine as _;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -145,7 +146,12 @@ pub async fn exec_ok(ctl: &dyn NodeControl, node: &str, argv: &[&str]) -> Result
 }
 
 /// Runs a shell script (`sh -c SCRIPT sh ARGS...`) and fails with its output on non-zero exit.
-pub async fn sh_ok(ctl: &dyn NodeControl, node: &str, script: &str, args: &[&str]) -> Result<String> {
+pub async fn sh_ok(
+    ctl: &dyn NodeControl,
+    node: &str,
+    script: &str,
+    args: &[&str],
+) -> Result<String> {
     let mut argv = vec!["sh", "-c", script, "sh"];
     argv.extend_from_slice(args);
     exec_ok(ctl, node, &argv).await

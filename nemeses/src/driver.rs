@@ -117,7 +117,11 @@ pub struct Nemesis {
 
 impl Nemesis {
     /// A nemesis partitioning with iptables, without proxy links.
-    pub fn new(ctl: Arc<dyn NodeControl>, rec: Arc<dyn Recorder>, config: NemesisConfig) -> Nemesis {
+    pub fn new(
+        ctl: Arc<dyn NodeControl>,
+        rec: Arc<dyn Recorder>,
+        config: NemesisConfig,
+    ) -> Nemesis {
         let partitioner: Arc<dyn Partitioner> = Arc::new(Iptables::new(ctl.clone()));
         Nemesis {
             processes: Processes::new(ctl.clone(), config.op_timeout, config.ready_timeout),
@@ -224,7 +228,13 @@ impl Nemesis {
         match targets {
             Targets::Nodes(n) => Ok(n.clone()),
             Targets::Leader => {
-                match bounded(self.config.op_timeout, "asking for the leader", self.ctl.leader()).await? {
+                match bounded(
+                    self.config.op_timeout,
+                    "asking for the leader",
+                    self.ctl.leader(),
+                )
+                .await?
+                {
                     Some(l) => Ok(vec![l]),
                     None => bail!("the system reports no leader"),
                 }
@@ -251,7 +261,13 @@ impl Nemesis {
             Fault::Partition(spec) => {
                 let nodes = self.ctl.nodes();
                 let leader = if matches!(spec, crate::schedule::PartitionSpec::IsolateLeader) {
-                    match bounded(self.config.op_timeout, "asking for the leader", self.ctl.leader()).await {
+                    match bounded(
+                        self.config.op_timeout,
+                        "asking for the leader",
+                        self.ctl.leader(),
+                    )
+                    .await
+                    {
                         Ok(l) => l,
                         Err(e) => {
                             self.record_error("partition", fault.to_json(), &[format!("{e:#}")]);
@@ -275,7 +291,11 @@ impl Nemesis {
                             v["leader"] = json!(l);
                         }
                         self.record("start-partition", v);
-                        self.push_active(Active { kind, recorded: true, clock_nodes: vec![] });
+                        self.push_active(Active {
+                            kind,
+                            recorded: true,
+                            clock_nodes: vec![],
+                        });
                         true
                     }
                     Err(e) => {
@@ -311,7 +331,10 @@ impl Nemesis {
                 for n in nodes {
                     changed.push(n.clone());
                     match self.clocks.set(n, *setting).await {
-                        Ok(Verification::Verified { method, observed_offset_ms }) => {
+                        Ok(Verification::Verified {
+                            method,
+                            observed_offset_ms,
+                        }) => {
                             let mut v = setting.to_json();
                             v["verified_by"] = json!(method);
                             if let Some(o) = observed_offset_ms {
@@ -320,7 +343,8 @@ impl Nemesis {
                             verified.insert(n.clone(), v);
                         }
                         Ok(Verification::Unverified { reason }) => {
-                            let mut v = json!({"node": n, "setting": setting.to_json(), "reason": reason});
+                            let mut v =
+                                json!({"node": n, "setting": setting.to_json(), "reason": reason});
                             // Put it back at once: nothing unrecorded may stay skewed.
                             match self.clocks.reset(n).await {
                                 Ok(_) => {
@@ -341,11 +365,18 @@ impl Nemesis {
                     self.record("start-clock", json!({"nodes": verified}));
                 }
                 if !changed.is_empty() {
-                    self.push_active(Active { kind, recorded, clock_nodes: changed });
+                    self.push_active(Active {
+                        kind,
+                        recorded,
+                        clock_nodes: changed,
+                    });
                 }
                 recorded
             }
-            Fault::Latency { latency_ms, jitter_ms } => {
+            Fault::Latency {
+                latency_ms,
+                jitter_ms,
+            } => {
                 let Some(links) = &self.links else {
                     self.record_error(
                         "latency",
@@ -357,7 +388,11 @@ impl Nemesis {
                 match links.add_latency(*latency_ms, *jitter_ms).await {
                     Ok(v) => {
                         self.record("start-latency", v);
-                        self.push_active(Active { kind, recorded: true, clock_nodes: vec![] });
+                        self.push_active(Active {
+                            kind,
+                            recorded: true,
+                            clock_nodes: vec![],
+                        });
                         true
                     }
                     Err(e) => {
@@ -395,7 +430,11 @@ impl Nemesis {
             self.record_error(kind.name(), fault.to_json(), &out.errors);
         }
         // Tracked even when nothing was recorded: a failed kill may still have half-happened.
-        self.push_active(Active { kind, recorded, clock_nodes: vec![] });
+        self.push_active(Active {
+            kind,
+            recorded,
+            clock_nodes: vec![],
+        });
         recorded
     }
 
@@ -511,7 +550,10 @@ impl Nemesis {
                 Ok(()) => {}
                 Err(e) => errors.push(format!("{e:#}")),
             }
-            stops.insert(FaultKind::Partition, json!({"by": "heal", "mechanism": self.partitioner.mechanism()}));
+            stops.insert(
+                FaultKind::Partition,
+                json!({"by": "heal", "mechanism": self.partitioner.mechanism()}),
+            );
         }
         if touched.contains(&FaultKind::Latency) {
             if let Some(l) = &self.links {
@@ -530,10 +572,16 @@ impl Nemesis {
                 Err(e) => errors.push(format!("resetting the clock on {node}: {e:#}")),
             }
         }
-        stops.insert(FaultKind::Clock, json!({"by": "heal", "nodes": clock_nodes}));
+        stops.insert(
+            FaultKind::Clock,
+            json!({"by": "heal", "nodes": clock_nodes}),
+        );
 
         for a in active.iter().filter(|a| a.recorded) {
-            let v = stops.get(&a.kind).cloned().unwrap_or_else(|| json!({"by": "heal"}));
+            let v = stops
+                .get(&a.kind)
+                .cloned()
+                .unwrap_or_else(|| json!({"by": "heal"}));
             self.record(&format!("stop-{}", a.kind), v);
         }
         self.record(
@@ -590,7 +638,10 @@ impl Drop for HealGuard {
                 h.block_on(n.heal_all());
             }
             None => {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     rt.block_on(n.heal_all());
                 }
             }

@@ -48,7 +48,11 @@ impl Grudge {
     pub fn from_components(components: &[Vec<String>]) -> Grudge {
         let all: Vec<&String> = components.iter().flatten().collect();
         let distinct: BTreeSet<&String> = all.iter().copied().collect();
-        assert_eq!(distinct.len(), all.len(), "components overlap: {components:?}");
+        assert_eq!(
+            distinct.len(),
+            all.len(),
+            "components overlap: {components:?}"
+        );
         let mut drops = BTreeMap::new();
         for (i, comp) in components.iter().enumerate() {
             let outside: BTreeSet<String> = components
@@ -66,7 +70,11 @@ impl Grudge {
 
     /// The node list split in order: the first `n/2` nodes against the rest.
     pub fn halves(nodes: &[String]) -> Result<Grudge> {
-        ensure!(nodes.len() >= 2, "halves needs at least 2 nodes, got {}", nodes.len());
+        ensure!(
+            nodes.len() >= 2,
+            "halves needs at least 2 nodes, got {}",
+            nodes.len()
+        );
         let (a, b) = nodes.split_at(nodes.len() / 2);
         Ok(Grudge::from_components(&[a.to_vec(), b.to_vec()]))
     }
@@ -91,7 +99,11 @@ impl Grudge {
 
     /// Two halves joined only through the middle node of `nodes` (in the order given).
     pub fn bridge(nodes: &[String]) -> Result<Grudge> {
-        ensure!(nodes.len() >= 3, "bridge needs at least 3 nodes, got {}", nodes.len());
+        ensure!(
+            nodes.len() >= 3,
+            "bridge needs at least 3 nodes, got {}",
+            nodes.len()
+        );
         let mid = nodes.len() / 2;
         let left = &nodes[..mid];
         let right = &nodes[mid + 1..];
@@ -119,7 +131,10 @@ impl Grudge {
                 let dist = (i as isize - j as isize).unsigned_abs();
                 let ring_dist = dist.min(n - dist);
                 if ring_dist > d {
-                    g.drops.get_mut(&nodes[i]).expect("node").insert(nodes[j].clone());
+                    g.drops
+                        .get_mut(&nodes[i])
+                        .expect("node")
+                        .insert(nodes[j].clone());
                 }
             }
         }
@@ -130,13 +145,22 @@ impl Grudge {
     pub fn with_cut(mut self, from: &str, to: &str) -> Grudge {
         assert_ne!(from, to, "a node cannot drop its own traffic");
         self.drops.entry(from.to_string()).or_default();
-        self.drops.entry(to.to_string()).or_default().insert(from.to_string());
+        self.drops
+            .entry(to.to_string())
+            .or_default()
+            .insert(from.to_string());
         self
     }
 
     fn drop_both(&mut self, a: &str, b: &str) {
-        self.drops.entry(a.to_string()).or_default().insert(b.to_string());
-        self.drops.entry(b.to_string()).or_default().insert(a.to_string());
+        self.drops
+            .entry(a.to_string())
+            .or_default()
+            .insert(b.to_string());
+        self.drops
+            .entry(b.to_string())
+            .or_default()
+            .insert(a.to_string());
     }
 
     /// The nodes this grudge was built for.
@@ -167,11 +191,9 @@ impl Grudge {
     }
 
     pub fn is_symmetric(&self) -> bool {
-        self.cuts().iter().all(|c| {
-            self.drops
-                .get(&c.from)
-                .is_some_and(|s| s.contains(&c.to))
-        })
+        self.cuts()
+            .iter()
+            .all(|c| self.drops.get(&c.from).is_some_and(|s| s.contains(&c.to)))
     }
 
     /// Whether `a` can send to `b` directly.
@@ -212,7 +234,12 @@ mod tests {
     fn show(g: &Grudge) -> String {
         g.nodes()
             .map(|n| {
-                let froms: Vec<&str> = g.drops_from(n).unwrap().iter().map(String::as_str).collect();
+                let froms: Vec<&str> = g
+                    .drops_from(n)
+                    .unwrap()
+                    .iter()
+                    .map(String::as_str)
+                    .collect();
                 if froms.is_empty() {
                     format!("{n}<-")
                 } else {
@@ -229,7 +256,10 @@ mod tests {
             show(&Grudge::halves(&nodes(5)).unwrap()),
             "n1<-n3,n4,n5 n2<-n3,n4,n5 n3<-n1,n2 n4<-n1,n2 n5<-n1,n2"
         );
-        assert_eq!(show(&Grudge::halves(&nodes(3)).unwrap()), "n1<-n2,n3 n2<-n1 n3<-n1");
+        assert_eq!(
+            show(&Grudge::halves(&nodes(3)).unwrap()),
+            "n1<-n2,n3 n2<-n1 n3<-n1"
+        );
         assert!(Grudge::halves(&nodes(1)).is_err());
     }
 
@@ -258,12 +288,12 @@ mod tests {
     #[test]
     fn bridge_keeps_the_middle_node_talking_to_both_sides() {
         let g = Grudge::bridge(&nodes(5)).unwrap();
-        assert_eq!(
-            show(&g),
-            "n1<-n4,n5 n2<-n4,n5 n3<- n4<-n1,n2 n5<-n1,n2"
-        );
+        assert_eq!(show(&g), "n1<-n4,n5 n2<-n4,n5 n3<- n4<-n1,n2 n5<-n1,n2");
         assert_eq!(g.sees("n3").len(), 5);
-        assert_eq!(show(&Grudge::bridge(&nodes(3)).unwrap()), "n1<-n3 n2<- n3<-n1");
+        assert_eq!(
+            show(&Grudge::bridge(&nodes(3)).unwrap()),
+            "n1<-n3 n2<- n3<-n1"
+        );
         assert!(Grudge::bridge(&nodes(2)).is_err());
     }
 
@@ -293,7 +323,10 @@ mod tests {
         assert!(!g.is_symmetric());
         assert_eq!(
             g.cuts().into_iter().collect::<Vec<_>>(),
-            vec![Cut { from: "n1".into(), to: "n2".into() }]
+            vec![Cut {
+                from: "n1".into(),
+                to: "n2".into()
+            }]
         );
         assert!(!g.allows("n1", "n2"));
         assert!(g.allows("n2", "n1"));

@@ -74,8 +74,10 @@ pub fn iptables_rules(
     grudge: &Grudge,
     ips: &BTreeMap<String, IpAddr>,
 ) -> Result<BTreeMap<String, NodeRules>> {
-    let mut rules: BTreeMap<String, NodeRules> =
-        grudge.nodes().map(|n| (n.clone(), NodeRules::default())).collect();
+    let mut rules: BTreeMap<String, NodeRules> = grudge
+        .nodes()
+        .map(|n| (n.clone(), NodeRules::default()))
+        .collect();
     let ip = |n: &str| {
         ips.get(n)
             .copied()
@@ -83,8 +85,16 @@ pub fn iptables_rules(
     };
     for Cut { from, to } in grudge.cuts() {
         let (from_ip, to_ip) = (ip(&from)?, ip(&to)?);
-        rules.entry(to.clone()).or_default().drop_input_from.insert(from_ip);
-        rules.entry(from.clone()).or_default().drop_output_to.insert(to_ip);
+        rules
+            .entry(to.clone())
+            .or_default()
+            .drop_input_from
+            .insert(from_ip);
+        rules
+            .entry(from.clone())
+            .or_default()
+            .drop_output_to
+            .insert(to_ip);
     }
     Ok(rules)
 }
@@ -118,10 +128,16 @@ pub fn iptables_script(rules: &NodeRules) -> String {
         }
     }
     for ip in &rules.drop_input_from {
-        s.push_str(&format!("{} -w 5 -A {CHAIN_IN} -s {ip} -j DROP\n", iptables_bin(ip)));
+        s.push_str(&format!(
+            "{} -w 5 -A {CHAIN_IN} -s {ip} -j DROP\n",
+            iptables_bin(ip)
+        ));
     }
     for ip in &rules.drop_output_to {
-        s.push_str(&format!("{} -w 5 -A {CHAIN_OUT} -d {ip} -j DROP\n", iptables_bin(ip)));
+        s.push_str(&format!(
+            "{} -w 5 -A {CHAIN_OUT} -d {ip} -j DROP\n",
+            iptables_bin(ip)
+        ));
     }
     s
 }
@@ -295,8 +311,10 @@ impl ProxyLinks {
                     .with_context(|| format!("adding latency to proxy {proxy}"))?;
             }
         }
-        Ok(json!({"mechanism": "proxy", "latency_ms": latency_ms, "jitter_ms": jitter_ms,
-                  "links": all_links(&self.nodes).len()}))
+        Ok(
+            json!({"mechanism": "proxy", "latency_ms": latency_ms, "jitter_ms": jitter_ms,
+                  "links": all_links(&self.nodes).len()}),
+        )
     }
 
     /// Removes the latency toxics (missing ones are fine).
@@ -404,7 +422,12 @@ mod tests {
 
     fn ips(n: usize) -> BTreeMap<String, IpAddr> {
         (1..=n)
-            .map(|i| (format!("n{i}"), format!("10.9.0.{}", i + 1).parse().unwrap()))
+            .map(|i| {
+                (
+                    format!("n{i}"),
+                    format!("10.9.0.{}", i + 1).parse().unwrap(),
+                )
+            })
             .collect()
     }
 
@@ -413,7 +436,10 @@ mod tests {
         let g = Grudge::isolate(&nodes(3), "n1").unwrap();
         let r = iptables_rules(&g, &ips(3)).unwrap();
         let show = |ips: &BTreeSet<IpAddr>| {
-            ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+            ips.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         };
         assert_eq!(show(&r["n1"].drop_input_from), "10.9.0.3,10.9.0.4");
         assert_eq!(show(&r["n1"].drop_output_to), "10.9.0.3,10.9.0.4");
@@ -425,8 +451,14 @@ mod tests {
     fn a_directed_cut_drops_input_at_the_target_and_output_at_the_source() {
         let g = Grudge::none(&nodes(2)).with_cut("n1", "n2");
         let r = iptables_rules(&g, &ips(2)).unwrap();
-        assert_eq!(r["n2"].drop_input_from, BTreeSet::from(["10.9.0.2".parse().unwrap()]));
-        assert_eq!(r["n1"].drop_output_to, BTreeSet::from(["10.9.0.3".parse().unwrap()]));
+        assert_eq!(
+            r["n2"].drop_input_from,
+            BTreeSet::from(["10.9.0.2".parse().unwrap()])
+        );
+        assert_eq!(
+            r["n1"].drop_output_to,
+            BTreeSet::from(["10.9.0.3".parse().unwrap()])
+        );
         assert!(r["n1"].drop_input_from.is_empty(), "n2 -> n1 still flows");
         assert!(r["n2"].drop_output_to.is_empty());
     }
@@ -439,10 +471,16 @@ mod tests {
         assert!(script.contains("-A FAULTLINE-IN -s 10.9.0.3 -j DROP"));
         assert!(script.contains("-A FAULTLINE-OUT -d 10.9.0.3 -j DROP"));
         assert!(script.contains("-F FAULTLINE-IN"));
-        for line in script.lines().filter(|l| l.contains(" -F ") || l.contains(" -A ")) {
+        for line in script
+            .lines()
+            .filter(|l| l.contains(" -F ") || l.contains(" -A "))
+        {
             assert!(line.contains("FAULTLINE-"), "touches another chain: {line}");
         }
-        assert!(!script.contains("ip6tables"), "no IPv6 rules for IPv4 peers");
+        assert!(
+            !script.contains("ip6tables"),
+            "no IPv6 rules for IPv4 peers"
+        );
         assert!(!IPTABLES_HEAL_SCRIPT.contains("-F INPUT"));
         assert!(!IPTABLES_HEAL_SCRIPT.contains("-F\n"));
     }
@@ -464,16 +502,26 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                LinkAction::BlackHole { proxy: "n1_to_n2".into(), stream: Stream::Upstream },
-                LinkAction::BlackHole { proxy: "n2_to_n1".into(), stream: Stream::Downstream },
+                LinkAction::BlackHole {
+                    proxy: "n1_to_n2".into(),
+                    stream: Stream::Upstream
+                },
+                LinkAction::BlackHole {
+                    proxy: "n2_to_n1".into(),
+                    stream: Stream::Downstream
+                },
             ]
         );
         let disabled: Vec<LinkAction> = link_actions(&g, CutMode::Disable).into_iter().collect();
         assert_eq!(
             disabled,
             vec![
-                LinkAction::Disable { proxy: "n1_to_n2".into() },
-                LinkAction::Disable { proxy: "n2_to_n1".into() },
+                LinkAction::Disable {
+                    proxy: "n1_to_n2".into()
+                },
+                LinkAction::Disable {
+                    proxy: "n2_to_n1".into()
+                },
             ]
         );
     }

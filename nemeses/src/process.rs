@@ -131,7 +131,13 @@ impl Processes {
         let nodes: Vec<String> = self.paused().into_iter().collect();
         let mut out = Outcome::default();
         for n in &nodes {
-            match bounded(self.op_timeout, &format!("unpause {n}"), self.ctl.unpause(n)).await {
+            match bounded(
+                self.op_timeout,
+                &format!("unpause {n}"),
+                self.ctl.unpause(n),
+            )
+            .await
+            {
                 Ok(()) => {
                     self.paused.lock().expect("lock").remove(n);
                     out.done.push(n.clone());
@@ -174,7 +180,13 @@ impl Processes {
     pub async fn heal(&self) -> Vec<String> {
         let mut errors = Vec::new();
         for n in self.ctl.nodes() {
-            match bounded(self.op_timeout, &format!("unpause {n}"), self.ctl.unpause(&n)).await {
+            match bounded(
+                self.op_timeout,
+                &format!("unpause {n}"),
+                self.ctl.unpause(&n),
+            )
+            .await
+            {
                 Ok(()) => {
                     self.paused.lock().expect("lock").remove(&n);
                 }

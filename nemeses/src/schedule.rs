@@ -48,7 +48,10 @@ impl FaultKind {
     ];
 
     pub fn name(self) -> &'static str {
-        FAULT_NAMES[FaultKind::ALL.iter().position(|k| *k == self).expect("listed")]
+        FAULT_NAMES[FaultKind::ALL
+            .iter()
+            .position(|k| *k == self)
+            .expect("listed")]
     }
 
     pub fn parse(s: &str) -> Option<FaultKind> {
@@ -106,7 +109,10 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
             other => bail!("duration {s:?}: unknown unit {other:?} (ms, s, m or h)"),
         };
         total_ms += n * ms;
-        ensure!(total_ms <= u128::from(u64::MAX), "duration {s:?} is too long");
+        ensure!(
+            total_ms <= u128::from(u64::MAX),
+            "duration {s:?} is too long"
+        );
     }
     Ok(Duration::from_millis(total_ms as u64))
 }
@@ -132,12 +138,20 @@ impl Targets {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PartitionSpec {
     /// Halves of the node list in the given order (the order carries the random-halves shuffle).
-    Halves { order: Vec<String> },
-    Isolate { node: String },
+    Halves {
+        order: Vec<String>,
+    },
+    Isolate {
+        node: String,
+    },
     /// Isolate whichever node leads when the step runs.
     IsolateLeader,
-    Bridge { order: Vec<String> },
-    MajoritiesRing { order: Vec<String> },
+    Bridge {
+        order: Vec<String>,
+    },
+    MajoritiesRing {
+        order: Vec<String>,
+    },
 }
 
 impl PartitionSpec {
@@ -286,7 +300,10 @@ impl Schedule {
         nodes: &[String],
         opts: &ScheduleOptions,
     ) -> Result<Schedule> {
-        ensure!(!nodes.is_empty(), "a fault schedule needs at least one node");
+        ensure!(
+            !nodes.is_empty(),
+            "a fault schedule needs at least one node"
+        );
         ensure!(
             opts.interval >= Duration::from_millis(100),
             "--nemesis-interval must be at least 100ms, got {} ms",
@@ -342,7 +359,9 @@ impl Schedule {
             self.steps
                 .iter()
                 .map(|s| match &s.action {
-                    Action::Start(f) => json!({"at_ms": s.at.as_millis() as u64, "start": f.to_json()}),
+                    Action::Start(f) => {
+                        json!({"at_ms": s.at.as_millis() as u64, "start": f.to_json()})
+                    }
                     Action::Stop(k) => json!({"at_ms": s.at.as_millis() as u64, "stop": k.name()}),
                 })
                 .collect(),
@@ -378,7 +397,12 @@ fn draw_targets(nodes: &[String], rng: &mut SplitMix64) -> Targets {
     }
 }
 
-fn draw_fault(kind: FaultKind, nodes: &[String], o: &ScheduleOptions, rng: &mut SplitMix64) -> Fault {
+fn draw_fault(
+    kind: FaultKind,
+    nodes: &[String],
+    o: &ScheduleOptions,
+    rng: &mut SplitMix64,
+) -> Fault {
     match kind {
         FaultKind::Partition => {
             let n = nodes.len();
@@ -413,9 +437,17 @@ fn draw_fault(kind: FaultKind, nodes: &[String], o: &ScheduleOptions, rng: &mut 
         FaultKind::Pause => Fault::Pause(draw_targets(nodes, rng)),
         FaultKind::Clock => {
             let magnitude = rng.range(o.clock_offset_min_ms, o.clock_offset_max_ms) as i64;
-            let signed = if rng.chance(0.5) { magnitude } else { -magnitude };
+            let signed = if rng.chance(0.5) {
+                magnitude
+            } else {
+                -magnitude
+            };
             let setting = if rng.chance(0.25) {
-                ClockSetting::strobe_ms(0, signed, rng.range(o.strobe_period_ms.0, o.strobe_period_ms.1))
+                ClockSetting::strobe_ms(
+                    0,
+                    signed,
+                    rng.range(o.strobe_period_ms.0, o.strobe_period_ms.1),
+                )
             } else {
                 ClockSetting::offset_ms(signed)
             };
@@ -473,7 +505,9 @@ mod tests {
         );
         assert!(parse_nemesis_list("none").unwrap().is_empty());
         assert!(parse_nemesis_list("").unwrap().is_empty());
-        let err = parse_nemesis_list("partition,bogus").unwrap_err().to_string();
+        let err = parse_nemesis_list("partition,bogus")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--nemesis") && err.contains("bogus"), "{err}");
     }
 
@@ -483,8 +517,14 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
-        assert!(parse_duration("10").unwrap_err().to_string().contains("missing unit"));
-        assert!(parse_duration("5d").unwrap_err().to_string().contains("unknown unit"));
+        assert!(parse_duration("10")
+            .unwrap_err()
+            .to_string()
+            .contains("missing unit"));
+        assert!(parse_duration("5d")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown unit"));
         assert!(parse_duration("s").is_err());
     }
 
@@ -496,7 +536,11 @@ mod tests {
             "10:start-kill 20:stop-kill 30:start-kill 40:stop-kill 50:start-kill 60:stop-kill"
         );
         let s = Schedule::generate(1, &[FaultKind::Kill], &nodes(3), &opts(10, 59)).unwrap();
-        assert_eq!(s.faults().count(), 2, "a fault that would end after 59 s is not started");
+        assert_eq!(
+            s.faults().count(),
+            2,
+            "a fault that would end after 59 s is not started"
+        );
         let s = Schedule::generate(1, &[FaultKind::Kill], &nodes(3), &opts(10, 15)).unwrap();
         assert!(s.steps.is_empty());
     }
@@ -530,7 +574,10 @@ mod tests {
         for f in s.faults() {
             match f {
                 Fault::Partition(p) => {
-                    assert!(!matches!(p, PartitionSpec::MajoritiesRing { .. }), "3 nodes: no ring");
+                    assert!(
+                        !matches!(p, PartitionSpec::MajoritiesRing { .. }),
+                        "3 nodes: no ring"
+                    );
                     if let PartitionSpec::IsolateLeader = p {
                         continue;
                     }
@@ -558,19 +605,31 @@ mod tests {
     #[test]
     fn a_partition_schedule_needs_two_nodes_and_no_kinds_means_no_steps() {
         assert!(Schedule::generate(1, &[FaultKind::Partition], &nodes(1), &opts(1, 10)).is_err());
-        assert!(Schedule::generate(1, &[], &nodes(3), &opts(1, 10)).unwrap().steps.is_empty());
-        assert!(Schedule::generate(1, &[FaultKind::Kill], &nodes(3), &ScheduleOptions {
-            interval: Duration::from_millis(10),
-            ..ScheduleOptions::default()
-        })
+        assert!(Schedule::generate(1, &[], &nodes(3), &opts(1, 10))
+            .unwrap()
+            .steps
+            .is_empty());
+        assert!(Schedule::generate(
+            1,
+            &[FaultKind::Kill],
+            &nodes(3),
+            &ScheduleOptions {
+                interval: Duration::from_millis(10),
+                ..ScheduleOptions::default()
+            }
+        )
         .is_err());
     }
 
     #[test]
     fn isolate_leader_needs_a_leader() {
-        let err = PartitionSpec::IsolateLeader.grudge(&nodes(3), None).unwrap_err();
+        let err = PartitionSpec::IsolateLeader
+            .grudge(&nodes(3), None)
+            .unwrap_err();
         assert!(err.to_string().contains("no leader"));
-        let g = PartitionSpec::IsolateLeader.grudge(&nodes(3), Some("n2")).unwrap();
+        let g = PartitionSpec::IsolateLeader
+            .grudge(&nodes(3), Some("n2"))
+            .unwrap();
         assert_eq!(g.sees("n2").len(), 1);
     }
 }

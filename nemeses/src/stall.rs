@@ -108,7 +108,10 @@ mod tests {
         let other_process: Vec<bool> = (0..200).map(|op| h.decide(3, op).is_some()).collect();
         assert_ne!(a, other_process);
         let stalled = a.iter().filter(|x| **x).count();
-        assert!((30..=90).contains(&stalled), "about 30% of 200, got {stalled}");
+        assert!(
+            (30..=90).contains(&stalled),
+            "about 30% of 200, got {stalled}"
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@ struct Rig {
 
 /// A temporary directory holding the shim, the compiled probe and the control directory.
 fn rig(name: &str) -> Rig {
-    let dir = std::env::temp_dir().join(format!("faultline-clockshim-{name}-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("faultline-clockshim-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(dir.join("clock")).unwrap();
     let shim = dir.join("libfaultline_clock.so");
@@ -55,7 +56,11 @@ impl Rig {
             .env("FAULTLINE_CLOCK_DIR", self.dir.join("clock"))
             .output()
             .unwrap();
-        assert!(child.status.success(), "{}", String::from_utf8_lossy(&child.stderr));
+        assert!(
+            child.status.success(),
+            "{}",
+            String::from_utf8_lossy(&child.stderr)
+        );
         String::from_utf8(child.stdout).unwrap()
     }
 
@@ -86,7 +91,12 @@ impl Rig {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with("ack."))
-            .map(|n| fs::read_to_string(self.dir.join("clock").join(n)).unwrap().trim().to_string())
+            .map(|n| {
+                fs::read_to_string(self.dir.join("clock").join(n))
+                    .unwrap()
+                    .trim()
+                    .to_string()
+            })
             .collect();
         v.sort();
         v
@@ -126,7 +136,11 @@ fn every_realtime_function_is_shifted_and_monotonic_is_not() {
          monotonic 0
          bad_clock -1 EINVAL",
     );
-    assert_eq!(r.acks(), vec!["42"], "the process acknowledged generation 42");
+    assert_eq!(
+        r.acks(),
+        vec!["42"],
+        "the process acknowledged generation 42"
+    );
 
     r.set(43, ClockSetting::offset_ms(-90_000));
     assert_eq!(r.once()["clock_gettime"], "-90000");
@@ -166,20 +180,31 @@ fn rewrites_in_place_are_seen_live_and_never_torn() {
     r.set(1, ClockSetting::offset_ms(5_000));
     let dir = r.dir.clone();
     let writer = std::thread::spawn(move || {
-        let f = fs::OpenOptions::new().write(true).open(dir.join("clock/offset")).unwrap();
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("clock/offset"))
+            .unwrap();
         let start = std::time::Instant::now();
         let mut gen = 2;
         // Alternate two offsets as fast as possible for a while, in place.
         while start.elapsed() < std::time::Duration::from_millis(800) {
             let off = if gen % 2 == 0 { -7_000 } else { 5_000 };
-            f.write_all_at(control_file(gen, &ClockSetting::offset_ms(off)).as_bytes(), 0).unwrap();
+            f.write_all_at(
+                control_file(gen, &ClockSetting::offset_ms(off)).as_bytes(),
+                0,
+            )
+            .unwrap();
             gen += 1;
         }
     });
     let seen = r.watch(1_000);
     writer.join().unwrap();
     let offsets: Vec<i64> = seen.keys().copied().collect();
-    assert_eq!(offsets, vec![-7_000, 5_000], "only whole values are ever used: {seen:?}");
+    assert_eq!(
+        offsets,
+        vec![-7_000, 5_000],
+        "only whole values are ever used: {seen:?}"
+    );
 }
 
 #[test]
@@ -190,5 +215,8 @@ fn a_strobe_alternates_between_two_offsets() {
     let offsets: Vec<i64> = seen.keys().copied().collect();
     assert_eq!(offsets, vec![1_000, 3_000], "{seen:?}");
     let (a, b) = (seen[&1_000] as f64, seen[&3_000] as f64);
-    assert!(a / (a + b) > 0.25 && a / (a + b) < 0.75, "about half each: {seen:?}");
+    assert!(
+        a / (a + b) > 0.25 && a / (a + b) < 0.75,
+        "about half each: {seen:?}"
+    );
 }

@@ -57,7 +57,9 @@ impl FakeCluster {
 
     fn set(&self, node: &str, from: &[State], to: State) -> Result<()> {
         let mut st = self.state.lock().unwrap();
-        let s = st.get_mut(node).ok_or_else(|| anyhow::anyhow!("no node {node}"))?;
+        let s = st
+            .get_mut(node)
+            .ok_or_else(|| anyhow::anyhow!("no node {node}"))?;
         if !from.contains(s) {
             bail!("{node} is {s:?}");
         }
@@ -78,8 +80,14 @@ impl NodeControl for FakeCluster {
         if self.state.lock().unwrap()[node] != State::Running {
             bail!("exec on {node}: not running");
         }
-        self.log.lock().unwrap().push(format!("exec {node} {}", argv[0]));
-        Ok(ExecOutput { code: 0, output: String::new() })
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("exec {node} {}", argv[0]));
+        Ok(ExecOutput {
+            code: 0,
+            output: String::new(),
+        })
     }
     async fn kill(&self, node: &str) -> Result<()> {
         if self.kill_fails.contains(node) {
@@ -153,7 +161,12 @@ fn rig(cluster: FakeCluster) -> Rig {
         clock_restart_to_load: false,
     };
     let nemesis = Nemesis::new(cluster.clone(), rec.clone(), config).with_partitioner(net.clone());
-    Rig { cluster, net, rec, nemesis: Arc::new(nemesis) }
+    Rig {
+        cluster,
+        net,
+        rec,
+        nemesis: Arc::new(nemesis),
+    }
 }
 
 fn nodes(n: usize) -> Vec<String> {
@@ -203,7 +216,10 @@ async fn cancelling_mid_fault_still_heals_and_closes_the_window() {
     )
     .unwrap();
     // Cancel at 15 s: the first pause (10 s .. 20 s) is in force.
-    let summary = r.nemesis.run(&schedule, tokio::time::sleep(Duration::from_secs(15))).await;
+    let summary = r
+        .nemesis
+        .run(&schedule, tokio::time::sleep(Duration::from_secs(15)))
+        .await;
     assert!(summary.cancelled);
     assert_eq!(r.rec.fs(), vec!["start-pause", "stop-pause", "heal"]);
     assert_eq!(r.rec.events()[1].value["by"], "heal");
@@ -231,7 +247,11 @@ async fn a_partly_failed_kill_records_only_the_nodes_it_killed() {
 #[tokio::test]
 async fn isolating_the_leader_asks_the_system_and_fails_honestly_without_one() {
     let r = rig(FakeCluster::new(3));
-    assert!(r.nemesis.start(&Fault::Partition(PartitionSpec::IsolateLeader)).await);
+    assert!(
+        r.nemesis
+            .start(&Fault::Partition(PartitionSpec::IsolateLeader))
+            .await
+    );
     let g = r.net.grudge.lock().unwrap().clone().unwrap();
     assert_eq!(g.sees("n2"), BTreeSet::from(["n2".to_string()]));
     assert_eq!(r.rec.events()[0].value["leader"], "n2");
@@ -239,11 +259,19 @@ async fn isolating_the_leader_asks_the_system_and_fails_honestly_without_one() {
     let mut c = FakeCluster::new(3);
     c.leader = None;
     let r = rig(c);
-    assert!(!r.nemesis.start(&Fault::Partition(PartitionSpec::IsolateLeader)).await);
+    assert!(
+        !r.nemesis
+            .start(&Fault::Partition(PartitionSpec::IsolateLeader))
+            .await
+    );
     assert_eq!(r.rec.fs(), vec!["fault-error"]);
     assert!(r.net.grudge.lock().unwrap().is_none());
     r.nemesis.stop(FaultKind::Partition).await;
-    assert_eq!(r.rec.fs(), vec!["fault-error"], "no stop for a fault that never started");
+    assert_eq!(
+        r.rec.fs(),
+        vec!["fault-error"],
+        "no stop for a fault that never started"
+    );
 }
 
 #[tokio::test]
@@ -257,7 +285,10 @@ async fn a_clock_change_that_cannot_be_verified_is_recorded_as_such_and_undone()
     assert!(!r.nemesis.start(&fault).await);
     let ev = r.rec.events();
     assert_eq!(r.rec.fs(), vec!["clock-unverified"]);
-    assert!(ev[0].value["reason"].as_str().unwrap().contains("no server process"));
+    assert!(ev[0].value["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no server process"));
     assert!(r.nemesis.clocks().skewed().is_empty(), "put back at once");
     r.nemesis.stop(FaultKind::Clock).await;
     assert_eq!(r.rec.fs(), vec!["clock-unverified"]);
@@ -266,7 +297,12 @@ async fn a_clock_change_that_cannot_be_verified_is_recorded_as_such_and_undone()
 #[tokio::test]
 async fn latency_without_proxy_links_is_refused_before_the_run() {
     let r = rig(FakeCluster::new(3));
-    let err = r.nemesis.prepare(&[FaultKind::Latency]).await.unwrap_err().to_string();
+    let err = r
+        .nemesis
+        .prepare(&[FaultKind::Latency])
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("latency") && err.contains("proxy"), "{err}");
 }
 
@@ -276,7 +312,11 @@ async fn a_panic_after_a_fault_is_healed_by_the_guard() {
     let n = r.nemesis.clone();
     let task = tokio::spawn(async move {
         let _guard = HealGuard::new(n.clone());
-        n.start(&Fault::Pause(Targets::Nodes(vec!["n1".into(), "n2".into()]))).await;
+        n.start(&Fault::Pause(Targets::Nodes(vec![
+            "n1".into(),
+            "n2".into(),
+        ])))
+        .await;
         panic!("workload bug");
     });
     assert!(task.await.unwrap_err().is_panic());
@@ -290,12 +330,18 @@ async fn the_guard_also_heals_from_a_current_thread_runtime_and_stays_quiet_when
     let r = rig(FakeCluster::new(3));
     {
         let _guard = HealGuard::new(r.nemesis.clone());
-        r.nemesis.start(&Fault::Kill(Targets::Nodes(vec!["n3".into()]))).await;
+        r.nemesis
+            .start(&Fault::Kill(Targets::Nodes(vec!["n3".into()])))
+            .await;
     }
     assert_eq!(r.cluster.states(), "n1=Running n2=Running n3=Running");
     let healed = r.rec.fs().len();
     {
         let _guard = HealGuard::new(r.nemesis.clone());
     }
-    assert_eq!(r.rec.fs().len(), healed, "nothing to heal, nothing recorded");
+    assert_eq!(
+        r.rec.fs().len(),
+        healed,
+        "nothing to heal, nothing recorded"
+    );
 }

@@ -33,7 +33,7 @@ pub const FONT_PATHS: &[&str] = &[
 ];
 
 /// Side of the grid cell, in pixels, on which latency points are thinned.
-pub const CELL_PX: u32 = 2;
+pub const CELL_PX: u32 = 4;
 /// Latency panels drawn one per `f`; the rarest `f`s beyond this share one "other" panel.
 pub const LATENCY_PANELS_MAX: usize = 6;
 

@@ -85,6 +85,12 @@ fn parse_api_version(s: &str) -> Result<(usize, usize)> {
 
 /// Connects to the local Docker daemon, speaking the newest API version both sides know.
 pub fn connect() -> Result<Docker> {
+    connect_with_timeout(REQUEST_TIMEOUT_S)
+}
+
+/// [`connect`] with a longer bound on each request, for the few that stream for minutes (an
+/// image import fed by a running mmdebstrap).
+pub fn connect_with_timeout(request_timeout_s: u64) -> Result<Docker> {
     let path = socket_path()?;
     let daemon = daemon_api_version(&path)?;
     let (major, minor) = daemon.min(CLIENT_API_MAX);
@@ -92,7 +98,7 @@ pub fn connect() -> Result<Docker> {
         major_version: major,
         minor_version: minor,
     };
-    Docker::connect_with_unix(&path, REQUEST_TIMEOUT_S, &version)
+    Docker::connect_with_unix(&path, request_timeout_s, &version)
         .with_context(|| format!("connecting to Docker at {path}"))
 }
 

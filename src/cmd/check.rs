@@ -124,12 +124,26 @@ pub fn run(args: Args) -> Result<i32> {
     for path in &args.files {
         reset_peak_rss();
         let read_started = Instant::now();
-        let read = formats::read_path(path, args.format);
-        let read_ms = read_started.elapsed().as_secs_f64() * 1e3;
-        let result = read.and_then(|history: History| {
-            checkers::run_checker(checker.as_ref(), &history, &budget)
-                .map_err(|e| format!("{}: {e}", path.display()))
-        });
+        // Linear checkers stream JSONL straight from the file: memory grows with distinct
+        // messages, not events. Everything else reads the whole history first.
+        let streamed = match args.format {
+            None | Some(Format::Jsonl) => {
+                checkers::stream::check_jsonl_path(path, &args.checker, &options)
+            }
+            _ => None,
+        };
+        let (read_ms, result) = match streamed {
+            Some(result) => (0.0, result),
+            None => {
+                let read = formats::read_path(path, args.format);
+                let read_ms = read_started.elapsed().as_secs_f64() * 1e3;
+                let result = read.and_then(|history: History| {
+                    checkers::run_checker(checker.as_ref(), &history, &budget)
+                        .map_err(|e| format!("{}: {e}", path.display()))
+                });
+                (read_ms, result)
+            }
+        };
         outcomes.push(FileOutcome {
             path: path.clone(),
             read_ms,

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod convert;
+pub mod report;
 pub mod proxy;
 pub mod images;
 pub mod clean;

@@ -723,3 +723,31 @@ impl<F: FnMut(Invocation, &mut Rng) -> Invocation + Send> Generator for Map<F> {
 pub fn map(gen: Gen, f: impl FnMut(Invocation, &mut Rng) -> Invocation + Send + 'static) -> Gen {
     Box::new(Map { gen, f })
 }
+
+struct Deferred {
+    make: Option<Box<dyn FnOnce() -> Gen + Send>>,
+    gen: Option<Gen>,
+}
+
+impl Generator for Deferred {
+    fn next(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        if let Some(make) = self.make.take() {
+            self.gen = Some(make());
+        }
+        self.gen.as_mut().map_or(Next::Done, |g| g.next(ctx))
+    }
+    fn update(&mut self, done: &Completed<'_>) {
+        if let Some(g) = self.gen.as_mut() {
+            g.update(done);
+        }
+    }
+}
+
+/// The generator `make` builds when first asked, e.g. final reads of every key the main phase
+/// used, which are known only once it has run.
+pub fn deferred(make: impl FnOnce() -> Gen + Send + 'static) -> Gen {
+    Box::new(Deferred {
+        make: Some(Box::new(make)),
+        gen: None,
+    })
+}

@@ -14,11 +14,14 @@
 use crate::client::ClientFactory;
 use crate::clients::etcd::{EtcdFactory, ReadMode};
 use crate::clients::memory::{MemoryQueueFactory, MemoryRegisterFactory, QueueBug, RegisterBug};
+use crate::clients::postgres::{IdempotencyMode, PostgresFactory, PostgresWorkload};
+use crate::clients::redis::{RedisFactory, RedisWorkload};
 use crate::generator::{self, Gen, Rng};
 use crate::op::Invocation;
 use checkers::CheckOptions;
 use rand::RngExt;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -203,6 +206,195 @@ pub fn queue(opts: &QueueOptions) -> Workload {
     }
 }
 
+/// Options of the idempotency workload.
+#[derive(Debug, Clone)]
+pub struct IdempotencyOptions {
+    /// Identical requests sent per idempotency key, by different processes at once.
+    pub requests_per_key: u64,
+}
+
+impl Default for IdempotencyOptions {
+    fn default() -> Self {
+        IdempotencyOptions {
+            requests_per_key: 5,
+        }
+    }
+}
+
+/// Identical requests per idempotency key, concurrently, then one effects read per key;
+/// checked by `idempotency` (one effect per key, equal responses).
+pub fn idempotency(opts: &IdempotencyOptions) -> Workload {
+    assert!(opts.requests_per_key > 0);
+    let issued_keys = Arc::new(AtomicU64::new(0));
+    let issued = Arc::clone(&issued_keys);
+    let per_key = opts.requests_per_key;
+    let mut n = 0u64;
+    let gen = generator::from_fn(move |_| {
+        let k = n / per_key;
+        n += 1;
+        issued.store(k + 1, Ordering::Relaxed);
+        Invocation::new("request", json!({ "request": k })).with_key(format!("idem-{k}"))
+    });
+    let final_gen = generator::deferred(move || {
+        let keys = issued_keys.load(Ordering::Relaxed);
+        generator::seq(
+            (0..keys)
+                .map(|k| {
+                    let read =
+                        Invocation::new("effects", Value::Null).with_key(format!("idem-{k}"));
+                    generator::until_ok(FINAL_ATTEMPTS_MAX, generator::repeat(read))
+                })
+                .collect(),
+        )
+    });
+    Workload {
+        name: "idempotency".into(),
+        guarantee: "exactly-once effect per idempotency key, and every response to one key equal"
+            .into(),
+        checkers: vec![CheckerSpec {
+            name: "idempotency".into(),
+            options: CheckOptions::default(),
+        }],
+        generator: gen,
+        final_generator: Some(final_gen),
+    }
+}
+
+/// Bound on final reads of one key (each retried until ok).
+const FINAL_ATTEMPTS_MAX: u64 = 10;
+
+/// Options of the versioned-append workload.
+#[derive(Debug, Clone)]
+pub struct VersionedAppendOptions {
+    /// Streams written at once.
+    pub streams: usize,
+    /// Share of reads among operations, in percent (reads refresh the writers' known version).
+    pub read_percent: u32,
+}
+
+impl Default for VersionedAppendOptions {
+    fn default() -> Self {
+        VersionedAppendOptions {
+            streams: 4,
+            read_percent: 20,
+        }
+    }
+}
+
+/// Appends at an expected version: each writer uses the latest version it has seen (from
+/// completed appends and reads), so concurrent writers race for the same version; the generator
+/// learns from completions through [`generator::Generator::update`].
+struct VersionedAppendGen {
+    streams: usize,
+    read_percent: u32,
+    known: Vec<u64>,
+    next_event: u64,
+}
+
+impl generator::Generator for VersionedAppendGen {
+    fn next(&mut self, ctx: &mut generator::Ctx<'_>) -> generator::Next {
+        let Some(thread) = ctx.some_free_thread() else {
+            return generator::Next::Pending { wake_ns: None };
+        };
+        let s = ctx.rng.random_range(0..self.streams);
+        let op = if ctx.rng.random_range(0..100) < self.read_percent {
+            Invocation::new("read", Value::Null)
+        } else {
+            self.next_event += 1;
+            Invocation::new(
+                "append",
+                json!({ "expected": self.known[s], "event": self.next_event }),
+            )
+        };
+        generator::Next::Op(generator::Planned {
+            thread,
+            at_ns: ctx.time_ns,
+            op: op.with_key(format!("stream-{s}")),
+        })
+    }
+
+    fn update(&mut self, done: &generator::Completed<'_>) {
+        if done.completion.kind != checkers::EventType::Ok {
+            return;
+        }
+        let Some(s) = done
+            .op
+            .key
+            .as_deref()
+            .and_then(|k| k.strip_prefix("stream-"))
+            .and_then(|i| i.parse::<usize>().ok())
+            .filter(|i| *i < self.streams)
+        else {
+            return;
+        };
+        let seen = match done.op.f.as_str() {
+            "append" => done
+                .op
+                .value
+                .get("expected")
+                .and_then(Value::as_u64)
+                .map(|v| v + 1),
+            "read" => done.completion.value.as_array().map(|a| a.len() as u64),
+            _ => None,
+        };
+        if let Some(v) = seen {
+            self.known[s] = self.known[s].max(v);
+        }
+    }
+}
+
+/// Writers append events at the version they believe current; checked by `versioned-append`
+/// (one winner per version, gap-free streams, nothing acknowledged lost).
+pub fn versioned_append(opts: &VersionedAppendOptions) -> Workload {
+    assert!(opts.streams > 0 && opts.read_percent <= 100);
+    let gen = Box::new(VersionedAppendGen {
+        streams: opts.streams,
+        read_percent: opts.read_percent,
+        known: vec![0; opts.streams],
+        next_event: 0,
+    });
+    let final_gen = generator::seq(
+        (0..opts.streams)
+            .map(|s| {
+                let read = Invocation::new("read", Value::Null).with_key(format!("stream-{s}"));
+                generator::until_ok(FINAL_ATTEMPTS_MAX, generator::repeat(read))
+            })
+            .collect(),
+    );
+    Workload {
+        name: "versioned-append".into(),
+        guarantee: "optimistic concurrency: exactly one append wins each version, streams stay gap-free, acknowledged appends stay".into(),
+        checkers: vec![CheckerSpec {
+            name: "versioned-append".into(),
+            options: CheckOptions::default(),
+        }],
+        generator: gen,
+        final_generator: Some(final_gen),
+    }
+}
+
+/// Adds of unique elements with some reads, then a final read; checked by `set`.
+pub fn set() -> Workload {
+    let mut next = 0u64;
+    let adds = generator::from_fn(move |_| {
+        next += 1;
+        Invocation::new("add", json!(next)).with_key("set")
+    });
+    let read = Invocation::new("read", Value::Null).with_key("set");
+    let gen = generator::mix_weighted(vec![(9, adds), (1, generator::repeat(read.clone()))]);
+    let final_gen = generator::until_ok(FINAL_ATTEMPTS_MAX, generator::repeat(read));
+    Workload {
+        name: "set".into(),
+        guarantee: "no acknowledged add is lost; every element read was added".into(),
+        checkers: vec![CheckerSpec {
+            name: "set".into(),
+            options: CheckOptions::default(),
+        }],
+        generator: gen,
+        final_generator: Some(final_gen),
+    }
+}
+
 /// Options for [`build`], from the command line or a plan.
 #[derive(Debug, Clone)]
 pub struct WorkloadOptions {
@@ -210,6 +402,8 @@ pub struct WorkloadOptions {
     pub read_mode: ReadMode,
     pub register: RegisterOptions,
     pub queue: QueueOptions,
+    pub idempotency: IdempotencyOptions,
+    pub versioned_append: VersionedAppendOptions,
     /// Seeds the bugs of the in-memory systems.
     pub seed: u64,
 }
@@ -220,6 +414,8 @@ impl Default for WorkloadOptions {
             read_mode: ReadMode::Linearizable,
             register: RegisterOptions::default(),
             queue: QueueOptions::default(),
+            idempotency: IdempotencyOptions::default(),
+            versioned_append: VersionedAppendOptions::default(),
             seed: 0,
         }
     }
@@ -227,8 +423,13 @@ impl Default for WorkloadOptions {
 
 /// Systems and the workloads each supports. `memory*` systems run in-process (no cluster) and
 /// exist to test the harness: `memory-stale` serves stale reads, `memory-lossy` loses messages.
+/// `postgres-check-then-insert` implements idempotent requests with the classic race, as a
+/// known-bad control on a real database.
 pub const CATALOG: &[(&str, &[&str])] = &[
     ("etcd", &["register", "cas-register"]),
+    ("redis", &["register", "cas-register", "queue"]),
+    ("postgres", &["idempotency", "versioned-append", "set"]),
+    ("postgres-check-then-insert", &["idempotency"]),
     ("memory", &["register", "cas-register", "queue"]),
     ("memory-stale", &["register", "cas-register"]),
     ("memory-lossy", &["queue"]),
@@ -263,10 +464,23 @@ pub fn build(
             ..opts.register.clone()
         }),
         "queue" => queue(&opts.queue),
+        "idempotency" => idempotency(&opts.idempotency),
+        "versioned-append" => versioned_append(&opts.versioned_append),
+        "set" => set(),
         other => unreachable!("catalog lists workload {other:?} without a builder"),
     };
     let factory: Arc<dyn ClientFactory> = match system {
         "etcd" => Arc::new(EtcdFactory::new(opts.read_mode)),
+        "redis" if workload == "queue" => Arc::new(RedisFactory::new(RedisWorkload::Queue)),
+        "redis" => Arc::new(RedisFactory::new(RedisWorkload::Register)),
+        "postgres" => Arc::new(PostgresFactory::new(match workload {
+            "idempotency" => PostgresWorkload::Idempotency(IdempotencyMode::UniqueConstraint),
+            "versioned-append" => PostgresWorkload::VersionedAppend,
+            _ => PostgresWorkload::Set,
+        })),
+        "postgres-check-then-insert" => Arc::new(PostgresFactory::new(
+            PostgresWorkload::Idempotency(IdempotencyMode::CheckThenInsert),
+        )),
         "memory" if workload == "queue" => Arc::new(MemoryQueueFactory::new()),
         "memory" => Arc::new(MemoryRegisterFactory::new()),
         "memory-stale" => Arc::new(MemoryRegisterFactory::with_bug(

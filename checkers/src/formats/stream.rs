@@ -178,11 +178,10 @@ where
                 })?;
                 slow_key = match slow.key {
                     None => None,
-                    Some(k) if k.get().starts_with('"') => {
-                        Some(serde_json::from_str::<Cow<str>>(k.get()).map_err(|e| {
-                            ReadError::at(line_no, None, format!("key: {e}"))
-                        })?)
-                    }
+                    Some(k) if k.get().starts_with('"') => Some(
+                        serde_json::from_str::<Cow<str>>(k.get())
+                            .map_err(|e| ReadError::at(line_no, None, format!("key: {e}")))?,
+                    ),
                     Some(k) if k.get() == "null" => None,
                     Some(k) => Some(Cow::Borrowed(k.get())),
                 };
@@ -219,44 +218,65 @@ where
         events += 1;
     }
     if events == 0 {
-        return Err(ReadError::whole("empty history; expected at least one event"));
+        return Err(ReadError::whole(
+            "empty history; expected at least one event",
+        ));
     }
     Ok(events)
 }
-
 
 /// A scanner for event lines that commits to an answer only when it is sure serde_json would
 /// give the same one: it returns `None` (serde decides) on escapes in names and strings it
 /// returns, numbers that are not plain non-negative integers where integers are expected, `\u`
 /// escapes anywhere, duplicate or missing fields, nesting deeper than serde's limit, and any
 /// JSON it cannot validate. Values are validated, not built: `value` comes back as a slice.
-mod fast {
+pub(crate) mod fast {
     use super::{EventRef, ValueRef};
     use crate::history::{EventType, Process};
 
     /// serde_json's recursion limit.
     const DEPTH_MAX: usize = 127;
 
-    struct Scan<'a> {
+    pub(crate) struct Scan<'a> {
         s: &'a str,
         b: &'a [u8],
         i: usize,
     }
 
     impl<'a> Scan<'a> {
-        fn ws(&mut self) {
+        pub(crate) fn new(s: &'a str) -> Self {
+            Scan {
+                s,
+                b: s.as_bytes(),
+                i: 0,
+            }
+        }
+
+        /// The next non-blank byte, not consumed.
+        pub(crate) fn peek(&mut self) -> Option<u8> {
+            self.ws();
+            self.b.get(self.i).copied()
+        }
+
+        /// True when only blanks remain.
+        pub(crate) fn at_end(&mut self) -> bool {
+            self.ws();
+            self.i == self.b.len()
+        }
+
+        pub(crate) fn ws(&mut self) {
             while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
                 self.i += 1;
             }
         }
 
-        fn eat(&mut self, c: u8) -> Option<()> {
+        pub(crate) fn eat(&mut self, c: u8) -> Option<()> {
             self.ws();
             (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
         }
 
         /// A string without escapes or control characters; the content, borrowed.
-        fn plain_str(&mut self) -> Option<&'a str> {
+        pub(crate) fn plain_str(&mut self) -> Option<&'a str> {
             self.ws();
             if self.b.get(self.i) != Some(&b'"') {
                 return None;
@@ -275,7 +295,7 @@ mod fast {
         }
 
         /// A plain non-negative integer (no sign, fraction, exponent or leading zero).
-        fn uint(&mut self) -> Option<u64> {
+        pub(crate) fn uint(&mut self) -> Option<u64> {
             self.ws();
             let start = self.i;
             let mut n: u64 = 0;
@@ -294,7 +314,7 @@ mod fast {
         }
 
         /// Skips one JSON value, validating it; returns its text.
-        fn value(&mut self, depth: usize) -> Option<&'a str> {
+        pub(crate) fn value(&mut self, depth: usize) -> Option<&'a str> {
             self.ws();
             let start = self.i;
             match *self.b.get(self.i)? {
@@ -356,7 +376,7 @@ mod fast {
             Some(&self.s[start..self.i])
         }
 
-        fn literal(&mut self, word: &str) -> Option<()> {
+        pub(crate) fn literal(&mut self, word: &str) -> Option<()> {
             self.b[self.i..]
                 .starts_with(word.as_bytes())
                 .then(|| self.i += word.len())
@@ -582,7 +602,10 @@ mod tests {
         ];
         for (text, want) in cases {
             let got = events(text).unwrap_err();
-            assert!(got.starts_with(want), "{text:?}: got {got:?}, want {want:?}");
+            assert!(
+                got.starts_with(want),
+                "{text:?}: got {got:?}, want {want:?}"
+            );
         }
     }
 
@@ -682,7 +705,10 @@ mod tests {
         let tree = serde_json::json!({"id": "m1"});
         let raw: &RawValue = serde_json::from_str("{\"id\":\"m1\"}").unwrap();
         assert_eq!(ValueRef::Tree(&tree).parse::<P>().unwrap(), P { id: "m1" });
-        assert_eq!(ValueRef::Json(raw.get()).parse::<P>().unwrap(), P { id: "m1" });
+        assert_eq!(
+            ValueRef::Json(raw.get()).parse::<P>().unwrap(),
+            P { id: "m1" }
+        );
         assert!(ValueRef::Null.parse::<Option<P>>().unwrap().is_none());
     }
 }

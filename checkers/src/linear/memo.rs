@@ -99,19 +99,23 @@ impl Control {
 
 /// The memo table of one partition's search.
 ///
-/// A configuration is split in two: the definite ops placed (`ok` words, hashed) and the info
-/// ops placed (`info` words, not hashed). Besides exact repeats, the table answers "dominated":
-/// a configuration whose definite ops and state equal those of one that already failed, and
-/// whose info ops include that one's, fails too (info ops are optional, so the failed one could
-/// have used the extra ones and did not find a way). Only failed entries ([`Memo::fail`])
-/// dominate; an entry still being explored only blocks exact repeats.
+/// A configuration is split in two: the definite ops placed (`ok` words) and the info ops
+/// placed (`info` words). Besides exact repeats, the table answers "dominated": a configuration
+/// whose definite ops and state equal those of one that already failed, and whose info ops
+/// include that one's, fails too (info ops are optional: the failed one could have used the
+/// extra ones and found no way). Only failed entries ([`Memo::fail`]) dominate.
+///
+/// Two indexes over one arena: `exact`, by the hash of the whole configuration, and `failed`,
+/// by the hash of its definite ops and state only, holding at most [`DOMINATORS_MAX`] failed
+/// entries per (definite ops, state) so that a lookup stays bounded.
 pub(crate) struct Memo<'c, S> {
-    table: HashTable<u32>,
-    hashes: Vec<u64>,
+    exact: HashTable<u32>,
+    failed: HashTable<u32>,
+    /// Per entry: the hash of the whole configuration, and of its definite ops and state.
+    hashes: Vec<(u64, u64)>,
     ok_words: Vec<u64>,
     info_words: Vec<u64>,
     states: Vec<S>,
-    failed: Vec<bool>,
     ok_width: usize,
     info_width: usize,
     /// Heap bytes owned by stored states (beyond their inline size).
@@ -121,6 +125,9 @@ pub(crate) struct Memo<'c, S> {
     peak: u64,
     control: &'c Control,
 }
+
+/// Failed configurations kept per (definite ops, state) for the dominance test.
+const DOMINATORS_MAX: usize = 16;
 
 /// Bytes of a hashbrown table of `u32` with room for `capacity` items (buckets are a power of
 /// two, 7/8 of them usable; one control byte per bucket plus a group of padding).
@@ -132,7 +139,7 @@ fn table_bytes(capacity: usize) -> u64 {
     buckets * (std::mem::size_of::<u32>() as u64 + 1) + 16
 }
 
-/// Entries the arenas start with, and the table's first capacity.
+/// Entries the arenas start with, and the tables' first capacity.
 const INITIAL_ENTRIES: usize = 1024;
 
 /// The answer to [`Memo::visit`].
@@ -144,15 +151,24 @@ pub(crate) enum Visit {
     Known,
 }
 
+/// The capacity a full table or arena grows to.
+fn grown(len: usize, capacity: usize) -> usize {
+    if len == capacity {
+        (capacity * 2).max(INITIAL_ENTRIES)
+    } else {
+        capacity
+    }
+}
+
 impl<'c, S: Eq + Clone> Memo<'c, S> {
     pub(crate) fn new(ok_width: usize, info_width: usize, control: &'c Control) -> Self {
         Memo {
-            table: HashTable::new(),
+            exact: HashTable::new(),
+            failed: HashTable::new(),
             hashes: Vec::new(),
             ok_words: Vec::new(),
             info_words: Vec::new(),
             states: Vec::new(),
-            failed: Vec::new(),
             ok_width,
             info_width,
             state_heap_bytes: 0,
@@ -166,15 +182,16 @@ impl<'c, S: Eq + Clone> Memo<'c, S> {
         self.hashes.len()
     }
 
-    /// Bytes held now: table, arenas (by capacity) and the states' heap.
+    /// Bytes held now: tables, arenas (by capacity) and the states' heap.
     fn bytes(&self) -> u64 {
-        table_bytes(self.table.capacity())
+        table_bytes(self.exact.capacity())
+            + table_bytes(self.failed.capacity())
             + self.arena_bytes(self.hashes.capacity())
             + self.state_heap_bytes
     }
 
     fn arena_bytes(&self, entries: usize) -> u64 {
-        let per_entry = 8 + 1 + (self.ok_width + self.info_width) * 8 + std::mem::size_of::<S>();
+        let per_entry = 16 + (self.ok_width + self.info_width) * 8 + std::mem::size_of::<S>();
         (entries * per_entry) as u64
     }
 
@@ -183,16 +200,58 @@ impl<'c, S: Eq + Clone> Memo<'c, S> {
         self.peak
     }
 
-    /// Marks an entry's configuration as failed (fully explored without success).
-    pub(crate) fn fail(&mut self, entry: u32) {
-        self.failed[entry as usize] = true;
+    fn same_core(&self, i: usize, partial: u64, ok: &[u64], state: &S) -> bool {
+        let ow = self.ok_width;
+        self.hashes[i].1 == partial
+            && &self.ok_words[i * ow..(i + 1) * ow] == ok
+            && self.states[i] == *state
     }
 
-    /// Looks up (ok, info, state) under `hash` (which must depend on `ok` and `state` only)
-    /// and records it when new. `Err(())`: the memory cap does not allow it.
+    fn info_of(&self, i: usize) -> &[u64] {
+        &self.info_words[i * self.info_width..(i + 1) * self.info_width]
+    }
+
+    /// Marks an entry's configuration as failed (fully explored without success), so that it
+    /// may dominate later ones. Err(()): the memory cap does not allow it.
+    pub(crate) fn fail(&mut self, entry: u32) -> Result<(), ()> {
+        if self.info_width == 0 {
+            return Ok(()); // Without info ops, dominance is equality: `exact` answers it.
+        }
+        let i = entry as usize;
+        let partial = self.hashes[i].1;
+        let ow = self.ok_width;
+        let same = self
+            .failed
+            .iter_hash(partial)
+            .filter(|&&j| {
+                let j = j as usize;
+                self.hashes[j].1 == partial
+                    && self.ok_words[j * ow..(j + 1) * ow] == self.ok_words[i * ow..(i + 1) * ow]
+                    && self.states[j] == self.states[i]
+            })
+            .count();
+        if same >= DOMINATORS_MAX {
+            return Ok(());
+        }
+        let failed_new = grown(self.failed.len(), self.failed.capacity());
+        if failed_new != self.failed.capacity() {
+            self.reserve(table_bytes(failed_new))?;
+            let hashes = &self.hashes;
+            self.failed
+                .reserve(failed_new - self.failed.len(), |&j| hashes[j as usize].1);
+        }
+        let hashes = &self.hashes;
+        self.failed
+            .insert_unique(partial, entry, |&j| hashes[j as usize].1);
+        Ok(())
+    }
+
+    /// Looks up (ok, info, state) and records it when new. `hash` covers the whole
+    /// configuration, `partial` only `ok` and `state`. `Err(())`: the memory cap does not allow
+    /// it.
     pub(crate) fn visit(
         &mut self,
-        hash: u64,
+        (hash, partial): (u64, u64),
         ok: &[u64],
         info: &[u64],
         state: &S,
@@ -200,60 +259,41 @@ impl<'c, S: Eq + Clone> Memo<'c, S> {
     ) -> Result<Visit, ()> {
         debug_assert_eq!(ok.len(), self.ok_width);
         debug_assert_eq!(info.len(), self.info_width);
-        let (ow, iw) = (self.ok_width, self.info_width);
-        for &i in self.table.iter_hash(hash) {
+        let seen = self.exact.find(hash, |&i| {
             let i = i as usize;
-            if self.hashes[i] != hash
-                || &self.ok_words[i * ow..(i + 1) * ow] != ok
-                || self.states[i] != *state
-            {
-                continue;
-            }
-            let theirs = &self.info_words[i * iw..(i + 1) * iw];
-            if theirs == info
-                || (self.failed[i] && theirs.iter().zip(info).all(|(t, m)| t & !m == 0))
-            {
+            self.hashes[i].0 == hash
+                && self.same_core(i, partial, ok, state)
+                && self.info_of(i) == info
+        });
+        if seen.is_some() {
+            return Ok(Visit::Known);
+        }
+        if self.info_width > 0 {
+            let dominated = self.failed.iter_hash(partial).any(|&i| {
+                let i = i as usize;
+                self.same_core(i, partial, ok, state)
+                    && self.info_of(i).iter().zip(info).all(|(t, m)| t & !m == 0)
+            });
+            if dominated {
                 return Ok(Visit::Known);
             }
         }
         self.make_room(state_heap_bytes as u64)?;
         let index = self.hashes.len() as u32;
         let hashes = &self.hashes;
-        self.table
-            .insert_unique(hash, index, |&i| hashes[i as usize]);
-        self.hashes.push(hash);
+        self.exact
+            .insert_unique(hash, index, |&i| hashes[i as usize].0);
+        self.hashes.push((hash, partial));
         self.ok_words.extend_from_slice(ok);
         self.info_words.extend_from_slice(info);
         self.states.push(state.clone());
-        self.failed.push(false);
         self.state_heap_bytes += state_heap_bytes as u64;
         Ok(Visit::New(index))
     }
 
-    /// Grows the table and arenas for one more entry, after pricing the growth.
-    fn make_room(&mut self, state_heap_bytes: u64) -> Result<(), ()> {
-        let len = self.hashes.len();
-        let now = self.bytes();
-        let mut need = now + state_heap_bytes;
-        let arena_cap = self.hashes.capacity();
-        let arena_new = if len == arena_cap {
-            (arena_cap * 2).max(INITIAL_ENTRIES)
-        } else {
-            arena_cap
-        };
-        if arena_new != arena_cap {
-            // The old and the new buffers coexist while the arenas move.
-            need += self.arena_bytes(arena_new);
-        }
-        let table_cap = self.table.capacity();
-        let table_new = if self.table.len() == table_cap {
-            (table_cap * 2).max(INITIAL_ENTRIES)
-        } else {
-            table_cap
-        };
-        if table_new != table_cap {
-            need += table_bytes(table_new);
-        }
+    /// Makes sure `extra` more bytes than held now are reserved against the cap.
+    fn reserve(&mut self, extra: u64) -> Result<(), ()> {
+        let need = self.bytes() + extra;
         if need > self.reserved {
             let missing = need - self.reserved;
             let ask = missing.max(RESERVE_CHUNK_BYTES);
@@ -267,18 +307,36 @@ impl<'c, S: Eq + Clone> Memo<'c, S> {
             }
         }
         self.peak = self.peak.max(need);
+        Ok(())
+    }
+
+    /// Grows the exact table and the arenas for one more entry, after pricing the growth.
+    fn make_room(&mut self, state_heap_bytes: u64) -> Result<(), ()> {
+        let len = self.hashes.len();
+        let arena_cap = self.hashes.capacity();
+        let arena_new = grown(len, arena_cap);
+        let table_cap = self.exact.capacity();
+        let table_new = grown(self.exact.len(), table_cap);
+        let mut extra = state_heap_bytes;
         if arena_new != arena_cap {
-            let extra = arena_new - len;
-            self.hashes.reserve_exact(extra);
-            self.ok_words.reserve_exact(extra * self.ok_width);
-            self.info_words.reserve_exact(extra * self.info_width);
-            self.states.reserve_exact(extra);
-            self.failed.reserve_exact(extra);
+            // The old and the new buffers coexist while the arenas move.
+            extra += self.arena_bytes(arena_new);
+        }
+        if table_new != table_cap {
+            extra += table_bytes(table_new);
+        }
+        self.reserve(extra)?;
+        if arena_new != arena_cap {
+            let more = arena_new - len;
+            self.hashes.reserve_exact(more);
+            self.ok_words.reserve_exact(more * self.ok_width);
+            self.info_words.reserve_exact(more * self.info_width);
+            self.states.reserve_exact(more);
         }
         if table_new != table_cap {
             let hashes = &self.hashes;
-            self.table
-                .reserve(table_new - self.table.len(), |&i| hashes[i as usize]);
+            self.exact
+                .reserve(table_new - self.exact.len(), |&i| hashes[i as usize].0);
         }
         // Give back what the moved buffers freed, beyond one chunk of slack.
         let held = self.bytes();
@@ -305,11 +363,11 @@ mod tests {
     fn a_configuration_is_new_once() {
         let control = Control::new(None, None);
         let mut memo: Memo<u32> = Memo::new(2, 0, &control);
-        assert_eq!(memo.visit(7, &[1, 0], &[], &3, 0), Ok(Visit::New(0)));
-        assert_eq!(memo.visit(7, &[1, 0], &[], &3, 0), Ok(Visit::Known));
+        assert_eq!(memo.visit((7, 7), &[1, 0], &[], &3, 0), Ok(Visit::New(0)));
+        assert_eq!(memo.visit((7, 7), &[1, 0], &[], &3, 0), Ok(Visit::Known));
         // Same hash, different bits or state: distinct configurations.
-        assert_eq!(memo.visit(7, &[1, 1], &[], &3, 0), Ok(Visit::New(1)));
-        assert_eq!(memo.visit(7, &[1, 0], &[], &4, 0), Ok(Visit::New(2)));
+        assert_eq!(memo.visit((7, 7), &[1, 1], &[], &3, 0), Ok(Visit::New(1)));
+        assert_eq!(memo.visit((7, 7), &[1, 0], &[], &4, 0), Ok(Visit::New(2)));
         assert_eq!(memo.len(), 3);
     }
 
@@ -317,17 +375,17 @@ mod tests {
     fn only_a_failed_configuration_dominates_one_with_more_info_ops() {
         let control = Control::new(None, None);
         let mut memo: Memo<u32> = Memo::new(1, 1, &control);
-        let Ok(Visit::New(first)) = memo.visit(5, &[1], &[0b01], &3, 0) else {
+        let Ok(Visit::New(first)) = memo.visit((5, 5), &[1], &[0b01], &3, 0) else {
             panic!("new")
         };
         // Still being explored: a superset of its info ops is a configuration of its own.
-        assert_eq!(memo.visit(5, &[1], &[0b11], &3, 0), Ok(Visit::New(1)));
-        memo.fail(first);
-        assert_eq!(memo.visit(5, &[1], &[0b111], &3, 0), Ok(Visit::Known));
+        assert_eq!(memo.visit((5, 5), &[1], &[0b11], &3, 0), Ok(Visit::New(1)));
+        memo.fail(first).unwrap();
+        assert_eq!(memo.visit((5, 5), &[1], &[0b111], &3, 0), Ok(Visit::Known));
         // Not a superset, another state, or other definite ops: not dominated.
-        assert_eq!(memo.visit(5, &[1], &[0b10], &3, 0), Ok(Visit::New(2)));
-        assert_eq!(memo.visit(5, &[1], &[0b101], &4, 0), Ok(Visit::New(3)));
-        assert_eq!(memo.visit(5, &[3], &[0b101], &3, 0), Ok(Visit::New(4)));
+        assert_eq!(memo.visit((5, 5), &[1], &[0b10], &3, 0), Ok(Visit::New(2)));
+        assert_eq!(memo.visit((5, 5), &[1], &[0b101], &4, 0), Ok(Visit::New(3)));
+        assert_eq!(memo.visit((5, 5), &[3], &[0b101], &3, 0), Ok(Visit::New(4)));
     }
 
     #[test]
@@ -337,7 +395,7 @@ mod tests {
         let mut inserted = 0u64;
         let outcome = loop {
             let hash = inserted.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            match memo.visit(hash, &[inserted], &[], &0, 0) {
+            match memo.visit((hash, hash), &[inserted], &[], &0, 0) {
                 Ok(_) => inserted += 1,
                 Err(()) => break inserted,
             }

@@ -110,9 +110,11 @@ struct Search<'a, M: Model> {
     info_bits: Vec<u64>,
     /// Per op: its rank among the definite or among the info ops.
     rank: Vec<u32>,
-    /// Per definite op (by rank): its random word; the XOR of the placed ones is `zob`.
+    /// Per op: its random word. The XOR of the placed definite ones is `zob_ok`, of the
+    /// placed info ones `zob_info` (Zobrist hashing: a placement updates the hash in O(1)).
     zobrist: Vec<u64>,
-    zob: u64,
+    zob_ok: u64,
+    zob_info: u64,
     state: M::State,
     stack: Vec<Frame<M::State>>,
     remaining_ok: usize,
@@ -215,10 +217,9 @@ impl<'a, M: Model> Search<'a, M> {
             ok_bits: vec![0; ok_width],
             info_bits: vec![0; info_width],
             rank,
-            zobrist: (0..definite as u64)
-                .map(|i| splitmix64(i ^ 0x5eed))
-                .collect(),
-            zob: 0,
+            zobrist: (0..n as u64).map(|i| splitmix64(i ^ 0x5eed)).collect(),
+            zob_ok: 0,
+            zob_info: 0,
             state: init,
             stack: Vec::with_capacity(n),
             remaining_ok: ops.iter().filter(|o| !o.info).count(),
@@ -240,9 +241,10 @@ impl<'a, M: Model> Search<'a, M> {
         let r = self.rank[op] as usize;
         if self.ops[op].info {
             self.info_bits[r / 64] ^= 1 << (r % 64);
+            self.zob_info ^= self.zobrist[op];
         } else {
             self.ok_bits[r / 64] ^= 1 << (r % 64);
-            self.zob ^= self.zobrist[r];
+            self.zob_ok ^= self.zobrist[op];
         }
     }
 
@@ -290,14 +292,15 @@ impl<'a, M: Model> Search<'a, M> {
     /// Memo lookup of the current bits with `state`: the new entry, or `None` when the
     /// configuration is known (seen, or dominated by one that failed).
     fn remember(&mut self, state: &M::State) -> Result<Option<u32>, StopReason> {
-        let hash = self.zob ^ state_hash(state);
+        let partial = self.zob_ok ^ state_hash(state);
+        let hash = partial ^ self.zob_info;
         let heap = self
             .model
             .state_bytes(state)
             .saturating_sub(std::mem::size_of::<M::State>());
         match self
             .memo
-            .visit(hash, &self.ok_bits, &self.info_bits, state, heap)
+            .visit((hash, partial), &self.ok_bits, &self.info_bits, state, heap)
         {
             Ok(Visit::New(entry)) => Ok(Some(entry)),
             Ok(Visit::Known) => Ok(None),
@@ -495,7 +498,9 @@ impl<'a, M: Model> Search<'a, M> {
                             return Ok(false);
                         };
                         let op = frame.op as usize;
-                        self.memo.fail(frame.entry);
+                        self.memo
+                            .fail(frame.entry)
+                            .map_err(|()| StopReason::MemoryCap)?;
                         if let Some(p) = frame.prev.take() {
                             self.state = p;
                         }

@@ -113,7 +113,10 @@ pub fn check_err(checker: &str, opts: &[(&str, &str)], fixture: &str) -> String 
         let whole = by_name(checker, &options)
             .unwrap()
             .check(&history, &Budget::default());
-        assert!(whole.is_err(), "the in-memory path accepted what streaming rejected: {err}");
+        assert!(
+            whole.is_err(),
+            "the in-memory path accepted what streaming rejected: {err}"
+        );
     }
     err
 }

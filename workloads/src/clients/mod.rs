@@ -4,3 +4,5 @@
 
 pub mod etcd;
 pub mod memory;
+pub mod postgres;
+pub mod redis;

@@ -1,0 +1,311 @@
+//! The nemesis adapter: the controller's [`Cluster`] as the `nemeses` crate's [`NodeControl`].
+//!
+//! The fault crate must not depend on the controller, so it defines a small trait of node
+//! operations and this module implements it for real clusters. It also holds what only the
+//! controller can know per system: which process in a node is the server (for clock-fault
+//! verification), and how each system reports its own wall-clock time (the probe that proves a
+//! clock fault reached the server, or shows that it did not).
+//!
+//! Use in `faultline run`:
+//! 1. start the cluster with [`clock_shim_files`] in `ClusterOptions::files`, so every node
+//!    process loads the clock shim from its first start (no restart needed later);
+//! 2. `let ctl = Arc::new(ClusterControl::new(cluster.clone()))`,
+//!    `let nemesis = Arc::new(Nemesis::new(ctl, recorder, NemesisConfig::default()))`;
+//! 3. `nemesis.prepare(&kinds)`, then `nemesis.run(&schedule, cancel)` alongside the workload,
+//!    with `cancel` resolving at the deadline or on Ctrl-C; `run` heals before it returns;
+//! 4. keep a [`nemeses::driver::HealGuard`] alive over the run, and call `heal_all` when the
+//!    nemesis task ends in any other way (a panic surfaces as a `JoinError`).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use nemeses::clock::{parse_http_date, parse_rfc3339_utc};
+use nemeses::control::{ClockReading, ExecOutput, NodeControl};
+
+use crate::cluster::{Cluster, NodeFile};
+
+/// Files that put the clock shim into a node before its first start: the shim, the loader's
+/// preload list and a zero offset. At offset zero the shim only adds a memory read per call.
+pub fn clock_shim_files() -> Vec<NodeFile> {
+    nemeses::clock::image_files()
+        .into_iter()
+        .map(|f| NodeFile {
+            path: f.path.to_string(),
+            contents: f.bytes,
+            mode: f.mode,
+        })
+        .collect()
+}
+
+/// A running cluster, as the nemesis sees it.
+pub struct ClusterControl {
+    cluster: Arc<Cluster>,
+}
+
+impl ClusterControl {
+    pub fn new(cluster: Arc<Cluster>) -> ClusterControl {
+        ClusterControl { cluster }
+    }
+
+    fn system(&self) -> &str {
+        &self.cluster.system().name
+    }
+
+    fn role(&self, node: &str) -> String {
+        self.cluster
+            .node(node)
+            .map(|n| n.role.clone())
+            .unwrap_or_default()
+    }
+
+    async fn sh(&self, node: &str, script: &str) -> Result<String> {
+        let out = self.cluster.exec(node, &["sh", "-c", script]).await?;
+        if out.exit_code != 0 {
+            bail!(
+                "probe on {node} exited {}: {}",
+                out.exit_code,
+                out.output.trim()
+            );
+        }
+        Ok(out.output)
+    }
+
+    /// An HTTP/1.0 GET of `path` on the node's own `port`, from inside the node (bash /dev/tcp),
+    /// returning the raw response.
+    async fn http_get(&self, node: &str, port: u16, path: &str) -> Result<String> {
+        let script = format!(
+            "timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port} && printf \"GET {path} HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n\" >&3 && cat <&3'"
+        );
+        self.sh(node, &script).await
+    }
+}
+
+/// The server process's command name (`pgrep -x` pattern) per system and node role.
+pub fn server_process_pattern(system: &str, role: &str) -> Option<&'static str> {
+    Some(match (system, role) {
+        ("etcd", _) => "etcd",
+        ("redis", "sentinel") => "redis-sentinel|redis-server",
+        ("redis", _) => "redis-server",
+        ("nats", _) => "nats-server",
+        ("rabbitmq", _) => "beam.smp",
+        ("zookeeper", _) => "java",
+        ("postgres", _) => "postgres",
+        _ => return None,
+    })
+}
+
+fn http_date_reading(response: &str, source: &str) -> Result<ClockReading> {
+    let date = response
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("date").then(|| v.trim().to_string())
+        })
+        .with_context(|| format!("no Date header in the {source} response"))?;
+    let ns = parse_http_date(&date).with_context(|| format!("unreadable Date header {date:?}"))?;
+    Ok(ClockReading {
+        unix_ns: ns,
+        resolution_ns: 1_000_000_000,
+        source: format!("{source} Date header"),
+    })
+}
+
+fn integer_reading(text: &str, unit_ns: i128, source: &str) -> Result<ClockReading> {
+    let v: i128 = text
+        .trim()
+        .trim_end_matches('.')
+        .parse()
+        .with_context(|| format!("{source} answered {:?}", text.trim()))?;
+    Ok(ClockReading {
+        unix_ns: v * unit_ns,
+        resolution_ns: unit_ns as u64,
+        source: source.to_string(),
+    })
+}
+
+#[nemeses::control::async_trait]
+impl NodeControl for ClusterControl {
+    fn nodes(&self) -> Vec<String> {
+        self.cluster.node_names()
+    }
+
+    async fn ip(&self, node: &str) -> Result<IpAddr> {
+        self.cluster.ip(node).await
+    }
+
+    async fn exec(&self, node: &str, argv: &[&str]) -> Result<ExecOutput> {
+        let out = self.cluster.exec(node, argv).await?;
+        Ok(ExecOutput {
+            code: out.exit_code,
+            output: out.output,
+        })
+    }
+
+    async fn kill(&self, node: &str) -> Result<()> {
+        self.cluster.kill(node).await
+    }
+
+    async fn start(&self, node: &str) -> Result<()> {
+        // Idempotent: a running (or paused) node is left alone.
+        if self.cluster.is_running(node).await? {
+            return Ok(());
+        }
+        match self.cluster.start(node).await {
+            Ok(()) => Ok(()),
+            Err(e) if format!("{e:#}").contains("paused") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn pause(&self, node: &str) -> Result<()> {
+        self.cluster.pause(node).await
+    }
+
+    async fn unpause(&self, node: &str) -> Result<()> {
+        // Idempotent: Docker refuses to unpause a container that is not paused.
+        match self.cluster.unpause(node).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let text = format!("{e:#}");
+                if text.contains("is not paused") || text.contains("is not running") {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    async fn wait_ready(&self, node: &str, timeout: Duration) -> Result<()> {
+        self.cluster.wait_node_ready(node, timeout).await
+    }
+
+    async fn leader(&self) -> Result<Option<String>> {
+        self.cluster.leader().await
+    }
+
+    async fn server_pid(&self, node: &str) -> Result<Option<u32>> {
+        let script = match server_process_pattern(self.system(), &self.role(node)) {
+            Some(p) => format!("pgrep -o -x '{p}' || true"),
+            // Unknown systems: the container's main process.
+            None => "echo 1".to_string(),
+        };
+        let out = self.sh(node, &script).await?;
+        Ok(out.lines().next().and_then(|l| l.trim().parse().ok()))
+    }
+
+    async fn clock_probe(&self, node: &str) -> Result<Option<ClockReading>> {
+        let system = self.system().to_string();
+        let role = self.role(node);
+        let reading = match (system.as_str(), role.as_str()) {
+            ("redis", "sentinel") => {
+                let out = self.sh(node, "redis-cli -p 26379 info server").await?;
+                let usec = out
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("server_time_usec:"))
+                    .context("no server_time_usec in sentinel INFO")?;
+                integer_reading(usec, 1_000, "redis-sentinel INFO server_time_usec")?
+            }
+            ("redis", _) => {
+                let out = self.sh(node, "redis-cli -p 6379 TIME").await?;
+                let mut it = out.split_whitespace();
+                let (s, us) = (it.next(), it.next());
+                let (Some(s), Some(us)) = (s, us) else {
+                    bail!("redis TIME answered {:?}", out.trim());
+                };
+                let s: i128 = s.parse().context("redis TIME seconds")?;
+                let us: i128 = us.parse().context("redis TIME microseconds")?;
+                ClockReading {
+                    unix_ns: s * 1_000_000_000 + us * 1_000,
+                    resolution_ns: 1_000,
+                    source: "redis TIME".into(),
+                }
+            }
+            ("postgres", _) => {
+                let out = self
+                    .sh(
+                        node,
+                        "/usr/lib/postgresql/15/bin/psql -h 127.0.0.1 -U postgres -Atc \
+                         'select (extract(epoch from clock_timestamp()) * 1000000)::bigint'",
+                    )
+                    .await?;
+                integer_reading(&out, 1_000, "postgres clock_timestamp()")?
+            }
+            ("rabbitmq", _) => {
+                let out = self
+                    .sh(
+                        node,
+                        "rabbitmqctl -q eval 'erlang:system_time(microsecond).'",
+                    )
+                    .await?;
+                integer_reading(&out, 1_000, "rabbitmq erlang:system_time")?
+            }
+            ("etcd", _) => {
+                let resp = self.http_get(node, 2379, "/version").await?;
+                http_date_reading(&resp, "etcd HTTP")?
+            }
+            ("nats", _) => {
+                let resp = self.http_get(node, 8222, "/varz").await?;
+                let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+                let v: serde_json::Value =
+                    serde_json::from_str(body).context("nats /varz is not JSON")?;
+                let now = v["now"].as_str().context("no \"now\" in nats /varz")?;
+                let ns = parse_rfc3339_utc(now)
+                    .with_context(|| format!("unreadable nats /varz now {now:?}"))?;
+                ClockReading {
+                    unix_ns: ns,
+                    resolution_ns: 1_000,
+                    source: "nats /varz now".into(),
+                }
+            }
+            // ZooKeeper exposes no wall-clock reading here (admin server off): the shim's
+            // acknowledgement from the JVM is the evidence.
+            _ => return Ok(None),
+        };
+        Ok(Some(reading))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_system_names_its_server_process() {
+        for s in crate::cluster::SYSTEM_NAMES {
+            assert!(server_process_pattern(s, "server").is_some(), "{s}");
+        }
+        assert_eq!(server_process_pattern("custom", "server"), None);
+    }
+
+    #[test]
+    fn date_headers_and_integers_become_readings() {
+        let r = http_date_reading(
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n{}",
+            "etcd HTTP",
+        )
+        .unwrap();
+        assert_eq!(r.unix_ns, 784_111_777_000_000_000);
+        assert_eq!(r.resolution_ns, 1_000_000_000);
+        assert!(http_date_reading("HTTP/1.0 200 OK\r\n\r\n", "x").is_err());
+        let r = integer_reading("1700000000123456\n", 1_000, "pg").unwrap();
+        assert_eq!(r.unix_ns, 1_700_000_000_123_456_000);
+        assert!(integer_reading("ERROR", 1_000, "pg").is_err());
+    }
+
+    #[test]
+    fn the_shim_files_are_absolute_and_complete() {
+        let files = clock_shim_files();
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                nemeses::clock::SHIM_PATH,
+                nemeses::clock::PRELOAD_LIST,
+                "/run/faultline/clock/offset"
+            ]
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! Clock faults on real servers, with the evidence the nemesis records.
+//!
+//! Redis (linked against glibc, with jemalloc, which libfaketime cannot start) follows a bump:
+//! its own `TIME` shows the offset, and the fault is recorded as `start-clock` with that proof.
+//! etcd (Go: reads the vDSO directly) has the shim mapped but ignores it: its HTTP `Date` stays
+//! on real time, and the nemesis records `clock-unverified` with the reason instead of skew.
+//!
+//! `clock_fault_table` (ignored by default: it starts all six systems, a few minutes) prints
+//! which clock faults take effect per system:
+//! `cargo test --test nemesis_clock -- --ignored --nocapture clock_fault_table`.
+
+mod nemesis_support;
+
+use nemesis_support::{image_or_skip, nemesis, start, teardown};
+use nemeses::clock::{ClockSetting, Verification};
+use nemeses::schedule::{Fault, FaultKind};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_follows_a_clock_bump_and_the_record_says_how_we_know() {
+    let Some(image) = image_or_skip("clock-redis").await else {
+        return;
+    };
+    let c = start("redis", &image).await;
+    let (n, rec) = nemesis(&c);
+    n.prepare(&[FaultKind::Clock]).await.expect("clock setup");
+    assert_eq!(rec.events()[0].value["n1"]["shim"], "loaded", "{:?}", rec.events());
+
+    let bump = Fault::Clock {
+        nodes: vec!["n1".into()],
+        setting: ClockSetting::offset_ms(-45_000),
+    };
+    assert!(n.start(&bump).await, "{:?}", rec.events());
+    let ev = rec.events().last().cloned().unwrap();
+    assert_eq!(ev.f, "start-clock");
+    let n1 = &ev.value["nodes"]["n1"];
+    assert_eq!(n1["verified_by"], "probe: redis TIME");
+    let observed = n1["observed_offset_ms"].as_i64().unwrap();
+    assert!((observed + 45_000).abs() < 1_000, "observed {observed} ms");
+
+    // Another node of the same container image is untouched, and the host clock too.
+    let host = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let n2 = c.exec("n2", &["redis-cli", "TIME"]).await.unwrap().output;
+    let n2_s: i64 = n2.split_whitespace().next().unwrap().parse().unwrap();
+    assert!((n2_s - host).abs() <= 2, "n2 {n2_s} vs host {host}");
+
+    n.stop(FaultKind::Clock).await;
+    let stop = rec.events().last().cloned().unwrap();
+    assert_eq!(stop.f, "stop-clock");
+    assert_eq!(stop.value["nodes"]["n1"]["verified_by"], "probe: redis TIME");
+    assert!(n.clocks().skewed().is_empty());
+
+    drop(n);
+    teardown(c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_ignores_the_shim_and_the_nemesis_says_so_instead_of_claiming_skew() {
+    let Some(image) = image_or_skip("clock-etcd").await else {
+        return;
+    };
+    let c = start("etcd", &image).await;
+    let (n, rec) = nemesis(&c);
+    n.prepare(&[FaultKind::Clock]).await.expect("clock setup");
+
+    let bump = Fault::Clock {
+        nodes: vec!["n2".into()],
+        setting: ClockSetting::offset_ms(30_000),
+    };
+    assert!(!n.start(&bump).await, "no verified skew: {:?}", rec.events());
+    let fs = rec.fs();
+    assert!(!fs.contains(&"start-clock".to_string()), "{fs:?}");
+    let ev = rec.events().into_iter().find(|e| e.f == "clock-unverified").unwrap();
+    let reason = ev.value["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("etcd HTTP Date header") && reason.contains("does not follow"),
+        "{reason}"
+    );
+    assert!(n.clocks().skewed().is_empty(), "the offset was put back at once");
+
+    drop(n);
+    teardown(c).await;
+}
+
+/// One row of the table: what each kind of clock change did on one system's first server.
+async fn measure(system: &str, image: &str) -> Vec<String> {
+    let c = start(system, image).await;
+    let (n, rec) = nemesis(&c);
+    let setup = n.prepare(&[FaultKind::Clock]).await.expect("clock setup");
+    let node = "n1";
+    let shim = setup[node]["shim"].as_str().unwrap_or("?").to_string();
+    let mut row = vec![system.to_string(), shim];
+    let changes = [
+        ("bump +7 s", ClockSetting::offset_ms(7_000)),
+        ("bump -7 s", ClockSetting::offset_ms(-7_000)),
+        ("strobe 0/+5 s, 20 ms", ClockSetting::strobe_ms(0, 5_000, 20)),
+    ];
+    for (_, setting) in changes {
+        let v = n.clocks().set(node, setting).await.expect("clock change written");
+        row.push(cell(&v));
+        n.clocks().reset(node).await.expect("reset");
+    }
+    let v = n.clocks().reset(node).await.expect("reset");
+    row.push(cell(&v));
+    drop(rec);
+    drop(n);
+    teardown(c).await;
+    row
+}
+
+fn cell(v: &Verification) -> String {
+    match v {
+        Verification::Verified {
+            method,
+            observed_offset_ms,
+        } => match observed_offset_ms {
+            Some(o) => format!("yes ({method}, {o} ms)"),
+            None => format!("yes ({method})"),
+        },
+        Verification::Unverified { reason } => format!("NO: {reason}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "starts all six systems; run with --ignored --nocapture to print the table"]
+async fn clock_fault_table() {
+    let Some(image) = image_or_skip("clock-table").await else {
+        return;
+    };
+    let mut rows = vec![];
+    for system in ["etcd", "redis", "nats", "rabbitmq", "zookeeper", "postgres"] {
+        rows.push(measure(system, &image).await);
+    }
+    println!("| system | shim in server | bump +7 s | bump -7 s | strobe | reset |");
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        println!("| {} |", r.join(" | "));
+    }
+    let verified = |row: &Vec<String>| row[2].starts_with("yes");
+    let by: std::collections::BTreeMap<&str, bool> =
+        rows.iter().map(|r| (r[0].as_str(), verified(r))).collect();
+    assert!(by["redis"] && by["postgres"], "libc-linked servers follow: {rows:?}");
+    assert!(!by["etcd"] && !by["nats"], "Go servers are reported unverified: {rows:?}");
+}

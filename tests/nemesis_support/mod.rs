@@ -1,0 +1,90 @@
+//! Shared by the nemesis tests: decide whether real containers can run here, start a system
+//! with the clock shim in place, and wrap it for the nemesis.
+//!
+//! Skipping is honest: without Docker a test prints why and passes; without the base image it
+//! prints the command that builds it, and fails instead when CI=true (CI must build the images
+//! first, so a missing image there is a broken pipeline, not a reason to pass).
+//! FAULTLINE_TEST_IMAGE runs the tests on another local image.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use faultline::cluster::{docker, Cluster, ClusterOptions, System, SystemParams};
+use faultline::nemesis::{clock_shim_files, ClusterControl};
+use nemeses::driver::{Nemesis, NemesisConfig};
+use nemeses::record::MemoryRecorder;
+
+/// The image the tests run, when it exists; `None` (after printing why) to skip.
+pub async fn image_or_skip(test: &str) -> Option<String> {
+    if let Err(e) = docker::available() {
+        eprintln!("SKIPPED {test}: no Docker daemon ({e:#})");
+        return None;
+    }
+    let image = std::env::var("FAULTLINE_TEST_IMAGE")
+        .unwrap_or_else(|_| faultline::images::base_image_ref());
+    let d = docker::connect().expect("docker client");
+    let exists = faultline::images::image_exists(&d, &image)
+        .await
+        .expect("asking Docker for the image");
+    if exists {
+        return Some(image);
+    }
+    let msg = format!("image {image} is missing: run `faultline images build` first");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: {msg}");
+    }
+    eprintln!("SKIPPED {test}: {msg}");
+    None
+}
+
+/// Starts `system` on `image` with the clock shim loaded in every node from the first start.
+pub async fn start(system: &str, image: &str) -> Arc<Cluster> {
+    let params = SystemParams {
+        image: Some(image.to_string()),
+        ..SystemParams::default()
+    };
+    let s = System::by_name(system, &params).expect("a known system");
+    let opts = ClusterOptions {
+        files: clock_shim_files(),
+        ..ClusterOptions::default()
+    };
+    let c = Cluster::up(s, opts)
+        .await
+        .unwrap_or_else(|e| panic!("{system} cluster starts: {e:#}"));
+    eprintln!("{system}: ready in {:.1} s", c.ready_in().as_secs_f64());
+    Arc::new(c)
+}
+
+/// A nemesis over `cluster` recording into memory.
+pub fn nemesis(cluster: &Arc<Cluster>) -> (Arc<Nemesis>, Arc<MemoryRecorder>) {
+    let rec = Arc::new(MemoryRecorder::new());
+    let ctl = Arc::new(ClusterControl::new(cluster.clone()));
+    let config = NemesisConfig {
+        op_timeout: Duration::from_secs(30),
+        ready_timeout: Duration::from_secs(60),
+        clock_restart_to_load: true,
+    };
+    (Arc::new(Nemesis::new(ctl, rec.clone(), config)), rec)
+}
+
+/// Whether `from` can open a TCP connection to `to`'s `port` on the run network, tried from
+/// inside `from` with a 2 s bound (bash's /dev/tcp: every node image has bash).
+pub async fn reaches(cluster: &Cluster, from: &str, to: &str, port: u16) -> bool {
+    let ip = cluster.ip(to).await.expect("node address");
+    let script = format!("timeout 2 bash -c '</dev/tcp/{ip}/{port}'");
+    let out = cluster
+        .exec(from, &["sh", "-c", &script])
+        .await
+        .expect("exec");
+    out.exit_code == 0
+}
+
+/// Removes the run (drop every nemesis over it first, so this is the last reference; otherwise
+/// the cluster's own Drop removes it when the last reference goes).
+pub async fn teardown(cluster: Arc<Cluster>) {
+    if let Ok(c) = Arc::try_unwrap(cluster) {
+        c.teardown().await.expect("teardown");
+    }
+}

@@ -1,0 +1,309 @@
+//! Redis: a register with CAS (a Lua script run atomically by the server) and a list queue.
+//!
+//! Register values are stored as their JSON text under `prefix + key`; CAS is one `EVAL` that
+//! compares and sets, so it is atomic on the server whatever the client does. The queue is one
+//! list: `produce` is `RPUSH`, `consume` is `LPOP`, `drain` is `LPOP key count` (Redis 6.2+).
+//!
+//! How answers map to the history:
+//! - connection refused (at open or later): nothing was sent: `fail`;
+//! - an error reply from the server (`READONLY` on a replica, `MASTERDOWN`, `OOM`, ...): Redis
+//!   rejected the command and applied nothing: `fail`. The CAS script writes only as its last
+//!   step, so an error reply never follows a partial write;
+//! - any other error after sending (connection dropped, I/O error): `info` for writes, CAS,
+//!   produce and consume (a pop may have removed the message), `fail` for register reads (a read
+//!   changes nothing).
+//!
+//! The client's own response timeout is off: the runner's per-operation timeout decides, and
+//! yields `info`.
+
+use crate::client::{Client, ClientFactory};
+use crate::op::{Completion, Invocation};
+use anyhow::Context as _;
+use async_trait::async_trait;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ErrorKind, RedisError};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Compare-and-set: ARGV[1] is the expected value's JSON text, or "" for "absent".
+const CAS_SCRIPT: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if (ARGV[1] == '' and cur == false) or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"#;
+
+/// Bound on SCAN rounds when setup clears old keys.
+const SCAN_ROUNDS_MAX: usize = 10_000;
+/// Messages one `drain` pops at most.
+const DRAIN_BATCH: usize = 1_000;
+
+/// Which Redis workload a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisWorkload {
+    Register,
+    Queue,
+}
+
+/// Opens Redis clients.
+#[derive(Debug, Clone)]
+pub struct RedisFactory {
+    pub workload: RedisWorkload,
+    /// Keys are `prefix + key`; the queue is the list `prefix + "queue"`. Setup deletes every key
+    /// under the prefix, so each run starts empty.
+    pub prefix: String,
+    pub connect_timeout: Duration,
+}
+
+impl RedisFactory {
+    pub fn new(workload: RedisWorkload) -> Self {
+        RedisFactory {
+            workload,
+            prefix: "faultline:".into(),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+}
+
+#[async_trait]
+impl ClientFactory for RedisFactory {
+    fn name(&self) -> String {
+        match self.workload {
+            RedisWorkload::Register => "redis register".into(),
+            RedisWorkload::Queue => "redis list queue".into(),
+        }
+    }
+
+    async fn open(&self, _process: u64, node: &str) -> anyhow::Result<Box<dyn Client>> {
+        let url = if node.starts_with("redis://") {
+            node.to_string()
+        } else {
+            format!("redis://{node}/")
+        };
+        let client = redis::Client::open(url.as_str())
+            .with_context(|| format!("bad Redis address {node:?}"))?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(None);
+        let con = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .with_context(|| format!("cannot connect to Redis at {node}"))?;
+        Ok(Box::new(RedisClient {
+            con,
+            workload: self.workload,
+            prefix: self.prefix.clone(),
+        }))
+    }
+}
+
+/// One process's Redis connection.
+pub struct RedisClient {
+    con: MultiplexedConnection,
+    workload: RedisWorkload,
+    prefix: String,
+}
+
+/// Whether a failed command may have been applied.
+fn classify(e: &RedisError) -> Applied {
+    if e.is_connection_refusal() {
+        return Applied::No;
+    }
+    match e.kind() {
+        ErrorKind::Server(_) | ErrorKind::Extension => Applied::No,
+        _ => Applied::Maybe,
+    }
+}
+
+#[derive(PartialEq)]
+enum Applied {
+    No,
+    Maybe,
+}
+
+fn effect_error(e: RedisError) -> Completion {
+    match classify(&e) {
+        Applied::No => Completion::fail(format!("{e}")),
+        Applied::Maybe => Completion::info(format!("{e}")),
+    }
+}
+
+fn parse_value(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|_| {
+        format!("the stored value {text:?} is not JSON; was the key written by something else?")
+    })
+}
+
+/// A message id as produced: integers stay integers.
+fn id_value(text: String) -> Value {
+    match text.parse::<u64>() {
+        Ok(n) => json!(n),
+        Err(_) => Value::String(text),
+    }
+}
+
+impl RedisClient {
+    fn key(&self, op: &Invocation) -> String {
+        format!("{}{}", self.prefix, op.key.as_deref().unwrap_or(""))
+    }
+
+    fn queue_key(&self, op: &Invocation) -> String {
+        format!("{}{}", self.prefix, op.key.as_deref().unwrap_or("queue"))
+    }
+
+    async fn register(&mut self, op: &Invocation) -> Completion {
+        let key = self.key(op);
+        match op.f.as_str() {
+            "read" => {
+                let r: Result<Option<String>, _> =
+                    redis::cmd("GET").arg(&key).query_async(&mut self.con).await;
+                match r {
+                    Ok(None) => Completion::ok(Value::Null),
+                    Ok(Some(text)) => match parse_value(&text) {
+                        Ok(v) => Completion::ok(v),
+                        Err(e) => Completion::fail(e),
+                    },
+                    // A read changes nothing: one that did not answer never happened.
+                    Err(e) => Completion::fail(format!("{e}")),
+                }
+            }
+            "write" => {
+                let r: Result<(), _> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(op.value.to_string())
+                    .query_async(&mut self.con)
+                    .await;
+                match r {
+                    Ok(()) => Completion::ok(op.value.clone()),
+                    Err(e) => effect_error(e),
+                }
+            }
+            "cas" => {
+                let Some([old, new]) = op.value.as_array().map(Vec::as_slice) else {
+                    return Completion::fail("cas value must be [old, new]");
+                };
+                let expected = if old.is_null() {
+                    String::new()
+                } else {
+                    old.to_string()
+                };
+                let r: Result<i64, _> = redis::cmd("EVAL")
+                    .arg(CAS_SCRIPT)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(expected)
+                    .arg(new.to_string())
+                    .query_async(&mut self.con)
+                    .await;
+                match r {
+                    Ok(1) => Completion::ok(op.value.clone()),
+                    Ok(_) => Completion::fail("cas-mismatch"),
+                    Err(e) => effect_error(e),
+                }
+            }
+            other => Completion::fail(format!("redis register: unknown operation {other:?}")),
+        }
+    }
+
+    async fn queue(&mut self, op: &Invocation) -> Completion {
+        let key = self.queue_key(op);
+        match op.f.as_str() {
+            "produce" | "enqueue" => {
+                let id = match &op.value {
+                    Value::Object(m) => m.get("id").cloned().unwrap_or(Value::Null),
+                    v => v.clone(),
+                };
+                let text = match &id {
+                    Value::Number(n) => n.to_string(),
+                    Value::String(s) => s.clone(),
+                    _ => return Completion::fail("produce needs an id (a string or integer)"),
+                };
+                let r: Result<i64, _> = redis::cmd("RPUSH")
+                    .arg(&key)
+                    .arg(text)
+                    .query_async(&mut self.con)
+                    .await;
+                match r {
+                    Ok(_) => Completion::ok(json!({ "id": id })),
+                    Err(e) => effect_error(e),
+                }
+            }
+            "consume" | "dequeue" => {
+                let r: Result<Option<String>, _> = redis::cmd("LPOP")
+                    .arg(&key)
+                    .query_async(&mut self.con)
+                    .await;
+                match r {
+                    Ok(got) => Completion::ok(Value::Array(
+                        got.into_iter()
+                            .map(|t| json!({ "id": id_value(t) }))
+                            .collect(),
+                    )),
+                    Err(e) => effect_error(e),
+                }
+            }
+            "drain" => {
+                let r: Result<Option<Vec<String>>, _> = redis::cmd("LPOP")
+                    .arg(&key)
+                    .arg(DRAIN_BATCH)
+                    .query_async(&mut self.con)
+                    .await;
+                match r {
+                    Ok(got) => Completion::ok(Value::Array(
+                        got.unwrap_or_default()
+                            .into_iter()
+                            .map(|t| json!({ "id": id_value(t) }))
+                            .collect(),
+                    )),
+                    Err(e) => effect_error(e),
+                }
+            }
+            other => Completion::fail(format!("redis queue: unknown operation {other:?}")),
+        }
+    }
+}
+
+#[async_trait]
+impl Client for RedisClient {
+    async fn setup(&mut self) -> anyhow::Result<()> {
+        let pattern = format!("{}*", self.prefix);
+        let mut cursor: u64 = 0;
+        for _ in 0..SCAN_ROUNDS_MAX {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut self.con)
+                .await
+                .context("SCAN for old keys")?;
+            if !keys.is_empty() {
+                let _: i64 = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut self.con)
+                    .await
+                    .context("DEL old keys")?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+        anyhow::bail!("more than {SCAN_ROUNDS_MAX} SCAN rounds clearing keys under {pattern:?}")
+    }
+
+    async fn invoke(&mut self, op: &Invocation) -> Completion {
+        match self.workload {
+            RedisWorkload::Register => self.register(op).await,
+            RedisWorkload::Queue => self.queue(op).await,
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The Redis clients against a real redis-server (Debian's redis-server) on loopback.
+//!
+//! Each test starts its own server on a free port without persistence and kills it at the end.
+//! Without a `redis-server` binary the tests fail under `CI=true` and are skipped with a printed
+//! reason otherwise.
+
+use checkers::{Budget, EventType, Verdict};
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use workloads::clients::redis::{RedisFactory, RedisWorkload};
+use workloads::generator;
+use workloads::{build, ClientFactory, Invocation, PhaseLimits, Recorder, Runner, RunnerConfig};
+
+const STARTUP_MAX: Duration = Duration::from_secs(20);
+
+struct RedisServer {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_redis() -> Option<RedisServer> {
+    let Some(bin) = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("redis-server is not installed; CI must install the redis-server package");
+        }
+        eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
+        return None;
+    };
+    let port = free_port();
+    let child = Command::new(bin)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start redis-server");
+    let server = RedisServer {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+    };
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(&server.addr).await.is_err() {
+        assert!(
+            started.elapsed() < STARTUP_MAX,
+            "redis-server did not listen within {STARTUP_MAX:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Some(server)
+}
+
+fn op(f: &str, key: Option<&str>, value: Value) -> Invocation {
+    let o = Invocation::new(f, value);
+    match key {
+        Some(k) => o.with_key(k),
+        None => o,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_operations_map_onto_ok_and_fail() {
+    let Some(server) = start_redis().await else {
+        return;
+    };
+    let factory = RedisFactory::new(RedisWorkload::Register).with_prefix("t:");
+    let mut c = factory.open(0, &server.addr).await.unwrap();
+    c.setup().await.unwrap();
+    let k = Some("a");
+    assert_eq!(
+        c.invoke(&op("read", k, Value::Null)).await.value,
+        Value::Null
+    );
+    let fresh = c.invoke(&op("cas", k, json!([null, 1]))).await;
+    assert_eq!(fresh.kind, EventType::Ok, "{fresh:?}");
+    let miss = c.invoke(&op("cas", k, json!([7, 2]))).await;
+    assert_eq!(
+        (miss.kind, miss.error.as_deref()),
+        (EventType::Fail, Some("cas-mismatch"))
+    );
+    assert_eq!(
+        c.invoke(&op("cas", k, json!([1, 2]))).await.kind,
+        EventType::Ok
+    );
+    assert_eq!(
+        c.invoke(&op("write", k, json!(3))).await.kind,
+        EventType::Ok
+    );
+    assert_eq!(c.invoke(&op("read", k, Value::Null)).await.value, json!(3));
+    c.setup().await.unwrap();
+    assert_eq!(
+        c.invoke(&op("read", k, Value::Null)).await.value,
+        Value::Null
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_operations_speak_the_delivery_vocabulary() {
+    let Some(server) = start_redis().await else {
+        return;
+    };
+    let factory = RedisFactory::new(RedisWorkload::Queue).with_prefix("q:");
+    let mut c = factory.open(0, &server.addr).await.unwrap();
+    c.setup().await.unwrap();
+    for id in 1..=3 {
+        let p = c.invoke(&op("produce", None, json!({ "id": id }))).await;
+        assert_eq!((p.kind, p.value), (EventType::Ok, json!({ "id": id })));
+    }
+    assert_eq!(
+        c.invoke(&op("consume", None, Value::Null)).await.value,
+        json!([{"id": 1}])
+    );
+    assert_eq!(
+        c.invoke(&op("drain", None, Value::Null)).await.value,
+        json!([{"id": 2}, {"id": 3}])
+    );
+    assert_eq!(
+        c.invoke(&op("drain", None, Value::Null)).await.value,
+        json!([])
+    );
+    assert_eq!(
+        c.invoke(&op("consume", None, Value::Null)).await.value,
+        json!([])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_gone_fails_or_leaves_operations_indeterminate() {
+    let Some(mut server) = start_redis().await else {
+        return;
+    };
+    let factory = RedisFactory::new(RedisWorkload::Register);
+    let mut c = factory.open(0, &server.addr).await.unwrap();
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    // The connection was open: the client cannot tell whether the write left before the
+    // connection broke, so it is indeterminate.
+    let w = c.invoke(&op("write", Some("a"), json!(1))).await;
+    assert_eq!(w.kind, EventType::Info, "{w:?}");
+    let r = c.invoke(&op("read", Some("a"), Value::Null)).await;
+    assert_eq!(
+        r.kind,
+        EventType::Fail,
+        "a read that cannot answer changed nothing"
+    );
+    // A new client cannot connect at all.
+    assert!(factory.open(1, &server.addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_workloads_run_end_to_end_and_pass_their_checkers() {
+    let Some(server) = start_redis().await else {
+        return;
+    };
+    for workload in ["cas-register", "queue"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl");
+        let recorder = Recorder::create(&path).unwrap();
+        let (w, factory) = build("redis", workload, &Default::default()).unwrap();
+        let config = RunnerConfig::new(5, vec![server.addr.clone()], 3);
+        let mut runner = Runner::start(config, factory, recorder.clone())
+            .await
+            .unwrap();
+        let limits = PhaseLimits {
+            time_limit: Duration::from_secs(30),
+            grace: Duration::from_secs(2),
+        };
+        let cancel = CancellationToken::new();
+        runner
+            .run_phase(generator::limit(1000, w.generator), limits, &cancel)
+            .await
+            .unwrap();
+        if let Some(fin) = w.final_generator {
+            runner.run_phase(fin, limits, &cancel).await.unwrap();
+        }
+        runner.close().await.unwrap();
+        recorder.finish().await.unwrap();
+        let history = checkers::formats::read_path(&path, None).unwrap();
+        let ops = history.ops().unwrap();
+        assert!(ops.iter().filter(|o| o.is_ok()).count() > 500, "{workload}");
+        for spec in &w.checkers {
+            let checker = checkers::by_name(&spec.name, &spec.options).unwrap();
+            let r = checkers::run_checker(checker.as_ref(), &history, &Budget::default()).unwrap();
+            assert_eq!(
+                r.verdict,
+                Verdict::Valid,
+                "{workload} {}: {}",
+                spec.name,
+                r.summary
+            );
+        }
+    }
+}
