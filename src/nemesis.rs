@@ -82,6 +82,57 @@ impl ClusterControl {
     }
 }
 
+/// Header line of a HotSpot thread dump; the line before it is the JVM's local time.
+const THREAD_DUMP_HEADER: &str = "Full thread dump";
+/// Longest wait for a JVM to print the thread dump it was asked for.
+const THREAD_DUMP_WAIT_MS: u64 = 5_000;
+
+impl ClusterControl {
+    /// The JVM's own wall-clock time: SIGQUIT makes HotSpot print a thread dump to stdout headed
+    /// by its local time (`YYYY-MM-DD HH:MM:SS`, read with libc's `time()`), which the node log
+    /// then holds. The containers run in UTC.
+    async fn jvm_dump_time(&self, node: &str) -> Result<ClockReading> {
+        let pid = self
+            .server_pid(node)
+            .await?
+            .context("no JVM process to ask for the time")?;
+        let dumps = |log: &str| log.matches(THREAD_DUMP_HEADER).count();
+        let before = dumps(&self.cluster.logs(node).await?);
+        self.sh(node, &format!("kill -QUIT {pid}")).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(THREAD_DUMP_WAIT_MS);
+        loop {
+            let log = self.cluster.logs(node).await?;
+            if dumps(&log) > before {
+                return jvm_dump_reading(&log);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("the JVM on {node} printed no thread dump within {THREAD_DUMP_WAIT_MS} ms");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The time heading the last thread dump in `log`.
+fn jvm_dump_reading(log: &str) -> Result<ClockReading> {
+    let lines: Vec<&str> = log.lines().collect();
+    let at = lines
+        .iter()
+        .rposition(|l| l.starts_with(THREAD_DUMP_HEADER))
+        .context("no thread dump in the log")?;
+    let stamp = at
+        .checked_sub(1)
+        .map(|i| lines[i].trim())
+        .context("no time line before the thread dump")?;
+    let ns = parse_rfc3339_utc(&format!("{}Z", stamp.replacen(' ', "T", 1)))
+        .with_context(|| format!("unreadable thread-dump time {stamp:?}"))?;
+    Ok(ClockReading {
+        unix_ns: ns,
+        resolution_ns: 1_000_000_000,
+        source: "JVM thread-dump time".into(),
+    })
+}
+
 /// The server process's command name (`pgrep -x` pattern) per system and node role.
 pub fn server_process_pattern(system: &str, role: &str) -> Option<&'static str> {
     Some(match (system, role) {
@@ -260,8 +311,7 @@ impl NodeControl for ClusterControl {
                     source: "nats /varz now".into(),
                 }
             }
-            // ZooKeeper exposes no wall-clock reading here (admin server off): the shim's
-            // acknowledgement from the JVM is the evidence.
+            ("zookeeper", _) => self.jvm_dump_time(node).await?,
             _ => return Ok(None),
         };
         Ok(Some(reading))
@@ -293,6 +343,18 @@ mod tests {
         let r = integer_reading("1700000000123456\n", 1_000, "pg").unwrap();
         assert_eq!(r.unix_ns, 1_700_000_000_123_456_000);
         assert!(integer_reading("ERROR", 1_000, "pg").is_err());
+    }
+
+    #[test]
+    fn a_thread_dump_header_gives_the_jvms_time() {
+        let log = "INFO started\n2026-11-22 02:54:43\nFull thread dump OpenJDK 64-Bit Server VM:\n\
+                   \"main\" #1\n";
+        let r = jvm_dump_reading(log).unwrap();
+        assert_eq!(
+            r.unix_ns,
+            parse_rfc3339_utc("2026-11-22T02:54:43Z").unwrap()
+        );
+        assert!(jvm_dump_reading("no dump here").is_err());
     }
 
     #[test]

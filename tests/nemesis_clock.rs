@@ -11,9 +11,9 @@
 
 mod nemesis_support;
 
-use nemesis_support::{image_or_skip, nemesis, start, teardown};
 use nemeses::clock::{ClockSetting, Verification};
 use nemeses::schedule::{Fault, FaultKind};
+use nemesis_support::{image_or_skip, nemesis, start, teardown};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_follows_a_clock_bump_and_the_record_says_how_we_know() {
@@ -23,7 +23,12 @@ async fn redis_follows_a_clock_bump_and_the_record_says_how_we_know() {
     let c = start("redis", &image).await;
     let (n, rec) = nemesis(&c);
     n.prepare(&[FaultKind::Clock]).await.expect("clock setup");
-    assert_eq!(rec.events()[0].value["n1"]["shim"], "loaded", "{:?}", rec.events());
+    assert_eq!(
+        rec.events()[0].value["n1"]["shim"],
+        "loaded",
+        "{:?}",
+        rec.events()
+    );
 
     let bump = Fault::Clock {
         nodes: vec!["n1".into()],
@@ -49,7 +54,10 @@ async fn redis_follows_a_clock_bump_and_the_record_says_how_we_know() {
     n.stop(FaultKind::Clock).await;
     let stop = rec.events().last().cloned().unwrap();
     assert_eq!(stop.f, "stop-clock");
-    assert_eq!(stop.value["nodes"]["n1"]["verified_by"], "probe: redis TIME");
+    assert_eq!(
+        stop.value["nodes"]["n1"]["verified_by"],
+        "probe: redis TIME"
+    );
     assert!(n.clocks().skewed().is_empty());
 
     drop(n);
@@ -69,16 +77,27 @@ async fn etcd_ignores_the_shim_and_the_nemesis_says_so_instead_of_claiming_skew(
         nodes: vec!["n2".into()],
         setting: ClockSetting::offset_ms(30_000),
     };
-    assert!(!n.start(&bump).await, "no verified skew: {:?}", rec.events());
+    assert!(
+        !n.start(&bump).await,
+        "no verified skew: {:?}",
+        rec.events()
+    );
     let fs = rec.fs();
     assert!(!fs.contains(&"start-clock".to_string()), "{fs:?}");
-    let ev = rec.events().into_iter().find(|e| e.f == "clock-unverified").unwrap();
+    let ev = rec
+        .events()
+        .into_iter()
+        .find(|e| e.f == "clock-unverified")
+        .unwrap();
     let reason = ev.value["reason"].as_str().unwrap();
     assert!(
         reason.contains("etcd HTTP Date header") && reason.contains("does not follow"),
         "{reason}"
     );
-    assert!(n.clocks().skewed().is_empty(), "the offset was put back at once");
+    assert!(
+        n.clocks().skewed().is_empty(),
+        "the offset was put back at once"
+    );
 
     drop(n);
     teardown(c).await;
@@ -90,15 +109,25 @@ async fn measure(system: &str, image: &str) -> Vec<String> {
     let (n, rec) = nemesis(&c);
     let setup = n.prepare(&[FaultKind::Clock]).await.expect("clock setup");
     let node = "n1";
-    let shim = setup[node]["shim"].as_str().unwrap_or("?").to_string();
+    let shim = setup["clock"][node]["shim"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string();
     let mut row = vec![system.to_string(), shim];
     let changes = [
         ("bump +7 s", ClockSetting::offset_ms(7_000)),
         ("bump -7 s", ClockSetting::offset_ms(-7_000)),
-        ("strobe 0/+5 s, 20 ms", ClockSetting::strobe_ms(0, 5_000, 20)),
+        (
+            "strobe 0/+5 s, 20 ms",
+            ClockSetting::strobe_ms(0, 5_000, 20),
+        ),
     ];
     for (_, setting) in changes {
-        let v = n.clocks().set(node, setting).await.expect("clock change written");
+        let v = n
+            .clocks()
+            .set(node, setting)
+            .await
+            .expect("clock change written");
         row.push(cell(&v));
         n.clocks().reset(node).await.expect("reset");
     }
@@ -129,8 +158,11 @@ async fn clock_fault_table() {
     let Some(image) = image_or_skip("clock-table").await else {
         return;
     };
+    // FAULTLINE_CLOCK_SYSTEMS=redis,etcd measures a subset.
+    let systems = std::env::var("FAULTLINE_CLOCK_SYSTEMS")
+        .unwrap_or_else(|_| "etcd,redis,nats,rabbitmq,zookeeper,postgres".into());
     let mut rows = vec![];
-    for system in ["etcd", "redis", "nats", "rabbitmq", "zookeeper", "postgres"] {
+    for system in systems.split(',') {
         rows.push(measure(system, &image).await);
     }
     println!("| system | shim in server | bump +7 s | bump -7 s | strobe | reset |");
@@ -141,6 +173,14 @@ async fn clock_fault_table() {
     let verified = |row: &Vec<String>| row[2].starts_with("yes");
     let by: std::collections::BTreeMap<&str, bool> =
         rows.iter().map(|r| (r[0].as_str(), verified(r))).collect();
-    assert!(by["redis"] && by["postgres"], "libc-linked servers follow: {rows:?}");
-    assert!(!by["etcd"] && !by["nats"], "Go servers are reported unverified: {rows:?}");
+    for (system, follows) in [
+        ("redis", true),
+        ("postgres", true),
+        ("etcd", false),
+        ("nats", false),
+    ] {
+        if let Some(v) = by.get(system) {
+            assert_eq!(*v, follows, "{system}: {rows:?}");
+        }
+    }
 }

@@ -8,10 +8,10 @@ mod nemesis_support;
 
 use std::time::Duration;
 
-use nemesis_support::{image_or_skip, nemesis, reaches, start, teardown};
 use nemeses::schedule::{
     parse_nemesis_list, Fault, FaultKind, PartitionSpec, Schedule, ScheduleOptions, Targets,
 };
+use nemesis_support::{image_or_skip, nemesis, reaches, start, teardown};
 
 const PEER: u16 = 2380;
 
@@ -50,7 +50,9 @@ async fn an_isolated_node_reaches_no_peer_until_healed_and_other_rules_survive()
     };
     let c = start("etcd", &image).await;
     let (n, rec) = nemesis(&c);
-    n.prepare(&[FaultKind::Partition]).await.expect("iptables works");
+    n.prepare(&[FaultKind::Partition])
+        .await
+        .expect("iptables works");
     // A rule that is not ours (a documentation address, never used) must outlive the heal.
     let marker = ["iptables", "-A", "INPUT", "-s", "192.0.2.7", "-j", "DROP"];
     assert_eq!(c.exec("n2", &marker).await.unwrap().exit_code, 0);
@@ -64,10 +66,20 @@ async fn an_isolated_node_reaches_no_peer_until_healed_and_other_rules_survive()
 
     n.stop(FaultKind::Partition).await;
     assert_eq!(reach_map(&c).await.join(" "), all);
-    let rules = c.exec("n2", &["iptables", "-S", "INPUT"]).await.unwrap().output;
-    assert!(rules.contains("192.0.2.7"), "our heal left other rules alone: {rules}");
+    let rules = c
+        .exec("n2", &["iptables", "-S", "INPUT"])
+        .await
+        .unwrap()
+        .output;
+    assert!(
+        rules.contains("192.0.2.7"),
+        "our heal left other rules alone: {rules}"
+    );
     assert_eq!(rec.fs(), ["start-partition", "stop-partition"]);
-    assert_eq!(rec.events()[0].value["grudge"]["n1"], serde_json::json!(["n2", "n3"]));
+    assert_eq!(
+        rec.events()[0].value["grudge"]["n1"],
+        serde_json::json!(["n2", "n3"])
+    );
 
     // A majority keeps working during a halves partition, the minority side cannot write.
     let halves = Fault::Partition(PartitionSpec::Halves { order: nodes() });
@@ -120,12 +132,21 @@ async fn a_paused_node_stops_answering_and_catches_up_after_resume() {
         .build()
         .unwrap();
     let version = |http: reqwest::Client| async move {
-        http.get(format!("http://{addr}/version")).send().await.is_ok()
+        http.get(format!("http://{addr}/version"))
+            .send()
+            .await
+            .is_ok()
     };
     assert!(version(http.clone()).await);
 
-    assert!(n.start(&Fault::Pause(Targets::Nodes(vec!["n1".into()]))).await);
-    assert!(!version(http.clone()).await, "a frozen node does not answer");
+    assert!(
+        n.start(&Fault::Pause(Targets::Nodes(vec!["n1".into()])))
+            .await
+    );
+    assert!(
+        !version(http.clone()).await,
+        "a frozen node does not answer"
+    );
     let (code, out) = etcdctl(&c, "n2", &["put", "while-paused", "v"]).await;
     assert_eq!(code, 0, "the majority keeps going: {out}");
 
@@ -137,7 +158,12 @@ async fn a_paused_node_stops_answering_and_catches_up_after_resume() {
         let (_, out) = etcdctl(
             &c,
             "n1",
-            &["get", "while-paused", "--print-value-only", "--consistency=s"],
+            &[
+                "get",
+                "while-paused",
+                "--print-value-only",
+                "--consistency=s",
+            ],
         )
         .await;
         seen = out;
@@ -189,9 +215,14 @@ async fn a_rolling_restart_and_a_seeded_schedule_leave_a_healthy_cluster() {
             .await
             .unwrap()
             .output;
-        assert!(!chain.contains("DROP"), "{node} has no partition rules left: {chain}");
+        assert!(
+            !chain.contains("DROP"),
+            "{node} has no partition rules left: {chain}"
+        );
     }
-    c.wait_ready(Duration::from_secs(60)).await.expect("ready after heal");
+    c.wait_ready(Duration::from_secs(60))
+        .await
+        .expect("ready after heal");
 
     drop(n);
     teardown(c).await;

@@ -3,7 +3,8 @@
 //!
 //! `cargo bench -p checkers --bench linear` (add `-- --runs N` for more repetitions).
 //! Times are the median of the runs of the check alone (the history is parsed beforehand);
-//! "cache" is the peak bytes of the memo tables, "rss" the process's peak resident memory.
+//! "memo bytes" is the peak size of the largest partition's memo table (what the memory cap
+//! counts); the last line is the peak resident memory of the whole bench process.
 
 use checkers::linear::synth::{register_history, SynthParams};
 use checkers::linear::Linearizable;
@@ -40,7 +41,9 @@ fn measure(checker: &Linearizable, history: &History, runs: usize) -> Figure {
     let mut last = None;
     for _ in 0..runs {
         let started = Instant::now();
-        let result = checker.check(history, &Budget::default()).expect("well-formed");
+        let result = checker
+            .check(history, &Budget::default())
+            .expect("well-formed");
         times.push(started.elapsed().as_secs_f64() * 1e3);
         last = Some(result);
     }
@@ -60,14 +63,14 @@ fn row(name: &str, ops: usize, f: &Figure) {
         f.median_ms,
         f.min_ms,
         d["states_explored"].as_u64().unwrap_or(0),
-        d["peak_cache_bytes_all_partitions"].as_u64().unwrap_or(0),
+        d["peak_cache_bytes"].as_u64().unwrap_or(0),
     );
 }
 
 fn header() {
     println!(
         "{:<28} {:>6} {:>9} {:>10} {:>10} {:>10} {:>12}",
-        "history", "ops", "verdict", "median ms", "min ms", "states", "cache bytes"
+        "history", "ops", "verdict", "median ms", "min ms", "states", "memo bytes"
     );
 }
 
@@ -76,7 +79,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--runs" {
-            runs = args.next().and_then(|n| n.parse().ok()).unwrap_or(runs).max(1);
+            runs = args
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(runs)
+                .max(1);
         }
     }
     let cas = Linearizable::new(Some("cas-register"), None).expect("model");
@@ -101,11 +108,7 @@ fn main() {
         if f.median_ms > slowest.0 {
             slowest = (f.median_ms, name);
         }
-        cache_max = cache_max.max(
-            f.result.details["peak_cache_bytes_all_partitions"]
-                .as_u64()
-                .unwrap_or(0),
-        );
+        cache_max = cache_max.max(f.result.details["peak_cache_bytes"].as_u64().unwrap_or(0));
     }
     println!(
         "etcd total over {} files: {total_median:.3} ms (sum of medians), {total_min:.3} ms (sum of minima); slowest {} at {:.3} ms; largest memo {} bytes",
@@ -123,21 +126,48 @@ fn main() {
         row(name, history.ops().expect("pairs").len(), &f);
     }
 
-    println!("\n== Synthetic cas-register histories, 10 keys, 10 workers, values 0..5, {runs} runs each");
+    println!("\n== Synthetic cas-register histories over 10 keys (values 0..5), {runs} runs each");
+    println!(
+        "   (\"bad\": the last ok read changed to a value never written, which makes the search"
+    );
+    println!("   rule out every order of the pending timed-out ops)");
     header();
-    for (seed, ops, info) in [(1, 1700, 20), (2, 2000, 20), (3, 2000, 40), (4, 2000, 60)] {
-        let history = register_history(&SynthParams {
+    let cases = [
+        (1, 1700, 10, 20, false),
+        (2, 2000, 10, 40, false),
+        (3, 2000, 10, 60, false),
+        (4, 2000, 50, 100, false),
+        (4, 2000, 50, 100, true),
+        (5, 2000, 100, 100, false),
+        (5, 2000, 100, 100, true),
+    ];
+    for (seed, ops, workers, info, bad) in cases {
+        let mut history = register_history(&SynthParams {
             seed,
             ops,
             keys: 10,
-            processes: 10,
+            processes: workers,
             values: 5,
             info_per_mille: info,
             cas: true,
         });
-        let infos = history.ops().expect("pairs").iter().filter(|o| o.is_info()).count();
+        if bad {
+            let last_read = history
+                .events
+                .iter()
+                .rposition(|e| e.f == "read" && e.kind == checkers::EventType::Ok)
+                .expect("a read");
+            history.events[last_read].value = serde_json::json!(1_000_000);
+        }
+        let infos = history
+            .ops()
+            .expect("pairs")
+            .iter()
+            .filter(|o| o.is_info())
+            .count();
         let f = measure(&cas, &history, runs);
-        row(&format!("synth seed {seed} ({infos} info)"), ops, &f);
+        let bad = if bad { " bad" } else { "" };
+        row(&format!("{workers} workers {infos} info{bad}"), ops, &f);
     }
     if let Some(rss) = peak_rss_bytes() {
         println!(

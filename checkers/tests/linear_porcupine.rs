@@ -31,7 +31,11 @@ fn expected() -> Vec<(String, Verdict)> {
             (file, verdict)
         })
         .collect();
-    assert_eq!(rows.len(), 74, "EXPECTED.md lists 70 etcd and 4 kv histories");
+    assert_eq!(
+        rows.len(),
+        74,
+        "EXPECTED.md lists 70 etcd and 4 kv histories"
+    );
     rows
 }
 
@@ -63,7 +67,10 @@ fn every_corpus_history_gets_porcupines_verdict() {
         if verdict == Verdict::Invalid {
             let a = &result.anomalies[0];
             assert_eq!(a.kind, "nonlinearizable");
-            assert!(!a.data["unplaceable"].as_array().unwrap().is_empty(), "{file}");
+            assert!(
+                !a.data["unplaceable"].as_array().unwrap().is_empty(),
+                "{file}"
+            );
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
@@ -75,7 +82,10 @@ fn every_history_in_the_corpus_folder_is_listed() {
     for sub in ["etcd", "kv"] {
         for entry in std::fs::read_dir(corpus().join(sub)).unwrap() {
             let name = format!("{sub}/{}", entry.unwrap().file_name().to_string_lossy());
-            assert!(listed.contains(&name), "{name} has no verdict in EXPECTED.md");
+            assert!(
+                listed.contains(&name),
+                "{name} has no verdict in EXPECTED.md"
+            );
         }
     }
 }

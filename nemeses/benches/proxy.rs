@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use nemeses::proxy::ProxyServer;
+use nemeses::proxy::{BackgroundProxyServer, ProxyServer};
 use nemeses::toxiproxy::{Client, ProxyConfig};
 
 const MESSAGE_BYTES: usize = 1024;
@@ -36,10 +36,22 @@ fn main() {
         .expect("runtime");
     let echo = spawn_server(serve_echo);
     let sink = spawn_server(serve_sink);
-    let server = rt
-        .block_on(ProxyServer::bind("127.0.0.1:0"))
-        .expect("proxy API");
-    let client = Client::new(&server.addr().to_string()).expect("client");
+    let flavor = std::env::var("FAULTLINE_BENCH_PROXY_RUNTIME").unwrap_or_default();
+    let (server, background) = if flavor == "multi" {
+        let s = rt
+            .block_on(ProxyServer::bind("127.0.0.1:0"))
+            .expect("proxy API");
+        (Some(s), None)
+    } else {
+        let s = BackgroundProxyServer::start("127.0.0.1:0").expect("proxy API");
+        (None, Some(s))
+    };
+    let api = server
+        .as_ref()
+        .map(|s| s.addr())
+        .or(background.as_ref().map(|s| s.addr()))
+        .expect("one server");
+    let client = Client::new(&api.to_string()).expect("client");
     let via = |name: &str, upstream: SocketAddr| -> SocketAddr {
         let cfg = ProxyConfig::new(name, "127.0.0.1:0", upstream.to_string());
         let p = rt
@@ -98,7 +110,10 @@ fn main() {
         100.0 * p / d,
         verdict(p / d >= 0.70)
     );
-    rt.block_on(server.shutdown());
+    if let Some(s) = server {
+        rt.block_on(s.shutdown());
+    }
+    drop(background);
 }
 
 fn verdict(met: bool) -> &'static str {

@@ -191,6 +191,8 @@ pub struct ShimStatus {
     pub loaded: bool,
     /// The process runs under the dynamic loader (so a preload can apply after a restart).
     pub dynamic: bool,
+    /// Why its memory map could not be read (then `loaded` and `dynamic` say nothing).
+    pub maps_error: Option<String>,
 }
 
 /// Does `expected_ns` fit a probe reading? The system read its clock at a true time within
@@ -290,6 +292,14 @@ pub fn parse_rfc3339_utc(s: &str) -> Option<i128> {
     unix_ns(y, mo, d, h, mi, sec, ns)
 }
 
+fn expected_ms(setting: &ClockSetting) -> Vec<i64> {
+    setting
+        .possible_offsets_ns()
+        .iter()
+        .map(|e| e / 1_000_000)
+        .collect()
+}
+
 fn unix_now_ns() -> i128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -331,13 +341,25 @@ const WRITE_SCRIPT: &str = r#"set -e
 printf '%s' "$1" | dd of="$2" bs="$3" count=1 iflag=fullblock conv=notrunc status=none
 "#;
 
-const STATUS_SCRIPT: &str = r#"m=/proc/$1/maps
-[ -r "$m" ] || { echo "gone"; exit 0; }
-s=$(grep -c libfaultline_clock "$m" || true)
-l=$(grep -c -e '/ld-linux' -e '/ld-[0-9.]*\.so' "$m" || true)
-c=$(cat /proc/$1/comm 2>/dev/null || echo '?')
-echo "$s $l $c"
+/// Reports on the server process: `gone`, `unreadable <why>`, or `ok <shim> <loader> <comm>`
+/// (counts of mappings). The maps are read as the process's own user: root in a container lacks
+/// CAP_SYS_PTRACE, which reading another user's maps needs.
+const STATUS_SCRIPT: &str = r#"p=$1
+[ -d /proc/$p ] || { echo gone; exit 0; }
+c=$(cat /proc/$p/comm 2>/dev/null || echo '?')
+u=$(stat -c %u /proc/$p) && g=$(stat -c %g /proc/$p) || { echo gone; exit 0; }
+if [ "$u" != 0 ] && command -v setpriv >/dev/null; then
+  m=$(setpriv --reuid="$u" --regid="$g" --clear-groups cat /proc/$p/maps 2>&1) || { echo "unreadable $m" | tr '\n' ' '; echo; exit 0; }
+else
+  m=$(cat /proc/$p/maps 2>&1) || { echo "unreadable $m" | tr '\n' ' '; echo; exit 0; }
+fi
+s=$(printf '%s\n' "$m" | grep -c libfaultline_clock)
+l=$(printf '%s\n' "$m" | grep -c -e '/ld-linux' -e '/ld-[0-9.]*\.so')
+echo "ok $s $l $c"
 "#;
+
+/// Samples of a strobe's probe before concluding that the shifted phase never shows.
+const STROBE_SAMPLES: usize = 8;
 
 impl Clocks {
     pub fn new(ctl: Arc<dyn NodeControl>, op_timeout: Duration) -> Clocks {
@@ -402,7 +424,19 @@ impl Clocks {
         if line == "gone" {
             return Ok(None);
         }
-        let mut it = line.splitn(3, ' ');
+        if let Some(why) = line.strip_prefix("unreadable") {
+            return Ok(Some(ShimStatus {
+                pid,
+                comm: "?".into(),
+                loaded: false,
+                dynamic: false,
+                maps_error: Some(why.trim().to_string()),
+            }));
+        }
+        let Some(rest) = line.strip_prefix("ok ") else {
+            bail!("unexpected answer about pid {pid} on {node}: {line:?}");
+        };
+        let mut it = rest.splitn(3, ' ');
         let shim: u64 = it.next().unwrap_or("").parse().unwrap_or(0);
         let ld: u64 = it.next().unwrap_or("").parse().unwrap_or(0);
         let comm = it.next().unwrap_or("?").to_string();
@@ -411,6 +445,7 @@ impl Clocks {
             comm,
             loaded: shim > 0,
             dynamic: ld > 0,
+            maps_error: None,
         }))
     }
 
@@ -425,6 +460,9 @@ impl Clocks {
             let status = self.shim_status(&node).await?;
             let entry = match status {
                 None => json!({"shim": "installed", "server": "unknown"}),
+                Some(s) if s.maps_error.is_some() => {
+                    json!({"shim": "unknown", "pid": s.pid, "reason": s.maps_error})
+                }
                 Some(s) if s.loaded => json!({"shim": "loaded", "pid": s.pid, "comm": s.comm}),
                 Some(s) if !s.dynamic => {
                     json!({"shim": "not loadable", "pid": s.pid, "comm": s.comm,
@@ -507,7 +545,10 @@ impl Clocks {
         self.set(node, ClockSetting::real()).await
     }
 
-    /// Checks that the server process of `node` runs on `setting` (see the module docs).
+    /// Checks that the server process of `node` runs on `setting` (see the module docs). A
+    /// probe reading proves a change only when it matches the expected offset and could not be
+    /// real time; a strobe is sampled until its shifted phase shows (or [`STROBE_SAMPLES`] tries
+    /// pass); a reset is proven by a reading of real time.
     pub async fn verify(
         &self,
         node: &str,
@@ -522,6 +563,14 @@ impl Clocks {
             }
             Some(s) => s,
         };
+        if let Some(why) = &status.maps_error {
+            return Ok(Verification::Unverified {
+                reason: format!(
+                    "cannot read the memory map of server process {} on {node}: {why}",
+                    status.pid
+                ),
+            });
+        }
         if !status.loaded {
             let reason = if status.dynamic {
                 format!(
@@ -536,49 +585,72 @@ impl Clocks {
             };
             return Ok(Verification::Unverified { reason });
         }
-        let before = unix_now_ns();
-        let probe = bounded(
-            self.op_timeout,
-            &format!("clock probe on {node}"),
-            self.ctl.clock_probe(node),
-        )
-        .await;
-        let after = unix_now_ns();
-        match probe {
-            Ok(Some(r)) => {
-                let slack = self.probe_slack.as_nanos() as i128;
-                let ok = setting
-                    .possible_offsets_ns()
-                    .iter()
-                    .any(|&e| probe_matches(r.unix_ns, r.resolution_ns, before, after, e, slack));
-                let observed = observed_offset_ms(r.unix_ns, r.resolution_ns, before, after);
-                if ok {
-                    return Ok(Verification::Verified {
-                        method: format!("probe: {}", r.source),
-                        observed_offset_ms: Some(observed),
-                    });
+        let samples = if setting.possible_offsets_ns().len() > 1 {
+            STROBE_SAMPLES
+        } else {
+            1
+        };
+        let slack = self.probe_slack.as_nanos() as i128;
+        let mut last_observed = 0;
+        let mut source = String::new();
+        for _ in 0..samples {
+            let before = unix_now_ns();
+            let probe = bounded(
+                self.op_timeout,
+                &format!("clock probe on {node}"),
+                self.ctl.clock_probe(node),
+            )
+            .await;
+            let after = unix_now_ns();
+            let r = match probe {
+                Ok(Some(r)) => r,
+                Ok(None) => return self.verify_by_ack(node, gen, &status, None).await,
+                // Fall back to the acknowledgement, keeping the probe's failure in the reason.
+                Err(e) => {
+                    return self
+                        .verify_by_ack(node, gen, &status, Some(format!("{e:#}")))
+                        .await
                 }
-                let expected: Vec<i64> = setting
+            };
+            let fits = |e: i64| probe_matches(r.unix_ns, r.resolution_ns, before, after, e, slack);
+            let observed = observed_offset_ms(r.unix_ns, r.resolution_ns, before, after);
+            let verified = if setting.is_real() {
+                fits(0)
+            } else {
+                setting
                     .possible_offsets_ns()
                     .iter()
-                    .map(|e| e / 1_000_000)
-                    .collect();
+                    .any(|&e| e != 0 && fits(e) && !fits(0))
+            };
+            if verified {
+                return Ok(Verification::Verified {
+                    method: format!("probe: {}", r.source),
+                    observed_offset_ms: Some(observed),
+                });
+            }
+            let expected_phase = setting.possible_offsets_ns().iter().any(|&e| fits(e));
+            if !expected_phase && !fits(0) {
+                // Neither the setting nor real time: something else is going on; say what.
                 return Ok(Verification::Unverified {
                     reason: format!(
-                        "{} on {node} is {observed} ms from real time, expected {expected:?} ms: server process {} ({}) does not follow the shifted clock",
-                        r.source, status.pid, status.comm
+                        "{} on {node} is {observed} ms from real time, expected {:?} ms",
+                        r.source,
+                        expected_ms(setting)
                     ),
                 });
             }
-            Ok(None) => {}
-            Err(e) => {
-                // Fall through to the acknowledgement, keeping the probe's failure in the reason.
-                return self
-                    .verify_by_ack(node, gen, &status, Some(format!("{e:#}")))
-                    .await;
-            }
+            last_observed = observed;
+            source = r.source;
         }
-        self.verify_by_ack(node, gen, &status, None).await
+        Ok(Verification::Unverified {
+            reason: format!(
+                "{source} on {node} is {last_observed} ms from real time, expected {:?} ms{}: server process {} ({}) does not follow the shifted clock",
+                expected_ms(setting),
+                if samples > 1 { format!(" (no shifted phase in {samples} samples)") } else { String::new() },
+                status.pid,
+                status.comm
+            ),
+        })
     }
 
     async fn verify_by_ack(

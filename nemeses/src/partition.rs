@@ -201,9 +201,104 @@ impl Partitioner for Iptables {
     }
 }
 
-/// Name of the proxy through which `from` dials `to`.
-pub fn link_name(from: &str, to: &str) -> String {
-    format!("{from}_to_{to}")
+/// One node-to-node link through a proxy: `from` dials `to`'s `port` via the proxy's listener.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Link {
+    pub from: String,
+    pub to: String,
+    /// The peer port on `to` this link reaches.
+    pub port: u16,
+    /// The port the proxy listens on for this link.
+    pub listen_port: u16,
+}
+
+impl Link {
+    /// The proxy's name: `<from>_to_<to>_<port>`.
+    pub fn proxy_name(&self) -> String {
+        format!("{}_to_{}_{}", self.from, self.to, self.port)
+    }
+}
+
+/// Every node-to-node link of a cluster, with a listen port each, and the proxy host the nodes
+/// dial. This is what wires a system through proxies: its configuration dials peers through
+/// [`LinkPlan::dial`], and the proxy is populated with [`LinkPlan::proxy_configs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkPlan {
+    /// Host name or address of the proxy, as the nodes reach it.
+    pub proxy_host: String,
+    pub links: Vec<Link>,
+}
+
+impl LinkPlan {
+    /// A link for every ordered pair of distinct nodes and every peer port, listen ports
+    /// numbered from `first_listen_port` in a stable order.
+    pub fn new(
+        nodes: &[String],
+        peer_ports: &[u16],
+        proxy_host: &str,
+        first_listen_port: u16,
+    ) -> Result<LinkPlan> {
+        let mut links = Vec::new();
+        let mut next = u32::from(first_listen_port);
+        for from in nodes {
+            for to in nodes {
+                if from == to {
+                    continue;
+                }
+                for &port in peer_ports {
+                    let listen_port = u16::try_from(next).map_err(|_| {
+                        anyhow::anyhow!(
+                            "proxy listen ports run past 65535 from {first_listen_port}"
+                        )
+                    })?;
+                    links.push(Link {
+                        from: from.clone(),
+                        to: to.clone(),
+                        port,
+                        listen_port,
+                    });
+                    next += 1;
+                }
+            }
+        }
+        Ok(LinkPlan {
+            proxy_host: proxy_host.to_string(),
+            links,
+        })
+    }
+
+    /// `(host, port)` node `from` dials to reach `to`'s `port`: the proxy when a link exists,
+    /// else the peer directly (a node dialing itself, or a port that is not proxied).
+    pub fn dial(&self, from: &str, to: &str, port: u16) -> (String, u16) {
+        match self
+            .links
+            .iter()
+            .find(|l| l.from == from && l.to == to && l.port == port)
+        {
+            Some(l) => (self.proxy_host.clone(), l.listen_port),
+            None => (to.to_string(), port),
+        }
+    }
+
+    /// The proxies to create: each listens on all addresses at its port and forwards to
+    /// `upstream(link)`, usually `"<to>:<port>"` (the peer's name on the run network).
+    pub fn proxy_configs(&self, upstream: impl Fn(&Link) -> String) -> Vec<toxiproxy::ProxyConfig> {
+        self.links
+            .iter()
+            .map(|l| {
+                toxiproxy::ProxyConfig::new(
+                    l.proxy_name(),
+                    format!("0.0.0.0:{}", l.listen_port),
+                    upstream(l),
+                )
+            })
+            .collect()
+    }
+
+    /// The links between `a` and `b` that `a` dials.
+    fn dialed_by<'a>(&'a self, a: &'a str, b: &'a str) -> impl Iterator<Item = &'a Link> + 'a {
+        self.links.iter().filter(move |l| l.from == a && l.to == b)
+    }
 }
 
 /// How the proxy mechanism cuts a link.
@@ -212,7 +307,8 @@ pub enum CutMode {
     /// A `timeout` toxic (timeout 0) on the one stream that carries the cut direction: exact
     /// directed cuts; connections open but data vanishes, as in a real partition.
     BlackHole,
-    /// Disable both links between the two nodes: connections are refused or closed.
+    /// Disable every link between the two nodes: connections are refused or closed (coarser:
+    /// any grudge becomes symmetric).
     Disable,
 }
 
@@ -228,74 +324,76 @@ pub fn partition_toxic_name(stream: Stream) -> String {
     format!("faultline_partition_{stream}")
 }
 
-/// The proxy actions that implement `grudge` (pure).
-pub fn link_actions(grudge: &Grudge, mode: CutMode) -> BTreeSet<LinkAction> {
-    let mut out = BTreeSet::new();
-    for Cut { from, to } in grudge.cuts() {
-        match mode {
-            CutMode::BlackHole => {
-                // from dials to: from's data goes upstream. to dials from: from's data comes back
-                // downstream.
-                out.insert(LinkAction::BlackHole {
-                    proxy: link_name(&from, &to),
-                    stream: Stream::Upstream,
-                });
-                out.insert(LinkAction::BlackHole {
-                    proxy: link_name(&to, &from),
-                    stream: Stream::Downstream,
-                });
-            }
-            CutMode::Disable => {
-                out.insert(LinkAction::Disable {
-                    proxy: link_name(&from, &to),
-                });
-                out.insert(LinkAction::Disable {
-                    proxy: link_name(&to, &from),
-                });
-            }
-        }
-    }
-    out
-}
-
-/// Every directed link between `nodes` (the proxies a fully wired cluster has).
-pub fn all_links(nodes: &[String]) -> Vec<(String, String)> {
-    let mut v = Vec::new();
-    for a in nodes {
-        for b in nodes {
-            if a != b {
-                v.push((a.clone(), b.clone()));
-            }
-        }
-    }
-    v
-}
-
-/// Partitions (and latency) through proxies on node-to-node links.
-pub struct ProxyLinks {
-    client: toxiproxy::Client,
-    nodes: Vec<String>,
-    mode: CutMode,
-}
-
 /// Name of the latency toxic on each stream.
 pub fn latency_toxic_name(stream: Stream) -> String {
     format!("faultline_latency_{stream}")
 }
 
-impl ProxyLinks {
-    pub fn new(client: toxiproxy::Client, nodes: Vec<String>, mode: CutMode) -> ProxyLinks {
-        ProxyLinks {
-            client,
-            nodes,
-            mode,
+/// The proxy actions that implement `grudge` on `plan` (pure). A directed cut `a -> b` must stop
+/// a's data on every connection between them: upstream on the links a dials, downstream on the
+/// links b dials.
+pub fn link_actions(grudge: &Grudge, plan: &LinkPlan, mode: CutMode) -> BTreeSet<LinkAction> {
+    let mut out = BTreeSet::new();
+    for Cut { from, to } in grudge.cuts() {
+        for l in plan.dialed_by(&from, &to) {
+            out.insert(match mode {
+                CutMode::BlackHole => LinkAction::BlackHole {
+                    proxy: l.proxy_name(),
+                    stream: Stream::Upstream,
+                },
+                CutMode::Disable => LinkAction::Disable {
+                    proxy: l.proxy_name(),
+                },
+            });
         }
+        for l in plan.dialed_by(&to, &from) {
+            out.insert(match mode {
+                CutMode::BlackHole => LinkAction::BlackHole {
+                    proxy: l.proxy_name(),
+                    stream: Stream::Downstream,
+                },
+                CutMode::Disable => LinkAction::Disable {
+                    proxy: l.proxy_name(),
+                },
+            });
+        }
+    }
+    out
+}
+
+/// Partitions (and latency) through proxies on node-to-node links.
+pub struct ProxyLinks {
+    client: toxiproxy::Client,
+    plan: LinkPlan,
+    mode: CutMode,
+}
+
+/// Removes a toxic, treating "not there" as done.
+async fn remove_toxic_if_present(
+    client: &toxiproxy::Client,
+    proxy: &str,
+    toxic: &str,
+) -> Result<()> {
+    match client.remove_toxic(proxy, toxic).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {toxic} from proxy {proxy}")),
+    }
+}
+
+impl ProxyLinks {
+    pub fn new(client: toxiproxy::Client, plan: LinkPlan, mode: CutMode) -> ProxyLinks {
+        ProxyLinks { client, plan, mode }
+    }
+
+    pub fn plan(&self) -> &LinkPlan {
+        &self.plan
     }
 
     /// Adds latency (both streams) to every link.
     pub async fn add_latency(&self, latency_ms: u64, jitter_ms: u64) -> Result<Value> {
-        for (a, b) in all_links(&self.nodes) {
-            let proxy = link_name(&a, &b);
+        for l in &self.plan.links {
+            let proxy = l.proxy_name();
             for stream in [Stream::Upstream, Stream::Downstream] {
                 let toxic = Toxic::new(
                     ToxicKind::Latency {
@@ -313,42 +411,27 @@ impl ProxyLinks {
         }
         Ok(
             json!({"mechanism": "proxy", "latency_ms": latency_ms, "jitter_ms": jitter_ms,
-                  "links": all_links(&self.nodes).len()}),
+                  "links": self.plan.links.len()}),
         )
     }
 
     /// Removes the latency toxics (missing ones are fine).
     pub async fn remove_latency(&self) -> Result<()> {
-        for (a, b) in all_links(&self.nodes) {
-            let proxy = link_name(&a, &b);
+        for l in &self.plan.links {
             for stream in [Stream::Upstream, Stream::Downstream] {
-                match self
-                    .client
-                    .remove_toxic(&proxy, &latency_toxic_name(stream))
-                    .await
-                {
-                    Ok(()) => {}
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e).with_context(|| format!("proxy {proxy}")),
-                }
+                remove_toxic_if_present(&self.client, &l.proxy_name(), &latency_toxic_name(stream))
+                    .await?;
             }
         }
         Ok(())
     }
 
     async fn heal_partition(&self) -> Result<()> {
-        for (a, b) in all_links(&self.nodes) {
-            let proxy = link_name(&a, &b);
+        for l in &self.plan.links {
+            let proxy = l.proxy_name();
             for stream in [Stream::Upstream, Stream::Downstream] {
-                match self
-                    .client
-                    .remove_toxic(&proxy, &partition_toxic_name(stream))
-                    .await
-                {
-                    Ok(()) => {}
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e).with_context(|| format!("proxy {proxy}")),
-                }
+                remove_toxic_if_present(&self.client, &proxy, &partition_toxic_name(stream))
+                    .await?;
             }
             self.client
                 .set_enabled(&proxy, true)
@@ -367,9 +450,11 @@ impl Partitioner for ProxyLinks {
 
     async fn prepare(&self) -> Result<()> {
         let proxies = self.client.proxies().await.context("listing proxies")?;
-        let missing: Vec<String> = all_links(&self.nodes)
+        let missing: Vec<String> = self
+            .plan
+            .links
             .iter()
-            .map(|(a, b)| link_name(a, b))
+            .map(Link::proxy_name)
             .filter(|n| !proxies.contains_key(n))
             .collect();
         if !missing.is_empty() {
@@ -384,7 +469,7 @@ impl Partitioner for ProxyLinks {
 
     async fn apply(&self, grudge: &Grudge) -> Result<Value> {
         self.heal_partition().await?;
-        let actions = link_actions(grudge, self.mode);
+        let actions = link_actions(grudge, &self.plan, self.mode);
         for action in &actions {
             match action {
                 LinkAction::BlackHole { proxy, stream } => {
@@ -494,47 +579,86 @@ mod tests {
         assert!(err.contains("n3"), "{err}");
     }
 
+    fn plan(n: usize, ports: &[u16]) -> LinkPlan {
+        LinkPlan::new(&nodes(n), ports, "proxy", 20000).unwrap()
+    }
+
+    #[test]
+    fn a_plan_has_a_proxy_per_ordered_pair_and_port_and_dials_through_it() {
+        let p = plan(3, &[2888, 3888]);
+        assert_eq!(p.links.len(), 12);
+        assert_eq!(p.links[0].proxy_name(), "n1_to_n2_2888");
+        assert_eq!(p.dial("n1", "n2", 2888), ("proxy".to_string(), 20000));
+        assert_eq!(p.dial("n1", "n2", 3888), ("proxy".to_string(), 20001));
+        assert_eq!(p.dial("n2", "n1", 2888), ("proxy".to_string(), 20004));
+        assert_eq!(
+            p.dial("n1", "n1", 2888),
+            ("n1".to_string(), 2888),
+            "self: direct"
+        );
+        assert_eq!(
+            p.dial("n1", "n2", 2181),
+            ("n2".to_string(), 2181),
+            "unproxied port"
+        );
+        let ports: BTreeSet<u16> = p.links.iter().map(|l| l.listen_port).collect();
+        assert_eq!(ports.len(), 12, "listen ports are distinct");
+        let cfg = p.proxy_configs(|l| format!("{}:{}", l.to, l.port));
+        assert_eq!(cfg[0].name, "n1_to_n2_2888");
+        assert_eq!(cfg[0].listen, "0.0.0.0:20000");
+        assert_eq!(cfg[0].upstream, "n2:2888");
+        assert!(
+            LinkPlan::new(&nodes(3), &[1], "p", 65531).is_err(),
+            "ports past 65535"
+        );
+    }
+
     #[test]
     fn black_hole_cuts_exactly_the_streams_carrying_the_cut_direction() {
         // n2 drops traffic from n1; n2 -> n1 flows.
         let g = Grudge::none(&nodes(2)).with_cut("n1", "n2");
-        let actions: Vec<LinkAction> = link_actions(&g, CutMode::BlackHole).into_iter().collect();
+        let p = plan(2, &[2380]);
+        let actions: Vec<LinkAction> = link_actions(&g, &p, CutMode::BlackHole)
+            .into_iter()
+            .collect();
         assert_eq!(
             actions,
             vec![
                 LinkAction::BlackHole {
-                    proxy: "n1_to_n2".into(),
+                    proxy: "n1_to_n2_2380".into(),
                     stream: Stream::Upstream
                 },
                 LinkAction::BlackHole {
-                    proxy: "n2_to_n1".into(),
+                    proxy: "n2_to_n1_2380".into(),
                     stream: Stream::Downstream
                 },
             ]
         );
-        let disabled: Vec<LinkAction> = link_actions(&g, CutMode::Disable).into_iter().collect();
+        let disabled: Vec<LinkAction> =
+            link_actions(&g, &p, CutMode::Disable).into_iter().collect();
         assert_eq!(
             disabled,
             vec![
                 LinkAction::Disable {
-                    proxy: "n1_to_n2".into()
+                    proxy: "n1_to_n2_2380".into()
                 },
                 LinkAction::Disable {
-                    proxy: "n2_to_n1".into()
+                    proxy: "n2_to_n1_2380".into()
                 },
             ]
         );
     }
 
     #[test]
-    fn halves_of_three_cut_four_links_both_streams() {
+    fn halves_of_three_cut_every_link_across_and_none_within() {
         let g = Grudge::halves(&nodes(3)).unwrap();
-        let actions = link_actions(&g, CutMode::BlackHole);
-        // n1 | n2 n3: links n1<->n2 and n1<->n3, each direction of each link's two streams.
-        assert_eq!(actions.len(), 8);
+        let p = plan(3, &[2888, 3888]);
+        let actions = link_actions(&g, &p, CutMode::BlackHole);
+        // n1 | n2 n3: 4 links across per port, each cut on both streams.
+        assert_eq!(actions.len(), 16);
         assert!(!actions.iter().any(|a| matches!(a,
-            LinkAction::BlackHole { proxy, .. } if proxy == "n2_to_n3" || proxy == "n3_to_n2")));
-        assert_eq!(link_actions(&g, CutMode::Disable).len(), 4);
-        assert_eq!(all_links(&nodes(3)).len(), 6);
+            LinkAction::BlackHole { proxy, .. } if proxy.starts_with("n2_to_n3") || proxy.starts_with("n3_to_n2"))));
+        assert_eq!(link_actions(&g, &p, CutMode::Disable).len(), 8);
+        assert!(link_actions(&Grudge::none(&nodes(3)), &p, CutMode::Disable).is_empty());
     }
 }

@@ -27,6 +27,51 @@ async fn without_toxics_bytes_pass_unchanged_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toxics_switched_during_a_bulk_stream_keep_every_byte_in_order() {
+    let env = env().await;
+    let addr = env.proxy("bulk").await;
+    let s = connect(addr).await;
+    let (mut r, mut w) = s.into_split();
+    let sent = pattern(32 << 20);
+    let expected = sent.clone();
+    let writer = tokio::spawn(async move {
+        w.write_all(&sent).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let latency = ToxicKind::Latency {
+        latency_ms: 1,
+        jitter_ms: 1,
+    };
+    let mut got = Vec::with_capacity(expected.len());
+    let mut buf = vec![0u8; 1 << 16];
+    let mut switches = 0;
+    while got.len() < expected.len() {
+        use tokio::io::AsyncReadExt;
+        let n = tokio::time::timeout(WAIT, r.read(&mut buf))
+            .await
+            .expect("data in time")
+            .unwrap();
+        assert!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+        // Every 4 MiB, toggle a toxic on both streams.
+        if got.len() / (4 << 20) > switches {
+            switches += 1;
+            for stream in [Stream::Upstream, Stream::Downstream] {
+                let t = Toxic::new(latency.clone(), stream);
+                if switches % 2 == 1 {
+                    env.client.add_toxic("bulk", &t).await.unwrap();
+                } else {
+                    env.client.remove_toxic("bulk", &t.name).await.unwrap();
+                }
+            }
+        }
+    }
+    assert!(got == expected, "bytes differ");
+    assert!(switches >= 4);
+    writer.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_adds_its_delay_to_each_round_trip() {
     let env = env().await;
     let addr = env.proxy("lat").await;

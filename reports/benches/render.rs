@@ -46,7 +46,11 @@ fn main() {
     );
     for f in &r.files {
         let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-        println!("  {:>10} bytes  {}", len, f.file_name().unwrap_or_default().to_string_lossy());
+        println!(
+            "  {:>10} bytes  {}",
+            len,
+            f.file_name().unwrap_or_default().to_string_lossy()
+        );
     }
     for note in &r.notes {
         println!("  note: {note}");

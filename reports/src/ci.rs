@@ -106,7 +106,14 @@ pub fn junit(suite: &str, results: &[CheckResult]) -> String {
             Verdict::Invalid => {
                 let first = r.anomalies.first().map_or_else(
                     || r.summary.clone(),
-                    |a| format!("{} anomalies, first: {}: {}", r.anomalies.len(), a.kind, a.explanation),
+                    |a| {
+                        format!(
+                            "{} anomalies, first: {}: {}",
+                            r.anomalies.len(),
+                            a.kind,
+                            a.explanation
+                        )
+                    },
                 );
                 let _ = write!(
                     out,
@@ -226,7 +233,11 @@ pub fn markdown_summary(ctx: &CiContext<'_>, results: &[CheckResult]) -> String 
         // the command cannot be closed by it.
         let longest = longest_run(cmd, '`');
         let fence = "`".repeat(longest.max(2) + 1);
-        let _ = writeln!(out, "Rerun:\n\n{fence}sh\n{}\n{fence}\n", cmd.replace('\n', " "));
+        let _ = writeln!(
+            out,
+            "Rerun:\n\n{fence}sh\n{}\n{fence}\n",
+            cmd.replace('\n', " ")
+        );
     }
     if let Some(report) = ctx.report {
         let _ = writeln!(out, "Report: {}\n", markdown_inline(report));

@@ -170,7 +170,10 @@ mod tests {
 
     #[test]
     fn xml_drops_characters_xml_cannot_hold() {
-        assert_eq!(xml("a\u{0}b<c>\"'&\n"), "a\u{FFFD}b&lt;c&gt;&quot;&apos;&amp;\n");
+        assert_eq!(
+            xml("a\u{0}b<c>\"'&\n"),
+            "a\u{FFFD}b&lt;c&gt;&quot;&apos;&amp;\n"
+        );
     }
 
     #[test]

@@ -206,7 +206,11 @@ fn checkers_section(out: &mut String, p: &PageInput<'_>) {
 }
 
 fn checker_block(out: &mut String, p: &PageInput<'_>, i: usize, c: &CheckResult) {
-    let _ = write!(out, "<section class=\"checker\" id=\"{}\">\n<h3>", checker_anchor(i));
+    let _ = write!(
+        out,
+        "<section class=\"checker\" id=\"{}\">\n<h3>",
+        checker_anchor(i)
+    );
     push_html(out, &c.checker);
     out.push(' ');
     verdict_badge(out, c.verdict);
@@ -285,9 +289,8 @@ struct Linearization {
 
 impl Linearization {
     fn of(data: &Value) -> Option<Self> {
-        let indices = |v: &Value| -> Option<Vec<u64>> {
-            v.as_array()?.iter().map(Value::as_u64).collect()
-        };
+        let indices =
+            |v: &Value| -> Option<Vec<u64>> { v.as_array()?.iter().map(Value::as_u64).collect() };
         let text = |v: &Value| match v {
             Value::Null => None,
             Value::String(s) => Some(s.clone()),
@@ -474,7 +477,8 @@ fn lin_diagram(out: &mut String, p: &PageInput<'_>, lin: &Linearization, shown_f
             l * LANE_PX
         );
     }
-    let pct = |t: u64| LABEL_PCT + (100.0 - LABEL_PCT - 1.0) * (t.saturating_sub(t_lo) as f64 / span);
+    let pct =
+        |t: u64| LABEL_PCT + (100.0 - LABEL_PCT - 1.0) * (t.saturating_sub(t_lo) as f64 / span);
     for (op, order) in bars {
         let lane = lanes.binary_search(&op.process).unwrap_or(0);
         let left = pct(op.invoke_time);

@@ -67,7 +67,12 @@ pub fn render_run(
         .context("cannot render a report of a malformed history")?;
     let windows = history.fault_windows();
     let origin = history.events.first().map_or(0, |e| e.time);
-    let last = history.events.iter().map(|e| e.time).max().unwrap_or(origin);
+    let last = history
+        .events
+        .iter()
+        .map(|e| e.time)
+        .max()
+        .unwrap_or(origin);
     let mut axis = plots::Axis {
         origin,
         per_unit: if history.synthetic_time { 1.0 } else { 1e9 },

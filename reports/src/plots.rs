@@ -80,8 +80,7 @@ fn load_font() -> Result<PathBuf, String> {
                 // plotters keeps registered fonts for the life of the process and wants them
                 // 'static; this runs once per process (OnceLock), so the leak is bounded.
                 let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
-                {
+                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
                     return Ok(path);
                 }
                 tried.push(format!("{} (not a TrueType font)", path.display()));
@@ -612,9 +611,11 @@ where
             let points = &panel.series[s];
             let series = match s {
                 0 => chart
-                    .draw_series(points.iter().map(|&p| {
-                        EmptyElement::at(p) + Circle::new((0, 0), 2, color.filled())
-                    }))
+                    .draw_series(
+                        points
+                            .iter()
+                            .map(|&p| EmptyElement::at(p) + Circle::new((0, 0), 2, color.filled())),
+                    )
                     .map_err(err)?,
                 1 => chart
                     .draw_series(points.iter().map(|&p| {
@@ -632,7 +633,9 @@ where
                 match s {
                     0 => series.legend(move |(x, y)| Circle::new((x, y), 3, color.filled())),
                     1 => series.legend(move |(x, y)| Cross::new((x, y), 3, color.stroke_width(1))),
-                    _ => series.legend(move |(x, y)| TriangleMarker::new((x, y), 4, color.filled())),
+                    _ => {
+                        series.legend(move |(x, y)| TriangleMarker::new((x, y), 4, color.filled()))
+                    }
                 };
             }
         }
@@ -663,15 +666,12 @@ where
     for (k, (name, color)) in shades.kinds.iter().enumerate() {
         let color = *color;
         let series = chart
-            .draw_series(
-                shades
-                    .spans
-                    .iter()
-                    .filter(|s| s.kind == k)
-                    .map(|s| {
-                        Rectangle::new([(s.x0, y_lo), (s.x1, y_hi)], color.mix(FAULT_ALPHA).filled())
-                    }),
-            )
+            .draw_series(shades.spans.iter().filter(|s| s.kind == k).map(|s| {
+                Rectangle::new(
+                    [(s.x0, y_lo), (s.x1, y_hi)],
+                    color.mix(FAULT_ALPHA).filled(),
+                )
+            }))
             .map_err(err)?;
         if text {
             let name: String = crate::escape::truncate(name, 40).into_owned();
@@ -735,9 +735,9 @@ where
             ))
             .map_err(err)?;
         if text {
-            series
-                .label(*label)
-                .legend(move |(x, y)| PathElement::new(vec![(x - 8, y), (x + 8, y)], color.stroke_width(2)));
+            series.label(*label).legend(move |(x, y)| {
+                PathElement::new(vec![(x - 8, y), (x + 8, y)], color.stroke_width(2))
+            });
         }
     }
     if text {

@@ -122,7 +122,10 @@ pub struct LoadedRun {
 /// malformed file is an error naming it.
 pub fn load_run(run_dir: &Path) -> Result<LoadedRun> {
     if !run_dir.is_dir() {
-        bail!("{}: not a directory (expected a run directory such as store/<test>/<timestamp>)", run_dir.display());
+        bail!(
+            "{}: not a directory (expected a run directory such as store/<test>/<timestamp>)",
+            run_dir.display()
+        );
     }
     let path = |name: &str| -> Result<PathBuf> {
         let p = run_dir.join(name);
@@ -138,11 +141,9 @@ pub fn load_run(run_dir: &Path) -> Result<LoadedRun> {
         (path(HISTORY_FILE)?, path(RESULTS_FILE)?, path(PLAN_FILE)?);
     let results = RunResults::read(&results_path)?;
     let plan = read_plan(&plan_path)?;
-    let history = checkers::formats::read_path(
-        &history_path,
-        Some(checkers::formats::Format::Jsonl),
-    )
-    .map_err(anyhow::Error::msg)?;
+    let history =
+        checkers::formats::read_path(&history_path, Some(checkers::formats::Format::Jsonl))
+            .map_err(anyhow::Error::msg)?;
     Ok(LoadedRun {
         history,
         results,
@@ -177,7 +178,14 @@ mod tests {
         );
         r.seed = Some(42);
         let json: Value = serde_json::to_value(&r).unwrap();
-        for field in ["test", "verdict", "results", "seed", "command", "started_at"] {
+        for field in [
+            "test",
+            "verdict",
+            "results",
+            "seed",
+            "command",
+            "started_at",
+        ] {
             assert!(json.get(field).is_some(), "missing {field} in {json}");
         }
         assert_eq!(json["verdict"], "valid");
@@ -208,7 +216,10 @@ mod tests {
         std::fs::write(dir.path().join(RESULTS_FILE), "{\"test\": 1}").unwrap();
         std::fs::write(dir.path().join(PLAN_FILE), "{}").unwrap();
         let err = format!("{:#}", load_run(dir.path()).unwrap_err());
-        assert!(err.contains("results.json: not a faultline results file"), "{err}");
+        assert!(
+            err.contains("results.json: not a faultline results file"),
+            "{err}"
+        );
 
         RunResults::new("t", vec![])
             .write(&dir.path().join(RESULTS_FILE))

@@ -9,9 +9,7 @@
 
 use crate::escape::push_html;
 use crate::html::{head, verdict_badge};
-use crate::results::{
-    write_atomic, RunResults, HISTORY_FILE, INDEX_FILE, RESULTS_FILE,
-};
+use crate::results::{write_atomic, RunResults, HISTORY_FILE, INDEX_FILE, RESULTS_FILE};
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -89,7 +87,9 @@ pub fn scan_store(store: &Path) -> Result<Vec<StoreRun>> {
 /// Real directories in `dir` (symlinks are not followed), sorted by name.
 fn read_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?
+    {
         let entry = entry.with_context(|| format!("{}: cannot list", dir.display()))?;
         if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
             out.push(entry.path());
@@ -138,7 +138,10 @@ fn url_segment(s: &str) -> String {
 /// newest run.
 pub fn render_store_index(store: &Path) -> Result<StoreIndex> {
     if !store.is_dir() {
-        bail!("{}: not a directory (expected a faultline store)", store.display());
+        bail!(
+            "{}: not a directory (expected a faultline store)",
+            store.display()
+        );
     }
     let runs = scan_store(store)?;
     let page = store_page(store, &runs);
@@ -214,7 +217,12 @@ fn store_page(store: &Path, runs: &[StoreRun]) -> String {
         out.push_str("<table id=\"runs\">\n<tr><th>started</th><th>test</th><th>verdict</th><th>checkers</th><th>seed</th><th>run</th></tr>\n");
         for run in runs {
             out.push_str("<tr class=\"run\"><td>");
-            match run.results.as_ref().ok().and_then(|r| r.started_at.as_deref()) {
+            match run
+                .results
+                .as_ref()
+                .ok()
+                .and_then(|r| r.started_at.as_deref())
+            {
                 Some(s) => push_html(&mut out, s),
                 None => out.push_str("<span class=\"note\">not recorded</span>"),
             }
@@ -234,8 +242,12 @@ fn store_page(store: &Path, runs: &[StoreRun]) -> String {
                         }
                         push_html(&mut out, &c.checker);
                         let _ = write!(out, " {}", c.verdict);
-                        if !c.anomalies.is_empty() {
-                            let _ = write!(out, " ({} anomalies)", c.anomalies.len());
+                        match c.anomalies.len() {
+                            0 => {}
+                            1 => out.push_str(" (1 anomaly)"),
+                            n => {
+                                let _ = write!(out, " ({n} anomalies)");
+                            }
                         }
                     }
                 }
@@ -250,7 +262,11 @@ fn store_page(store: &Path, runs: &[StoreRun]) -> String {
                 let _ = write!(out, "<code>{seed}</code>");
             }
             out.push_str("</td><td>");
-            let href = format!("{}/{}/", url_segment(&run.test), url_segment(&run.timestamp));
+            let href = format!(
+                "{}/{}/",
+                url_segment(&run.test),
+                url_segment(&run.timestamp)
+            );
             let has_report = run.dir.join(INDEX_FILE).is_file();
             out.push_str("<a href=\"");
             push_html(&mut out, &href);

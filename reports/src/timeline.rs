@@ -263,7 +263,11 @@ pub(crate) fn data_json(
         out.push_str(&format!("[{k},{},{end}]", pos(w.start_index)));
     }
     out.push_str("],\"flag\":[");
-    let mut flagged_pos: Vec<i64> = flagged.iter().map(|&i| pos(i)).filter(|&p| p >= 0).collect();
+    let mut flagged_pos: Vec<i64> = flagged
+        .iter()
+        .map(|&i| pos(i))
+        .filter(|&p| p >= 0)
+        .collect();
     flagged_pos.sort_unstable();
     flagged_pos.dedup();
     for (i, p) in flagged_pos.iter().enumerate() {
@@ -331,8 +335,16 @@ mod tests {
         );
         let ops = &d["ops"];
         assert_eq!(ops["p"], serde_json::json!([1, 2]));
-        assert_eq!(ops["i"], serde_json::json!([0, 1]), "invoke positions, delta");
-        assert_eq!(ops["c"], serde_json::json!([2, 3]), "completion minus invocation");
+        assert_eq!(
+            ops["i"],
+            serde_json::json!([0, 1]),
+            "invoke positions, delta"
+        );
+        assert_eq!(
+            ops["c"],
+            serde_json::json!([2, 3]),
+            "completion minus invocation"
+        );
         assert_eq!(ops["t"], serde_json::json!([1, 1]), "µs, delta");
         assert_eq!(ops["d"], serde_json::json!([4, 7]));
         assert_eq!(ops["o"], serde_json::json!([0, 2]));
@@ -344,7 +356,10 @@ mod tests {
         assert_eq!(text("e", 1), "timeout");
         assert_eq!(ops["k"][0], ops["k"][1], "one entry per distinct string");
         assert_eq!(d["nem"]["i"], serde_json::json!([3]));
-        assert_eq!(s[d["nem"]["v"][0].as_u64().unwrap() as usize], "\"</script>\"");
+        assert_eq!(
+            s[d["nem"]["v"][0].as_u64().unwrap() as usize],
+            "\"</script>\""
+        );
         assert_eq!(d["faults"], serde_json::json!([[0, 3, -1]]));
         assert_eq!(d["flag"], serde_json::json!([1]));
         assert_eq!(d["idx"], Value::Null);
@@ -359,6 +374,10 @@ mod tests {
         );
         assert_eq!(d["idx"], serde_json::json!([10, 2]));
         assert_eq!(d["ops"]["c"], serde_json::json!([1]));
-        assert_eq!(d["flag"], serde_json::json!([]), "index 1 is not in this history");
+        assert_eq!(
+            d["flag"],
+            serde_json::json!([]),
+            "index 1 is not in this history"
+        );
     }
 }

@@ -40,7 +40,9 @@ fn chromium() -> Option<PathBuf> {
             !on_ci,
             "chromium is not installed, and CI=true: install Debian's chromium (apt-get install chromium)"
         );
-        eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium); the browser test did not run");
+        eprintln!(
+            "SKIPPED: no chromium on PATH (apt-get install chromium); the browser test did not run"
+        );
     }
     found
 }
@@ -112,8 +114,13 @@ fn texts(page: &Html, css: &str) -> Vec<String> {
 
 fn render_fixture(dir: &Path) -> (PathBuf, checkers::History) {
     let history = common::register_history(20_000, 10, 7);
-    let out = reports::render_run(dir, &history, &common::run_results(&history), &common::plan())
-        .unwrap();
+    let out = reports::render_run(
+        dir,
+        &history,
+        &common::run_results(&history),
+        &common::plan(),
+    )
+    .unwrap();
     (out.index, history)
 }
 
@@ -132,12 +139,25 @@ fn the_verdict_plots_and_timeline_render_in_chromium() {
             "{plot} plot decoded by the browser"
         );
     }
-    assert_eq!(attr(&page, "body", "data-timeline").as_deref(), Some("ready"));
+    assert_eq!(
+        attr(&page, "body", "data-timeline").as_deref(),
+        Some("ready")
+    );
     let status = texts(&page, "#tl-status").concat();
-    assert!(status.starts_with("page 1 of 101 · events #0–#199 of 20004"), "{status}");
+    assert!(
+        status.starts_with("page 1 of 101 · events #0–#199 of 20004"),
+        "{status}"
+    );
     let boxes = texts(&page, "#tl-view .tl-op");
-    assert!(boxes.len() > 50, "ops drawn on the first page: {}", boxes.len());
-    assert!(boxes.iter().any(|b| b.starts_with("ok write k")), "{boxes:?}");
+    assert!(
+        boxes.len() > 50,
+        "ops drawn on the first page: {}",
+        boxes.len()
+    );
+    assert!(
+        boxes.iter().any(|b| b.starts_with("ok write k")),
+        "{boxes:?}"
+    );
 
     let shot = dir.join("report.png");
     run_chromium(
@@ -172,15 +192,23 @@ fn an_event_link_opens_its_page_of_the_timeline_with_the_op_selected() {
     );
     let detail = texts(&page, "#tl-detail dd");
     assert!(
-        detail.iter().any(|d| d.starts_with(&format!("#{target} at "))),
+        detail
+            .iter()
+            .any(|d| d.starts_with(&format!("#{target} at "))),
         "{detail:?}"
     );
     assert_eq!(texts(&page, "#tl-view .tl-op.target").len(), 1);
 
     // A nemesis event is not an op: its row is marked instead.
     let page = dom(&chromium, &index, "#ev-5000");
-    assert_eq!(attr(&page, "body", "data-timeline-page").as_deref(), Some("26"));
-    assert_eq!(attr(&page, ".tl-row.target", "id").as_deref(), Some("tl-row-5000"));
+    assert_eq!(
+        attr(&page, "body", "data-timeline-page").as_deref(),
+        Some("26")
+    );
+    assert_eq!(
+        attr(&page, ".tl-row.target", "id").as_deref(),
+        Some("tl-row-5000")
+    );
 }
 
 #[test]
@@ -206,17 +234,31 @@ fn hostile_values_inject_nothing_once_the_script_ran() {
     )];
     let out = reports::render_check_report(&dir, &history, &results, payload).unwrap();
     let page = dom(&chromium, &out.index, "#ev-0");
-    assert_eq!(attr(&page, "body", "data-pwned"), None, "an injected script or handler ran");
-    assert_eq!(attr(&page, "body", "data-timeline").as_deref(), Some("ready"));
+    assert_eq!(
+        attr(&page, "body", "data-pwned"),
+        None,
+        "an injected script or handler ran"
+    );
+    assert_eq!(
+        attr(&page, "body", "data-timeline").as_deref(),
+        Some("ready")
+    );
     let sel = Selector::parse("img").unwrap();
     let images: Vec<String> = page
         .select(&sel)
         .filter_map(|i| i.value().attr("src").map(str::to_string))
         .collect();
-    assert_eq!(images, ["latency.svg", "throughput.svg"], "no injected image");
+    assert_eq!(
+        images,
+        ["latency.svg", "throughput.svg"],
+        "no injected image"
+    );
     let boxes = texts(&page, "#tl-view .tl-op");
     assert_eq!(boxes.len(), 1);
-    assert!(boxes[0].contains(payload), "the payload is text in the timeline: {boxes:?}");
+    assert!(
+        boxes[0].contains(payload),
+        "the payload is text in the timeline: {boxes:?}"
+    );
     let detail = texts(&page, "#tl-detail dd");
     assert!(detail.iter().any(|d| d == payload), "{detail:?}");
 }

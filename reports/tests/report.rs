@@ -39,7 +39,11 @@ fn results() -> RunResults {
         "etcd-register",
         vec![
             CheckResult::valid("stats", "4 ops"),
-            CheckResult::invalid("linearizable", "key x is not linearizable", vec![nonlinearizable()]),
+            CheckResult::invalid(
+                "linearizable",
+                "key x is not linearizable",
+                vec![nonlinearizable()],
+            ),
         ],
     );
     r.seed = Some(1234);
@@ -100,12 +104,18 @@ fn a_linearizability_failure_shows_the_prefix_and_the_op_that_cannot_be_placed()
     let (_dir, page) = render(&results());
     let prefix = texts(&page, ".linearization table.prefix tr td");
     assert_eq!(prefix[..4], ["1", "#0", "0", "write"], "{prefix:?}");
-    assert!(prefix.contains(&"1".to_string()), "state after the write: {prefix:?}");
+    assert!(
+        prefix.contains(&"1".to_string()),
+        "state after the write: {prefix:?}"
+    );
     let bad = texts(&page, ".linearization tr.unplaceable td");
     assert_eq!(bad[..5], ["#1", "1", "read", "null", "0"], "{bad:?}");
     let bars = texts(&page, ".lin-diagram .lin-op");
     assert_eq!(bars, ["1. write 1", "✗ read null → 0"]);
-    assert_eq!(texts(&page, ".lin-diagram .lin-op.bad"), ["✗ read null → 0"]);
+    assert_eq!(
+        texts(&page, ".lin-diagram .lin-op.bad"),
+        ["✗ read null → 0"]
+    );
 }
 
 #[test]
@@ -134,7 +144,10 @@ fn plots_are_written_as_png_and_svg_and_shown() {
 #[test]
 fn the_plan_and_the_cluster_are_a_table() {
     let (_dir, page) = render(&results());
-    assert_eq!(texts(&page, "#plan-table th"), ["system", "nodes", "concurrency"]);
+    assert_eq!(
+        texts(&page, "#plan-table th"),
+        ["system", "nodes", "concurrency"]
+    );
     assert_eq!(texts(&page, "#plan-table td"), ["etcd", "n1, n2, n3", "2"]);
 }
 
@@ -159,9 +172,19 @@ fn timeline_data(page: &Html) -> serde_json::Value {
 fn a_page_never_loads_anything_from_the_network() {
     let (_dir, page) = render(&results());
     let csp = Selector::parse("meta[http-equiv=Content-Security-Policy]").unwrap();
-    let policy = page.select(&csp).next().unwrap().value().attr("content").unwrap();
+    let policy = page
+        .select(&csp)
+        .next()
+        .unwrap()
+        .value()
+        .attr("content")
+        .unwrap();
     assert!(policy.starts_with("default-src 'none'"), "{policy}");
-    for (css, attr) in [("script[src]", "src"), ("link[href]", "href"), ("img[src]", "src")] {
+    for (css, attr) in [
+        ("script[src]", "src"),
+        ("link[href]", "href"),
+        ("img[src]", "src"),
+    ] {
         let sel = Selector::parse(css).unwrap();
         for e in page.select(&sel) {
             let url = e.value().attr(attr).unwrap();
@@ -204,12 +227,21 @@ fn regenerating_names_the_missing_or_broken_file() {
 #[test]
 fn a_check_report_names_its_source_and_has_no_run_details() {
     let dir = tempfile::tempdir().unwrap();
-    let results = vec![CheckResult::unknown("linearizable", "search budget ran out")];
-    let out = reports::render_check_report(dir.path(), &history(), &results, "etcd-001.jsonl").unwrap();
+    let results = vec![CheckResult::unknown(
+        "linearizable",
+        "search budget ran out",
+    )];
+    let out =
+        reports::render_check_report(dir.path(), &history(), &results, "etcd-001.jsonl").unwrap();
     let page = Html::parse_document(&std::fs::read_to_string(out.index).unwrap());
     assert_eq!(texts(&page, "h1"), ["etcd-001.jsonl unknown"]);
-    assert_eq!(texts(&page, ".checker .warn"), ["Unknown because: search budget ran out"]);
-    assert!(texts(&page, "#run").concat().contains("no rerun command recorded"));
+    assert_eq!(
+        texts(&page, ".checker .warn"),
+        ["Unknown because: search budget ran out"]
+    );
+    assert!(texts(&page, "#run")
+        .concat()
+        .contains("no rerun command recorded"));
 }
 
 #[test]
@@ -218,7 +250,13 @@ fn a_history_without_timestamps_is_plotted_by_line() {
     let h = read_str(jepsen, None).unwrap();
     assert!(h.synthetic_time);
     let dir = tempfile::tempdir().unwrap();
-    reports::render_check_report(dir.path(), &h, &[CheckResult::valid("stats", "1 op")], "h.edn").unwrap();
+    reports::render_check_report(
+        dir.path(),
+        &h,
+        &[CheckResult::valid("stats", "1 op")],
+        "h.edn",
+    )
+    .unwrap();
     let page = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
     assert!(page.contains("lines (no timestamps)"));
 }
@@ -228,7 +266,31 @@ fn a_large_history_renders_with_thinned_plots() {
     let h = common::register_history(50_000, 10, 3);
     let dir = tempfile::tempdir().unwrap();
     let out = render_run(dir.path(), &h, &common::run_results(&h), &common::plan()).unwrap();
-    let svg_len = std::fs::metadata(dir.path().join("latency.svg")).unwrap().len();
+    let svg_len = std::fs::metadata(dir.path().join("latency.svg"))
+        .unwrap()
+        .len();
     assert!(svg_len < 8_000_000, "latency.svg is {svg_len} bytes");
-    assert!(out.index_bytes < 50 * 50_000, "about 35 bytes an op: {}", out.index_bytes);
+    assert!(
+        out.index_bytes < 50 * 50_000,
+        "about 35 bytes an op: {}",
+        out.index_bytes
+    );
+}
+
+#[test]
+fn an_empty_history_still_gets_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        reports::render_check_report(dir.path(), &History::default(), &[], "empty.jsonl").unwrap();
+    let page = Html::parse_document(&std::fs::read_to_string(out.index).unwrap());
+    assert_eq!(
+        texts(&page, "h1 .verdict"),
+        ["unknown"],
+        "nothing checked is not valid"
+    );
+    assert_eq!(
+        texts(&page, "#checkers + p"),
+        ["No checker ran: the verdict cannot be valid."]
+    );
+    assert!(dir.path().join("latency.png").is_file());
 }

@@ -12,7 +12,14 @@ use serde_json::json;
 /// Closes a script, opens an element with a handler, breaks attribute quotes, opens a comment.
 const PAYLOAD: &str = "</script></SCRIPT><x-pwn onmouseover=\"document.body.setAttribute('data-pwned','1')\">\"'&<!--<script>document.body.setAttribute('data-pwned','1')</script>\u{2028}";
 
-fn ev(index: u64, process: Process, kind: EventType, f: &str, value: serde_json::Value, error: Option<&str>) -> Event {
+fn ev(
+    index: u64,
+    process: Process,
+    kind: EventType,
+    f: &str,
+    value: serde_json::Value,
+    error: Option<&str>,
+) -> Event {
     Event {
         index,
         time: index * 1_000_000,
@@ -30,12 +37,54 @@ pub fn hostile_run() -> (History, RunResults, serde_json::Value) {
     let start = format!("start-{PAYLOAD}");
     let stop = format!("stop-{PAYLOAD}");
     let history = History::new(vec![
-        ev(0, Process::Client(0), EventType::Invoke, PAYLOAD, json!(PAYLOAD), None),
-        ev(1, Process::Nemesis, EventType::Info, &start, json!({PAYLOAD: [PAYLOAD]}), None),
-        ev(2, Process::Client(0), EventType::Ok, PAYLOAD, json!([PAYLOAD, 1]), None),
-        ev(3, Process::Client(1), EventType::Invoke, PAYLOAD, json!(PAYLOAD), None),
-        ev(4, Process::Client(1), EventType::Info, PAYLOAD, json!(null), Some(PAYLOAD)),
-        ev(5, Process::Nemesis, EventType::Info, &stop, json!(PAYLOAD), None),
+        ev(
+            0,
+            Process::Client(0),
+            EventType::Invoke,
+            PAYLOAD,
+            json!(PAYLOAD),
+            None,
+        ),
+        ev(
+            1,
+            Process::Nemesis,
+            EventType::Info,
+            &start,
+            json!({PAYLOAD: [PAYLOAD]}),
+            None,
+        ),
+        ev(
+            2,
+            Process::Client(0),
+            EventType::Ok,
+            PAYLOAD,
+            json!([PAYLOAD, 1]),
+            None,
+        ),
+        ev(
+            3,
+            Process::Client(1),
+            EventType::Invoke,
+            PAYLOAD,
+            json!(PAYLOAD),
+            None,
+        ),
+        ev(
+            4,
+            Process::Client(1),
+            EventType::Info,
+            PAYLOAD,
+            json!(null),
+            Some(PAYLOAD),
+        ),
+        ev(
+            5,
+            Process::Nemesis,
+            EventType::Info,
+            &stop,
+            json!(PAYLOAD),
+            None,
+        ),
     ]);
     let lin = Anomaly {
         kind: "nonlinearizable".into(),
@@ -54,7 +103,10 @@ pub fn hostile_run() -> (History, RunResults, serde_json::Value) {
     unknown.details = json!({PAYLOAD: PAYLOAD});
     let mut results = RunResults::new(
         PAYLOAD,
-        vec![CheckResult::invalid(PAYLOAD, PAYLOAD, vec![lin, other]), unknown],
+        vec![
+            CheckResult::invalid(PAYLOAD, PAYLOAD, vec![lin, other]),
+            unknown,
+        ],
     );
     results.command = Some(PAYLOAD.into());
     results.started_at = Some(PAYLOAD.into());
@@ -78,25 +130,49 @@ fn the_run_page_has_no_injected_element_and_shows_the_payload_as_text() {
     assert!(select(&page, "x-pwn").is_empty(), "an injected element");
     for e in select(&page, "*") {
         for (name, _) in e.value().attrs() {
-            assert!(!name.starts_with("on"), "an injected handler {name} on <{}>", e.value().name());
+            assert!(
+                !name.starts_with("on"),
+                "an injected handler {name} on <{}>",
+                e.value().name()
+            );
         }
     }
     let scripts = select(&page, "script");
     assert_eq!(scripts.len(), 2, "only the data block and our script");
     assert_eq!(scripts[0].value().attr("type"), Some("application/json"));
-    assert_eq!(scripts[1].text().collect::<String>(), include_str!("../src/assets/timeline.js"));
+    assert_eq!(
+        scripts[1].text().collect::<String>(),
+        include_str!("../src/assets/timeline.js")
+    );
 
     // The data block is intact JSON that holds the payload verbatim.
     let data: String = scripts[0].text().collect();
-    assert!(!data.contains('<') && !data.contains('>'), "raw angle brackets in the data block");
+    assert!(
+        !data.contains('<') && !data.contains('>'),
+        "raw angle brackets in the data block"
+    );
     let data: serde_json::Value = serde_json::from_str(&data).unwrap();
     assert!(data["s"].as_array().unwrap().iter().any(|s| s == PAYLOAD));
 
     // The payload is shown as text, whole, where a person reads it.
     let shown: String = page.root_element().text().collect();
-    for place in ["h1", "#rerun", ".anomaly .kind", "#plan-table th", ".linearization code"] {
-        let texts: Vec<String> = select(&page, place).iter().map(|e| e.text().collect()).collect();
-        assert!(texts.iter().any(|t| t.contains(PAYLOAD.trim_end_matches('\u{2028}'))), "{place}: {texts:?}");
+    for place in [
+        "h1",
+        "#rerun",
+        ".anomaly .kind",
+        "#plan-table th",
+        ".linearization code",
+    ] {
+        let texts: Vec<String> = select(&page, place)
+            .iter()
+            .map(|e| e.text().collect())
+            .collect();
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.contains(PAYLOAD.trim_end_matches('\u{2028}'))),
+            "{place}: {texts:?}"
+        );
     }
     assert!(shown.contains("<x-pwn onmouseover="));
 }
@@ -132,13 +208,23 @@ fn junit_stays_well_formed_xml_and_markdown_carries_no_markup() {
     let (_, results, _) = hostile_run();
     let xml = reports::junit(PAYLOAD, &results.results);
     let doc = roxmltree::Document::parse(&xml).unwrap();
-    let failure = doc.descendants().find(|n| n.has_tag_name("failure")).unwrap();
+    let failure = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .unwrap();
     assert!(failure.text().unwrap().contains(PAYLOAD));
 
     let md = reports::markdown_summary(
-        &CiContext { title: PAYLOAD, command: Some(PAYLOAD), ..Default::default() },
+        &CiContext {
+            title: PAYLOAD,
+            command: Some(PAYLOAD),
+            ..Default::default()
+        },
         &results.results,
     );
     let outside_fence: String = md.split("```").step_by(2).collect();
-    assert!(!outside_fence.contains('<'), "raw markup in the summary: {md}");
+    assert!(
+        !outside_fence.contains('<'),
+        "raw markup in the summary: {md}"
+    );
 }

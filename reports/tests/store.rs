@@ -40,15 +40,39 @@ fn runs_are_listed_newest_first_with_their_verdicts_and_latest_points_at_the_new
     let store = tempfile::tempdir().unwrap();
     let s = store.path();
     // Directory names deliberately sort the other way round from the start times.
-    run(s, "etcd", "a", Some("2024-05-03T10:00:00Z"), Some(CheckResult::invalid("lin", "", vec![])));
-    run(s, "etcd", "b", Some("2024-05-01T10:00:00Z"), Some(CheckResult::valid("lin", "")));
-    run(s, "redis", "c", Some("2024-05-02T12:00:00+02:00"), Some(CheckResult::unknown("lin", "budget")));
+    run(
+        s,
+        "etcd",
+        "a",
+        Some("2024-05-03T10:00:00Z"),
+        Some(CheckResult::invalid("lin", "", vec![])),
+    );
+    run(
+        s,
+        "etcd",
+        "b",
+        Some("2024-05-01T10:00:00Z"),
+        Some(CheckResult::valid("lin", "")),
+    );
+    run(
+        s,
+        "redis",
+        "c",
+        Some("2024-05-02T12:00:00+02:00"),
+        Some(CheckResult::unknown("lin", "budget")),
+    );
     let (rows, latest) = index(s);
     assert_eq!(rows, ["etcd invalid", "redis unknown", "etcd valid"]);
     assert_eq!(latest, "etcd/a");
     assert!(s.join("latest").join("results.json").is_file());
 
-    run(s, "redis", "d", Some("2024-06-01T00:00:00Z"), Some(CheckResult::valid("lin", "")));
+    run(
+        s,
+        "redis",
+        "d",
+        Some("2024-06-01T00:00:00Z"),
+        Some(CheckResult::valid("lin", "")),
+    );
     let (rows, latest) = index(s);
     assert_eq!(rows[0], "redis valid");
     assert_eq!(latest, "redis/d", "latest moves to the newer run");
@@ -69,14 +93,25 @@ fn an_empty_store_has_an_index_and_no_latest() {
     let out = render_store_index(store.path()).unwrap();
     assert_eq!(out.runs, 0);
     assert!(out.latest.is_none());
-    assert!(std::fs::read_to_string(out.index).unwrap().contains("No runs yet."));
+    assert!(std::fs::read_to_string(out.index)
+        .unwrap()
+        .contains("No runs yet."));
 }
 
 #[test]
 fn a_latest_that_is_not_a_link_is_left_alone() {
     let store = tempfile::tempdir().unwrap();
-    run(store.path(), "etcd", "a", None, Some(CheckResult::valid("lin", "")));
+    run(
+        store.path(),
+        "etcd",
+        "a",
+        None,
+        Some(CheckResult::valid("lin", "")),
+    );
     std::fs::create_dir(store.path().join("latest")).unwrap();
     let err = render_store_index(store.path()).unwrap_err().to_string();
-    assert!(err.ends_with("latest: exists and is not a symlink; not replacing it"), "{err}");
+    assert!(
+        err.ends_with("latest: exists and is not a symlink; not replacing it"),
+        "{err}"
+    );
 }

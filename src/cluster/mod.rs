@@ -49,10 +49,8 @@ pub use system::{
 
 /// Longest one `exec` may take unless the caller says otherwise.
 pub const EXEC_TIMEOUT_S: u64 = 30;
-/// How often readiness probes run.
-const PROBE_INTERVAL_MS: u64 = 250;
 /// Longest one readiness probe attempt may take.
-const PROBE_ATTEMPT_TIMEOUT_S: u64 = 10;
+const PROBE_ATTEMPT_TIMEOUT_S: u64 = 30;
 /// Attempts at picking free host ports when Docker says one was taken meanwhile.
 const PORT_PICK_ATTEMPTS_MAX: usize = 3;
 /// Log lines quoted in an error when a node dies or never gets ready.
@@ -573,7 +571,7 @@ impl Cluster {
                     self.log_tail(node).await
                 );
             }
-            if Instant::now() + Duration::from_millis(PROBE_INTERVAL_MS) > deadline {
+            if Instant::now() + self.system.probe_interval > deadline {
                 bail!(
                     "node {node} not ready after {:.1} s: waited for {} (last: {last}); its last log lines:\n{}",
                     t0.elapsed().as_secs_f64(),
@@ -581,7 +579,7 @@ impl Cluster {
                     self.log_tail(node).await
                 );
             }
-            tokio::time::sleep(Duration::from_millis(PROBE_INTERVAL_MS)).await;
+            tokio::time::sleep(self.system.probe_interval).await;
         }
     }
 

@@ -184,8 +184,13 @@ pub struct System {
     pub nodes: Vec<NodeSpec>,
     /// Longest the readiness wait may take after the containers start.
     pub ready_timeout: Duration,
+    /// Pause between readiness attempts on one node.
+    pub probe_interval: Duration,
     pub leader: LeaderQuery,
 }
+
+/// Probe pause for systems whose probes are cheap.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The names of the systems faultline knows.
 pub const SYSTEM_NAMES: &[&str] = &["etcd", "redis", "nats", "rabbitmq", "zookeeper", "postgres"];
@@ -271,6 +276,7 @@ impl System {
             image: params.image.clone().unwrap_or_else(|| t.image.clone()),
             nodes,
             ready_timeout: t.ready_timeout,
+            probe_interval: DEFAULT_PROBE_INTERVAL,
             leader: LeaderQuery::None,
         })
     }

@@ -30,7 +30,11 @@ pub fn run(args: Args) -> Result<i32> {
     println!("report: {}", rendered.index.display());
     if let Some(store) = &args.store {
         let index = reports::render_store_index(store)?;
-        println!("store index: {} ({} runs)", index.index.display(), index.runs);
+        println!(
+            "store index: {} ({} runs)",
+            index.index.display(),
+            index.runs
+        );
     }
     Ok(0)
 }

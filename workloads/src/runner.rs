@@ -341,6 +341,20 @@ impl Runner {
     }
 }
 
+/// A token cancelled by the first Ctrl-C (SIGINT), for [`Runner::run_phase`]: generation stops,
+/// running operations get the phase's grace, and the caller goes on to heal, tear down and check
+/// the partial history. Must be called inside a tokio runtime.
+pub fn cancel_on_ctrl_c() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            t.cancel();
+        }
+    });
+    token
+}
+
 fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -14,6 +14,7 @@
 use crate::client::ClientFactory;
 use crate::clients::etcd::{EtcdFactory, ReadMode};
 use crate::clients::memory::{MemoryQueueFactory, MemoryRegisterFactory, QueueBug, RegisterBug};
+use crate::clients::nats::NatsFactory;
 use crate::clients::postgres::{IdempotencyMode, PostgresFactory, PostgresWorkload};
 use crate::clients::redis::{RedisFactory, RedisWorkload};
 use crate::generator::{self, Gen, Rng};
@@ -204,6 +205,80 @@ pub fn queue(opts: &QueueOptions) -> Workload {
         generator: gen,
         final_generator: Some(final_gen),
     }
+}
+
+/// Acknowledges what was consumed: after a `consume` or `drain` on a thread returns deliveries,
+/// that thread's next operations are `ack {"id": N}` of each, before it takes anything else from
+/// `inner`. A thread whose operation ended `info` drops its pending acks: its new process has a
+/// new client that does not hold those deliveries (the broker redelivers them after its ack
+/// wait).
+struct Acking {
+    inner: Gen,
+    pending: std::collections::BTreeMap<usize, std::collections::VecDeque<Value>>,
+}
+
+impl generator::Generator for Acking {
+    fn next(&mut self, ctx: &mut generator::Ctx<'_>) -> generator::Next {
+        let mut free = ctx.free.to_vec();
+        free.sort_unstable();
+        for t in free {
+            if let Some(id) = self.pending.get_mut(&t).and_then(|q| q.pop_front()) {
+                return generator::Next::Op(generator::Planned {
+                    thread: t,
+                    at_ns: ctx.time_ns,
+                    op: Invocation::new("ack", json!({ "id": id })),
+                });
+            }
+        }
+        match self.inner.next(ctx) {
+            generator::Next::Done if self.pending.values().any(|q| !q.is_empty()) => {
+                generator::Next::Pending { wake_ns: None }
+            }
+            other => other,
+        }
+    }
+
+    fn update(&mut self, done: &generator::Completed<'_>) {
+        let c = done.completion;
+        if c.kind == checkers::EventType::Info {
+            self.pending.remove(&done.thread);
+        } else if c.kind == checkers::EventType::Ok
+            && matches!(done.op.f.as_str(), "consume" | "drain")
+        {
+            if let Some(deliveries) = c.value.as_array() {
+                let q = self.pending.entry(done.thread).or_default();
+                q.extend(deliveries.iter().filter_map(|d| d.get("id").cloned()));
+            }
+        }
+        self.inner.update(done);
+    }
+}
+
+/// `inner` with every delivery acknowledged by the thread that received it; see [`Acking`].
+pub fn acking(inner: Gen) -> Gen {
+    Box::new(Acking {
+        inner,
+        pending: Default::default(),
+    })
+}
+
+/// The queue workload for brokers with explicit acks: produce, consume and ack what was
+/// consumed; at the end wait `ack_wait` (so unacked deliveries come back), then drain (and ack)
+/// until a drain is empty. Checked by `delivery`.
+pub fn queue_with_acks(opts: &QueueOptions, ack_wait: Duration) -> Workload {
+    let mut w = queue(opts);
+    w.name = "queue".into();
+    w.generator = acking(w.generator);
+    let drain = generator::until(
+        opts.drain_attempts_max,
+        generator::repeat(Invocation::new("drain", Value::Null)),
+        |c| c.kind == checkers::EventType::Ok && c.value.as_array().is_some_and(Vec::is_empty),
+    );
+    w.final_generator = Some(generator::phases(vec![
+        generator::sleep(ack_wait + Duration::from_millis(500)),
+        acking(generator::reserve(vec![(1, drain)], generator::nothing())),
+    ]));
+    w
 }
 
 /// Options of the idempotency workload.
@@ -404,6 +479,11 @@ pub struct WorkloadOptions {
     pub queue: QueueOptions,
     pub idempotency: IdempotencyOptions,
     pub versioned_append: VersionedAppendOptions,
+    /// NATS: how long the server waits for an ack before redelivering.
+    pub nats_ack_wait: Duration,
+    /// NATS: the delivery guarantee checked (redelivery after the ack wait makes duplicates
+    /// legitimate, so the default is `at-least-once`).
+    pub nats_guarantee: String,
     /// Seeds the bugs of the in-memory systems.
     pub seed: u64,
 }
@@ -416,6 +496,8 @@ impl Default for WorkloadOptions {
             queue: QueueOptions::default(),
             idempotency: IdempotencyOptions::default(),
             versioned_append: VersionedAppendOptions::default(),
+            nats_ack_wait: Duration::from_secs(5),
+            nats_guarantee: "at-least-once".into(),
             seed: 0,
         }
     }
@@ -428,6 +510,7 @@ impl Default for WorkloadOptions {
 pub const CATALOG: &[(&str, &[&str])] = &[
     ("etcd", &["register", "cas-register"]),
     ("redis", &["register", "cas-register", "queue"]),
+    ("nats", &["queue"]),
     ("postgres", &["idempotency", "versioned-append", "set"]),
     ("postgres-check-then-insert", &["idempotency"]),
     ("memory", &["register", "cas-register", "queue"]),
@@ -463,6 +546,13 @@ pub fn build(
             cas: true,
             ..opts.register.clone()
         }),
+        "queue" if system == "nats" => queue_with_acks(
+            &QueueOptions {
+                guarantee: opts.nats_guarantee.clone(),
+                ..opts.queue.clone()
+            },
+            opts.nats_ack_wait,
+        ),
         "queue" => queue(&opts.queue),
         "idempotency" => idempotency(&opts.idempotency),
         "versioned-append" => versioned_append(&opts.versioned_append),
@@ -473,6 +563,10 @@ pub fn build(
         "etcd" => Arc::new(EtcdFactory::new(opts.read_mode)),
         "redis" if workload == "queue" => Arc::new(RedisFactory::new(RedisWorkload::Queue)),
         "redis" => Arc::new(RedisFactory::new(RedisWorkload::Register)),
+        "nats" => Arc::new(NatsFactory {
+            ack_wait: opts.nats_ack_wait,
+            ..NatsFactory::new()
+        }),
         "postgres" => Arc::new(PostgresFactory::new(match workload {
             "idempotency" => PostgresWorkload::Idempotency(IdempotencyMode::UniqueConstraint),
             "versioned-append" => PostgresWorkload::VersionedAppend,

@@ -50,9 +50,15 @@ impl Control {
 
     /// Stops every search; the first reason given wins.
     pub(crate) fn stop(&self, reason: StopReason) {
+        self.note(reason);
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Records why one search stopped, without stopping the others: a partition that hit the
+    /// memory cap gives its memory back, and the next one may well fit.
+    fn note(&self, reason: StopReason) {
         let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
         r.get_or_insert(reason);
-        self.stop.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn reason(&self) -> Option<StopReason> {
@@ -127,7 +133,7 @@ pub(crate) struct Memo<'c, S> {
 }
 
 /// Failed configurations kept per (definite ops, state) for the dominance test.
-const DOMINATORS_MAX: usize = 16;
+const DOMINATORS_MAX: usize = 1024;
 
 /// Bytes of a hashbrown table of `u32` with room for `capacity` items (buckets are a power of
 /// two, 7/8 of them usable; one control byte per bucket plus a group of padding).
@@ -140,7 +146,7 @@ fn table_bytes(capacity: usize) -> u64 {
 }
 
 /// Entries the arenas start with, and the tables' first capacity.
-const INITIAL_ENTRIES: usize = 1024;
+const INITIAL_ENTRIES: usize = 64;
 
 /// The answer to [`Memo::visit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,15 +226,30 @@ impl<'c, S: Eq + Clone> Memo<'c, S> {
         let i = entry as usize;
         let partial = self.hashes[i].1;
         let ow = self.ok_width;
+        let iw = self.info_width;
+        // Keep the dominators an antichain: drop those this one dominates.
+        let (hashes, ok_words, info_words, states) =
+            (&self.hashes, &self.ok_words, &self.info_words, &self.states);
+        let same_core = |j: usize| {
+            hashes[j].1 == partial
+                && ok_words[j * ow..(j + 1) * ow] == ok_words[i * ow..(i + 1) * ow]
+                && states[j] == states[i]
+        };
+        let mine = &info_words[i * iw..(i + 1) * iw];
+        while let Ok(found) = self.failed.find_entry(partial, |&j| {
+            let j = j as usize;
+            same_core(j)
+                && mine
+                    .iter()
+                    .zip(&info_words[j * iw..(j + 1) * iw])
+                    .all(|(m, t)| m & !t == 0)
+        }) {
+            found.remove();
+        }
         let same = self
             .failed
             .iter_hash(partial)
-            .filter(|&&j| {
-                let j = j as usize;
-                self.hashes[j].1 == partial
-                    && self.ok_words[j * ow..(j + 1) * ow] == self.ok_words[i * ow..(i + 1) * ow]
-                    && self.states[j] == self.states[i]
-            })
+            .filter(|&&j| same_core(j as usize))
             .count();
         if same >= DOMINATORS_MAX {
             return Ok(());
@@ -302,7 +323,7 @@ impl<'c, S: Eq + Clone> Memo<'c, S> {
             } else if self.control.reserve(missing) {
                 self.reserved += missing;
             } else {
-                self.control.stop(StopReason::MemoryCap);
+                self.control.note(StopReason::MemoryCap);
                 return Err(());
             }
         }

@@ -13,28 +13,36 @@
 //! What this implementation adds, and why each step is sound:
 //! - **P-compositionality.** Linearizability is local: a history is linearizable iff each
 //!   independent part is ([`Model::partition`], by key for the built-in models). Partitions are
-//!   checked in parallel on all cores, largest first, and the first invalid one stops the rest.
+//!   checked largest first; the calling thread starts alone and, once it has worked for a
+//!   millisecond with partitions still waiting, brings in one helper thread per core (small
+//!   histories never pay for threads). The first invalid partition stops the others.
 //! - **Indeterminate ops never return.** An `info` op (a timeout) may take effect at any point
 //!   after its invocation or never: it gets no return entry, and the search succeeds as soon as
-//!   every `ok` op is placed. Pending info ops are tried after the pending ok ops, so the search
-//!   reaches for an optional op only where a definite one cannot go on. Failed ops did not
-//!   happen and are dropped (a model may keep them as observations, see [`Model::decode_failed`]).
+//!   every definite op is placed. Pending info ops are tried after the pending definite ones,
+//!   so the search reaches for an optional op only where a definite one cannot go on. Failed
+//!   ops did not happen and are dropped (a model may keep them as observations, see
+//!   [`Model::decode_failed`]).
 //! - **Read-only ops are placed greedily.** An op that never changes the state
 //!   ([`Model::is_read_only`]) and is possible now can be moved to the front of any solution, so
 //!   the search places it without branching.
 //! - **Interchangeable info ops are tried once.** Two info ops with equal inputs can swap places
 //!   in any solution, so the later-invoked one is only tried once the earlier one is placed; an
 //!   info op that would not change the state is never placed.
-//! - **Fast memo.** The set of linearized ops is a bitset whose hash is kept incrementally
-//!   (Zobrist: one random word per op, XORed in and out), model states are small (interned
-//!   values) and hashed with FxHash; the table stores indices into flat arenas.
+//! - **Dominance.** A configuration with the same definite ops and state as one that failed,
+//!   and a superset of its info ops, fails too (the extra info ops were optional). The memo
+//!   keeps, per (definite ops, state), the minimal failed sets of info ops and skips any
+//!   configuration they dominate. This is what keeps histories with many timeouts tractable.
+//! - **Fast memo.** Sets of placed ops are bitsets whose hash is kept incrementally (Zobrist:
+//!   one random word per op, XORed in and out), model states are small (interned values)
+//!   hashed with FxHash, and the tables hold `u32` indices into flat arenas.
 //!
 //! # Budget
 //!
-//! The search checks its [`Budget`](crate::Budget) every few thousand steps: when the time
-//! limit passes or the memo table would grow past the memory cap (its bytes are counted before
-//! every growth, across all partitions running at once), the verdict is `unknown` with the
-//! reason, never a guess.
+//! The search looks at its [`Budget`](crate::Budget) every few thousand steps: past the time
+//! limit every search stops. Memory is counted before it is allocated: every growth of a memo
+//! table is priced and reserved against the cap, shared by the partitions running at once; a
+//! partition whose table would pass the cap stops (the others go on once its memory is back).
+//! Either way the verdict is `unknown` with the reason, unless another partition is invalid.
 //!
 //! # Evidence
 //!
@@ -123,6 +131,8 @@ pub trait Model: Send + Sync {
     /// The state of one partition. Keep it small: the memo table stores one per configuration.
     type State: Clone + Eq + Hash + Send + Sync;
     /// An operation as the model understands it: what was asked and what was observed.
+    /// Equal inputs must behave the same in every state (the search treats two unanswered ops
+    /// with equal inputs as interchangeable).
     type Input: Clone + PartialEq + Send + Sync;
 
     /// The model's name, for results and messages.

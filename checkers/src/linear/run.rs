@@ -100,6 +100,12 @@ pub fn check_model<M: Model>(
     ))
 }
 
+/// Cores available to this process, looked up once (the lookup reads cgroup files).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// The calling thread works alone for this long before it brings in helper threads: small
 /// histories never pay for threads (on a loaded machine a new thread can wait milliseconds for a
 /// core), large ones get every core after a millisecond.
@@ -140,9 +146,11 @@ fn run_partitions<M: Model>(
         };
         *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(parts.len());
+    let threads = if parts.len() > 1 {
+        cores().min(parts.len())
+    } else {
+        1
+    };
     if threads <= 1 {
         work(&|| {});
     } else {
@@ -304,11 +312,18 @@ fn conclude<M: Model>(
     let result = if !anomalies.is_empty() {
         let keys: Vec<String> = invalid_keys
             .iter()
-            .map(|k| k.as_ref().map_or("(no key)".to_string(), |k| format!("{k:?}")))
+            .map(|k| {
+                k.as_ref()
+                    .map_or("(no key)".to_string(), |k| format!("{k:?}"))
+            })
             .collect();
         let summary = format!(
             "not linearizable: {scope}; no valid order exists for {} {}. {}",
-            if keys.len() == 1 { "partition" } else { "partitions" },
+            if keys.len() == 1 {
+                "partition"
+            } else {
+                "partitions"
+            },
             keys.join(", "),
             anomalies[0].explanation
         );

@@ -424,7 +424,7 @@ impl<'a, M: Model> Search<'a, M> {
         let mut iterations = 0u64;
         loop {
             iterations += 1;
-            if iterations % POLL_EVERY == 0 {
+            if iterations.is_multiple_of(POLL_EVERY) {
                 if control.should_stop() {
                     return Err(control.reason().unwrap_or(StopReason::Cancelled));
                 }

@@ -172,7 +172,11 @@ pub fn register_history(p: &SynthParams) -> History {
             value,
             error: None,
         };
-        events.push((op.start, 0, event(op.start, EventType::Invoke, invoke_value.clone())));
+        events.push((
+            op.start,
+            0,
+            event(op.start, EventType::Invoke, invoke_value.clone()),
+        ));
         let mut done = event(op.end, kind, value);
         if op.timed_out {
             done.error = Some("timed-out".to_string());

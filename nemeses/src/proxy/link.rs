@@ -36,6 +36,13 @@ pub(crate) const BUF_BYTES: usize = 256 * 1024;
 pub(crate) const UPSTREAM_CONNECT_TIMEOUT_MS: u64 = 10_000;
 /// Bound on data held back by toxics in one direction; reading pauses while it is exceeded.
 const MAX_QUEUED_BYTES: usize = 8 * 1024 * 1024;
+/// A plain read at least this large marks a bulk stream, which then moves by splice(2) on Linux.
+#[cfg(target_os = "linux")]
+const BULK_READ_BYTES: usize = 64 * 1024;
+/// In splice mode, a transfer smaller than this ends the bulk burst: back to read/write, which
+/// takes fewer syscalls per small message.
+#[cfg(target_os = "linux")]
+const SMALL_TRANSFER_BYTES: usize = 16 * 1024;
 
 /// A toxic as the connections see it. `uid` identifies it for its whole life; `revision`
 /// changes when it is updated.
@@ -164,6 +171,12 @@ struct Pump<'a> {
     /// When the source closed, if it did.
     eof_at: Option<Instant>,
     verdicts: Verdicts,
+    /// The plain path saw a bulk read and moves data by splice until the burst ends.
+    #[cfg(target_os = "linux")]
+    bulk: bool,
+    /// Kernel pipe for splice, made on first use.
+    #[cfg(target_os = "linux")]
+    pipe: Option<splice::Pipe>,
 }
 
 impl<'a> Pump<'a> {
@@ -184,6 +197,10 @@ impl<'a> Pump<'a> {
             queued_bytes: 0,
             eof_at: None,
             verdicts: Verdicts::default(),
+            #[cfg(target_os = "linux")]
+            bulk: false,
+            #[cfg(target_os = "linux")]
+            pipe: None,
         }
     }
 
@@ -193,6 +210,13 @@ impl<'a> Pump<'a> {
         }
         loop {
             let step = if self.is_plain() {
+                #[cfg(target_os = "linux")]
+                if self.bulk && splice::enabled() {
+                    self.spliced().await
+                } else {
+                    self.plain().await
+                }
+                #[cfg(not(target_os = "linux"))]
                 self.plain().await
             } else {
                 self.toxic_step().await
@@ -238,11 +262,86 @@ impl<'a> Pump<'a> {
                         if self.dst.write_all(&self.buf[..n]).await.is_err() {
                             return Some(End::Error);
                         }
+                        #[cfg(target_os = "linux")]
+                        if n >= BULK_READ_BYTES && splice::enabled() {
+                            self.bulk = true;
+                            return None;
+                        }
                     }
                     Err(_) => return Some(End::Error),
                 },
             }
         }
+    }
+
+    /// The fast path for bulk streams on Linux: socket to pipe to socket with splice(2), so the
+    /// bytes never cross into user space. Leaves (with the pipe drained) when a transfer is
+    /// small, when a toxic becomes active, or when splice is not supported here.
+    #[cfg(target_os = "linux")]
+    async fn spliced(&mut self) -> Option<End> {
+        use tokio::io::Interest;
+        if self.pipe.is_none() {
+            match splice::Pipe::new() {
+                Ok(p) => self.pipe = Some(p),
+                Err(_) => {
+                    splice::disable();
+                    return None;
+                }
+            }
+        }
+        let mut pipe = self.pipe.take().expect("pipe made above");
+        let end = loop {
+            // Move what the pipe holds to the destination first.
+            while pipe.pending > 0 {
+                let dst = self.dst.as_ref();
+                if dst.writable().await.is_err() {
+                    break;
+                }
+                match dst.try_io(Interest::WRITABLE, || pipe.drain_to(dst)) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => break,
+                }
+            }
+            if pipe.pending > 0 {
+                break Some(End::Error);
+            }
+            if !self.bulk || !self.is_plain() {
+                break None;
+            }
+            tokio::select! {
+                biased;
+                changed = self.chain.changed() => {
+                    if changed.is_err() {
+                        break Some(End::Error);
+                    }
+                    if let Some(end) = self.refresh() {
+                        break Some(end);
+                    }
+                }
+                ready = self.src.as_ref().readable() => {
+                    if ready.is_err() {
+                        break Some(End::Error);
+                    }
+                    let src = self.src.as_ref();
+                    match src.try_io(Interest::READABLE, || pipe.fill_from(src)) {
+                        Ok(0) => {
+                            let _ = self.dst.shutdown().await;
+                            break Some(End::Eof);
+                        }
+                        Ok(n) => self.bulk = n >= SMALL_TRANSFER_BYTES,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) if splice::unsupported(&e) => {
+                            splice::disable();
+                            self.bulk = false;
+                        }
+                        Err(_) => break Some(End::Error),
+                    }
+                }
+            }
+        };
+        self.pipe = Some(pipe);
+        end
     }
 
     /// One turn of the toxic path: act on what is due, then wait for data, a due time or a
@@ -398,6 +497,115 @@ impl<'a> Pump<'a> {
             floor = Some(p.release);
             self.queued_bytes += p.data.len();
             self.queue.push_back(p);
+        }
+    }
+}
+
+/// splice(2) plumbing: a non-blocking pipe per direction and a process-wide off switch.
+#[cfg(target_os = "linux")]
+mod splice {
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tokio::net::TcpStream;
+
+    /// Pipe capacity asked for; the kernel may grant less (then its default is used).
+    const PIPE_BYTES: libc::c_int = 1 << 20;
+
+    /// Off after a failure that says splice cannot work here, or when the environment variable
+    /// FAULTLINE_PROXY_NO_SPLICE is set (an escape hatch, and a way to measure the difference).
+    static DISABLED: AtomicBool = AtomicBool::new(false);
+    static CHECKED_ENV: std::sync::Once = std::sync::Once::new();
+
+    pub(super) fn enabled() -> bool {
+        CHECKED_ENV.call_once(|| {
+            if std::env::var_os("FAULTLINE_PROXY_NO_SPLICE").is_some() {
+                DISABLED.store(true, Ordering::Relaxed);
+            }
+        });
+        !DISABLED.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn disable() {
+        DISABLED.store(true, Ordering::Relaxed);
+    }
+
+    /// Errors that mean "splice does not apply to these descriptors", not a broken connection.
+    pub(super) fn unsupported(e: &io::Error) -> bool {
+        matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS))
+    }
+
+    pub(super) struct Pipe {
+        read: OwnedFd,
+        write: OwnedFd,
+        capacity: usize,
+        /// Bytes in the pipe not yet moved on.
+        pub(super) pending: usize,
+    }
+
+    impl Pipe {
+        pub(super) fn new() -> io::Result<Pipe> {
+            let mut fds = [0 as libc::c_int; 2];
+            // SAFETY: pipe2 writes two descriptors into the array we own.
+            let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: both descriptors were just created and are owned by nobody else.
+            let (read, write) =
+                unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            // SAFETY: fcntl on a pipe descriptor we own; failure leaves the default size.
+            let granted = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
+            // SAFETY: as above; F_GETPIPE_SZ only reads.
+            let size = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) };
+            let capacity = if granted > 0 { granted } else { size.max(4096) } as usize;
+            Ok(Pipe {
+                read,
+                write,
+                capacity,
+                pending: 0,
+            })
+        }
+
+        /// Moves what the socket has (up to the pipe's capacity) into the empty pipe; 0 at EOF.
+        pub(super) fn fill_from(&mut self, src: &TcpStream) -> io::Result<usize> {
+            debug_assert_eq!(self.pending, 0);
+            let n = splice(src.as_raw_fd(), self.write.as_raw_fd(), self.capacity)?;
+            self.pending = n;
+            Ok(n)
+        }
+
+        /// Moves pipe contents into the socket, as much as it takes now.
+        pub(super) fn drain_to(&mut self, dst: &TcpStream) -> io::Result<usize> {
+            let n = splice(self.read.as_raw_fd(), dst.as_raw_fd(), self.pending)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "splice moved nothing",
+                ));
+            }
+            self.pending -= n;
+            Ok(n)
+        }
+    }
+
+    fn splice(from: libc::c_int, to: libc::c_int, len: usize) -> io::Result<usize> {
+        // SAFETY: plain descriptors, null offsets (both ends are streams), no memory passed.
+        let n = unsafe {
+            libc::splice(
+                from,
+                std::ptr::null_mut(),
+                to,
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
         }
     }
 }

@@ -41,6 +41,7 @@
   const dataEl = el("fl-data");
   const view = el("tl-view");
   if (!dataEl || !view) return;
+  const scriptStartMs = performance.now();
   const D = JSON.parse(dataEl.textContent);
   const S = D.s, N = D.events, O = D.ops, n = O.p.length;
   const str = (i) => (i < 0 ? null : S[i]);
@@ -240,6 +241,11 @@
         " of " + N + " \u00b7 " + list.length + " ops on this page, " + n + " in all";
     el("tl-page").value = pg + 1;
     el("tl-page").max = pages;
+    if (document.body.dataset.timeline !== "ready") {
+      // How long the page took: since navigation, and in this script (parse, decode, render).
+      document.body.dataset.readyMs = String(Math.round(performance.now()));
+      document.body.dataset.scriptMs = String(Math.round(performance.now() - scriptStartMs));
+    }
     document.body.dataset.timeline = "ready";
     document.body.dataset.timelinePage = String(pg + 1);
     if (target !== undefined) {

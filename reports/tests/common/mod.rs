@@ -37,25 +37,62 @@ pub fn register_history(events: usize, concurrency: u64, seed: u64) -> History {
     let mut out: Vec<Event> = Vec::with_capacity(events + 16);
     let mut time: u64 = 1_000_000;
     // worker -> (process id, open op: (f, key, value))
-    let mut workers: Vec<(u64, Option<OpenOp>)> =
-        (0..concurrency).map(|p| (p, None)).collect();
+    let mut workers: Vec<(u64, Option<OpenOp>)> = (0..concurrency).map(|p| (p, None)).collect();
     let mut next_process = concurrency;
     let fault_every = (events / 10).max(4);
     let mut partitioned = false;
-    let push = |out: &mut Vec<Event>, time: u64, process: Process, kind: EventType, f: &str, key: Option<String>, value: Value, error: Option<String>| {
+    let push = |out: &mut Vec<Event>,
+                time: u64,
+                process: Process,
+                kind: EventType,
+                f: &str,
+                key: Option<String>,
+                value: Value,
+                error: Option<String>| {
         let index = out.len() as u64;
-        out.push(Event { index, time, process, kind, f: f.to_string(), key, value, error });
+        out.push(Event {
+            index,
+            time,
+            process,
+            kind,
+            f: f.to_string(),
+            key,
+            value,
+            error,
+        });
     };
     while out.len() < events {
         time += 1 + rng.below(200_000);
         if out.len() % fault_every == fault_every / 2 {
-            let f = if partitioned { "stop-partition" } else { "start-partition" };
-            push(&mut out, time, Process::Nemesis, EventType::Info, f, None, json!({"n1": ["n2", "n3"]}), None);
+            let f = if partitioned {
+                "stop-partition"
+            } else {
+                "start-partition"
+            };
+            push(
+                &mut out,
+                time,
+                Process::Nemesis,
+                EventType::Info,
+                f,
+                None,
+                json!({"n1": ["n2", "n3"]}),
+                None,
+            );
             partitioned = !partitioned;
             continue;
         }
         if out.len() == events / 3 {
-            push(&mut out, time, Process::Nemesis, EventType::Info, "kill", None, json!(["n2"]), None);
+            push(
+                &mut out,
+                time,
+                Process::Nemesis,
+                EventType::Info,
+                "kill",
+                None,
+                json!(["n2"]),
+                None,
+            );
             continue;
         }
         let w = rng.below(concurrency) as usize;
@@ -68,7 +105,16 @@ pub fn register_history(events: usize, concurrency: u64, seed: u64) -> History {
                     1 => ("write", json!(rng.below(10))),
                     _ => ("cas", json!([rng.below(10), rng.below(10)])),
                 };
-                push(&mut out, time, Process::Client(*process), EventType::Invoke, f, Some(key.clone()), value.clone(), None);
+                push(
+                    &mut out,
+                    time,
+                    Process::Client(*process),
+                    EventType::Invoke,
+                    f,
+                    Some(key.clone()),
+                    value.clone(),
+                    None,
+                );
                 *open = Some((f.to_string(), key, value));
             }
             Some((f, key, value)) => {
@@ -80,8 +126,21 @@ pub fn register_history(events: usize, concurrency: u64, seed: u64) -> History {
                 } else {
                     (EventType::Info, Some("timed-out".to_string()))
                 };
-                let value = if f == "read" && kind == EventType::Ok { json!(rng.below(10)) } else { value };
-                push(&mut out, time, Process::Client(*process), kind, &f, Some(key), value, error);
+                let value = if f == "read" && kind == EventType::Ok {
+                    json!(rng.below(10))
+                } else {
+                    value
+                };
+                push(
+                    &mut out,
+                    time,
+                    Process::Client(*process),
+                    kind,
+                    &f,
+                    Some(key),
+                    value,
+                    error,
+                );
                 if kind == EventType::Info {
                     *process = next_process;
                     next_process += 1;
@@ -98,7 +157,16 @@ pub fn register_history(events: usize, concurrency: u64, seed: u64) -> History {
                 continue;
             }
             time += 1000;
-            push(&mut out, time, Process::Client(*process), EventType::Ok, &f, Some(key), value, None);
+            push(
+                &mut out,
+                time,
+                Process::Client(*process),
+                EventType::Ok,
+                &f,
+                Some(key),
+                value,
+                None,
+            );
         }
     }
     History::new(out)
@@ -141,8 +209,15 @@ pub fn run_results(history: &History) -> RunResults {
         "etcd-register",
         vec![
             CheckResult::valid("stats", format!("{} events", history.events.len())),
-            CheckResult::invalid("linearizable", "key k0 is not linearizable", vec![lin, lost]),
-            CheckResult::unknown("set", "time budget of 10 s ran out after 1200 of 5000 elements"),
+            CheckResult::invalid(
+                "linearizable",
+                "key k0 is not linearizable",
+                vec![lin, lost],
+            ),
+            CheckResult::unknown(
+                "set",
+                "time budget of 10 s ran out after 1200 of 5000 elements",
+            ),
         ],
     );
     r.seed = Some(42);

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use super::{data_dir, node_names};
-use crate::cluster::system::{LeaderQuery, NodeSpec, PortSpec, Probe, System, SystemParams};
+use crate::cluster::system::{
+    DEFAULT_PROBE_INTERVAL,LeaderQuery, NodeSpec, PortSpec, Probe, System, SystemParams};
 
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
@@ -67,6 +68,7 @@ pub fn system(params: &SystemParams) -> System {
         image: params.image(),
         nodes,
         ready_timeout: Duration::from_secs(30),
+        probe_interval: DEFAULT_PROBE_INTERVAL,
         leader: LeaderQuery::EtcdStatus,
     }
 }

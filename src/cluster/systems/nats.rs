@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use super::{data_dir, node_names};
-use crate::cluster::system::{LeaderQuery, NodeSpec, PortSpec, Probe, System, SystemParams};
+use crate::cluster::system::{
+    DEFAULT_PROBE_INTERVAL,LeaderQuery, NodeSpec, PortSpec, Probe, System, SystemParams};
 
 pub const CLIENT_PORT: u16 = 4222;
 pub const ROUTE_PORT: u16 = 6222;
@@ -67,6 +68,7 @@ pub fn system(params: &SystemParams) -> System {
         image: params.image(),
         nodes,
         ready_timeout: Duration::from_secs(30),
+        probe_interval: DEFAULT_PROBE_INTERVAL,
         leader: LeaderQuery::NatsJsz,
     }
 }

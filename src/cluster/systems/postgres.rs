@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use super::{data_dir, shell};
-use crate::cluster::system::{LeaderQuery, NodeSpec, PortSpec, Probe, System, SystemParams};
+use crate::cluster::system::{
+    DEFAULT_PROBE_INTERVAL,LeaderQuery, NodeSpec, PortSpec, Probe, System, SystemParams};
 
 pub const PORT: u16 = 5432;
 const BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -50,6 +51,7 @@ pub fn system(params: &SystemParams) -> System {
             log_files: vec![],
         }],
         ready_timeout: Duration::from_secs(30),
+        probe_interval: DEFAULT_PROBE_INTERVAL,
         leader: LeaderQuery::Fixed(name),
     }
 }

@@ -1,18 +1,21 @@
 //! RabbitMQ 3.10: nodes `rabbit@n1..nN` share one Erlang cookie and find each other through
 //! classic_config peer discovery listing every node, so they form one cluster at first boot.
+//! On a first boot the other nodes wait until the first serves, then join it.
 //! The server runs as the `rabbitmq` user as the container's main process and logs to stdout.
 //! Ready means `rabbitmqctl await_online_nodes N` passes on each node (all N are clustered and
 //! running), not merely that one broker accepts connections.
 
 use std::time::Duration;
 
-use super::{data_dir, node_names, shell};
+use super::{data_dir, node_names};
 use crate::cluster::system::{
     LeaderQuery, NodeFile, NodeSpec, PortSpec, Probe, System, SystemParams,
 };
 
 pub const AMQP_PORT: u16 = 5672;
 pub const DIST_PORT: u16 = 25672;
+/// Half-second waits for the first node on a first boot (two minutes).
+const SEED_WAIT_TRIES: u32 = 240;
 /// Shared by every node of every run: the cluster is private to its Docker network.
 const COOKIE: &str = "FAULTLINEFAULTLINECOOKIE";
 
@@ -35,8 +38,23 @@ pub fn system(params: &SystemParams) -> System {
                 ));
             }
             let env_conf = format!("NODENAME=rabbit@{name}\nMNESIA_BASE={dir}/mnesia\nLOGS=-\n");
+            // Nodes booting at once with empty databases keep failing to join each other
+            // ("tables_not_present") for a minute; so on its first boot every node but the
+            // first waits (bounded) until the first one serves AMQP, then joins it.
+            let seed = &names[0];
+            let wait_for_seed = if name == seed {
+                String::new()
+            } else {
+                format!(
+                    "if [ ! -d {dir}/mnesia/rabbit@{name} ]; then \
+                       for i in $(seq 1 {SEED_WAIT_TRIES}); do \
+                         (echo > /dev/tcp/{seed}/{AMQP_PORT}) 2>/dev/null && break; sleep 0.5; \
+                       done; \
+                     fi; "
+                )
+            };
             let script = format!(
-                "chown -R rabbitmq:rabbitmq {dir} /var/lib/rabbitmq && \
+                "{wait_for_seed}chown -R rabbitmq:rabbitmq {dir} /var/lib/rabbitmq && \
                  chmod 400 /var/lib/rabbitmq/.erlang.cookie && \
                  cd /var/lib/rabbitmq && \
                  exec setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups \
@@ -45,7 +63,7 @@ pub fn system(params: &SystemParams) -> System {
             NodeSpec {
                 name: name.clone(),
                 role: "server".into(),
-                cmd: shell(&script),
+                cmd: vec!["/bin/bash".into(), "-c".into(), script],
                 env: vec![],
                 data_dir: dir,
                 files: vec![
@@ -61,13 +79,17 @@ pub fn system(params: &SystemParams) -> System {
                     name: "amqp".into(),
                     container_port: AMQP_PORT,
                 }],
-                probe: Probe::exec(&[
-                    "rabbitmqctl",
-                    "-q",
-                    "await_online_nodes",
-                    &n.to_string(),
-                    "--timeout",
-                    "5",
+                // The log line first (cheap), then the cluster view (an Erlang VM per call).
+                probe: Probe::All(vec![
+                    Probe::Log("Server startup complete".into()),
+                    Probe::exec(&[
+                        "rabbitmqctl",
+                        "-q",
+                        "await_online_nodes",
+                        &n.to_string(),
+                        "--timeout",
+                        "5",
+                    ]),
                 ]),
                 log_files: vec![],
             }
@@ -78,6 +100,8 @@ pub fn system(params: &SystemParams) -> System {
         image: params.image(),
         nodes,
         ready_timeout: Duration::from_secs(120),
+        // Every rabbitmqctl call boots an Erlang VM: probing often would slow the boot down.
+        probe_interval: Duration::from_secs(2),
         leader: LeaderQuery::None,
     }
 }

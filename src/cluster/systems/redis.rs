@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::{data_dir, node_names};
 use crate::cluster::system::{
+    DEFAULT_PROBE_INTERVAL,
     LeaderQuery, NodeFile, NodeSpec, PortSpec, Probe, System, SystemParams,
 };
 
@@ -91,6 +92,7 @@ pub fn system(params: &SystemParams) -> System {
         image: params.image(),
         nodes,
         ready_timeout: Duration::from_secs(40),
+        probe_interval: DEFAULT_PROBE_INTERVAL,
         leader: LeaderQuery::RedisSentinel {
             master: MASTER_NAME.into(),
             sentinel_port: SENTINEL_PORT,

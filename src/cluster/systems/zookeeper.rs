@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{data_dir, node_names, shell};
 use crate::cluster::system::{
+    DEFAULT_PROBE_INTERVAL,
     LeaderQuery, NodeFile, NodeSpec, PortSpec, Probe, System, SystemParams,
 };
 
@@ -71,6 +72,7 @@ pub fn system(params: &SystemParams) -> System {
         image: params.image(),
         nodes,
         ready_timeout: Duration::from_secs(60),
+        probe_interval: DEFAULT_PROBE_INTERVAL,
         leader: LeaderQuery::ZooKeeperSrvr,
     }
 }

@@ -4,5 +4,6 @@
 
 pub mod etcd;
 pub mod memory;
+pub mod nats;
 pub mod postgres;
 pub mod redis;

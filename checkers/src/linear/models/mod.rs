@@ -24,7 +24,8 @@ pub use set::{Set, SetOp};
 use super::check_model;
 use crate::{Budget, CheckResult, EventType, History, HistoryError, Op, Process};
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeSet;
 
 /// Names accepted by `--model`, in the order `--help` lists them.
 pub const MODEL_NAMES: &[&str] = &[
@@ -40,14 +41,18 @@ pub const MODEL_NAMES: &[&str] = &[
 /// Values seen in a history, as dense ids. Id 0 is `null`.
 #[derive(Debug, Clone)]
 pub struct Interner {
-    ids: HashMap<String, u32>,
+    /// Integers, the common case, without rendering them.
+    ints: FxHashMap<i64, u32>,
+    /// Every other value, by its JSON text.
+    texts: FxHashMap<String, u32>,
     values: Vec<Value>,
 }
 
 impl Default for Interner {
     fn default() -> Self {
         Interner {
-            ids: HashMap::from([("null".to_string(), 0)]),
+            ints: FxHashMap::default(),
+            texts: FxHashMap::default(),
             values: vec![Value::Null],
         }
     }
@@ -56,13 +61,17 @@ impl Default for Interner {
 impl Interner {
     /// The id of `v`; equal JSON values (same text) get the same id.
     pub fn id(&mut self, v: &Value) -> u32 {
-        let text = v.to_string();
-        if let Some(&id) = self.ids.get(&text) {
-            return id;
+        let next = u32::try_from(self.values.len()).expect("fewer than 2^32 distinct values");
+        let id = match v {
+            Value::Null => return 0,
+            Value::Number(n) if n.is_i64() => {
+                *self.ints.entry(n.as_i64().unwrap_or(0)).or_insert(next)
+            }
+            other => *self.texts.entry(other.to_string()).or_insert(next),
+        };
+        if id == next {
+            self.values.push(v.clone());
         }
-        let id = u32::try_from(self.values.len()).expect("fewer than 2^32 distinct values");
-        self.ids.insert(text, id);
-        self.values.push(v.clone());
         id
     }
 

@@ -83,9 +83,7 @@ impl MultiRegister {
                     let (f, k, v) = match item.as_array().map(Vec::as_slice) {
                         Some([f, k, v]) => (f, k, v),
                         _ => {
-                            return Err(format!(
-                                "a txn micro-op must be [f key value], got {item}"
-                            ))
+                            return Err(format!("a txn micro-op must be [f key value], got {item}"))
                         }
                     };
                     let write = match f.as_str() {

@@ -116,7 +116,10 @@ impl Model for FifoQueue {
 
     fn describe_state(&self, state: &VecDeque<u32>) -> String {
         let items = state.iter().map(|&v| self.values.show(v));
-        format!("the queue holds {} (head first)", show_list(items, "[", "]"))
+        format!(
+            "the queue holds {} (head first)",
+            show_list(items, "[", "]")
+        )
     }
 
     fn state_bytes(&self, state: &VecDeque<u32>) -> usize {
@@ -206,7 +209,10 @@ impl Model for UnorderedQueue {
 
     fn describe_state(&self, state: &Vec<u32>) -> String {
         let items = state.iter().map(|&v| self.values.show(v));
-        format!("the queue holds {} (in any order)", show_list(items, "[", "]"))
+        format!(
+            "the queue holds {} (in any order)",
+            show_list(items, "[", "]")
+        )
     }
 
     fn state_bytes(&self, state: &Vec<u32>) -> usize {

@@ -1,0 +1,292 @@
+//! Properties of the linearizability checker.
+//!
+//! - Histories recorded from a sequential execution, with overlapping intervals and timeouts,
+//!   are linearizable; changing one read to a value never written makes them not.
+//! - A read of a value no write could have produced is never judged valid.
+//! - On small random histories (any mix of ok, fail, info and never-completed ops) the verdict
+//!   equals that of an exhaustive search without memo or pruning, for the register, queue and
+//!   set models: every shortcut the search takes is checked against the definition.
+
+use checkers::linear::models::{FifoQueue, Register, Set, UnorderedQueue};
+use checkers::linear::synth::{register_history, SynthParams};
+use checkers::linear::{check_model, Model};
+use checkers::{Budget, Event, EventType, History, Process, Verdict};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+/// A value no generated history ever writes.
+const NEVER_WRITTEN: u64 = 1_000_000;
+
+fn verdict<M: Model>(model: M, history: &History) -> Verdict {
+    check_model(model, history, &Budget::default())
+        .expect("well-formed")
+        .verdict
+}
+
+fn cas_register() -> Register {
+    Register::new(true, None)
+}
+
+/// Positions (in `history.events`) of ok reads.
+fn ok_reads(history: &History) -> Vec<usize> {
+    history
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.f == "read" && e.kind == EventType::Ok)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn synth_params() -> impl Strategy<Value = SynthParams> {
+    (
+        any::<u64>(),
+        1usize..150,
+        0usize..4,
+        1usize..8,
+        1u64..6,
+        0u32..300,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(seed, ops, keys, processes, values, info_per_mille, cas)| SynthParams {
+                seed,
+                ops,
+                keys,
+                processes,
+                values,
+                info_per_mille,
+                cas,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn a_history_recorded_from_a_sequential_execution_is_linearizable(p in synth_params()) {
+        let history = register_history(&p);
+        prop_assert_eq!(verdict(cas_register(), &history), Verdict::Valid);
+    }
+
+    #[test]
+    fn one_read_of_a_value_never_written_makes_it_not(p in synth_params(), pick in any::<prop::sample::Index>()) {
+        let mut history = register_history(&p);
+        let reads = ok_reads(&history);
+        prop_assume!(!reads.is_empty());
+        history.events[*pick.get(&reads)].value = json!(NEVER_WRITTEN);
+        prop_assert_eq!(verdict(cas_register(), &history), Verdict::Invalid);
+    }
+}
+
+// --- small random histories against an exhaustive search ----------------------------------
+
+/// One generated op: what, its values, how it ended, and when.
+#[derive(Debug, Clone)]
+struct Spec {
+    kind: u8,
+    a: u8,
+    b: u8,
+    /// 0 ok, 1 fail, 2 info, 3 never completed.
+    outcome: u8,
+    start: u8,
+    len: u8,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (0u8..3, 0u8..4, 0u8..3, 0u8..4, 0u8..20, 1u8..8).prop_map(
+        |(kind, a, b, outcome, start, len)| Spec {
+            kind,
+            a,
+            b,
+            outcome,
+            start,
+            len,
+        },
+    )
+}
+
+/// Small values, where 3 stands for nil.
+fn small(v: u8) -> Value {
+    if v == 3 {
+        Value::Null
+    } else {
+        json!(v)
+    }
+}
+
+/// A history from specs: each op on its own process, events ordered by time (invocations
+/// first on ties). `ops(kind, a, b)` gives f, the invocation's value and the completion's.
+fn history(specs: &[Spec], ops: impl Fn(&Spec) -> (&'static str, Value, Value)) -> History {
+    let mut timed: Vec<(u32, u8, Event)> = Vec::new();
+    for (p, s) in specs.iter().enumerate() {
+        let (f, invoke, complete) = ops(s);
+        let event = |kind, value| Event {
+            index: 0,
+            time: 0,
+            process: Process::Client(p as u64),
+            kind,
+            f: f.to_string(),
+            key: None,
+            value,
+            error: None,
+        };
+        timed.push((s.start as u32, 0, event(EventType::Invoke, invoke)));
+        let kind = match s.outcome {
+            0 => EventType::Ok,
+            1 => EventType::Fail,
+            2 => EventType::Info,
+            _ => continue,
+        };
+        timed.push(((s.start + s.len) as u32, 1, event(kind, complete)));
+    }
+    timed.sort_by_key(|(t, order, _)| (*t, *order));
+    let events = timed
+        .into_iter()
+        .enumerate()
+        .map(|(i, (t, _, mut e))| {
+            e.index = i as u64;
+            e.time = t as u64;
+            e
+        })
+        .collect();
+    History::new(events)
+}
+
+fn register_ops(s: &Spec) -> (&'static str, Value, Value) {
+    match s.kind {
+        0 => ("read", Value::Null, small(s.a)),
+        1 => ("write", small(s.a % 3), small(s.a % 3)),
+        _ => ("cas", json!([s.a % 3, s.b]), json!([s.a % 3, s.b])),
+    }
+}
+
+fn queue_ops(s: &Spec) -> (&'static str, Value, Value) {
+    match s.kind {
+        0 | 1 => ("enqueue", json!(s.a), json!(s.a)),
+        _ => ("dequeue", Value::Null, small(s.a)),
+    }
+}
+
+fn set_ops(s: &Spec) -> (&'static str, Value, Value) {
+    match s.kind {
+        0 | 1 => ("add", json!(s.a % 3), json!(s.a % 3)),
+        _ => {
+            let seen: Vec<u8> = (0..3).filter(|bit| s.b & (1 << bit) != 0).collect();
+            ("read", Value::Null, json!(seen))
+        }
+    }
+}
+
+/// Linearizable by definition: some order of all definite ops and any subset of indeterminate
+/// ones respects real time (an op completed before another was invoked goes first) and the
+/// model accepts it. Exhaustive; no memo, no pruning.
+fn oracle<M: Model>(mut model: M, history: &History) -> bool {
+    struct O<I> {
+        input: I,
+        call: u64,
+        ret: u64,
+        info: bool,
+    }
+    let mut ops = Vec::new();
+    for op in history.ops().expect("well-formed") {
+        let decoded = if op.is_fail() {
+            model.decode_failed(&op)
+        } else {
+            model.decode(&op)
+        };
+        if let Some(input) = decoded.expect("decodes") {
+            ops.push(O {
+                input,
+                call: op.invoke_index,
+                ret: if op.is_info() {
+                    u64::MAX
+                } else {
+                    op.complete_index.unwrap()
+                },
+                info: op.is_info(),
+            });
+        }
+    }
+    fn go<M: Model>(model: &M, ops: &[O<M::Input>], placed: u32, state: &M::State) -> bool {
+        let pending_definite = ops
+            .iter()
+            .enumerate()
+            .filter(|(i, o)| placed & (1 << i) == 0 && !o.info);
+        let Some(deadline) = pending_definite.map(|(_, o)| o.ret).min() else {
+            return true;
+        };
+        for (i, o) in ops.iter().enumerate() {
+            if placed & (1 << i) != 0 || o.call > deadline {
+                continue;
+            }
+            let nexts = model
+                .branches(state, &o.input)
+                .unwrap_or_else(|| model.step(state, &o.input).into_iter().collect());
+            if nexts
+                .iter()
+                .any(|next| go(model, ops, placed | (1 << i), next))
+            {
+                return true;
+            }
+        }
+        false
+    }
+    let init = model.init(None);
+    go(&model, &ops, 0, &init)
+}
+
+fn agree<M: Model + Clone>(model: M, history: &History) -> Result<(), TestCaseError> {
+    let expected = if oracle(model.clone(), history) {
+        Verdict::Valid
+    } else {
+        Verdict::Invalid
+    };
+    let result = check_model(model, history, &Budget::default()).expect("well-formed");
+    prop_assert_eq!(result.verdict, expected, "{}", result.summary);
+    if expected == Verdict::Invalid {
+        prop_assert!(!result.anomalies[0].data["unplaceable"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn the_register_search_agrees_with_exhaustive_search(specs in prop::collection::vec(spec(), 1..8)) {
+        agree(cas_register(), &history(&specs, register_ops))?;
+    }
+
+    #[test]
+    fn the_fifo_queue_search_agrees_with_exhaustive_search(specs in prop::collection::vec(spec(), 1..8)) {
+        agree(FifoQueue::new(None).unwrap(), &history(&specs, queue_ops))?;
+    }
+
+    #[test]
+    fn the_unordered_queue_search_agrees_with_exhaustive_search(specs in prop::collection::vec(spec(), 1..8)) {
+        agree(UnorderedQueue::new(None).unwrap(), &history(&specs, queue_ops))?;
+    }
+
+    #[test]
+    fn the_set_search_agrees_with_exhaustive_search(specs in prop::collection::vec(spec(), 1..8)) {
+        agree(Set::new(None).unwrap(), &history(&specs, set_ops))?;
+    }
+
+    #[test]
+    fn a_read_no_write_could_produce_is_never_valid(
+        specs in prop::collection::vec(spec(), 1..30),
+        pick in any::<prop::sample::Index>(),
+    ) {
+        let mut history = history(&specs, register_ops);
+        let reads = ok_reads(&history);
+        prop_assume!(!reads.is_empty());
+        history.events[*pick.get(&reads)].value = json!(NEVER_WRITTEN);
+        let v = verdict(cas_register(), &history);
+        prop_assert_ne!(v, Verdict::Valid);
+    }
+}
