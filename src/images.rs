@@ -190,7 +190,8 @@ pub async fn build_base(docker: &Docker, opts: &BuildOptions) -> Result<BuildOut
             .join(", ")
     ));
     let building_tag = format!("building-{}", recipe.hash);
-    let result = stream_rootfs_into_docker(&mmdebstrap, &recipe, &sources, &building_tag, &progress).await;
+    let result =
+        stream_rootfs_into_docker(&mmdebstrap, &recipe, &sources, &building_tag, &progress).await;
     let building_ref = format!("{BASE_REPO}:{building_tag}");
     if let Err(e) = result {
         progress.finish();
@@ -369,7 +370,13 @@ async fn find_or_install_mmdebstrap(install: bool, progress: &Progress) -> Resul
     progress.step("mmdebstrap is missing; installing it with apt-get (running as root)");
     let install = || async {
         tokio::process::Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends", "mmdebstrap"])
+            .args([
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "mmdebstrap",
+            ])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .stdin(Stdio::null())
             .output()
@@ -423,10 +430,7 @@ pub fn machine_apt_sources(etc_apt: &Path, suite: &str) -> Result<Vec<PathBuf>> 
     if let Ok(rd) = std::fs::read_dir(&dir) {
         let mut files: Vec<PathBuf> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .is_some_and(|x| x == "list" || x == "sources")
-            })
+            .filter(|p| p.extension().is_some_and(|x| x == "list" || x == "sources"))
             .collect();
         files.sort();
         candidates.extend(files);
@@ -498,14 +502,23 @@ pub async fn list(docker: &Docker) -> Result<Vec<ImageRow>> {
         for t in tags {
             rows.push(ImageRow {
                 reference: t,
-                id: img.id.trim_start_matches("sha256:").chars().take(12).collect(),
+                id: img
+                    .id
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect(),
                 size_bytes: img.size,
                 created_unix: img.created,
                 current: current_id,
             });
         }
     }
-    rows.sort_by(|a, b| b.created_unix.cmp(&a.created_unix).then(a.reference.cmp(&b.reference)));
+    rows.sort_by(|a, b| {
+        b.created_unix
+            .cmp(&a.created_unix)
+            .then(a.reference.cmp(&b.reference))
+    });
     Ok(rows)
 }
 
@@ -618,9 +631,16 @@ mod tests {
         )
         .unwrap();
         std::fs::write(d.join("other.list"), "deb http://x.invalid/ trixie main\n").unwrap();
-        std::fs::write(d.join("extra.list"), "deb [arch=amd64] http://y.invalid/ bookworm main\n")
-            .unwrap();
-        std::fs::write(d.join("old.list.disabled"), "deb http://z.invalid/ bookworm main\n").unwrap();
+        std::fs::write(
+            d.join("extra.list"),
+            "deb [arch=amd64] http://y.invalid/ bookworm main\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("old.list.disabled"),
+            "deb http://z.invalid/ bookworm main\n",
+        )
+        .unwrap();
         let found = machine_apt_sources(&dir, "bookworm").unwrap();
         let names: Vec<String> = found
             .iter()

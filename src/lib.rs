@@ -10,3 +10,4 @@ pub mod store;
 pub mod cluster;
 pub mod nemesis;
 pub mod images;
+pub mod run;

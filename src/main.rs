@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a chaos test: start a cluster, drive a workload, inject faults, check, report.
+    Run(Box<cmd::run::Args>),
     /// Check history files (faultline JSONL, Jepsen EDN, Jepsen logs) with a checker.
     Check(cmd::check::Args),
     /// Convert a history in any supported format to faultline JSONL.
@@ -41,6 +43,7 @@ pub const EXIT_ERROR: i32 = 3;
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => cmd::run::run(*args),
         Command::Check(args) => cmd::check::run(args),
         Command::Convert(args) => cmd::convert::run(args),
         Command::Report(args) => cmd::report::run(args),

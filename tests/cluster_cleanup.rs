@@ -114,7 +114,11 @@ async fn sigint_while_holding_removes_everything() {
     let mut up = cluster_up(&["--nodes", "1", "--hold", "300s"]).await;
     up.wait_for_line("holding").await;
     let run_id = up.run_id.clone();
-    assert_eq!(leftovers(&run_id).await, (1, 1), "the cluster exists while held");
+    assert_eq!(
+        leftovers(&run_id).await,
+        (1, 1),
+        "the cluster exists while held"
+    );
     up.signal("INT");
     assert_eq!(up.exit_code().await, Some(130));
     assert_eq!(leftovers(&run_id).await, (0, 0));
@@ -159,7 +163,11 @@ async fn a_panic_removes_everything() {
     });
     let err = task.await.unwrap_err();
     assert!(err.is_panic());
-    assert_eq!(rx.await.unwrap(), (1, 1), "the cluster existed before the panic");
+    assert_eq!(
+        rx.await.unwrap(),
+        (1, 1),
+        "the cluster existed before the panic"
+    );
     assert_eq!(leftovers(&run_id).await, (0, 0));
 }
 
@@ -178,13 +186,20 @@ async fn clean_removes_what_a_killed_controller_left_and_keeps_live_runs() {
     let orphan = up.run_id.clone();
     up.signal("KILL");
     assert_eq!(up.exit_code().await, None, "killed by a signal");
-    assert_eq!(leftovers(&orphan).await, (1, 1), "SIGKILL leaves the run behind");
+    assert_eq!(
+        leftovers(&orphan).await,
+        (1, 1),
+        "SIGKILL leaves the run behind"
+    );
 
     let out = Command::new(BIN).arg("clean").output().await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains(&format!("removed run {orphan}")), "{text}");
-    assert!(text.contains(&format!("kept    run {}", live.run_id())), "{text}");
+    assert!(
+        text.contains(&format!("kept    run {}", live.run_id())),
+        "{text}"
+    );
     assert_eq!(leftovers(&orphan).await, (0, 0));
     assert_eq!(leftovers(live.run_id()).await, (1, 1), "a live run is kept");
     live.teardown().await.unwrap();

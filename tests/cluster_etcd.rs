@@ -98,7 +98,10 @@ async fn etcd_cluster_serves_clients_and_survives_every_node_operation() {
         .await
         .unwrap();
     for n in ["n1", "n2", "n3"] {
-        let got = kv.get(c.host_addr(n, "client").unwrap(), "k").await.unwrap();
+        let got = kv
+            .get(c.host_addr(n, "client").unwrap(), "k")
+            .await
+            .unwrap();
         assert_eq!(got.as_deref(), Some("v1"), "read through {n}");
     }
     assert_eq!(
@@ -109,17 +112,28 @@ async fn etcd_cluster_serves_clients_and_survives_every_node_operation() {
     );
 
     // exec returns exit codes and output.
-    let out = c.exec("n1", &["sh", "-c", "echo hello; exit 3"]).await.unwrap();
+    let out = c
+        .exec("n1", &["sh", "-c", "echo hello; exit 3"])
+        .await
+        .unwrap();
     assert_eq!(out.exit_code, 3);
     assert_eq!(out.output.trim(), "hello");
     let hosts = c.exec("n1", &["getent", "hosts", "n2"]).await.unwrap();
     assert_eq!(hosts.exit_code, 0, "nodes resolve each other by name");
-    assert!(hosts.output.contains(&ips["n2"].to_string()), "{}", hosts.output);
+    assert!(
+        hosts.output.contains(&ips["n2"].to_string()),
+        "{}",
+        hosts.output
+    );
     let caps = c
         .exec("n1", &["iptables", "-L", "INPUT", "-n"])
         .await
         .unwrap();
-    assert_eq!(caps.exit_code, 0, "NET_ADMIN lets iptables run: {}", caps.output);
+    assert_eq!(
+        caps.exit_code, 0,
+        "NET_ADMIN lets iptables run: {}",
+        caps.output
+    );
 
     // The leader is one of the nodes; killing it elects another, and the cluster still takes
     // writes.
@@ -146,17 +160,26 @@ async fn etcd_cluster_serves_clients_and_survives_every_node_operation() {
         kv.get(back, "k").await.ok().flatten().filter(|v| v == "v2")
     })
     .await;
-    assert_eq!(got.as_deref(), Some("v2"), "restarted node serves the newest value");
+    assert_eq!(
+        got.as_deref(),
+        Some("v2"),
+        "restarted node serves the newest value"
+    );
 
     // A paused node answers nothing; once resumed it serves again.
     c.pause("n3").await.unwrap();
     assert!(!c.is_running("n3").await.unwrap());
     let short = Etcd::new(Duration::from_millis(800));
     let n3 = c.host_addr("n3", "client").unwrap();
-    assert!(short.get(n3, "k").await.is_err(), "a paused node must not answer");
+    assert!(
+        short.get(n3, "k").await.is_err(),
+        "a paused node must not answer"
+    );
     c.unpause("n3").await.unwrap();
-    let got = eventually(Duration::from_secs(10), || async { kv.get(n3, "k").await.ok().flatten() })
-        .await;
+    let got = eventually(Duration::from_secs(10), || async {
+        kv.get(n3, "k").await.ok().flatten()
+    })
+    .await;
     assert_eq!(got.as_deref(), Some("v2"));
 
     // A node taken off the network loses its peers; put back, it is ready again.
@@ -167,7 +190,9 @@ async fn etcd_cluster_serves_clients_and_survives_every_node_operation() {
         .unwrap();
     assert!(cut.output.contains("unresolved"), "{}", cut.output);
     c.connect("n2").await.unwrap();
-    c.wait_node_ready("n2", Duration::from_secs(30)).await.unwrap();
+    c.wait_node_ready("n2", Duration::from_secs(30))
+        .await
+        .unwrap();
 
     // Logs: each node's output is collected into the folder.
     let dir = std::env::temp_dir().join(format!("fl-etcd-logs-{run_id}"));

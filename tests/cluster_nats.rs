@@ -56,12 +56,7 @@ async fn jetstream_stream_replicated_on_three_servers() {
         })
         .await
         .unwrap();
-    let mut msgs = consumer
-        .fetch()
-        .max_messages(1)
-        .messages()
-        .await
-        .unwrap();
+    let mut msgs = consumer.fetch().max_messages(1).messages().await.unwrap();
     let m = msgs.next().await.expect("one message").unwrap();
     assert_eq!(m.subject.as_str(), "fl.a");
     assert_eq!(&m.payload[..], b"hello");

@@ -30,7 +30,10 @@ async fn a_confirmed_message_is_fetched_through_another_node() {
 
     // Every node sees all three as running members of one cluster.
     let status = c
-        .exec("n2", &["rabbitmqctl", "-q", "cluster_status", "--formatter", "json"])
+        .exec(
+            "n2",
+            &["rabbitmqctl", "-q", "cluster_status", "--formatter", "json"],
+        )
         .await
         .unwrap();
     assert_eq!(status.exit_code, 0, "{}", status.output);
@@ -46,9 +49,13 @@ async fn a_confirmed_message_is_fetched_through_another_node() {
 
     let pub_conn = connect(c.host_addr("n1", "amqp").unwrap()).await;
     let ch = pub_conn.create_channel().await.unwrap();
-    ch.queue_declare("fl".into(), QueueDeclareOptions::durable(), FieldTable::default())
-        .await
-        .unwrap();
+    ch.queue_declare(
+        "fl".into(),
+        QueueDeclareOptions::durable(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();

@@ -16,7 +16,11 @@ async fn conn(addr: SocketAddr) -> redis::RedisResult<redis::aio::MultiplexedCon
 
 async fn set(addr: SocketAddr, key: &str, value: &str) -> redis::RedisResult<()> {
     let mut c = conn(addr).await?;
-    redis::cmd("SET").arg(key).arg(value).query_async(&mut c).await
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(&mut c)
+        .await
 }
 
 async fn get(addr: SocketAddr, key: &str) -> redis::RedisResult<Option<String>> {

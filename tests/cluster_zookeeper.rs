@@ -23,7 +23,11 @@ async fn versioned_writes_on_a_three_node_ensemble() {
         let out = c
             .exec(
                 &n,
-                &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/2181; echo srvr >&3; cat <&3"],
+                &[
+                    "bash",
+                    "-c",
+                    "exec 3<>/dev/tcp/127.0.0.1/2181; echo srvr >&3; cat <&3",
+                ],
             )
             .await
             .unwrap();

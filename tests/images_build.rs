@@ -32,7 +32,10 @@ fn without_docker_one_line_says_what_to_install() {
     );
     assert_eq!(code, 3);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("Docker is not reachable at /nonexistent/docker.sock"), "{err}");
+    assert!(
+        err.contains("Docker is not reachable at /nonexistent/docker.sock"),
+        "{err}"
+    );
     assert!(err.contains("apt-get install docker.io"), "{err}");
 }
 
@@ -41,7 +44,10 @@ fn an_unknown_system_is_named_with_the_known_ones() {
     let (code, _, err) = faultline(&["images", "build", "--system", "cassandra"], &[]);
     assert_eq!(code, 3);
     assert!(err.contains("unknown system \"cassandra\""), "{err}");
-    assert!(err.contains("etcd, redis, nats, rabbitmq, zookeeper, postgres"), "{err}");
+    assert!(
+        err.contains("etcd, redis, nats, rabbitmq, zookeeper, postgres"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

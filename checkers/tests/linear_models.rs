@@ -58,8 +58,7 @@ fn a_read_after_a_completed_write_must_see_it() {
     assert_eq!(
         a.explanation,
         "after op 0 the register holds 1; op 2 (process 1) read nil between lines 3 and 4 \
-         cannot take effect in that state, and no other pending operation could take effect \
-         before it."
+         cannot take effect there, and no order of the other pending operations lets it."
     );
     assert_eq!(
         a.data,
@@ -443,8 +442,8 @@ fn timestamps_become_seconds_in_the_explanation() {
     assert_eq!(
         r.anomalies[0].explanation,
         "key \"r1\": after op 0 the register holds 3; op 2 (process 4) read 4 between 1.200 s \
-         and 1.310 s cannot take effect in that state, and no other pending operation could \
-         take effect before it."
+         and 1.310 s cannot take effect there, and no order of the other pending operations \
+         lets it."
     );
     assert!(r.summary.starts_with("not linearizable"), "{}", r.summary);
 }
@@ -489,4 +488,16 @@ fn per_partition_figures_are_in_the_details() {
     assert!(parts[0]["states_explored"].as_u64().unwrap() >= 3);
     assert!(parts[0]["peak_cache_bytes"].as_u64().unwrap() > 0);
     assert_eq!(r.details["ops"], 4);
+}
+
+#[test]
+fn events_out_of_index_order_are_an_error_naming_the_line() {
+    let mut history = formats::read_str("0 :invoke :write 1\n0 :ok :write 1", None).unwrap();
+    history.events[1].index = 0;
+    let err = Linearizable::new(Some("register"), None)
+        .unwrap()
+        .check(&history, &Budget::default())
+        .unwrap_err();
+    assert_eq!(err.line, 2);
+    assert!(err.message.contains("strictly increasing"), "{err}");
 }

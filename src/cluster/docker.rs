@@ -144,7 +144,10 @@ pub fn run_labels(run_id: &str, system: &str) -> HashMap<String, String> {
 }
 
 fn label_filter(label: &str) -> Option<HashMap<String, Vec<String>>> {
-    Some(HashMap::from([("label".to_string(), vec![label.to_string()])]))
+    Some(HashMap::from([(
+        "label".to_string(),
+        vec![label.to_string()],
+    )]))
 }
 
 /// What a removal found and removed.
@@ -215,10 +218,16 @@ pub async fn list_runs(docker: &Docker) -> Result<Vec<RunResources>> {
         found_n.push((run, n.name.clone().unwrap_or_default()));
     }
     for (run, name) in found_c {
-        runs.get_mut(&run).expect("entry inserted above").containers.push(name);
+        runs.get_mut(&run)
+            .expect("entry inserted above")
+            .containers
+            .push(name);
     }
     for (run, name) in found_n {
-        runs.get_mut(&run).expect("entry inserted above").networks.push(name);
+        runs.get_mut(&run)
+            .expect("entry inserted above")
+            .networks
+            .push(name);
     }
     Ok(runs.into_values().collect())
 }
@@ -235,19 +244,22 @@ pub async fn remove_labeled(docker: &Docker, label: &str) -> Result<Removed> {
         }))
         .await
         .with_context(|| format!("listing containers labeled {label}"))?;
-    let removals = containers.iter().filter_map(|c| c.id.clone()).map(|id| async move {
-        let r = docker
-            .remove_container(
-                &id,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    v: true,
-                    ..Default::default()
-                }),
-            )
-            .await;
-        (id, r)
-    });
+    let removals = containers
+        .iter()
+        .filter_map(|c| c.id.clone())
+        .map(|id| async move {
+            let r = docker
+                .remove_container(
+                    &id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        v: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+            (id, r)
+        });
     let mut first_err = None;
     for (id, r) in futures_util::future::join_all(removals).await {
         match r {

@@ -123,9 +123,15 @@ impl Cluster {
         let t0 = Instant::now();
         let docker = docker::connect()?;
         crate::images::require_image(&docker, &system.image).await?;
-        let run_id = opts.run_id.clone().unwrap_or_else(|| new_run_id(&system.name));
+        let run_id = opts
+            .run_id
+            .clone()
+            .unwrap_or_else(|| new_run_id(&system.name));
         let network = format!("fl-{run_id}");
-        LIVE_RUNS.lock().expect("live runs lock").push(run_id.clone());
+        LIVE_RUNS
+            .lock()
+            .expect("live runs lock")
+            .push(run_id.clone());
         // From here on, Drop removes whatever exists, whatever happens next.
         let mut cluster = Cluster {
             docker,
@@ -351,7 +357,10 @@ impl Cluster {
 
     /// `127.0.0.1:<host port>` for `port_name` of `node`: where host-side clients connect.
     pub fn host_addr(&self, node: &str, port_name: &str) -> Result<SocketAddr> {
-        Ok(SocketAddr::from(([127, 0, 0, 1], self.host_port(node, port_name)?)))
+        Ok(SocketAddr::from((
+            [127, 0, 0, 1],
+            self.host_port(node, port_name)?,
+        )))
     }
 
     /// The node's address on the run network, asked from Docker (it can change when a node
@@ -541,7 +550,10 @@ impl Cluster {
     /// did not and what it waited for.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        let waits = self.nodes.iter().map(|n| self.wait_until(&n.name, deadline));
+        let waits = self
+            .nodes
+            .iter()
+            .map(|n| self.wait_until(&n.name, deadline));
         for r in futures_util::future::join_all(waits).await {
             r?;
         }
@@ -764,7 +776,9 @@ fn pick_host_ports(ports: &[PortSpec]) -> Result<BTreeMap<String, (u16, u16)>> {
     Ok(out)
 }
 
-fn port_bindings(ports: &BTreeMap<String, (u16, u16)>) -> HashMap<String, Option<Vec<PortBinding>>> {
+fn port_bindings(
+    ports: &BTreeMap<String, (u16, u16)>,
+) -> HashMap<String, Option<Vec<PortBinding>>> {
     ports
         .values()
         .map(|(container, host)| {
@@ -789,7 +803,11 @@ fn tar_of(files: &[NodeFile]) -> Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     let mut dirs = HashSet::new();
     for f in files {
-        assert!(f.path.starts_with('/'), "node file paths are absolute: {}", f.path);
+        assert!(
+            f.path.starts_with('/'),
+            "node file paths are absolute: {}",
+            f.path
+        );
         let rel = f.path.trim_start_matches('/');
         let mut prefix = String::new();
         let parts: Vec<&str> = rel.split('/').collect();
@@ -836,7 +854,9 @@ async fn exec_in(docker: &Docker, container: &str, cmd: &[&str]) -> Result<ExecO
         )
         .await?
     {
-        StartExecResults::Attached { output: mut out, .. } => {
+        StartExecResults::Attached {
+            output: mut out, ..
+        } => {
             while let Some(chunk) = out.next().await {
                 output.extend_from_slice(&chunk?.into_bytes());
             }

@@ -133,8 +133,14 @@ impl Probe {
             } => format!("`{}` to exit 0 printing {t:?}", cmd.join(" ")),
             Probe::Log(t) => format!("its log to contain {t:?}"),
             Probe::Tcp(p) => format!("a TCP connect to its {p} port"),
-            Probe::Http { port, path, .. } => format!("GET {path} on its {port} port to answer 2xx"),
-            Probe::All(ps) => ps.iter().map(Probe::describe).collect::<Vec<_>>().join(" and "),
+            Probe::Http { port, path, .. } => {
+                format!("GET {path} on its {port} port to answer 2xx")
+            }
+            Probe::All(ps) => ps
+                .iter()
+                .map(Probe::describe)
+                .collect::<Vec<_>>()
+                .join(" and "),
         }
     }
 }
@@ -336,7 +342,12 @@ mod tests {
         let n2 = s.node("n2").unwrap();
         assert_eq!(
             n2.cmd,
-            ["mykv", "--name=n2", "--dir=/data/n2", "--join=n1:7000,n3:7000"]
+            [
+                "mykv",
+                "--name=n2",
+                "--dir=/data/n2",
+                "--join=n1:7000,n3:7000"
+            ]
         );
         assert_eq!(n2.probe, Probe::exec(&["mykv-ctl", "--node=n2", "health"]));
         assert_eq!(s.nodes.len(), 3);
@@ -347,7 +358,10 @@ mod tests {
         let params = SystemParams {
             nodes: Some(2),
             dial: Some(Arc::new(|from: &str, to: &str, port: u16| {
-                (format!("proxy-{from}"), port + if to == "n2" { 100 } else { 0 })
+                (
+                    format!("proxy-{from}"),
+                    port + if to == "n2" { 100 } else { 0 },
+                )
             })),
             image: None,
         };
@@ -369,7 +383,10 @@ mod tests {
 
     #[test]
     fn probes_describe_what_they_wait_for() {
-        let p = Probe::All(vec![Probe::Tcp("client".into()), Probe::Log("ready".into())]);
+        let p = Probe::All(vec![
+            Probe::Tcp("client".into()),
+            Probe::Log("ready".into()),
+        ]);
         assert_eq!(
             p.describe(),
             "a TCP connect to its client port and its log to contain \"ready\""

@@ -38,7 +38,11 @@ async fn clean(args: Args) -> Result<i32> {
             );
             continue;
         }
-        let verb = if args.dry_run { "would remove" } else { "removed" };
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
         if !args.dry_run {
             docker::remove_run_resources(&d, &run).await?;
         }
@@ -46,7 +50,11 @@ async fn clean(args: Args) -> Result<i32> {
         removed_n += run.networks.len();
         println!(
             "{verb} run {}: {} container(s) [{}], {} network(s) [{}]",
-            if run.run_id.is_empty() { "<none>" } else { &run.run_id },
+            if run.run_id.is_empty() {
+                "<none>"
+            } else {
+                &run.run_id
+            },
             run.containers.len(),
             run.containers.join(", "),
             run.networks.len(),
@@ -55,7 +63,11 @@ async fn clean(args: Args) -> Result<i32> {
     }
     println!(
         "{} {removed_c} container(s) and {removed_n} network(s); {kept} live run(s) kept",
-        if args.dry_run { "would remove" } else { "removed" }
+        if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        }
     );
     Ok(0)
 }

@@ -12,7 +12,8 @@ use faultline::cluster::{self, docker, Cluster, ClusterOptions, System, SystemPa
 #[command(after_help = "Examples:\n  \
   faultline cluster up --system etcd              # hold until Ctrl-C\n  \
   faultline cluster up --system redis --hold 30s\n  \
-  faultline cluster up --system nats --nodes 5 --logs /tmp/nats-logs")]
+  faultline cluster up --system nats --nodes 5 --logs /tmp/nats-logs\n  \
+  faultline cluster bench --repeat 3        # time to a ready cluster, every system")]
 pub struct Args {
     #[command(subcommand)]
     pub action: Action,
@@ -22,6 +23,18 @@ pub struct Args {
 pub enum Action {
     /// Start a cluster, print its nodes, hold it, tear it down.
     Up(UpArgs),
+    /// Time from start to a ready cluster, per system (each started, timed, torn down).
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Systems to time (default: all).
+    #[arg(long = "system", value_name = "S")]
+    pub systems: Vec<String>,
+    /// Starts per system; the table shows the median and the slowest.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub repeat: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -54,6 +67,16 @@ pub fn run(args: Args) -> Result<i32> {
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match args.action {
         Action::Up(up) => rt.block_on(cluster_up(up)),
+        Action::Bench(b) => rt.block_on(async {
+            tokio::select! {
+                r = bench(b) => r,
+                sig = cluster::shutdown_signal() => {
+                    // The bench future is dropped: a started cluster's Drop removes its run.
+                    eprintln!("faultline: {}: stopped", sig?);
+                    Ok(EXIT_SIGINT)
+                }
+            }
+        }),
     }
 }
 
@@ -84,7 +107,10 @@ async fn cluster_up(args: UpArgs) -> Result<i32> {
         print_cluster(&c).await?;
         match args.hold {
             Some(d) => {
-                println!("holding for {:.0} s (Ctrl-C ends it early)", d.as_secs_f64());
+                println!(
+                    "holding for {:.0} s (Ctrl-C ends it early)",
+                    d.as_secs_f64()
+                );
                 tokio::time::sleep(d).await;
             }
             None => {
@@ -121,6 +147,48 @@ async fn cluster_up(args: UpArgs) -> Result<i32> {
     }
 }
 
+async fn bench(args: BenchArgs) -> Result<i32> {
+    if args.repeat == 0 {
+        anyhow::bail!("--repeat 0: nothing to time");
+    }
+    let systems: Vec<String> = if args.systems.is_empty() {
+        cluster::SYSTEM_NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        args.systems.clone()
+    };
+    let mut table = vec![];
+    for name in &systems {
+        let system = System::by_name(name, &SystemParams::default())?;
+        let nodes = system.nodes.len();
+        let mut times = vec![];
+        for _ in 0..args.repeat {
+            let c = Cluster::up(system.clone(), ClusterOptions::default()).await?;
+            let t = c.ready_in().as_secs_f64();
+            eprintln!("{name}: ready in {t:.1} s");
+            times.push(t);
+            c.teardown().await?;
+        }
+        times.sort_by(f64::total_cmp);
+        table.push((
+            name.clone(),
+            nodes,
+            times[times.len() / 2],
+            times[times.len() - 1],
+        ));
+    }
+    println!(
+        "{:<10} {:>5} {:>10} {:>10}",
+        "system", "nodes", "median_s", "max_s"
+    );
+    for (name, nodes, median, max) in table {
+        println!("{name:<10} {nodes:>5} {median:>10.1} {max:>10.1}");
+    }
+    Ok(0)
+}
+
 async fn print_cluster(c: &Cluster) -> Result<()> {
     let ips = c.ips().await?;
     println!("network {}", c.network());
@@ -134,7 +202,9 @@ async fn print_cluster(c: &Cluster) -> Result<()> {
             "  {:<4} {:<9} {:<15} {}",
             n.name,
             n.role,
-            ips.get(&n.name).map(|ip| ip.to_string()).unwrap_or_default(),
+            ips.get(&n.name)
+                .map(|ip| ip.to_string())
+                .unwrap_or_default(),
             ports.join(", ")
         );
     }

@@ -96,7 +96,10 @@ async fn list() -> Result<i32> {
         println!("no faultline images yet: run `faultline images build`");
         return Ok(0);
     }
-    println!("{:<32} {:<12} {:>8}  {:<20} recipe", "IMAGE", "ID", "SIZE", "CREATED");
+    println!(
+        "{:<32} {:<12} {:>8}  {:<20} recipe",
+        "IMAGE", "ID", "SIZE", "CREATED"
+    );
     for r in rows {
         println!(
             "{:<32} {:<12} {:>8}  {:<20} {}",
@@ -123,7 +126,11 @@ fn utc(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }
 
 #[cfg(test)]

@@ -47,9 +47,11 @@
 //! # Evidence
 //!
 //! For an invalid partition the result carries the longest linearizable prefix the search found,
-//! the op that cannot be placed after it (the op whose completion closes the window: every op
-//! still pending was tried there and none could take effect), and the model states reachable
-//! after that prefix, as data and as a sentence.
+//! the op that cannot be placed after it (the op whose completion closes the window: it must
+//! take effect before anything invoked after that completion, and no order of the pending ops
+//! lets it), and the model states the prefix can leave (one per order of its ops that the search
+//! met), as data and as a sentence. The sentence says whether the op is impossible in those
+//! states, which is the usual case, or possible but leading nowhere.
 //!
 //! # Your own model
 //!

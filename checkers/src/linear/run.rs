@@ -39,6 +39,21 @@ pub fn check_model<M: Model>(
     let started = Instant::now();
     let deadline = budget.time_limit.map(|t| started + t);
     let ops = history.ops()?;
+    // Real-time order is read from event indices: they must increase, as the contract says.
+    if let Some(pos) = history
+        .events
+        .windows(2)
+        .position(|w| w[1].index <= w[0].index)
+    {
+        return Err(HistoryError {
+            line: pos + 2,
+            message: format!(
+                "index {} does not follow {}; expected strictly increasing indices in the order events happened",
+                history.events[pos + 1].index,
+                history.events[pos].index
+            ),
+        });
+    }
     let places = Places::new(history);
 
     // Decode, and split by partition (in invocation order within each).
@@ -411,15 +426,27 @@ fn evidence<M: Model>(
         let op = &ops[x.src];
         involved.push(op.invoke_index);
         involved.extend(op.complete_index);
-        let place = if states.len() > 1 {
+        let there = if states.len() > 1 {
             "in any of these states"
         } else {
-            "in that state"
+            "there"
+        };
+        // Usually the op is impossible in every state the prefix leaves; when it is possible
+        // (the search proved the states after it lead nowhere), say that instead.
+        let possible = failure.states.iter().any(|s| {
+            model
+                .branches(s, &x.input)
+                .map_or_else(|| model.step(s, &x.input).is_some(), |b| !b.is_empty())
+        });
+        let verdict = if possible {
+            format!("could take effect {there}, but no order of the operations still pending completes a linearization after it")
+        } else {
+            format!("cannot take effect {there}, and no order of the other pending operations lets it")
         };
         (
             vec![op.invoke_index],
             format!(
-                "{key_text}{after} {holds}; op {} (process {}) {} {} cannot take effect {place}, and no other pending operation could take effect before it.",
+                "{key_text}{after} {holds}; op {} (process {}) {} {} {verdict}.",
                 op.invoke_index,
                 op.process,
                 model.describe_op(&x.input),

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::{data_dir, node_names};
 use crate::cluster::system::{
-    DEFAULT_PROBE_INTERVAL,LeaderQuery, NodeSpec, PortSpec, Probe, System, SystemParams};
+    LeaderQuery, NodeSpec, PortSpec, Probe, System, SystemParams, DEFAULT_PROBE_INTERVAL,
+};
 
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;

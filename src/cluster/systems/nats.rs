@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::{data_dir, node_names};
 use crate::cluster::system::{
-    DEFAULT_PROBE_INTERVAL,LeaderQuery, NodeSpec, PortSpec, Probe, System, SystemParams};
+    LeaderQuery, NodeSpec, PortSpec, Probe, System, SystemParams, DEFAULT_PROBE_INTERVAL,
+};
 
 pub const CLIENT_PORT: u16 = 4222;
 pub const ROUTE_PORT: u16 = 6222;

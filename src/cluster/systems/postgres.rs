@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::{data_dir, shell};
 use crate::cluster::system::{
-    DEFAULT_PROBE_INTERVAL,LeaderQuery, NodeSpec, PortSpec, Probe, System, SystemParams};
+    LeaderQuery, NodeSpec, PortSpec, Probe, System, SystemParams, DEFAULT_PROBE_INTERVAL,
+};
 
 pub const PORT: u16 = 5432;
 const BIN: &str = "/usr/lib/postgresql/15/bin";

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use super::{data_dir, node_names};
 use crate::cluster::system::{
-    DEFAULT_PROBE_INTERVAL,
-    LeaderQuery, NodeFile, NodeSpec, PortSpec, Probe, System, SystemParams,
+    LeaderQuery, NodeFile, NodeSpec, PortSpec, Probe, System, SystemParams, DEFAULT_PROBE_INTERVAL,
 };
 
 pub const PORT: u16 = 6379;
@@ -71,7 +70,10 @@ pub fn system(params: &SystemParams) -> System {
         nodes.push(NodeSpec {
             name: name.clone(),
             role: "sentinel".into(),
-            cmd: vec!["redis-sentinel".into(), "/etc/faultline/sentinel.conf".into()],
+            cmd: vec![
+                "redis-sentinel".into(),
+                "/etc/faultline/sentinel.conf".into(),
+            ],
             env: vec![],
             data_dir: dir,
             // Sentinel rewrites its config file as it learns; it lives in the container.
@@ -81,7 +83,14 @@ pub fn system(params: &SystemParams) -> System {
                 container_port: SENTINEL_PORT,
             }],
             probe: Probe::exec_expect(
-                &["redis-cli", "-p", "26379", "sentinel", "ckquorum", MASTER_NAME],
+                &[
+                    "redis-cli",
+                    "-p",
+                    "26379",
+                    "sentinel",
+                    "ckquorum",
+                    MASTER_NAME,
+                ],
                 "OK",
             ),
             log_files: vec![],
@@ -126,6 +135,9 @@ mod tests {
         let conf = String::from_utf8(s.nodes[2].files[0].contents.clone()).unwrap();
         assert!(conf.contains("replicaof n1 6379\n"), "{conf}");
         let sentinel = String::from_utf8(s.nodes[3].files[0].contents.clone()).unwrap();
-        assert!(sentinel.contains("sentinel monitor mymaster n1 6379 2\n"), "{sentinel}");
+        assert!(
+            sentinel.contains("sentinel monitor mymaster n1 6379 2\n"),
+            "{sentinel}"
+        );
     }
 }

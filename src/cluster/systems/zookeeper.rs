@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use super::{data_dir, node_names, shell};
 use crate::cluster::system::{
-    DEFAULT_PROBE_INTERVAL,
-    LeaderQuery, NodeFile, NodeSpec, PortSpec, Probe, System, SystemParams,
+    LeaderQuery, NodeFile, NodeSpec, PortSpec, Probe, System, SystemParams, DEFAULT_PROBE_INTERVAL,
 };
 
 pub const CLIENT_PORT: u16 = 2181;
@@ -86,7 +85,9 @@ mod tests {
         let s = system(&SystemParams::default());
         let n3 = &s.nodes[2];
         let cfg = String::from_utf8(n3.files[0].contents.clone()).unwrap();
-        assert!(cfg.contains("server.1=n1:2888:3888\nserver.2=n2:2888:3888\nserver.3=n3:2888:3888\n"));
+        assert!(
+            cfg.contains("server.1=n1:2888:3888\nserver.2=n2:2888:3888\nserver.3=n3:2888:3888\n")
+        );
         assert_eq!(n3.files[1].path, "/data/n3/zk/myid");
         assert_eq!(n3.files[1].contents, b"3\n");
     }

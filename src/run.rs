@@ -1,0 +1,631 @@
+//! `faultline run`: plan -> cluster -> (generator + nemesis) -> clients -> history -> checkers ->
+//! results -> report -> exit code.
+//!
+//! The order of the phases is the contract with the user:
+//! 1. the store folder and `plan.json` first, so a run that dies in set-up still says what it
+//!    tried, and the seed and rerun command are printed before anything can fail;
+//! 2. the cluster (images built on first use), the recorder streaming `history.jsonl`;
+//! 3. the main phase: workers and the nemesis side by side until the time limit or Ctrl-C;
+//! 4. the final heal (always, whatever ended the main phase), a bounded wait for recovery, the
+//!    final phase (final reads, drains) unless the user interrupted;
+//! 5. node logs, teardown (always), then the checkers on whatever history was recorded, results,
+//!    the report, and the exit code (0 valid, 1 invalid, 2 unknown, 3 harness error).
+//!
+//! A panic inside the workload or nemesis tasks surfaces as an error of that phase; the run still
+//! heals, tears down, checks the partial history and reports, with the verdict at best `unknown`.
+
+use crate::cluster::{self, Cluster, ClusterOptions, System, SystemParams};
+use crate::plan::Plan;
+use crate::store::RunDir;
+use anyhow::{Context, Result};
+use checkers::{Budget, CheckResult, EventType, Verdict};
+use indicatif::{ProgressBar, ProgressStyle};
+use nemeses::driver::{HealGuard, Nemesis, NemesisConfig};
+use nemeses::schedule::{FaultKind, Schedule, ScheduleOptions};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use workloads::{PhaseLimits, Recorder, Runner, RunnerConfig, WorkloadOptions};
+
+/// Options of a run that are about output, not about the test itself.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub junit: Option<PathBuf>,
+    pub summary_md: Option<PathBuf>,
+    pub quiet: bool,
+}
+
+/// What a finished run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub verdict: Verdict,
+    pub run_dir: PathBuf,
+    pub report: Option<PathBuf>,
+    /// Problems of the harness (not of the system under test) met on the way.
+    pub harness_errors: Vec<String>,
+}
+
+impl RunOutcome {
+    /// 0 valid, 1 invalid, 2 unknown, 3 when the harness failed and nothing proves an anomaly.
+    pub fn exit_code(&self) -> i32 {
+        match self.verdict {
+            Verdict::Invalid => 1,
+            _ if !self.harness_errors.is_empty() => 3,
+            v => v.exit_code(),
+        }
+    }
+}
+
+/// Bound on waiting for a cluster to serve again after the final heal.
+const RECOVERY_WAIT_S: u64 = 60;
+/// Bound on the final phase (final reads, drains).
+const FINAL_PHASE_S: u64 = 60;
+/// Bound on the grace given to in-flight operations when a phase ends.
+const GRACE_S: u64 = 5;
+/// How often the progress line refreshes.
+const PROGRESS_TICK_MS: u64 = 250;
+
+/// The faultline.log of a run: timestamped lines, also echoed to stderr when not quiet.
+#[derive(Clone)]
+pub struct RunLog {
+    file: Arc<Mutex<std::fs::File>>,
+    started: Instant,
+    echo: bool,
+}
+
+impl RunLog {
+    fn create(path: &std::path::Path, echo: bool) -> Result<RunLog> {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("{}: cannot create the run log", path.display()))?;
+        Ok(RunLog {
+            file: Arc::new(Mutex::new(file)),
+            started: Instant::now(),
+            echo,
+        })
+    }
+
+    pub fn line(&self, msg: impl AsRef<str>) {
+        let msg = msg.as_ref();
+        let t = self.started.elapsed().as_secs_f64();
+        if let Ok(mut f) = self.file.lock() {
+            let _ = writeln!(f, "[{t:8.3}s] {msg}");
+        }
+        if self.echo {
+            eprintln!("faultline: {msg}");
+        }
+    }
+}
+
+/// Runs `plan` to the end and returns the exit code. Blocks on its own tokio runtime.
+pub fn execute(plan: Plan, opts: RunOptions) -> Result<i32> {
+    eprintln!(
+        "faultline: test {} (system {}, workload {}, nemesis {}, {} s), seed {}",
+        plan.name,
+        plan.system,
+        plan.workload,
+        if plan.nemesis.is_empty() {
+            "none".to_string()
+        } else {
+            plan.nemesis.join(",")
+        },
+        plan.time_limit_ms as f64 / 1e3,
+        plan.seed
+    );
+    eprintln!("faultline: rerun with: {}", plan.rerun_command());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let outcome = runtime.block_on(run_plan(plan.clone(), opts))?;
+    for e in &outcome.harness_errors {
+        eprintln!("faultline: harness problem: {e}");
+    }
+    eprintln!(
+        "faultline: verdict {} — {}",
+        outcome.verdict,
+        outcome
+            .report
+            .as_ref()
+            .map(|p| format!("report {}", p.display()))
+            .unwrap_or_else(|| format!("run folder {}", outcome.run_dir.display()))
+    );
+    eprintln!("faultline: rerun with: {}", plan.rerun_command());
+    Ok(outcome.exit_code())
+}
+
+/// The whole run, on the caller's runtime (integration tests call this directly).
+pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome> {
+    let store = PathBuf::from(&plan.store);
+    let dir = RunDir::create(&store, &plan.name)?;
+    let log = RunLog::create(&dir.log(), !opts.quiet)?;
+    log.line(format!("run folder {}", dir.path.display()));
+    let started_at = crate::store::utc_rfc3339();
+    let mut plan_json = plan_json(&plan, &started_at);
+    dir.write_json("plan.json", &plan_json)?;
+
+    // Ctrl-C / SIGTERM: the first one stops the workload and the nemesis (which heals); the run
+    // then tears down, checks and reports what it has.
+    let cancel = CancellationToken::new();
+    let signal_task = {
+        let cancel = cancel.clone();
+        let log = log.clone();
+        tokio::spawn(async move {
+            if let Ok(sig) = cluster::shutdown_signal().await {
+                log.line(format!(
+                    "{sig}: stopping the workload, healing, tearing down; the partial history will still be checked"
+                ));
+                cancel.cancel();
+            }
+        })
+    };
+
+    let mut harness_errors = Vec::new();
+    let mut interrupted = false;
+    let recorded = drive(&plan, &dir, &log, &cancel, &mut plan_json).await;
+    match &recorded {
+        Ok(r) => interrupted = r.interrupted,
+        Err(e) => {
+            let msg = one_line(e);
+            log.line(format!("run failed: {msg}"));
+            harness_errors.push(msg);
+        }
+    }
+    interrupted |= cancel.is_cancelled();
+    signal_task.abort();
+    dir.write_json("plan.json", &plan_json)?;
+
+    // Check whatever was recorded, even after a failure or an interruption.
+    let checker_specs = recorded
+        .as_ref()
+        .map(|r| r.checkers.clone())
+        .unwrap_or_else(|_| default_checkers(&plan));
+    let (history, results) = check_history(&dir, &checker_specs, &log);
+    let mut results = results;
+    if let Some(e) = history.as_ref().err() {
+        harness_errors.push(e.clone());
+    }
+    if interrupted {
+        results.push(CheckResult::unknown(
+            "run",
+            "the run was interrupted (Ctrl-C or SIGTERM) before its time limit; the partial history was checked, so anomalies found are real but their absence proves less",
+        ));
+    }
+    if let Some(e) = harness_errors.first() {
+        if !results.iter().any(|r| r.verdict == Verdict::Unknown && r.checker == "run") {
+            results.push(CheckResult::unknown(
+                "run",
+                format!("the harness failed: {e}"),
+            ));
+        }
+    }
+    let mut run_results = reports::RunResults::new(plan.name.clone(), results);
+    run_results.seed = Some(plan.seed);
+    run_results.command = Some(plan.rerun_command());
+    run_results.started_at = Some(started_at);
+    dir.write_json("results.json", &run_results)?;
+    for r in &run_results.results {
+        log.line(format!("{}: {} — {}", r.checker, r.verdict, r.summary));
+    }
+
+    let mut report = None;
+    if let Ok(h) = &history {
+        match reports::render_run(&dir.path, h, &run_results, &plan_json) {
+            Ok(r) => report = Some(r.index),
+            Err(e) => harness_errors.push(format!("report: {}", one_line(&e))),
+        }
+    }
+    if let Err(e) = reports::render_store_index(&store) {
+        harness_errors.push(format!("store index: {}", one_line(&e)));
+    }
+    let report_str = report.as_ref().map(|p| p.display().to_string());
+    let ctx = reports::CiContext {
+        title: &plan.name,
+        seed: Some(plan.seed),
+        command: run_results.command.as_deref(),
+        report: report_str.as_deref(),
+    };
+    if let Some(path) = &opts.junit {
+        reports::write_junit(path, &plan.name, &run_results.results)?;
+    }
+    if let Some(path) = &opts.summary_md {
+        reports::write_markdown_summary(path, &ctx, &run_results.results)?;
+    }
+    Ok(RunOutcome {
+        verdict: run_results.verdict,
+        run_dir: dir.path.clone(),
+        report,
+        harness_errors,
+    })
+}
+
+/// What the cluster-and-workload part of a run left for the checkers.
+struct Recorded {
+    checkers: Vec<workloads::workload::CheckerSpec>,
+    interrupted: bool,
+}
+
+fn default_checkers(plan: &Plan) -> Vec<workloads::workload::CheckerSpec> {
+    workloads::build(&plan.system, &plan.workload, &workload_options(plan))
+        .map(|(w, _)| w.checkers)
+        .unwrap_or_default()
+}
+
+fn workload_options(plan: &Plan) -> WorkloadOptions {
+    let mut o = WorkloadOptions {
+        seed: plan.seed,
+        ..WorkloadOptions::default()
+    };
+    if let Ok(m) = plan.read_mode.parse() {
+        o.read_mode = m;
+    }
+    o.register.keys_in_flight = plan.keys as usize;
+    o
+}
+
+/// Cluster, workload and nemesis: everything that touches Docker. Always heals and tears down.
+async fn drive(
+    plan: &Plan,
+    dir: &RunDir,
+    log: &RunLog,
+    cancel: &CancellationToken,
+    plan_json: &mut Value,
+) -> Result<Recorded> {
+    let (workload, factory) = workloads::build(&plan.system, &plan.workload, &workload_options(plan))
+        .map_err(anyhow::Error::msg)
+        .context("--workload")?;
+    log.line(format!(
+        "workload {}: {}; checkers: {}",
+        workload.name,
+        workload.guarantee,
+        workload
+            .checkers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let checkers = workload.checkers.clone();
+    let kinds: Vec<FaultKind> = plan
+        .nemesis
+        .iter()
+        .map(|n| FaultKind::parse(n).with_context(|| format!("--nemesis: unknown fault {n:?}")))
+        .collect::<Result<_>>()?;
+
+    cluster::docker::available().context("Docker")?;
+    let docker = cluster::docker::connect()?;
+    let image = crate::images::ensure_base(&docker).await?;
+    log.line(format!("image {image}"));
+
+    let system = System::by_name(&plan.system, &SystemParams::default())?;
+    let mut cluster_opts = ClusterOptions {
+        logs_dir: Some(dir.nodes()),
+        ..ClusterOptions::default()
+    };
+    if kinds.contains(&FaultKind::Clock) {
+        cluster_opts.files.extend(crate::nemesis::clock_shim_files());
+    }
+    log.line(format!("starting {} cluster", plan.system));
+    let cluster = tokio::select! {
+        c = Cluster::up(system, cluster_opts) => c?,
+        _ = cancel.cancelled() => anyhow::bail!("interrupted while the cluster was starting"),
+    };
+    let cluster = Arc::new(cluster);
+    log.line(format!(
+        "cluster {} ready in {:.1} s: {}",
+        cluster.run_id(),
+        cluster.ready_in().as_secs_f64(),
+        cluster.node_names().join(", ")
+    ));
+    plan_json["cluster"] = json!({
+        "run_id": cluster.run_id(),
+        "network": cluster.network(),
+        "image": image,
+        "ready_in_s": cluster.ready_in().as_secs_f64(),
+        "nodes": cluster.nodes().iter().map(|n| json!({
+            "name": n.name, "role": n.role, "container": n.container_name,
+            "ports": n.ports,
+        })).collect::<Vec<_>>(),
+    });
+
+    let result = drive_on_cluster(plan, dir, log, cancel, &cluster, workload, factory, &kinds).await;
+
+    // Teardown always: collect node logs, then remove containers and network.
+    if let Err(e) = cluster.collect_logs(&dir.nodes()).await {
+        log.line(format!("collecting node logs: {}", one_line(&e)));
+    }
+    match Arc::try_unwrap(cluster) {
+        Ok(c) => match c.teardown().await {
+            Ok(_) => log.line("cluster removed"),
+            Err(e) => log.line(format!("teardown: {}", one_line(&e))),
+        },
+        Err(_) => log.line("cluster still referenced; it is removed when the last handle drops"),
+    }
+    result.map(|interrupted| Recorded {
+        checkers,
+        interrupted,
+    })
+}
+
+/// Returns whether the run was interrupted.
+#[allow(clippy::too_many_arguments)]
+async fn drive_on_cluster(
+    plan: &Plan,
+    dir: &RunDir,
+    log: &RunLog,
+    cancel: &CancellationToken,
+    cluster: &Arc<Cluster>,
+    workload: workloads::Workload,
+    factory: Arc<dyn workloads::ClientFactory>,
+    kinds: &[FaultKind],
+) -> Result<bool> {
+    let recorder = Recorder::create(dir.history())?;
+    let nodes = client_addresses(cluster);
+    anyhow::ensure!(
+        !nodes.is_empty(),
+        "the {} cluster exposes no client port",
+        plan.system
+    );
+    let mut config = RunnerConfig::new(plan.concurrency as usize, nodes, plan.seed);
+    config.op_timeout = Duration::from_millis(plan.op_timeout_ms);
+    let mut runner = Runner::start(config, factory, recorder.clone()).await?;
+
+    // The nemesis writes into the same history as the clients.
+    let nem_rec = {
+        let recorder = recorder.clone();
+        move |e: nemeses::record::NemesisEvent| {
+            // Nemesis events are never client operations: always `info`.
+            let kind = EventType::Info;
+            let r = recorder.clone();
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async move {
+                    let _ = r
+                        .record(
+                            checkers::Process::Nemesis,
+                            kind,
+                            &e.f,
+                            None,
+                            e.value,
+                            e.error.as_deref(),
+                        )
+                        .await;
+                })
+            })
+        }
+    };
+    let ctl = Arc::new(crate::nemesis::ClusterControl::new(cluster.clone()));
+    let nemesis = Arc::new(Nemesis::new(ctl, Arc::new(nem_rec), NemesisConfig::default()));
+    let mut guard = HealGuard::new(nemesis.clone());
+    let schedule = Schedule::generate(
+        plan.seed,
+        kinds,
+        &cluster.node_names(),
+        &ScheduleOptions {
+            interval: Duration::from_millis(plan.nemesis_interval_ms),
+            time_limit: plan.time_limit(),
+            ..ScheduleOptions::default()
+        },
+    )?;
+    if !kinds.is_empty() {
+        let prepared = nemesis.prepare(kinds).await?;
+        log.line(format!("nemesis prepared: {prepared}"));
+    }
+    log.line(format!(
+        "schedule: {} faults over {} s",
+        schedule.faults().count(),
+        plan.time_limit_ms / 1000
+    ));
+
+    let progress = progress_bar(plan, &recorder, log);
+    let main_gen = workloads::workload::paced(
+        workload.generator,
+        Some(plan.rate_ops_per_s),
+        plan.time_limit(),
+    );
+    let nemesis_task = {
+        let nemesis = nemesis.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let c = cancel.clone();
+            nemesis.run(&schedule, async move { c.cancelled().await }).await
+        })
+    };
+    let limits = PhaseLimits {
+        time_limit: plan.time_limit(),
+        grace: Duration::from_secs(GRACE_S),
+    };
+    let main = runner.run_phase(main_gen, limits, cancel).await;
+    // The nemesis stops at its own deadline (the same time limit); wait for it, bounded.
+    let summary = match tokio::time::timeout(
+        Duration::from_secs(RECOVERY_WAIT_S),
+        nemesis_task,
+    )
+    .await
+    {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(join)) => {
+            log.line(format!("nemesis task failed: {join}"));
+            None
+        }
+        Err(_) => {
+            log.line("nemesis did not finish in time; healing now");
+            None
+        }
+    };
+    let heal = nemesis.heal_all().await;
+    guard.disarm();
+    if !heal.is_ok() {
+        log.line(format!("heal problems: {}", heal.errors.join("; ")));
+    }
+    if let Some(s) = &summary {
+        log.line(format!(
+            "nemesis: {} faults started, {} errors, {} clock changes unverified",
+            s.faults_started, s.fault_errors, s.clock_unverified
+        ));
+    }
+    let main = main?;
+    log.line(format!(
+        "main phase: {} ops ({} ok, {} fail, {} info) in {:.1} s, ended by {:?}",
+        main.invoked,
+        main.ok,
+        main.fail,
+        main.info,
+        main.elapsed_ms / 1e3,
+        main.ended
+    ));
+
+    let interrupted = cancel.is_cancelled();
+    if !interrupted {
+        if let Some(final_gen) = workload.final_generator {
+            log.line("waiting for the cluster to recover");
+            if let Err(e) = cluster
+                .wait_ready(Duration::from_secs(RECOVERY_WAIT_S))
+                .await
+            {
+                log.line(format!("recovery: {}", one_line(&e)));
+            }
+            log.line("final phase");
+            let fin = runner
+                .run_phase(
+                    final_gen,
+                    PhaseLimits {
+                        time_limit: Duration::from_secs(FINAL_PHASE_S),
+                        grace: Duration::from_secs(GRACE_S),
+                    },
+                    cancel,
+                )
+                .await?;
+            log.line(format!(
+                "final phase: {} ops ({} ok, {} fail, {} info)",
+                fin.invoked, fin.ok, fin.fail, fin.info
+            ));
+        }
+    }
+    progress.finish_and_clear();
+    if let Err(e) = runner.close().await {
+        log.line(format!("closing clients: {}", one_line(&e)));
+    }
+    let rec = recorder.finish().await?;
+    log.line(format!("history: {} events in {}", rec.events, rec.path.display()));
+    Ok(interrupted)
+}
+
+/// Each node's client address on the host, in node order.
+fn client_addresses(cluster: &Cluster) -> Vec<String> {
+    cluster
+        .nodes()
+        .iter()
+        .filter_map(|n| {
+            ["client", "amqp"]
+                .iter()
+                .find_map(|p| n.ports.get(*p))
+                .map(|(_, host)| format!("127.0.0.1:{host}"))
+        })
+        .collect()
+}
+
+/// A live progress line (ops/s, ok / fail / info, current faults); a no-op bar when quiet.
+fn progress_bar(plan: &Plan, recorder: &Recorder, log: &RunLog) -> ProgressBar {
+    let bar = if log.echo && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::new(plan.time_limit_ms / 1000)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} s  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let recorder = recorder.clone();
+    let ticker = bar.clone();
+    let started = Instant::now();
+    tokio::spawn(async move {
+        // Bounded: the bar stops ticking when it is finished (or after a day, whichever first).
+        for _ in 0..(24 * 3600 * 1000 / PROGRESS_TICK_MS) {
+            if ticker.is_finished() {
+                break;
+            }
+            let s = recorder.stats();
+            let faults = if s.active_faults.is_empty() {
+                "no fault".to_string()
+            } else {
+                s.active_faults.keys().cloned().collect::<Vec<_>>().join("+")
+            };
+            ticker.set_position(started.elapsed().as_secs());
+            ticker.set_message(format!(
+                "{:.0} ops/s  ok {}  fail {}  info {}  [{}]",
+                s.ops_per_s, s.total.ok, s.total.fail, s.total.info, faults
+            ));
+            tokio::time::sleep(Duration::from_millis(PROGRESS_TICK_MS)).await;
+        }
+    });
+    bar
+}
+
+/// Reads the recorded history back and runs the workload's checkers on it.
+fn check_history(
+    dir: &RunDir,
+    specs: &[workloads::workload::CheckerSpec],
+    log: &RunLog,
+) -> (Result<checkers::History, String>, Vec<CheckResult>) {
+    let path = dir.history();
+    if !path.exists() {
+        return (
+            Err("no history was recorded".to_string()),
+            vec![CheckResult::unknown("run", "no history was recorded")],
+        );
+    }
+    let history = match checkers::formats::read_path(&path, Some(checkers::formats::Format::Jsonl)) {
+        Ok(h) => h,
+        Err(e) => {
+            return (
+                Err(e.clone()),
+                vec![CheckResult::unknown(
+                    "run",
+                    format!("the recorded history cannot be read: {e}"),
+                )],
+            )
+        }
+    };
+    let budget = Budget {
+        time_limit: Some(Duration::from_secs(300)),
+        ..Budget::default()
+    };
+    let mut results = Vec::new();
+    for spec in specs {
+        log.line(format!("checking with {}", spec.name));
+        let r = checkers::by_name(&spec.name, &spec.options)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                checkers::run_checker(c.as_ref(), &history, &budget).map_err(|e| e.to_string())
+            });
+        results.push(match r {
+            Ok(r) => r,
+            Err(e) => CheckResult::unknown(&spec.name, format!("checker failed: {e}")),
+        });
+    }
+    (Ok(history), results)
+}
+
+fn plan_json(plan: &Plan, started_at: &str) -> Value {
+    let mut v = serde_json::to_value(plan).unwrap_or(Value::Null);
+    v["seed"] = json!(plan.seed);
+    v["command"] = json!(plan.rerun_command());
+    v["started_at"] = json!(started_at);
+    v["versions"] = json!({
+        "faultline": env!("CARGO_PKG_VERSION"),
+        "image_recipe": crate::images::base_image_ref(),
+    });
+    v
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
+}
