@@ -493,7 +493,7 @@ pub async fn list(docker: &Docker) -> Result<Vec<ImageRow>> {
         .context("listing images")?;
     let mut rows = vec![];
     for img in images {
-        let current_id = img.repo_tags.iter().any(|t| *t == current);
+        let current_id = img.repo_tags.contains(&current);
         let tags = if img.repo_tags.is_empty() {
             vec!["<untagged>".to_string()]
         } else {

@@ -4,10 +4,10 @@
 //! controller's work (cluster lifecycle, runs, the store layout) lives in the modules below so
 //! that integration tests can drive it directly.
 
-pub mod plan;
-pub mod units;
-pub mod store;
 pub mod cluster;
-pub mod nemesis;
 pub mod images;
+pub mod nemesis;
+pub mod plan;
 pub mod run;
+pub mod store;
+pub mod units;

@@ -195,7 +195,10 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome> {
         ));
     }
     if let Some(e) = harness_errors.first() {
-        if !results.iter().any(|r| r.verdict == Verdict::Unknown && r.checker == "run") {
+        if !results
+            .iter()
+            .any(|r| r.verdict == Verdict::Unknown && r.checker == "run")
+        {
             results.push(CheckResult::unknown(
                 "run",
                 format!("the harness failed: {e}"),
@@ -274,9 +277,10 @@ async fn drive(
     cancel: &CancellationToken,
     plan_json: &mut Value,
 ) -> Result<Recorded> {
-    let (workload, factory) = workloads::build(&plan.system, &plan.workload, &workload_options(plan))
-        .map_err(anyhow::Error::msg)
-        .context("--workload")?;
+    let (workload, factory) =
+        workloads::build(&plan.system, &plan.workload, &workload_options(plan))
+            .map_err(anyhow::Error::msg)
+            .context("--workload")?;
     log.line(format!(
         "workload {}: {}; checkers: {}",
         workload.name,
@@ -306,7 +310,9 @@ async fn drive(
         ..ClusterOptions::default()
     };
     if kinds.contains(&FaultKind::Clock) {
-        cluster_opts.files.extend(crate::nemesis::clock_shim_files());
+        cluster_opts
+            .files
+            .extend(crate::nemesis::clock_shim_files());
     }
     log.line(format!("starting {} cluster", plan.system));
     let cluster = tokio::select! {
@@ -331,7 +337,8 @@ async fn drive(
         })).collect::<Vec<_>>(),
     });
 
-    let result = drive_on_cluster(plan, dir, log, cancel, &cluster, workload, factory, &kinds).await;
+    let result =
+        drive_on_cluster(plan, dir, log, cancel, &cluster, workload, factory, &kinds).await;
 
     // Teardown always: collect node logs, then remove containers and network.
     if let Err(e) = cluster.collect_logs(&dir.nodes()).await {
@@ -397,7 +404,11 @@ async fn drive_on_cluster(
         }
     };
     let ctl = Arc::new(crate::nemesis::ClusterControl::new(cluster.clone()));
-    let nemesis = Arc::new(Nemesis::new(ctl, Arc::new(nem_rec), NemesisConfig::default()));
+    let nemesis = Arc::new(Nemesis::new(
+        ctl,
+        Arc::new(nem_rec),
+        NemesisConfig::default(),
+    ));
     let mut guard = HealGuard::new(nemesis.clone());
     let schedule = Schedule::generate(
         plan.seed,
@@ -430,7 +441,9 @@ async fn drive_on_cluster(
         let cancel = cancel.clone();
         tokio::spawn(async move {
             let c = cancel.clone();
-            nemesis.run(&schedule, async move { c.cancelled().await }).await
+            nemesis
+                .run(&schedule, async move { c.cancelled().await })
+                .await
         })
     };
     let limits = PhaseLimits {
@@ -439,22 +452,18 @@ async fn drive_on_cluster(
     };
     let main = runner.run_phase(main_gen, limits, cancel).await;
     // The nemesis stops at its own deadline (the same time limit); wait for it, bounded.
-    let summary = match tokio::time::timeout(
-        Duration::from_secs(RECOVERY_WAIT_S),
-        nemesis_task,
-    )
-    .await
-    {
-        Ok(Ok(s)) => Some(s),
-        Ok(Err(join)) => {
-            log.line(format!("nemesis task failed: {join}"));
-            None
-        }
-        Err(_) => {
-            log.line("nemesis did not finish in time; healing now");
-            None
-        }
-    };
+    let summary =
+        match tokio::time::timeout(Duration::from_secs(RECOVERY_WAIT_S), nemesis_task).await {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(join)) => {
+                log.line(format!("nemesis task failed: {join}"));
+                None
+            }
+            Err(_) => {
+                log.line("nemesis did not finish in time; healing now");
+                None
+            }
+        };
     let heal = nemesis.heal_all().await;
     guard.disarm();
     if !heal.is_ok() {
@@ -509,7 +518,11 @@ async fn drive_on_cluster(
         log.line(format!("closing clients: {}", one_line(&e)));
     }
     let rec = recorder.finish().await?;
-    log.line(format!("history: {} events in {}", rec.events, rec.path.display()));
+    log.line(format!(
+        "history: {} events in {}",
+        rec.events,
+        rec.path.display()
+    ));
     Ok(interrupted)
 }
 
@@ -552,7 +565,11 @@ fn progress_bar(plan: &Plan, recorder: &Recorder, log: &RunLog) -> ProgressBar {
             let faults = if s.active_faults.is_empty() {
                 "no fault".to_string()
             } else {
-                s.active_faults.keys().cloned().collect::<Vec<_>>().join("+")
+                s.active_faults
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("+")
             };
             ticker.set_position(started.elapsed().as_secs());
             ticker.set_message(format!(
@@ -578,7 +595,8 @@ fn check_history(
             vec![CheckResult::unknown("run", "no history was recorded")],
         );
     }
-    let history = match checkers::formats::read_path(&path, Some(checkers::formats::Format::Jsonl)) {
+    let history = match checkers::formats::read_path(&path, Some(checkers::formats::Format::Jsonl))
+    {
         Ok(h) => h,
         Err(e) => {
             return (

@@ -137,8 +137,12 @@ mod tests {
         let b = RunDir::create(&store, "t").unwrap();
         assert_ne!(a.path, b.path);
         assert!(a.nodes().is_dir());
-        a.write_json("x.json", &serde_json::json!({"k": 1})).unwrap();
-        assert_eq!(std::fs::read_to_string(a.path.join("x.json")).unwrap(), "{\n  \"k\": 1\n}");
+        a.write_json("x.json", &serde_json::json!({"k": 1}))
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(a.path.join("x.json")).unwrap(),
+            "{\n  \"k\": 1\n}"
+        );
         std::fs::remove_dir_all(&store).unwrap();
     }
 }

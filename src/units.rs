@@ -8,7 +8,9 @@ use std::time::Duration;
 /// Parses durations like `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
 pub fn duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()
@@ -26,7 +28,9 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 /// Parses sizes like `512MiB`, `4GiB`, `100MB`, or a bare number of bytes.
 pub fn bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()
@@ -39,8 +43,11 @@ pub fn bytes(s: &str) -> Result<u64, String> {
         "mib" => 1024.0 * 1024.0,
         "g" | "gb" => 1e9,
         "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("unknown unit {other:?}; expected B, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?}; expected B, KiB, MiB or GiB"
+            ))
+        }
     };
     Ok((n * scale) as u64)
 }
-

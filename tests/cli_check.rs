@@ -48,7 +48,10 @@ fn bad_input(name: &str, bytes: &[u8]) -> String {
     assert_eq!(out.status.code(), Some(3), "bad input exits 3");
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "one line, got: {err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
     assert!(err.contains(name), "names the file: {err}");
     err
 }
@@ -59,11 +62,27 @@ fn stats_counts_match_expected_for_every_shared_history() {
     assert_eq!(rows.len(), 74, "EXPECTED.md rows");
     for (file, ops, ok, fail, info, _) in rows {
         let path = shared().join(&file);
-        let out = faultline(&["check", "--checker", "stats", "--json", path.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(0), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = faultline(&[
+            "check",
+            "--checker",
+            "stats",
+            "--json",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let d = &v["result"]["details"];
-        let got = (d["ops"].as_u64(), d["ok"].as_u64(), d["fail"].as_u64(), d["info"].as_u64());
+        let got = (
+            d["ops"].as_u64(),
+            d["ok"].as_u64(),
+            d["fail"].as_u64(),
+            d["info"].as_u64(),
+        );
         assert_eq!(got, (Some(ops), Some(ok), Some(fail), Some(info)), "{file}");
     }
 }
@@ -88,13 +107,28 @@ fn several_files_print_one_line_each_and_a_summary() {
 
 #[test]
 fn a_bad_file_among_good_ones_is_reported_and_exits_3() {
-    let bad = scratch("among.jsonl", b"{\"index\":0,\"process\":0,\"type\":\"ok\",\"f\":\"read\"}\n");
+    let bad = scratch(
+        "among.jsonl",
+        b"{\"index\":0,\"process\":0,\"type\":\"ok\",\"f\":\"read\"}\n",
+    );
     let good = shared().join("kv/c01-ok.txt");
-    let out = faultline(&["check", "--checker", "stats", good.to_str().unwrap(), bad.to_str().unwrap()]);
+    let out = faultline(&[
+        "check",
+        "--checker",
+        "stats",
+        good.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(3));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("among.jsonl") && text.contains("error") && text.contains("line 1"), "{text}");
-    assert!(text.contains("1 valid") && text.contains("1 errors"), "{text}");
+    assert!(
+        text.contains("among.jsonl") && text.contains("error") && text.contains("line 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 valid") && text.contains("1 errors"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -109,27 +143,44 @@ fn bad_input_truncated_mid_line() {
         "truncated.jsonl",
         b"{\"index\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"read\"}\n{\"index\":1,\"proc",
     );
-    assert!(e.contains("line 2, column") && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains("line 2, column") && e.contains("truncated"),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_input_binary() {
     let e = bad_input("binary.bin", &[0x7f, b'E', b'L', b'F', 0, 1, 2, 3]);
-    assert!(e.contains("line 1, column 5") && e.contains("binary"), "{e}");
+    assert!(
+        e.contains("line 1, column 5") && e.contains("binary"),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_input_ten_megabyte_line() {
-    let mut line = b"{\"index\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"w\",\"value\":\"".to_vec();
+    let mut line =
+        b"{\"index\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"w\",\"value\":\"".to_vec();
     line.extend(std::iter::repeat_n(b'x', 10 << 20));
     let e = bad_input("huge.jsonl", &line);
-    assert!(e.contains("line 1, column") && e.len() < 400, "{}", &e[..e.len().min(400)]);
+    assert!(
+        e.contains("line 1, column") && e.len() < 400,
+        "{}",
+        &e[..e.len().min(400)]
+    );
 }
 
 #[test]
 fn bad_input_invalid_utf8() {
-    let e = bad_input("latin1.log", b"0 :invoke :write 1\n0 :ok :write \"caf\xe9\"\n");
-    assert!(e.contains("line 2, column 18") && e.contains("UTF-8"), "{e}");
+    let e = bad_input(
+        "latin1.log",
+        b"0 :invoke :write 1\n0 :ok :write \"caf\xe9\"\n",
+    );
+    assert!(
+        e.contains("line 2, column 18") && e.contains("UTF-8"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -138,7 +189,10 @@ fn bad_input_completion_without_invocation() {
         "orphan.jsonl",
         b"{\"index\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"read\"}\n{\"index\":1,\"process\":0,\"type\":\"ok\",\"f\":\"read\"}\n{\"index\":2,\"process\":5,\"type\":\"ok\",\"f\":\"read\"}\n",
     );
-    assert!(e.contains("line 3") && e.contains("no open invocation"), "{e}");
+    assert!(
+        e.contains("line 3") && e.contains("no open invocation"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -146,7 +200,10 @@ fn missing_file_and_unknown_checker_are_one_line_errors() {
     let out = faultline(&["check", "--checker", "stats", "/nonexistent/history.jsonl"]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("/nonexistent/history.jsonl") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("/nonexistent/history.jsonl") && err.lines().count() == 1,
+        "{err}"
+    );
 
     let out = faultline(&["check", "--checker", "nope", "x"]);
     assert_ne!(out.status.code(), Some(0));
@@ -159,7 +216,12 @@ fn convert_turns_a_jepsen_log_into_jsonl_that_checks_the_same() {
     let src = shared().join("etcd/etcd_000.log");
     let dst = Path::new(env!("CARGO_TARGET_TMPDIR")).join("etcd_000.jsonl");
     let out = faultline(&["convert", src.to_str().unwrap(), dst.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let first = std::fs::read_to_string(&dst).unwrap();
     assert!(first.starts_with("{\"index\":0,"), "{}", &first[..80]);
     let stats = |p: &Path| {

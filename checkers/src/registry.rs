@@ -42,8 +42,9 @@ pub fn by_name(name: &str, _options: &CheckOptions) -> Result<Box<dyn Checker>, 
             _options.model.as_deref(),
             _options.initial.clone(),
         )?)),
-        "delivery" | "set" | "unique" | "idempotency" | "versioned-append" | "counter"
-        | "bank" => crate::stream::checker(name, _options).expect("a streaming checker's name"),
+        "delivery" | "set" | "unique" | "idempotency" | "versioned-append" | "counter" | "bank" => {
+            crate::stream::checker(name, _options).expect("a streaming checker's name")
+        }
         other => Err(format!(
             "unknown checker {other:?}; expected one of: {}",
             CHECKER_NAMES.join(", ")

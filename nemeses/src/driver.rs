@@ -48,6 +48,9 @@ pub struct NemesisConfig {
     /// Before clock faults: restart nodes whose (dynamically linked) server started before the
     /// clock shim was installed, so that it loads the shim.
     pub clock_restart_to_load: bool,
+    /// How long a clock change may take to show in the server before it counts as ignored
+    /// (see [`Clocks::with_settle`]); zero for systems that read the OS clock on every call.
+    pub clock_settle: Duration,
 }
 
 impl Default for NemesisConfig {
@@ -56,6 +59,7 @@ impl Default for NemesisConfig {
             op_timeout: Duration::from_secs(30),
             ready_timeout: Duration::from_secs(60),
             clock_restart_to_load: true,
+            clock_settle: Duration::ZERO,
         }
     }
 }
@@ -125,7 +129,7 @@ impl Nemesis {
         let partitioner: Arc<dyn Partitioner> = Arc::new(Iptables::new(ctl.clone()));
         Nemesis {
             processes: Processes::new(ctl.clone(), config.op_timeout, config.ready_timeout),
-            clocks: Clocks::new(ctl.clone(), config.op_timeout),
+            clocks: Clocks::new(ctl.clone(), config.op_timeout).with_settle(config.clock_settle),
             partitioner,
             links: None,
             active: Mutex::new(Vec::new()),

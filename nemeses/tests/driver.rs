@@ -6,7 +6,8 @@
 
 use anyhow::{bail, Result};
 use async_trait::async_trait;
-use nemeses::control::{ExecOutput, NodeControl};
+use nemeses::clock::ClockSetting;
+use nemeses::control::{ClockReading, ExecOutput, NodeControl};
 use nemeses::driver::{HealGuard, Nemesis, NemesisConfig};
 use nemeses::grudge::Grudge;
 use nemeses::partition::Partitioner;
@@ -34,6 +35,10 @@ struct FakeCluster {
     /// Nodes whose kill fails.
     kill_fails: BTreeSet<String>,
     leader: Option<String>,
+    /// With a server process (pid 7, shim loaded): whether its clock follows the control file.
+    clock_follows: Option<bool>,
+    /// The offset last written to the control file, in nanoseconds.
+    offset_ns: Mutex<i64>,
 }
 
 impl FakeCluster {
@@ -118,6 +123,24 @@ impl NodeControl for FakeCluster {
     async fn leader(&self) -> Result<Option<String>> {
         Ok(self.leader.clone())
     }
+    async fn server_pid(&self, _node: &str) -> Result<Option<u32>> {
+        Ok(self.clock_follows.map(|_| 7))
+    }
+    async fn clock_probe(&self, _node: &str) -> Result<Option<ClockReading>> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i128;
+        let offset = match self.clock_follows {
+            Some(true) => i128::from(*self.offset_ns.lock().unwrap()),
+            _ => 0,
+        };
+        Ok(Some(ClockReading {
+            unix_ns: now + offset,
+            resolution_ns: 1_000,
+            source: "fake TIME".into(),
+        }))
+    }
 }
 
 /// A partitioner that keeps the grudge in force.
@@ -159,6 +182,7 @@ fn rig(cluster: FakeCluster) -> Rig {
         op_timeout: Duration::from_secs(5),
         ready_timeout: Duration::from_secs(5),
         clock_restart_to_load: false,
+        ..NemesisConfig::default()
     };
     let nemesis = Nemesis::new(cluster.clone(), rec.clone(), config).with_partitioner(net.clone());
     Rig {
@@ -280,7 +304,7 @@ async fn a_clock_change_that_cannot_be_verified_is_recorded_as_such_and_undone()
     let r = rig(FakeCluster::new(3));
     let fault = Fault::Clock {
         nodes: vec!["n1".into()],
-        setting: nemeses::clock::ClockSetting::offset_ms(5_000),
+        setting: ClockSetting::offset_ms(5_000),
     };
     assert!(!r.nemesis.start(&fault).await);
     let ev = r.rec.events();
@@ -344,4 +368,68 @@ async fn the_guard_also_heals_from_a_current_thread_runtime_and_stays_quiet_when
         healed,
         "nothing to heal, nothing recorded"
     );
+}
+
+#[tokio::test]
+async fn a_clock_bump_the_server_follows_is_recorded_with_its_proof_and_undone() {
+    let mut c = FakeCluster::new(3);
+    c.clock_follows = Some(true);
+    let r = rig(c);
+    let fault = Fault::Clock {
+        nodes: vec!["n2".into()],
+        setting: ClockSetting::offset_ms(-20_000),
+    };
+    assert!(r.nemesis.start(&fault).await);
+    let ev = r.rec.events();
+    assert_eq!(r.rec.fs(), vec!["start-clock"]);
+    let n2 = &ev[0].value["nodes"]["n2"];
+    assert_eq!(n2["offset_ms"], -20_000);
+    assert_eq!(n2["verified_by"], "probe: fake TIME");
+    assert!((n2["observed_offset_ms"].as_i64().unwrap() + 20_000).abs() < 100);
+    assert_eq!(
+        r.nemesis.clocks().skewed(),
+        BTreeSet::from(["n2".to_string()])
+    );
+
+    r.nemesis.stop(FaultKind::Clock).await;
+    assert_eq!(r.rec.fs(), vec!["start-clock", "stop-clock"]);
+    assert_eq!(
+        r.rec.events()[1].value["nodes"]["n2"]["verified_by"],
+        "probe: fake TIME"
+    );
+    assert_eq!(*r.cluster.offset_ns.lock().unwrap(), 0);
+    assert!(r.nemesis.clocks().skewed().is_empty());
+}
+
+#[tokio::test]
+async fn a_strobe_the_server_ignores_is_sampled_then_reported_unverified() {
+    let mut c = FakeCluster::new(3);
+    c.clock_follows = Some(false);
+    let r = rig(c);
+    let fault = Fault::Clock {
+        nodes: vec!["n1".into()],
+        setting: ClockSetting::strobe_ms(0, 4_000, 20),
+    };
+    assert!(!r.nemesis.start(&fault).await);
+    assert_eq!(r.rec.fs(), vec!["clock-unverified"]);
+    let reason = r.rec.events()[0].value["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("fake TIME")
+            && reason.contains("8 readings")
+            && reason.contains("does not follow"),
+        "{reason}"
+    );
+    assert_eq!(*r.cluster.offset_ns.lock().unwrap(), 0, "put back at once");
+}
+#[tokio::test]
+async fn dbg_tmp() {
+    let mut c = FakeCluster::new(3);
+    c.clock_follows = Some(false);
+    let r = rig(c);
+    let fault = Fault::Clock { nodes: vec!["n1".into()], setting: ClockSetting::strobe_ms(0, 4_000, 20) };
+    r.nemesis.start(&fault).await;
+    println!("{:?}", r.rec.events());
 }

@@ -72,6 +72,31 @@ pub fn anomaly_summary(result: &CheckResult, max: usize) -> String {
 
 /// JUnit XML: one `<testsuite>` named `suite`, one `<testcase>` per checker.
 pub fn junit(suite: &str, results: &[CheckResult]) -> String {
+    junit_suites(&[(suite, results)])
+}
+
+/// JUnit XML with one `<testsuite>` per (name, results) pair, e.g. one per history file that
+/// `faultline check` judged.
+pub fn junit_suites(suites: &[(&str, &[CheckResult])]) -> String {
+    let all = || suites.iter().flat_map(|(_, r)| r.iter());
+    let count = |v: Verdict| all().filter(|r| r.verdict == v).count();
+    let total_s: f64 = all().map(|r| r.elapsed_ms).sum::<f64>() / 1e3;
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"faultline\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{total_s:.3}\">",
+        all().count(),
+        count(Verdict::Invalid),
+        count(Verdict::Unknown)
+    );
+    for (suite, results) in suites {
+        testsuite(&mut out, suite, results);
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+fn testsuite(out: &mut String, suite: &str, results: &[CheckResult]) {
     let failures = results
         .iter()
         .filter(|r| r.verdict == Verdict::Invalid)
@@ -81,12 +106,6 @@ pub fn junit(suite: &str, results: &[CheckResult]) -> String {
         .filter(|r| r.verdict == Verdict::Unknown)
         .count();
     let total_s: f64 = results.iter().map(|r| r.elapsed_ms).sum::<f64>() / 1e3;
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"faultline\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{total_s:.3}\">",
-        results.len()
-    );
     let _ = writeln!(
         out,
         "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" time=\"{total_s:.3}\">",
@@ -102,7 +121,13 @@ pub fn junit(suite: &str, results: &[CheckResult]) -> String {
             r.elapsed_ms / 1e3
         );
         match r.verdict {
-            Verdict::Valid => {}
+            Verdict::Valid => {
+                let _ = write!(
+                    out,
+                    "\n      <system-out>{}</system-out>\n    ",
+                    xml(&r.summary)
+                );
+            }
             Verdict::Invalid => {
                 let first = r.anomalies.first().map_or_else(
                     || r.summary.clone(),
@@ -132,22 +157,19 @@ pub fn junit(suite: &str, results: &[CheckResult]) -> String {
                 );
             }
         }
-        if r.verdict == Verdict::Valid {
-            let _ = write!(
-                out,
-                "\n      <system-out>{}</system-out>\n    ",
-                xml(&r.summary)
-            );
-        }
         out.push_str("</testcase>\n");
     }
-    out.push_str("  </testsuite>\n</testsuites>\n");
-    out
+    out.push_str("  </testsuite>\n");
 }
 
 /// Writes [`junit`] to `path`, replacing it.
 pub fn write_junit(path: &Path, suite: &str, results: &[CheckResult]) -> Result<()> {
-    std::fs::write(path, junit(suite, results))
+    write_junit_suites(path, &[(suite, results)])
+}
+
+/// Writes [`junit_suites`] to `path`, replacing it.
+pub fn write_junit_suites(path: &Path, suites: &[(&str, &[CheckResult])]) -> Result<()> {
+    std::fs::write(path, junit_suites(suites))
         .with_context(|| format!("{}: cannot write JUnit XML", path.display()))
 }
 

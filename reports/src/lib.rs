@@ -26,7 +26,10 @@ pub mod results;
 pub mod store;
 pub mod timeline;
 
-pub use ci::{junit, markdown_summary, write_junit, write_markdown_summary, CiContext};
+pub use ci::{
+    junit, junit_suites, markdown_summary, write_junit, write_junit_suites, write_markdown_summary,
+    CiContext,
+};
 pub use results::{
     combined_verdict, load_run, LoadedRun, RunResults, HISTORY_FILE, INDEX_FILE, PLAN_FILE,
     RESULTS_FILE,
@@ -66,7 +69,7 @@ pub fn render_run(
         .map_err(|e| anyhow::anyhow!("history: {e}"))
         .context("cannot render a report of a malformed history")?;
     let windows = history.fault_windows();
-    let origin = history.events.first().map_or(0, |e| e.time);
+    let origin = history.events.iter().map(|e| e.time).min().unwrap_or(0);
     let last = history
         .events
         .iter()

@@ -143,3 +143,19 @@ fn no_checker_is_not_a_pass() {
     );
     assert!(md.starts_with("### faultline: t — ⚠️ unknown"));
 }
+
+#[test]
+fn several_histories_make_several_suites() {
+    let r = results();
+    let xml = reports::junit_suites(&[("a.jsonl", &r[..1]), ("b.jsonl", &r[1..])]);
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let suites: Vec<(&str, &str)> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .map(|n| (n.attribute("name").unwrap(), n.attribute("tests").unwrap()))
+        .collect();
+    assert_eq!(suites, [("a.jsonl", "1"), ("b.jsonl", "2")]);
+    let root = doc.root_element();
+    assert_eq!(root.attribute("tests"), Some("3"));
+    assert_eq!(root.attribute("failures"), Some("1"));
+}

@@ -53,6 +53,8 @@ pub const EXEC_TIMEOUT_S: u64 = 30;
 const PROBE_ATTEMPT_TIMEOUT_S: u64 = 30;
 /// Attempts at picking free host ports when Docker says one was taken meanwhile.
 const PORT_PICK_ATTEMPTS_MAX: usize = 3;
+/// How long Drop waits for in-flight requests of a cancelled start before sweeping again.
+const CANCEL_SETTLE_MS: u64 = 500;
 /// Log lines quoted in an error when a node dies or never gets ready.
 const ERROR_LOG_LINES: usize = 15;
 
@@ -719,7 +721,18 @@ impl Drop for Cluster {
         if self.torn_down {
             return;
         }
-        match docker::remove_run_blocking(&self.run_id) {
+        // A start cut short (a cancelled future) may have Docker requests in flight that
+        // complete after the first sweep: sweep once more after they settle.
+        let partial = self.ready_in.is_zero();
+        let result = docker::remove_run_blocking(&self.run_id).and_then(|r| {
+            if partial {
+                std::thread::sleep(Duration::from_millis(CANCEL_SETTLE_MS));
+                docker::remove_run_blocking(&self.run_id)
+            } else {
+                Ok(r)
+            }
+        });
+        match result {
             Ok(_) => forget_live_run(&self.run_id),
             Err(e) => eprintln!(
                 "faultline: could not remove run {} ({e:#}); run `faultline clean`",

@@ -228,7 +228,11 @@ fn print_many(outcomes: &[FileOutcome], total: Duration, timing: bool) {
                 let first = r.summary.split(". ").next().unwrap_or("");
                 let mut line = format!("{path:width$}  {:<7}  {:>9}", r.verdict, ms(r.elapsed_ms));
                 if timing {
-                    line.push_str(&format!("  read {:>9}  peak {:>9}", ms(o.read_ms), mib(o.peak_rss_bytes)));
+                    line.push_str(&format!(
+                        "  read {:>9}  peak {:>9}",
+                        ms(o.read_ms),
+                        mib(o.peak_rss_bytes)
+                    ));
                 }
                 println!("{line}  {}", truncate(first, 100));
             }

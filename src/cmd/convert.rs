@@ -9,9 +9,11 @@ use std::io::BufWriter;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Example:\n  faultline convert ../shared/histories/porcupine/kv/c01-ok.txt c01-ok.jsonl\n\n\
+#[command(
+    after_help = "Example:\n  faultline convert ../shared/histories/porcupine/kv/c01-ok.txt c01-ok.jsonl\n\n\
 Use - as OUT to write to standard output. Formats without timestamps (Jepsen logs, EDN without \
-:time) get the line number as time.")]
+:time) get the line number as time."
+)]
 pub struct Args {
     /// The history to convert: faultline JSONL, Jepsen EDN or Jepsen log lines.
     #[arg(value_name = "IN")]
@@ -31,8 +33,8 @@ pub fn run(args: Args) -> Result<i32> {
         return Ok(0);
     }
     let tmp = args.output.with_extension("jsonl.partial");
-    let file = std::fs::File::create(&tmp)
-        .with_context(|| format!("{}: cannot create", tmp.display()))?;
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
     formats::write_jsonl(&history, BufWriter::new(file))
         .with_context(|| format!("{}: cannot write", tmp.display()))?;
     std::fs::rename(&tmp, &args.output)

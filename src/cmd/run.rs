@@ -9,12 +9,14 @@ use faultline::plan::{Plan, PlanFile, SYSTEMS};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug, Default)]
-#[command(after_help = "With no options: the default plan, a 3-node etcd cluster, the register \
+#[command(
+    after_help = "With no options: the default plan, a 3-node etcd cluster, the register \
 workload, partitions and kills every 10 s, for 60 s.\n\nExamples:\n  \
 faultline run\n  \
 faultline run --system etcd --workload register --nemesis partition,kill --time-limit 60s --concurrency 10 --rate 500 --seed 7\n  \
 faultline run --plan plans/etcd-register.toml --seed 7\n\n\
-Exit codes: 0 valid, 1 an anomaly was found (invalid), 2 unknown, 3 harness error.")]
+Exit codes: 0 valid, 1 an anomaly was found (invalid), 2 unknown, 3 harness error."
+)]
 pub struct Args {
     /// A TOML test plan; flags given here override its values.
     #[arg(long, value_name = "FILE")]

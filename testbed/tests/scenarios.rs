@@ -37,6 +37,7 @@ fn client_opts() -> TestbedOptions {
         ack_stall: Stall::NONE,
         lease_stall: Stall::NONE,
         churn_every: 0,
+        consume_max: 10,
         drain_wait: Duration::from_secs(4),
         ..TestbedOptions::default()
     }
@@ -247,7 +248,7 @@ async fn offset_regression(bug: Option<Bug>) -> (Arc<Hist>, CheckOptions) {
     }
     let got = c1.run(op("consume", Value::Null)).await;
     let msgs = got.value.as_array().cloned().unwrap_or_default();
-    assert_eq!(msgs.len(), 6);
+    assert_eq!(msgs.len(), 6, "{}", h.text());
     for m in &msgs[..3] {
         c1.run(op("ack", m.clone())).await;
     }
@@ -290,7 +291,8 @@ fn outbox_settings(fail_every: u64) -> Settings {
     }
 }
 
-/// Commits events 1..=10 through the outbox; then, after `between`, drains the topic.
+/// Commits events 1..=10 through the outbox, optionally crashes the home node while the
+/// dispatcher holds a batch, then drains the topic.
 async fn outbox_run(
     c: &mut Cluster,
     h: &Arc<Hist>,
@@ -305,6 +307,8 @@ async fn outbox_run(
         c.wait_outbox(0, WAIT, |s| s["in_flight"] == true)
             .await
             .expect("a batch in flight");
+        // Inside the pause between taking the batch and publishing it.
+        tokio::time::sleep(outbox_settings(0).dispatch_step / 3).await;
         c.kill(0);
         h.nemesis("kill", json!(["n1"]));
         c.restart(0).await.expect("restart the home node");

@@ -65,6 +65,7 @@ pub fn nemesis(cluster: &Arc<Cluster>) -> (Arc<Nemesis>, Arc<MemoryRecorder>) {
         op_timeout: Duration::from_secs(30),
         ready_timeout: Duration::from_secs(60),
         clock_restart_to_load: true,
+        ..NemesisConfig::default()
     };
     (Arc::new(Nemesis::new(ctl, rec.clone(), config)), rec)
 }

@@ -17,6 +17,7 @@ use crate::clients::memory::{MemoryQueueFactory, MemoryRegisterFactory, QueueBug
 use crate::clients::nats::NatsFactory;
 use crate::clients::postgres::{IdempotencyMode, PostgresFactory, PostgresWorkload};
 use crate::clients::redis::{RedisFactory, RedisWorkload};
+use crate::clients::zookeeper::ZooKeeperFactory;
 use crate::generator::{self, Gen, Rng};
 use crate::op::Invocation;
 use checkers::CheckOptions;
@@ -511,6 +512,7 @@ pub const CATALOG: &[(&str, &[&str])] = &[
     ("etcd", &["register", "cas-register"]),
     ("redis", &["register", "cas-register", "queue"]),
     ("nats", &["queue"]),
+    ("zookeeper", &["register", "cas-register"]),
     ("postgres", &["idempotency", "versioned-append", "set"]),
     ("postgres-check-then-insert", &["idempotency"]),
     ("memory", &["register", "cas-register", "queue"]),
@@ -563,6 +565,7 @@ pub fn build(
         "etcd" => Arc::new(EtcdFactory::new(opts.read_mode)),
         "redis" if workload == "queue" => Arc::new(RedisFactory::new(RedisWorkload::Queue)),
         "redis" => Arc::new(RedisFactory::new(RedisWorkload::Register)),
+        "zookeeper" => Arc::new(ZooKeeperFactory::new()),
         "nats" => Arc::new(NatsFactory {
             ack_wait: opts.nats_ack_wait,
             ..NatsFactory::new()

@@ -158,10 +158,9 @@ impl<'a> Reader<'a> {
                 Ok(Value::String(name))
             }
             b'\\' => self.read_char(),
-            b']' | b')' | b'}' => Err(self.error(format!(
-                "unexpected '{}'; expected an EDN value",
-                c as char
-            ))),
+            b']' | b')' | b'}' => {
+                Err(self.error(format!("unexpected '{}'; expected an EDN value", c as char)))
+            }
             _ => {
                 let token = self.read_token();
                 if token.is_empty() {
@@ -290,11 +289,14 @@ impl<'a> Reader<'a> {
                         b'"' => out.push(b'"'),
                         b'\\' => out.push(b'\\'),
                         b'u' => {
-                            let hex: String = (0..4).filter_map(|_| self.bump()).map(char::from).collect();
+                            let hex: String =
+                                (0..4).filter_map(|_| self.bump()).map(char::from).collect();
                             let ch = u32::from_str_radix(&hex, 16)
                                 .ok()
                                 .and_then(char::from_u32)
-                                .ok_or_else(|| self.error(format!("bad unicode escape \\u{hex}")))?;
+                                .ok_or_else(|| {
+                                    self.error(format!("bad unicode escape \\u{hex}"))
+                                })?;
                             let mut buf = [0u8; 4];
                             out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
                         }
@@ -335,7 +337,18 @@ impl<'a> Reader<'a> {
         while let Some(c) = self.peek() {
             if matches!(
                 c,
-                b' ' | b'\t' | b'\n' | b'\r' | b',' | b'[' | b']' | b'(' | b')' | b'{' | b'}' | b'"' | b';'
+                b' ' | b'\t'
+                    | b'\n'
+                    | b'\r'
+                    | b','
+                    | b'['
+                    | b']'
+                    | b'('
+                    | b')'
+                    | b'{'
+                    | b'}'
+                    | b'"'
+                    | b';'
             ) {
                 break;
             }

@@ -25,7 +25,7 @@ pub enum Format {
     Jsonl,
     /// Jepsen EDN: one vector or list of op maps, or one op map per line.
     Edn,
-    /// Jepsen log lines: `INFO  jepsen.util - 3	:ok	:cas	[1 2]`.
+    /// Jepsen log lines: `INFO  jepsen.util - 3 :ok :cas [1 2]`.
     JepsenLog,
 }
 
@@ -121,7 +121,10 @@ pub fn read_bytes(bytes: &[u8], format: Option<Format>) -> Result<History, ReadE
 fn line_col(bytes: &[u8], pos: usize) -> (usize, usize) {
     let before = &bytes[..pos];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
     (line, pos - line_start + 1)
 }
 
@@ -205,7 +208,9 @@ fn read_jsonl(text: &str) -> Result<History, ReadError> {
         events.push(event);
     }
     if events.is_empty() {
-        return Err(ReadError::whole("empty history; expected at least one event"));
+        return Err(ReadError::whole(
+            "empty history; expected at least one event",
+        ));
     }
     Ok(History::new(events))
 }
@@ -218,9 +223,7 @@ fn jsonl_message(e: &serde_json::Error) -> String {
     if raw.starts_with("unknown variant") {
         format!("{raw} (the event's \"type\")")
     } else if raw.starts_with("missing field") {
-        format!(
-            "{raw}; expected an event with index, process, type and f (see docs/history.md)"
-        )
+        format!("{raw}; expected an event with index, process, type and f (see docs/history.md)")
     } else {
         format!("{raw}; expected one JSON event object per line")
     }
@@ -296,7 +299,9 @@ fn read_edn(text: &str) -> Result<History, ReadError> {
         maps.push((line, value));
     }
     if maps.is_empty() {
-        return Err(ReadError::whole("empty history; expected at least one op map"));
+        return Err(ReadError::whole(
+            "empty history; expected at least one op map",
+        ));
     }
     let has_time = maps.iter().any(|(_, m)| m.get("time").is_some());
     let mut events = Vec::with_capacity(maps.len());
@@ -322,7 +327,11 @@ fn edn_event(pos: usize, line: usize, map: Value, has_time: bool) -> Result<Even
                 "unknown :type :{t}; expected :invoke, :ok, :fail or :info"
             ))
         })?,
-        None => return Err(err("op map has no :type; expected :invoke, :ok, :fail or :info".into())),
+        None => {
+            return Err(err(
+                "op map has no :type; expected :invoke, :ok, :fail or :info".into(),
+            ))
+        }
     };
     let process = match m.get("process") {
         Some(Value::Number(n)) if n.as_u64().is_some() => Process::Client(n.as_u64().unwrap_or(0)),
@@ -430,7 +439,11 @@ fn log_event(pos: usize, line: usize, body: &str) -> Result<Event, ReadError> {
         let end = rest.find([' ', '\t']).unwrap_or(rest.len());
         let (tok, tail) = rest.split_at(end);
         if tok.is_empty() {
-            return Err(ReadError::at(line, None, format!("missing {name}; {expected}")));
+            return Err(ReadError::at(
+                line,
+                None,
+                format!("missing {name}; {expected}"),
+            ));
         }
         rest = tail.trim_start();
         Ok(tok)

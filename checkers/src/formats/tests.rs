@@ -113,23 +113,34 @@ fn truncated_edn_vector() {
 
 #[test]
 fn binary_input() {
-    let e = read_bytes(b"{\"index\":0}\n\x00\x01\x02", None).unwrap_err().to_string();
+    let e = read_bytes(b"{\"index\":0}\n\x00\x01\x02", None)
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("line 2, column 1"), "{e}");
     assert!(e.contains("binary"), "{e}");
 }
 
 #[test]
 fn invalid_utf8() {
-    let e = read_bytes(b"0 :invoke :read nil\n0 :ok :read \xff\n", None).unwrap_err().to_string();
+    let e = read_bytes(b"0 :invoke :read nil\n0 :ok :read \xff\n", None)
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("line 2, column 13"), "{e}");
     assert!(e.contains("UTF-8"), "{e}");
 }
 
 #[test]
 fn ten_megabyte_single_line() {
-    let line = format!("{{\"index\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"x\",\"value\":\"{}", "a".repeat(10 << 20));
+    let line = format!(
+        "{{\"index\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"x\",\"value\":\"{}",
+        "a".repeat(10 << 20)
+    );
     let e = read_err(&line);
-    assert!(e.starts_with("line 1, column"), "{}", &e[..e.len().min(200)]);
+    assert!(
+        e.starts_with("line 1, column"),
+        "{}",
+        &e[..e.len().min(200)]
+    );
     assert!(e.len() < 300, "the message must not echo the line");
 }
 
@@ -149,23 +160,38 @@ fn two_open_invocations_on_one_process() {
 #[test]
 fn invoke_after_info() {
     let e = read_err("0 :invoke :read nil\n0 :info :read nil\n0 :invoke :read nil\n");
-    assert!(e.starts_with("line 3:") && e.contains("after an info"), "{e}");
+    assert!(
+        e.starts_with("line 3:") && e.contains("after an info"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unknown_type() {
     let e = read_err("{\"index\":0,\"process\":0,\"type\":\"begin\",\"f\":\"read\"}\n");
-    assert!(e.starts_with("line 1, column") && e.contains("unknown variant"), "{e}");
+    assert!(
+        e.starts_with("line 1, column") && e.contains("unknown variant"),
+        "{e}"
+    );
     let e = read_err("0 :begin :read nil\n");
-    assert!(e.starts_with("line 1:") && e.contains("unknown type"), "{e}");
+    assert!(
+        e.starts_with("line 1:") && e.contains("unknown type"),
+        "{e}"
+    );
     let e = read_err("{:type :begin, :f :read, :process 0}");
-    assert!(e.starts_with("line 1:") && e.contains("unknown :type"), "{e}");
+    assert!(
+        e.starts_with("line 1:") && e.contains("unknown :type"),
+        "{e}"
+    );
 }
 
 #[test]
 fn indices_must_increase() {
     let e = read_err("{\"index\":5,\"process\":0,\"type\":\"invoke\",\"f\":\"read\"}\n{\"index\":5,\"process\":0,\"type\":\"ok\",\"f\":\"read\"}\n");
-    assert!(e.starts_with("line 2:") && e.contains("strictly increasing"), "{e}");
+    assert!(
+        e.starts_with("line 2:") && e.contains("strictly increasing"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -38,7 +38,7 @@
 //!
 //! # Budget
 //!
-//! The search looks at its [`Budget`](crate::Budget) every few thousand steps: past the time
+//! The search looks at its [`Budget`] every few thousand steps: past the time
 //! limit every search stops. Memory is counted before it is allocated: every growth of a memo
 //! table is priced and reserved against the cap, shared by the partitions running at once; a
 //! partition whose table would pass the cap stops (the others go on once its memory is back).

@@ -302,9 +302,11 @@ fn conclude<M: Model>(
             "elapsed_ms": result.elapsed_ms,
         }));
     }
-    if stopped.is_none() && anomalies.is_empty() && decided < parts.len() {
-        // A partition never started because the budget ran out between partitions.
-        stopped = control.reason().filter(|r| *r != StopReason::Cancelled);
+    // Valid needs every partition decided; a partition may also never have started because
+    // the time ran out between partitions.
+    let undecided = anomalies.is_empty() && decided < parts.len();
+    if undecided && stopped.is_none() {
+        stopped = Some(control.reason().unwrap_or(StopReason::Cancelled));
     }
     let details = json!({
         "model": name,
@@ -320,26 +322,23 @@ fn conclude<M: Model>(
         "per_partition": per_partition,
     });
     let scope = format!(
-        "{op_count} ops in {} partition{} against the {name} model ({dropped} failed or unanswered ops dropped as not having happened or telling nothing)",
+        "{op_count} ops in {} partition{} against the {name} model ({dropped} failed or unanswered ops dropped)",
         parts.len(),
         if parts.len() == 1 { "" } else { "s" },
     );
     let result = if !anomalies.is_empty() {
         let keys: Vec<String> = invalid_keys
             .iter()
-            .map(|k| {
-                k.as_ref()
-                    .map_or("(no key)".to_string(), |k| format!("{k:?}"))
-            })
+            .flatten()
+            .map(|k| format!("{k:?}"))
             .collect();
+        let place = match keys.len() {
+            0 => "the history".to_string(),
+            1 => format!("key {}", keys[0]),
+            _ => format!("keys {}", keys.join(", ")),
+        };
         let summary = format!(
-            "not linearizable: {scope}; no valid order exists for {} {}. {}",
-            if keys.len() == 1 {
-                "partition"
-            } else {
-                "partitions"
-            },
-            keys.join(", "),
+            "not linearizable: {scope}; no valid order exists for {place}. {}",
             anomalies[0].explanation
         );
         CheckResult::invalid(CHECKER, summary, anomalies)
@@ -349,10 +348,11 @@ fn conclude<M: Model>(
                 "the time limit of {:.3} s ran out",
                 budget.time_limit.map_or(0.0, |t| t.as_secs_f64())
             ),
-            _ => format!(
+            StopReason::MemoryCap => format!(
                 "the search's memo tables reached the memory cap of {}",
                 bytes_text(control.memory_bytes_max())
             ),
+            StopReason::Cancelled => "the search stopped".to_string(),
         };
         CheckResult::unknown(
             CHECKER,
@@ -432,16 +432,20 @@ fn evidence<M: Model>(
             "there"
         };
         // Usually the op is impossible in every state the prefix leaves; when it is possible
-        // (the search proved the states after it lead nowhere), say that instead.
-        let possible = failure.states.iter().any(|s| {
-            model
-                .branches(s, &x.input)
-                .map_or_else(|| model.step(s, &x.input).is_some(), |b| !b.is_empty())
-        });
-        let verdict = if possible {
+        // in some, the search proved that those lead nowhere: say which case it is.
+        let possible = failure
+            .states
+            .iter()
+            .filter(|s| super::search::possible(model, s, &x.input))
+            .count();
+        let verdict = if possible == 0 {
+            format!(
+                "cannot take effect {there}, and no order of the other pending operations lets it"
+            )
+        } else if possible == states.len() {
             format!("could take effect {there}, but no order of the operations still pending completes a linearization after it")
         } else {
-            format!("cannot take effect {there}, and no order of the other pending operations lets it")
+            "cannot take effect in some of these states, and no order of the operations still pending completes a linearization after it from the others".to_string()
         };
         (
             vec![op.invoke_index],

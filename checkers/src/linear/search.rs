@@ -35,8 +35,8 @@ pub(crate) struct Failure<S> {
     pub prefix: Vec<usize>,
     /// Distinct states reachable by linearizing exactly the prefix's ops (in some order).
     pub states: Vec<S>,
-    /// The op whose completion closes the window after the prefix: it could not take effect,
-    /// and neither could any other pending op.
+    /// The op whose completion closes the window after the prefix: no order of the pending
+    /// ops lets it take effect (in the usual case, it is impossible in every state listed).
     pub unplaceable: usize,
 }
 
@@ -91,6 +91,13 @@ fn splitmix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// Whether `input` can take effect in `state`.
+pub(crate) fn possible<M: Model>(model: &M, state: &M::State, input: &M::Input) -> bool {
+    model
+        .branches(state, input)
+        .map_or_else(|| model.step(state, input).is_some(), |b| !b.is_empty())
+}
+
 fn state_hash<S: Hash>(s: &S) -> u64 {
     let mut h = FxHasher::default();
     s.hash(&mut h);
@@ -124,12 +131,37 @@ struct Search<'a, M: Model> {
     memo: Memo<'a, M::State>,
     stats: SearchStats,
     // Evidence: the deepest configuration.
-    max_depth: usize,
-    record_pending: bool,
-    best_prefix: Vec<usize>,
-    best_bits: (Vec<u64>, Vec<u64>),
-    best_states: Vec<M::State>,
-    best_unplaceable: usize,
+    /// The deepest configuration abandoned so far.
+    deepest: Option<Evidence<M::State>>,
+    /// The deepest abandoned configuration whose window-closing op is impossible in its state:
+    /// the clearest story for a person, preferred when there is one.
+    blocked: Option<Evidence<M::State>>,
+}
+
+/// A failed configuration kept as evidence.
+#[derive(Clone)]
+struct Evidence<S> {
+    depth: usize,
+    prefix: Vec<usize>,
+    bits: (Vec<u64>, Vec<u64>),
+    /// Its state, then the states of other configurations with the same placed ops.
+    states: Vec<S>,
+    /// The op of the first return in the window (`usize::MAX`: none).
+    unplaceable: usize,
+}
+
+impl<S: PartialEq + Clone> Evidence<S> {
+    /// Adds `state` when the configuration has the same placed ops as this one.
+    fn another_order(&mut self, depth: usize, ok: &[u64], info: &[u64], state: &S) {
+        if depth == self.depth
+            && self.states.len() < EVIDENCE_STATES_MAX
+            && self.bits.0 == ok
+            && self.bits.1 == info
+            && !self.states.contains(state)
+        {
+            self.states.push(state.clone());
+        }
+    }
 }
 
 /// Checks one partition. `ops` are in invocation order.
@@ -227,12 +259,8 @@ impl<'a, M: Model> Search<'a, M> {
             twin,
             memo: Memo::new(ok_width, info_width, control),
             stats: SearchStats::default(),
-            max_depth: 0,
-            record_pending: true,
-            best_prefix: Vec::new(),
-            best_bits: (Vec::new(), Vec::new()),
-            best_states: Vec::new(),
-            best_unplaceable: usize::MAX,
+            deepest: None,
+            blocked: None,
         }
     }
 
@@ -330,39 +358,47 @@ impl<'a, M: Model> Search<'a, M> {
         self.lift(op);
         self.stats.configurations += 1;
         let depth = self.stack.len();
-        if depth > self.max_depth {
-            self.max_depth = depth;
-            self.record_pending = true;
-        } else if depth == self.max_depth
-            && !self.record_pending
-            && self.best_states.len() < EVIDENCE_STATES_MAX
-            && self.ok_bits == self.best_bits.0
-            && self.info_bits == self.best_bits.1
-            && !self.best_states.contains(&self.state)
-        {
-            self.best_states.push(self.state.clone());
+        for e in [&mut self.deepest, &mut self.blocked].into_iter().flatten() {
+            e.another_order(depth, &self.ok_bits, &self.info_bits, &self.state);
         }
     }
 
-    /// Called when the current configuration is about to be abandoned: if it is the deepest
-    /// reached so far, keep it as evidence.
-    fn record_if_deepest(&mut self) {
-        if !self.record_pending {
+    /// Called when the current configuration is about to be abandoned (it failed): keep it as
+    /// evidence when it is the deepest so far, or the deepest whose window-closing op is
+    /// impossible.
+    fn note_abandoned(&mut self) {
+        let depth = self.stack.len();
+        let deeper = self.deepest.as_ref().is_none_or(|e| depth > e.depth);
+        let deeper_blocked = self.blocked.as_ref().is_none_or(|e| depth > e.depth);
+        if !deeper && !deeper_blocked {
             return;
         }
-        self.record_pending = false;
-        self.best_prefix = self.stack.iter().map(|f| f.op as usize).collect();
-        self.best_bits = (self.ok_bits.clone(), self.info_bits.clone());
-        self.best_states = vec![self.state.clone()];
         let mut e = self.next[2 * self.n];
         while e != NIL && (e as usize) < self.n {
             e = self.next[e as usize];
         }
-        self.best_unplaceable = if e == NIL {
+        let unplaceable = if e == NIL {
             usize::MAX
         } else {
             e as usize - self.n
         };
+        let record = || Evidence {
+            depth,
+            prefix: self.stack.iter().map(|f| f.op as usize).collect(),
+            bits: (self.ok_bits.clone(), self.info_bits.clone()),
+            states: vec![self.state.clone()],
+            unplaceable,
+        };
+        let blocked = deeper_blocked
+            && unplaceable != usize::MAX
+            && !possible(self.model, &self.state, &self.ops[unplaceable].input);
+        let evidence = (deeper || blocked).then(record);
+        if blocked {
+            self.blocked.clone_from(&evidence);
+        }
+        if deeper {
+            self.deepest = evidence;
+        }
     }
 
     /// Tries `op` in the current configuration; true when the search descended.
@@ -405,11 +441,18 @@ impl<'a, M: Model> Search<'a, M> {
     fn run(&mut self, control: &Control, poll: &dyn Fn()) -> Outcome<M::State> {
         match self.run_inner(control, poll) {
             Ok(true) => Outcome::Valid,
-            Ok(false) => Outcome::Invalid(Failure {
-                prefix: std::mem::take(&mut self.best_prefix),
-                states: std::mem::take(&mut self.best_states),
-                unplaceable: self.best_unplaceable,
-            }),
+            Ok(false) => {
+                let e = self
+                    .blocked
+                    .take()
+                    .or_else(|| self.deepest.take())
+                    .expect("a failed search abandoned the initial configuration at least");
+                Outcome::Invalid(Failure {
+                    prefix: e.prefix,
+                    states: e.states,
+                    unplaceable: e.unplaceable,
+                })
+            }
             Err(reason) => Outcome::Stopped(reason),
         }
     }
@@ -492,7 +535,7 @@ impl<'a, M: Model> Search<'a, M> {
                     }
                 }
                 At::Backtrack => {
-                    self.record_if_deepest();
+                    self.note_abandoned();
                     loop {
                         let Some(mut frame) = self.stack.pop() else {
                             return Ok(false);

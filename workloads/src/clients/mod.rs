@@ -7,3 +7,4 @@ pub mod memory;
 pub mod nats;
 pub mod postgres;
 pub mod redis;
+pub mod zookeeper;

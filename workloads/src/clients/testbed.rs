@@ -218,7 +218,10 @@ impl TestbedOptions {
 }
 
 /// The testbed workload `name` with its client factory, from the generic options.
-pub fn build(name: &str, opts: &WorkloadOptions) -> Result<(Workload, Arc<dyn ClientFactory>), String> {
+pub fn build(
+    name: &str,
+    opts: &WorkloadOptions,
+) -> Result<(Workload, Arc<dyn ClientFactory>), String> {
     build_with(name, &TestbedOptions::from_workload_options(opts))
 }
 
@@ -477,8 +480,7 @@ fn owed_after(done: &Completed<'_>, owed: &mut BTreeMap<usize, Owed>, commit: bo
         owed.remove(&done.thread);
         return;
     }
-    if !matches!(done.op.f.as_str(), "consume" | "drain") || done.completion.kind != EventType::Ok
-    {
+    if !matches!(done.op.f.as_str(), "consume" | "drain") || done.completion.kind != EventType::Ok {
         return;
     }
     let Some(list) = done.completion.value.as_array() else {
@@ -589,9 +591,9 @@ impl Generator for DrainGen {
         if self.stage == DrainStage::Done {
             return Next::Done;
         }
-        let t = *self.thread.get_or_insert_with(|| {
-            ctx.all.iter().copied().min().expect("a phase has threads")
-        });
+        let t = *self
+            .thread
+            .get_or_insert_with(|| ctx.all.iter().copied().min().expect("a phase has threads"));
         if self.busy || !ctx.free.contains(&t) {
             return Next::Pending { wake_ns: None };
         }
@@ -745,7 +747,9 @@ impl TestbedClient {
             .await
         {
             Ok(r) => r,
-            Err(e) if e.is_connect() => return Answer::Definite(format!("connection-refused: {e}")),
+            Err(e) if e.is_connect() => {
+                return Answer::Definite(format!("connection-refused: {e}"))
+            }
             Err(e) => return Answer::Unknown(e.to_string()),
         };
         let status = resp.status();
@@ -796,7 +800,8 @@ impl TestbedClient {
         if !self.joined {
             return;
         }
-        let body = json!({ "topic": self.topic(), "group": self.opts.group, "consumer": self.consumer() });
+        let body =
+            json!({ "topic": self.topic(), "group": self.opts.group, "consumer": self.consumer() });
         let _ = tokio::time::timeout(Duration::from_secs(1), self.call("/queue/leave", body)).await;
         self.joined = false;
     }
@@ -1048,8 +1053,10 @@ impl Client for TestbedClient {
             },
             ("effects", Family::Idempotency) => match key() {
                 Ok(k) => {
-                    self.read("/idem/effects", json!({ "key": k }), |v| v["effects"].clone())
-                        .await
+                    self.read("/idem/effects", json!({ "key": k }), |v| {
+                        v["effects"].clone()
+                    })
+                    .await
                 }
                 Err(c) => c,
             },
@@ -1062,8 +1069,10 @@ impl Client for TestbedClient {
             },
             ("read", Family::Members) => match key() {
                 Ok(g) => {
-                    self.read("/members/list", json!({ "group": g }), |v| v["members"].clone())
-                        .await
+                    self.read("/members/list", json!({ "group": g }), |v| {
+                        v["members"].clone()
+                    })
+                    .await
                 }
                 Err(c) => c,
             },
@@ -1105,16 +1114,20 @@ impl Client for TestbedClient {
             },
             ("read", Family::Stream) => match key() {
                 Ok(s) => {
-                    self.read("/stream/read", json!({ "stream": s }), |v| v["events"].clone())
-                        .await
+                    self.read("/stream/read", json!({ "stream": s }), |v| {
+                        v["events"].clone()
+                    })
+                    .await
                 }
                 Err(c) => c,
             },
             ("command", Family::Lease) => self.lease_command(op).await,
             ("effects", Family::Lease) => match key() {
                 Ok(t) => {
-                    self.read("/lease/effects", json!({ "task": t }), |v| v["effects"].clone())
-                        .await
+                    self.read("/lease/effects", json!({ "task": t }), |v| {
+                        v["effects"].clone()
+                    })
+                    .await
                 }
                 Err(c) => c,
             },

@@ -23,8 +23,8 @@ pub use set::{Set, SetOp};
 
 use super::check_model;
 use crate::{Budget, CheckResult, EventType, History, HistoryError, Op, Process};
-use serde_json::Value;
 use rustc_hash::FxHashMap;
+use serde_json::Value;
 use std::collections::BTreeSet;
 
 /// Names accepted by `--model`, in the order `--help` lists them.
@@ -93,18 +93,21 @@ pub fn show_value(v: &Value) -> String {
     }
 }
 
-/// Long texts in explanations are cut to this many characters.
-const SHOWN_CHARS_MAX: usize = 80;
+/// Long texts in explanations keep this many characters of their start and of their end (values
+/// built by appends differ at the end).
+const SHOWN_HEAD_CHARS: usize = 20;
+const SHOWN_TAIL_CHARS: usize = 60;
 /// Collections in explanations show at most this many elements.
 const SHOWN_ELEMENTS_MAX: usize = 20;
 
 fn shorten(text: &str) -> String {
-    if text.chars().count() <= SHOWN_CHARS_MAX {
-        text.to_string()
-    } else {
-        let cut: String = text.chars().take(SHOWN_CHARS_MAX).collect();
-        format!("{cut}…")
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= SHOWN_HEAD_CHARS + SHOWN_TAIL_CHARS + 1 {
+        return text.to_string();
     }
+    let head: String = chars[..SHOWN_HEAD_CHARS].iter().collect();
+    let tail: String = chars[chars.len() - SHOWN_TAIL_CHARS..].iter().collect();
+    format!("{head}…{tail}")
 }
 
 fn show_list(items: impl Iterator<Item = String>, open: &str, close: &str) -> String {

@@ -1,0 +1,217 @@
+//! ZooKeeper: a CAS register through versioned writes, the control that should pass.
+//!
+//! Each register key is a znode `root/key` holding the value's JSON text. `read` is `getData`
+//! (a missing znode reads as null); `write` is an unconditional `setData` (or `create` when the
+//! znode does not exist yet); `cas [old, new]` reads the znode and, when it holds `old`, writes
+//! `new` with the version it read, so a write in between makes the server refuse it. ZooKeeper
+//! reads may be served by a lagging follower (it promises sequential consistency for reads, not
+//! linearizability), which is exactly what a linearizability check of this workload can show.
+//!
+//! How answers map to the history: an error the server returned (bad version, node exists,
+//! no node, not authorised, read-only server) means the write did not happen: `fail`. A lost
+//! connection, a timeout or an expired session after sending: `info`. Reads that fail are `fail`.
+
+use crate::client::{Client, ClientFactory};
+use crate::op::{Completion, Invocation};
+use anyhow::Context as _;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::time::Duration;
+use zookeeper_client as zk;
+
+/// Opens ZooKeeper register clients. Nodes are `host:port`.
+#[derive(Debug, Clone)]
+pub struct ZooKeeperFactory {
+    /// The parent znode of every register; setup creates it and deletes its children.
+    pub root: String,
+    pub session_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl ZooKeeperFactory {
+    pub fn new() -> Self {
+        ZooKeeperFactory {
+            root: "/faultline".into(),
+            session_timeout: Duration::from_secs(6),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+
+    pub fn with_root(mut self, root: impl Into<String>) -> Self {
+        self.root = root.into();
+        self
+    }
+}
+
+impl Default for ZooKeeperFactory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl ClientFactory for ZooKeeperFactory {
+    fn name(&self) -> String {
+        "zookeeper cas register".into()
+    }
+
+    async fn open(&self, _process: u64, node: &str) -> anyhow::Result<Box<dyn Client>> {
+        let client = zk::Client::connector()
+            .with_session_timeout(self.session_timeout)
+            .with_connection_timeout(self.connect_timeout)
+            .with_fail_eagerly()
+            .connect(node)
+            .await
+            .with_context(|| format!("cannot connect to ZooKeeper at {node}"))?;
+        Ok(Box::new(ZooKeeperClient {
+            zk: client,
+            root: self.root.clone(),
+        }))
+    }
+}
+
+/// One process's ZooKeeper session.
+pub struct ZooKeeperClient {
+    zk: zk::Client,
+    root: String,
+}
+
+/// Whether the server refused the write (nothing happened) or we cannot know.
+fn effect_error(e: zk::Error) -> Completion {
+    use zk::Error::*;
+    match e {
+        BadVersion | NodeExists | NoNode | NoAuth | NotReadOnly | BadArguments(_) | InvalidAcl
+        | QuotaExceeded | Throttled => Completion::fail(format!("{e}")),
+        _ => Completion::info(format!("{e}")),
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(bytes).map_err(|_| {
+        format!(
+            "the znode holds {:?}, not JSON; was it written by something else?",
+            String::from_utf8_lossy(bytes)
+        )
+    })
+}
+
+impl ZooKeeperClient {
+    fn path(&self, op: &Invocation) -> String {
+        format!("{}/{}", self.root, op.key.as_deref().unwrap_or("register"))
+    }
+
+    fn create_options() -> zk::CreateOptions<'static> {
+        zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+    }
+
+    async fn read(&self, path: &str) -> Completion {
+        match self.zk.get_data(path).await {
+            Ok((bytes, _)) => match decode(&bytes) {
+                Ok(v) => Completion::ok(v),
+                Err(e) => Completion::fail(e),
+            },
+            Err(zk::Error::NoNode) => Completion::ok(Value::Null),
+            Err(e) => Completion::fail(format!("{e}")),
+        }
+    }
+
+    async fn write(&self, path: &str, op: &Invocation) -> Completion {
+        let data = op.value.to_string();
+        // Bounded: set, else create, else (someone created it meanwhile) set once more.
+        for _ in 0..2 {
+            match self.zk.set_data(path, data.as_bytes(), None).await {
+                Ok(_) => return Completion::ok(op.value.clone()),
+                Err(zk::Error::NoNode) => {}
+                Err(e) => return effect_error(e),
+            }
+            match self
+                .zk
+                .create(path, data.as_bytes(), &Self::create_options())
+                .await
+            {
+                Ok(_) => return Completion::ok(op.value.clone()),
+                Err(zk::Error::NodeExists) => {}
+                Err(e) => return effect_error(e),
+            }
+        }
+        Completion::fail("the znode kept appearing and disappearing; nothing was written")
+    }
+
+    async fn cas(&self, path: &str, op: &Invocation) -> Completion {
+        let Some([old, new]) = op.value.as_array().map(Vec::as_slice) else {
+            return Completion::fail("cas value must be [old, new]");
+        };
+        let new_data = new.to_string();
+        if old.is_null() {
+            // From "absent": create succeeds only if nobody created the znode.
+            return match self
+                .zk
+                .create(path, new_data.as_bytes(), &Self::create_options())
+                .await
+            {
+                Ok(_) => Completion::ok(op.value.clone()),
+                Err(zk::Error::NodeExists) => Completion::fail("cas-mismatch"),
+                Err(e) => effect_error(e),
+            };
+        }
+        let (bytes, stat) = match self.zk.get_data(path).await {
+            Ok(r) => r,
+            Err(zk::Error::NoNode) => return Completion::fail("cas-mismatch"),
+            Err(e) => return Completion::fail(format!("reading before cas: {e}")),
+        };
+        match decode(&bytes) {
+            Ok(current) if current == *old => {}
+            Ok(_) => return Completion::fail("cas-mismatch"),
+            Err(e) => return Completion::fail(e),
+        }
+        match self
+            .zk
+            .set_data(path, new_data.as_bytes(), Some(stat.version))
+            .await
+        {
+            Ok(_) => Completion::ok(op.value.clone()),
+            Err(zk::Error::BadVersion) => Completion::fail("cas-mismatch"),
+            Err(e) => effect_error(e),
+        }
+    }
+}
+
+#[async_trait]
+impl Client for ZooKeeperClient {
+    async fn setup(&mut self) -> anyhow::Result<()> {
+        match self
+            .zk
+            .create(&self.root, b"", &Self::create_options())
+            .await
+        {
+            Ok(_) | Err(zk::Error::NodeExists) => {}
+            Err(e) => return Err(e).with_context(|| format!("creating {}", self.root)),
+        }
+        let children = self
+            .zk
+            .list_children(&self.root)
+            .await
+            .with_context(|| format!("listing {}", self.root))?;
+        for child in children {
+            match self
+                .zk
+                .delete(&format!("{}/{child}", self.root), None)
+                .await
+            {
+                Ok(()) | Err(zk::Error::NoNode) => {}
+                Err(e) => return Err(e).with_context(|| format!("deleting {}/{child}", self.root)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn invoke(&mut self, op: &Invocation) -> Completion {
+        let path = self.path(op);
+        match op.f.as_str() {
+            "read" => self.read(&path).await,
+            "write" => self.write(&path, op).await,
+            "cas" => self.cas(&path, op).await,
+            other => Completion::fail(format!("zookeeper register: unknown operation {other:?}")),
+        }
+    }
+}
