@@ -13,8 +13,34 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 
-/// The systems faultline knows how to start.
-pub const SYSTEMS: &[&str] = &["etcd", "redis", "nats", "rabbitmq", "zookeeper", "postgres"];
+/// The systems a plan may name: real ones started in containers, and in-memory references
+/// (`memory`, and `memory-stale` / `memory-lossy` with seeded bugs) that need no Docker and take
+/// no faults, for trying faultline out and for testing the harness itself.
+pub const SYSTEMS: &[&str] = &[
+    "etcd",
+    "redis",
+    "nats",
+    "rabbitmq",
+    "zookeeper",
+    "postgres",
+    "postgres-check-then-insert",
+    "memory",
+    "memory-stale",
+    "memory-lossy",
+];
+
+/// Whether `system` runs in the controller's memory rather than in containers.
+pub fn is_in_memory(system: &str) -> bool {
+    system.starts_with("memory")
+}
+
+/// The container system behind a plan's system name (variants share their base's cluster).
+pub fn cluster_system(system: &str) -> &str {
+    match system {
+        "postgres-check-then-insert" => "postgres",
+        other => other,
+    }
+}
 
 /// Fault kinds accepted by `--nemesis` (comma-separated), or `none`.
 pub const NEMESES: &[&str] = &["partition", "kill", "pause", "clock", "latency"];
@@ -166,6 +192,12 @@ impl Plan {
                 "--system: unknown system {:?}; expected one of: {}",
                 self.system,
                 SYSTEMS.join(", ")
+            ));
+        }
+        if is_in_memory(&self.system) && !self.nemesis.is_empty() {
+            return Err(format!(
+                "--nemesis: the in-memory system {:?} runs inside faultline and takes no faults; use --nemesis none",
+                self.system
             ));
         }
         for n in &self.nemesis {

@@ -299,12 +299,24 @@ async fn drive(
         .map(|n| FaultKind::parse(n).with_context(|| format!("--nemesis: unknown fault {n:?}")))
         .collect::<Result<_>>()?;
 
+    if crate::plan::is_in_memory(&plan.system) {
+        log.line("in-memory system: no cluster, no faults");
+        plan_json["cluster"] = json!({"in_memory": plan.system});
+        let interrupted = drive_in_memory(plan, dir, log, cancel, workload, factory).await?;
+        return Ok(Recorded {
+            checkers,
+            interrupted,
+        });
+    }
     cluster::docker::available().context("Docker")?;
     let docker = cluster::docker::connect()?;
     let image = crate::images::ensure_base(&docker).await?;
     log.line(format!("image {image}"));
 
-    let system = System::by_name(&plan.system, &SystemParams::default())?;
+    let system = System::by_name(
+        crate::plan::cluster_system(&plan.system),
+        &SystemParams::default(),
+    )?;
     let mut cluster_opts = ClusterOptions {
         logs_dir: Some(dir.nodes()),
         ..ClusterOptions::default()
@@ -524,6 +536,58 @@ async fn drive_on_cluster(
         rec.path.display()
     ));
     Ok(interrupted)
+}
+
+/// The workload against an in-memory system: the same runner, recorder and phases, no Docker.
+async fn drive_in_memory(
+    plan: &Plan,
+    dir: &RunDir,
+    log: &RunLog,
+    cancel: &CancellationToken,
+    workload: workloads::Workload,
+    factory: Arc<dyn workloads::ClientFactory>,
+) -> Result<bool> {
+    let recorder = Recorder::create(dir.history())?;
+    let mut config = RunnerConfig::new(
+        plan.concurrency as usize,
+        vec!["memory".to_string()],
+        plan.seed,
+    );
+    config.op_timeout = Duration::from_millis(plan.op_timeout_ms);
+    let mut runner = Runner::start(config, factory, recorder.clone()).await?;
+    let progress = progress_bar(plan, &recorder, log);
+    let limits = PhaseLimits {
+        time_limit: plan.time_limit(),
+        grace: Duration::from_secs(GRACE_S),
+    };
+    let main_gen = workloads::workload::paced(
+        workload.generator,
+        Some(plan.rate_ops_per_s),
+        plan.time_limit(),
+    );
+    let main = runner.run_phase(main_gen, limits, cancel).await?;
+    log.line(format!(
+        "main phase: {} ops ({} ok, {} fail, {} info) in {:.1} s",
+        main.invoked,
+        main.ok,
+        main.fail,
+        main.info,
+        main.elapsed_ms / 1e3
+    ));
+    if let (Some(final_gen), false) = (workload.final_generator, cancel.is_cancelled()) {
+        let limits = PhaseLimits {
+            time_limit: Duration::from_secs(FINAL_PHASE_S),
+            grace: Duration::from_secs(GRACE_S),
+        };
+        runner.run_phase(final_gen, limits, cancel).await?;
+    }
+    progress.finish_and_clear();
+    if let Err(e) = runner.close().await {
+        log.line(format!("closing clients: {}", one_line(&e)));
+    }
+    let rec = recorder.finish().await?;
+    log.line(format!("history: {} events in {}", rec.events, rec.path.display()));
+    Ok(cancel.is_cancelled())
 }
 
 /// Each node's client address on the host, in node order.

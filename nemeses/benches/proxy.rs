@@ -1,19 +1,20 @@
 //! Proxy overhead against a direct connection on loopback, printed as figures and ratios.
 //!
-//! Two measurements, each on a direct connection and through our proxy (no toxics), in
+//! Each measurement runs on a direct connection and through our proxy (no toxics), in
 //! alternating trials so that drift on a shared machine hits both paths alike:
 //! - request-response: 1 KiB written, 1 KiB echoed back, over one connection; p50 and p99 of
-//!   the round trip;
+//!   the round trip. Twice: with blocking-thread endpoints (the leanest possible client and
+//!   server, so the proxy's two extra hops weigh the most) and with tokio endpoints (like
+//!   faultline's own clients and most servers under test, which pay an event loop per hop too);
 //! - bulk: a large stream written to a sink that acknowledges the byte count at the end;
-//!   throughput from the first byte to the acknowledgement.
+//!   throughput from the first byte to the acknowledgement (blocking endpoints).
 //!
-//! The client, the echo server and the sink are plain blocking threads (like most clients of a
-//! system under test); the proxy runs on its own tokio runtime in this process, as it does in
-//! `faultline proxy`. Run: `cargo bench -p nemeses --bench proxy`. Sizes can be changed with
-//! FAULTLINE_BENCH_ROUNDS (round trips per trial), FAULTLINE_BENCH_BULK_MIB and
-//! FAULTLINE_BENCH_TRIALS; FAULTLINE_BENCH_ONLY=latency|bulk runs one half;
-//! FAULTLINE_BENCH_PROXY_RUNTIME=multi runs the proxy on a work-stealing runtime instead of its
-//! own single thread; FAULTLINE_PROXY_NO_SPLICE=1 turns off the splice(2) bulk path.
+//! The proxy runs as `BackgroundProxyServer` (its own thread and single-threaded runtime), as
+//! the controller runs it. Run: `cargo bench -p nemeses --bench proxy`. Sizes can be changed
+//! with FAULTLINE_BENCH_ROUNDS (round trips per trial), FAULTLINE_BENCH_BULK_MIB and
+//! FAULTLINE_BENCH_TRIALS; FAULTLINE_BENCH_ONLY=latency|bulk runs one part;
+//! FAULTLINE_BENCH_PROXY_RUNTIME=multi runs the proxy on the bench's work-stealing runtime
+//! instead; FAULTLINE_PROXY_NO_SPLICE=1 turns off the splice(2) bulk path.
 //!
 //! On a shared machine, compare the best trials as well as the medians: the best trial of each
 //! path is the one least disturbed by other processes.
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use nemeses::proxy::{BackgroundProxyServer, ProxyServer};
 use nemeses::toxiproxy::{Client, ProxyConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MESSAGE_BYTES: usize = 1024;
 const WARMUP_ROUNDS: usize = 1_000;
@@ -34,6 +36,7 @@ fn main() {
     let rounds = env_usize("FAULTLINE_BENCH_ROUNDS", 20_000);
     let bulk_mib = env_usize("FAULTLINE_BENCH_BULK_MIB", 256);
     let trials = env_usize("FAULTLINE_BENCH_TRIALS", 5).max(1);
+    let only = std::env::var("FAULTLINE_BENCH_ONLY").unwrap_or_default();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -41,21 +44,21 @@ fn main() {
         .expect("runtime");
     let echo = spawn_server(serve_echo);
     let sink = spawn_server(serve_sink);
-    let flavor = std::env::var("FAULTLINE_BENCH_PROXY_RUNTIME").unwrap_or_default();
-    let (server, background) = if flavor == "multi" {
-        let s = rt
-            .block_on(ProxyServer::bind("127.0.0.1:0"))
-            .expect("proxy API");
-        (Some(s), None)
+    let async_echo = rt.block_on(spawn_async_echo());
+
+    let on_bench_runtime = std::env::var("FAULTLINE_BENCH_PROXY_RUNTIME").as_deref() == Ok("multi");
+    let (server, background) = if on_bench_runtime {
+        let s = rt.block_on(ProxyServer::bind("127.0.0.1:0"));
+        (Some(s.expect("proxy API")), None)
     } else {
         let s = BackgroundProxyServer::start("127.0.0.1:0").expect("proxy API");
         (None, Some(s))
     };
-    let api = server
-        .as_ref()
-        .map(|s| s.addr())
-        .or(background.as_ref().map(|s| s.addr()))
-        .expect("one server");
+    let api = match (&server, &background) {
+        (Some(s), _) => s.addr(),
+        (_, Some(b)) => b.addr(),
+        _ => unreachable!("one server runs"),
+    };
     let client = Client::new(&api.to_string()).expect("client");
     let via = |name: &str, upstream: SocketAddr| -> SocketAddr {
         let cfg = ProxyConfig::new(name, "127.0.0.1:0", upstream.to_string());
@@ -66,43 +69,43 @@ fn main() {
     };
     let echo_proxy = via("echo", echo);
     let sink_proxy = via("sink", sink);
+    let async_echo_proxy = via("async-echo", async_echo);
 
-    let only = std::env::var("FAULTLINE_BENCH_ONLY").unwrap_or_default();
-    println!("proxy benchmark: loopback, {} CPUs", cpus());
-    if only != "bulk" {
+    println!(
+        "proxy benchmark: loopback, {} CPUs, proxy on {}",
+        cpus(),
+        if on_bench_runtime {
+            "a work-stealing runtime"
+        } else {
+            "its own thread"
+        }
+    );
+    if only.is_empty() || only == "latency" {
         println!(
-            "request-response: {MESSAGE_BYTES} B each way, {rounds} round trips x {trials} trials per path"
+            "request-response, blocking endpoints: {MESSAGE_BYTES} B each way, \
+             {rounds} round trips x {trials} trials per path"
         );
         let (mut direct, mut proxied) = (Vec::new(), Vec::new());
         for _ in 0..trials {
             direct.extend(ping_pong(echo, rounds));
             proxied.extend(ping_pong(echo_proxy, rounds));
         }
-        let (d50, d99) = (percentile(&mut direct, 0.50), percentile(&mut direct, 0.99));
-        let (p50, p99) = (
-            percentile(&mut proxied, 0.50),
-            percentile(&mut proxied, 0.99),
-        );
-        println!("  {:<10} {:>10} {:>10}", "", "p50 us", "p99 us");
-        println!("  {:<10} {:>10.1} {:>10.1}", "direct", d50, d99);
-        println!("  {:<10} {:>10.1} {:>10.1}", "proxied", p50, p99);
+        print_latency(&mut direct, &mut proxied);
+
         println!(
-            "  {:<10} {:>+10.1} {:>+10.1}",
-            "added",
-            p50 - d50,
-            p99 - d99
+            "request-response, tokio endpoints: {MESSAGE_BYTES} B each way, \
+             {rounds} round trips x {trials} trials per path"
         );
-        println!(
-            "  {:<10} {:>9.2}x {:>9.2}x   target p50 <= 1.30x: {}",
-            "ratio",
-            p50 / d50,
-            p99 / d99,
-            verdict(p50 / d50 <= 1.30)
-        );
+        let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+        for _ in 0..trials {
+            direct.extend(rt.block_on(async_ping_pong(async_echo, rounds)));
+            proxied.extend(rt.block_on(async_ping_pong(async_echo_proxy, rounds)));
+        }
+        print_latency(&mut direct, &mut proxied);
     }
-    if only != "latency" {
+    if only.is_empty() || only == "bulk" {
         let bytes = bulk_mib * (1 << 20);
-        println!("bulk: {bulk_mib} MiB one way, {trials} trials per path");
+        println!("bulk, blocking endpoints: {bulk_mib} MiB one way, {trials} trials per path");
         let (mut direct, mut proxied) = (Vec::new(), Vec::new());
         for _ in 0..trials {
             direct.push(bulk(sink, bytes));
@@ -110,15 +113,9 @@ fn main() {
         }
         let (d_med, d_best) = (percentile(&mut direct, 0.5), percentile(&mut direct, 1.0));
         let (p_med, p_best) = (percentile(&mut proxied, 0.5), percentile(&mut proxied, 1.0));
-        println!("  {:<10} {:>10} {:>10}", "", "median", "best");
-        println!(
-            "  {:<10} {:>10.0} {:>10.0}   MiB/s",
-            "direct", d_med, d_best
-        );
-        println!(
-            "  {:<10} {:>10.0} {:>10.0}   MiB/s",
-            "proxied", p_med, p_best
-        );
+        println!("  {:<10} {:>10} {:>10}", "MiB/s", "median", "best");
+        println!("  {:<10} {:>10.0} {:>10.0}", "direct", d_med, d_best);
+        println!("  {:<10} {:>10.0} {:>10.0}", "proxied", p_med, p_best);
         println!(
             "  {:<10} {:>9.0}% {:>9.0}%   target >= 70%: {}",
             "ratio",
@@ -133,6 +130,27 @@ fn main() {
     drop(background);
 }
 
+fn print_latency(direct: &mut [f64], proxied: &mut [f64]) {
+    let (d50, d99) = (percentile(direct, 0.50), percentile(direct, 0.99));
+    let (p50, p99) = (percentile(proxied, 0.50), percentile(proxied, 0.99));
+    println!("  {:<10} {:>10} {:>10}", "", "p50 us", "p99 us");
+    println!("  {:<10} {:>10.1} {:>10.1}", "direct", d50, d99);
+    println!("  {:<10} {:>10.1} {:>10.1}", "proxied", p50, p99);
+    println!(
+        "  {:<10} {:>+10.1} {:>+10.1}",
+        "added",
+        p50 - d50,
+        p99 - d99
+    );
+    println!(
+        "  {:<10} {:>9.2}x {:>9.2}x   target p50 <= 1.30x: {}",
+        "ratio",
+        p50 / d50,
+        p99 / d99,
+        verdict(p50 / d50 <= 1.30)
+    );
+}
+
 fn verdict(met: bool) -> &'static str {
     if met {
         "met"
@@ -141,7 +159,7 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
-/// Round-trip times in microseconds, after a warm-up.
+/// Round-trip times in microseconds, after a warm-up; blocking client.
 fn ping_pong(addr: SocketAddr, rounds: usize) -> Vec<f64> {
     let mut s = connect(addr);
     let msg = vec![7u8; MESSAGE_BYTES];
@@ -151,6 +169,30 @@ fn ping_pong(addr: SocketAddr, rounds: usize) -> Vec<f64> {
         let start = Instant::now();
         s.write_all(&msg).expect("write");
         s.read_exact(&mut back).expect("read echo");
+        if i >= WARMUP_ROUNDS {
+            samples.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    samples
+}
+
+/// Round-trip times in microseconds, after a warm-up; tokio client.
+async fn async_ping_pong(addr: SocketAddr, rounds: usize) -> Vec<f64> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    let msg = vec![7u8; MESSAGE_BYTES];
+    let mut back = vec![0u8; MESSAGE_BYTES];
+    let mut samples = Vec::with_capacity(rounds);
+    for i in 0..WARMUP_ROUNDS + rounds {
+        let start = Instant::now();
+        let trip = async {
+            s.write_all(&msg).await?;
+            s.read_exact(&mut back).await
+        };
+        tokio::time::timeout(IO_TIMEOUT, trip)
+            .await
+            .expect("round trip in time")
+            .expect("round trip");
         if i >= WARMUP_ROUNDS {
             samples.push(start.elapsed().as_secs_f64() * 1e6);
         }
@@ -209,6 +251,32 @@ fn serve_echo(mut s: TcpStream) {
             }
         }
     }
+}
+
+async fn spawn_async_echo() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
 }
 
 fn serve_sink(mut s: TcpStream) {
