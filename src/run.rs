@@ -586,7 +586,11 @@ async fn drive_in_memory(
         log.line(format!("closing clients: {}", one_line(&e)));
     }
     let rec = recorder.finish().await?;
-    log.line(format!("history: {} events in {}", rec.events, rec.path.display()));
+    log.line(format!(
+        "history: {} events in {}",
+        rec.events,
+        rec.path.display()
+    ));
     Ok(cancel.is_cancelled())
 }
 

@@ -157,7 +157,9 @@ async fn a_panic_removes_everything() {
             run_id: Some(rid.clone()),
             ..Default::default()
         };
-        let _c = Cluster::up(one_node_etcd(), opts).await.unwrap();
+        let c = Cluster::up(one_node_etcd(), opts).await.unwrap();
+        // A fault in force (a paused node) must not stop the removal.
+        c.pause("n1").await.unwrap();
         tx.send(leftovers(&rid).await).unwrap();
         panic!("a bug in the middle of a run");
     });

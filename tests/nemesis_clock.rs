@@ -13,7 +13,7 @@ mod nemesis_support;
 
 use nemeses::clock::{ClockSetting, Verification};
 use nemeses::schedule::{Fault, FaultKind};
-use nemesis_support::{image_or_skip, nemesis, start, teardown};
+use nemesis_support::{image_or_skip, nemesis, start, start_with, teardown};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_follows_a_clock_bump_and_the_record_says_how_we_know() {
@@ -98,6 +98,38 @@ async fn etcd_ignores_the_shim_and_the_nemesis_says_so_instead_of_claiming_skew(
         n.clocks().skewed().is_empty(),
         "the offset was put back at once"
     );
+
+    drop(n);
+    teardown(c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_without_the_shim_is_restarted_once_to_load_it() {
+    let Some(image) = image_or_skip("clock-restart").await else {
+        return;
+    };
+    let c = start_with("postgres", &image, false).await;
+    let (n, rec) = nemesis(&c);
+    let setup = n.prepare(&[FaultKind::Clock]).await.expect("clock setup");
+    assert_eq!(
+        setup["clock"]["n1"]["shim"], "loaded after restart",
+        "{setup}"
+    );
+    assert_eq!(rec.fs(), ["clock-setup"], "the restart is on the record");
+
+    let bump = Fault::Clock {
+        nodes: vec!["n1".into()],
+        setting: ClockSetting::offset_ms(3_600_000),
+    };
+    assert!(n.start(&bump).await, "{:?}", rec.events());
+    let ev = rec.events().last().cloned().unwrap();
+    assert_eq!(
+        ev.value["nodes"]["n1"]["verified_by"],
+        "probe: postgres clock_timestamp()"
+    );
+    n.heal_all().await;
+    assert_eq!(rec.fs().last().map(String::as_str), Some("heal"));
+    assert!(n.clocks().skewed().is_empty());
 
     drop(n);
     teardown(c).await;

@@ -105,8 +105,9 @@ impl fmt::Display for EventType {
 pub struct Event {
     /// Position in the history, from 0, strictly increasing.
     pub index: u64,
-    /// Nanoseconds since the run started (monotonic). Formats without timestamps use the line
-    /// number, which keeps the order but not durations; see [`History::synthetic_time`].
+    /// Nanoseconds since the run started (monotonic). Formats without timestamps use the
+    /// 1-based line number in the file, which keeps the order but not durations; see
+    /// [`History::synthetic_time`].
     #[serde(default)]
     pub time: u64,
     pub process: Process,
@@ -140,7 +141,8 @@ fn key_from_json<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
     pub events: Vec<Event>,
-    /// True when `time` was made up from line numbers (formats without timestamps).
+    /// True when `time` is the event's 1-based line number in its file (formats without
+    /// timestamps), not nanoseconds.
     pub synthetic_time: bool,
 }
 

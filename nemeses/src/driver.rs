@@ -546,8 +546,14 @@ impl Nemesis {
         // Processes first: a paused or stopped node cannot run the commands that undo the rest.
         let proc_errors = self.processes.heal().await;
         errors.extend(proc_errors.iter().cloned());
-        stops.insert(FaultKind::Kill, json!({"by": "heal", "nodes": "all"}));
-        stops.insert(FaultKind::Pause, json!({"by": "heal", "nodes": "all"}));
+        stops.insert(
+            FaultKind::Kill,
+            json!({"by": "heal", "nodes": self.ctl.nodes()}),
+        );
+        stops.insert(
+            FaultKind::Pause,
+            json!({"by": "heal", "nodes": self.ctl.nodes()}),
+        );
 
         if touched.contains(&FaultKind::Partition) {
             match self.partitioner.heal().await {

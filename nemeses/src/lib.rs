@@ -6,15 +6,15 @@
 //! starts and stops them. Every fault package carries its own heal step, and the schedule always
 //! ends with a final heal, also on Ctrl-C and on panic.
 
-pub mod proxy;
-pub mod toxiproxy;
 pub mod clock;
 pub mod control;
 pub mod driver;
 pub mod grudge;
 pub mod partition;
 pub mod process;
+pub mod proxy;
 pub mod record;
 pub mod rng;
 pub mod schedule;
 pub mod stall;
+pub mod toxiproxy;

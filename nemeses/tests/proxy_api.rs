@@ -29,6 +29,9 @@ async fn call(env: &Env, method: &str, path: &str, body: Option<&str>) -> (u16, 
     (status, value)
 }
 
+/// A request (method, path, body) and the answer it must get.
+type Case<'a> = (&'a str, &'a str, Option<&'a str>, (u16, Value));
+
 fn err(status: u16, message: &str) -> (u16, Value) {
     (status, json!({"error": message, "status": status}))
 }
@@ -149,7 +152,7 @@ async fn bad_requests_get_toxiproxys_errors() {
     .await;
     let up = env.echo.to_string();
     let dup = json!({"name": "p", "listen": "127.0.0.1:0", "upstream": up}).to_string();
-    let cases: Vec<(&str, &str, Option<&str>, (u16, Value))> = vec![
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/proxies",

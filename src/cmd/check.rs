@@ -63,6 +63,18 @@ pub struct Args {
     /// Print per-file read and check time and peak memory, and the totals.
     #[arg(long)]
     pub timing: bool,
+
+    /// Render an HTML report of each history into DIR (DIR/<file name>/ for several files).
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+
+    /// Write JUnit XML for CI: one test suite per file, one test case per checker.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Append a Markdown summary (e.g. to $GITHUB_STEP_SUMMARY).
+    #[arg(long, value_name = "FILE")]
+    pub summary_md: Option<PathBuf>,
 }
 
 fn checker_name(s: &str) -> Result<String, String> {
@@ -152,6 +164,7 @@ pub fn run(args: Args) -> Result<i32> {
         });
     }
     let total = started.elapsed();
+    write_ci_outputs(&args, &outcomes, format_for_report(&args))?;
     if args.json {
         print_json(&outcomes, args.timing)?;
     } else if outcomes.len() == 1 {
@@ -172,6 +185,59 @@ pub fn run(args: Args) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+fn format_for_report(args: &Args) -> Option<Format> {
+    args.format
+}
+
+/// JUnit, Markdown and HTML reports for the files that were checked.
+fn write_ci_outputs(args: &Args, outcomes: &[FileOutcome], format: Option<Format>) -> Result<()> {
+    let name = |o: &FileOutcome| {
+        o.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| o.path.display().to_string())
+    };
+    let checked: Vec<(String, Vec<CheckResult>)> = outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref().ok().map(|r| (name(o), vec![r.clone()])))
+        .collect();
+    if let Some(path) = &args.junit {
+        let suites: Vec<(&str, &[CheckResult])> = checked
+            .iter()
+            .map(|(n, r)| (n.as_str(), r.as_slice()))
+            .collect();
+        reports::write_junit_suites(path, &suites)?;
+    }
+    if let Some(dir) = &args.report {
+        for o in outcomes {
+            let Ok(result) = &o.result else { continue };
+            let target = if outcomes.len() == 1 {
+                dir.clone()
+            } else {
+                dir.join(name(o))
+            };
+            let history = formats::read_path(&o.path, format).map_err(anyhow::Error::msg)?;
+            let rendered = reports::render_check_report(
+                &target,
+                &history,
+                std::slice::from_ref(result),
+                &name(o),
+            )?;
+            eprintln!("report: {}", rendered.index.display());
+        }
+    }
+    if let Some(path) = &args.summary_md {
+        for (title, results) in &checked {
+            let ctx = reports::CiContext {
+                title,
+                ..Default::default()
+            };
+            reports::write_markdown_summary(path, &ctx, results)?;
+        }
+    }
+    Ok(())
 }
 
 fn print_one(o: &FileOutcome, timing: bool) {

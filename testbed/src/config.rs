@@ -204,12 +204,15 @@ impl fmt::Display for Bug {
 impl FromStr for Bug {
     type Err = String;
     fn from_str(s: &str) -> Result<Bug, String> {
-        BUGS.iter().find(|b| b.name == s).map(|b| b.bug).ok_or_else(|| {
-            format!(
-                "unknown bug {s:?}; expected one of: {}",
-                Bug::names().join(", ")
-            )
-        })
+        BUGS.iter()
+            .find(|b| b.name == s)
+            .map(|b| b.bug)
+            .ok_or_else(|| {
+                format!(
+                    "unknown bug {s:?}; expected one of: {}",
+                    Bug::names().join(", ")
+                )
+            })
     }
 }
 
@@ -362,8 +365,7 @@ impl NodeConfig {
             }
         }
         let s = &self.settings;
-        if s.partitions == 0 || s.consume_max == 0 || s.dispatch_batch == 0 || s.entries_max == 0
-        {
+        if s.partitions == 0 || s.consume_max == 0 || s.dispatch_batch == 0 || s.entries_max == 0 {
             return Err(
                 "--partitions, --consume-max, --dispatch-batch and --entries-max must be at least 1"
                     .into(),
@@ -382,9 +384,9 @@ pub fn parse_peers(s: &str) -> Result<Vec<(String, String)>, String> {
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|p| {
-            let (name, addr) = p.split_once('=').ok_or_else(|| {
-                format!("--peers: {p:?} is not NAME=HOST:PORT (e.g. n2=n2:7000)")
-            })?;
+            let (name, addr) = p
+                .split_once('=')
+                .ok_or_else(|| format!("--peers: {p:?} is not NAME=HOST:PORT (e.g. n2=n2:7000)"))?;
             if name.is_empty() || !addr.contains(':') {
                 return Err(format!(
                     "--peers: {p:?} is not NAME=HOST:PORT (e.g. n2=n2:7000)"

@@ -75,8 +75,7 @@ pub struct Req {
     pub body: Value,
 }
 
-pub type Handler =
-    Arc<dyn Fn(Req) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync>;
+pub type Handler = Arc<dyn Fn(Req) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync>;
 
 /// Accepts connections until `cancel` fires; then drops every connection and running handler.
 pub async fn serve(listener: TcpListener, handler: Handler, cancel: CancellationToken) {

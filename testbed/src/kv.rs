@@ -295,7 +295,10 @@ async fn elect(node: &Arc<Node>) {
         json!({ "epoch": next, "candidate": me, "pre": true }),
     )
     .await;
-    let would = 1 + pre.iter().filter(|(_, r)| matches!(r, Ok(v) if granted(v))).count();
+    let would = 1 + pre
+        .iter()
+        .filter(|(_, r)| matches!(r, Ok(v) if granted(v)))
+        .count();
     if would < majority {
         node.kv.st().last_heard = Instant::now();
         return;
@@ -337,9 +340,7 @@ async fn elect(node: &Arc<Node>) {
             continue;
         }
         count += 1;
-        if let Ok(data) =
-            serde_json::from_value::<BTreeMap<String, Versioned>>(v["data"].clone())
-        {
+        if let Ok(data) = serde_json::from_value::<BTreeMap<String, Versioned>>(v["data"].clone()) {
             for (k, val) in data {
                 match merged.get(&k) {
                     Some(cur) if cur.version() >= val.version() => {}
@@ -389,7 +390,10 @@ async fn elect(node: &Arc<Node>) {
         json!({ "epoch": epoch, "from": me, "data": merged }),
     )
     .await;
-    let acks = 1 + synced.iter().filter(|(_, r)| matches!(r, Ok(v) if granted(v))).count();
+    let acks = 1 + synced
+        .iter()
+        .filter(|(_, r)| matches!(r, Ok(v) if granted(v)))
+        .count();
     let mut st = node.kv.st();
     if st.epoch != epoch || st.role != Role::Candidate {
         return;
@@ -484,7 +488,9 @@ async fn on_vote(node: &Arc<Node>, body: &Value) -> Result<Reply, Reply> {
         )
     };
     persist_or_unavailable(node, &[rec]).await?;
-    Ok(Reply::ok(json!({ "ok": true, "epoch": epoch, "data": data })))
+    Ok(Reply::ok(
+        json!({ "ok": true, "epoch": epoch, "data": data }),
+    ))
 }
 
 async fn on_sync(node: &Arc<Node>, body: &Value) -> Result<Reply, Reply> {
@@ -510,7 +516,11 @@ async fn on_sync(node: &Arc<Node>, body: &Value) -> Result<Reply, Reply> {
         st.primary = Some(from);
         st.last_heard = Instant::now();
         for (k, v) in data {
-            if st.data.get(&k).is_none_or(|cur| cur.version() < v.version()) {
+            if st
+                .data
+                .get(&k)
+                .is_none_or(|cur| cur.version() < v.version())
+            {
                 recs.push(Record::KvPut {
                     key: k.clone(),
                     value: v.value.clone(),
@@ -563,7 +573,11 @@ async fn on_replicate(node: &Arc<Node>, body: &Value) -> Result<Reply, Reply> {
             st.role = Role::Backup;
             st.primary = Some(from);
             st.last_heard = Instant::now();
-            if st.data.get(&key).is_some_and(|cur| cur.version() >= v.version()) {
+            if st
+                .data
+                .get(&key)
+                .is_some_and(|cur| cur.version() >= v.version())
+            {
                 // A retry of what this replica already holds (or something newer).
                 already_held = true;
             } else {
@@ -733,7 +747,11 @@ async fn replicate_to_majority(
         }
         if acked.len() + 1 >= node.cfg.majority() {
             let mut st = node.kv.st();
-            if st.data.get(&key).is_none_or(|cur| cur.version() < v.version()) {
+            if st
+                .data
+                .get(&key)
+                .is_none_or(|cur| cur.version() < v.version())
+            {
                 st.data.insert(key, v);
             }
             return Ok(Reply::ok(json!({})));
@@ -760,9 +778,12 @@ async fn replicate_to_majority(
                 "the write did not reach a majority in time; it may still surface",
             ));
         }
-        tokio::time::sleep(node.cfg.settings.retry_interval.min(
-            deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(1),
-        ))
+        tokio::time::sleep(
+            node.cfg
+                .settings
+                .retry_interval
+                .min(deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(1)),
+        )
         .await;
     }
 }

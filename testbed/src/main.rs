@@ -97,7 +97,8 @@ fn config(cli: Cli) -> Result<NodeConfig, String> {
     let mut c = NodeConfig::new(name, listen);
     c.peers = parse_peers(&cli.peers)?;
     for b in cli.bugs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        c.bugs.insert(b.parse::<Bug>().map_err(|e| format!("--bug: {e}"))?);
+        c.bugs
+            .insert(b.parse::<Bug>().map_err(|e| format!("--bug: {e}"))?);
     }
     c.data_dir = cli.data_dir;
     c.home = cli.home;
@@ -126,7 +127,10 @@ fn config(cli: Cli) -> Result<NodeConfig, String> {
 }
 
 fn list_bugs() {
-    println!("{:<28} {:<8} {:<26} {:<18} what", "bug", "ids", "checker", "anomaly");
+    println!(
+        "{:<28} {:<8} {:<26} {:<18} what",
+        "bug", "ids", "checker", "anomaly"
+    );
     for b in BUGS {
         println!(
             "{:<28} {:<8} {:<26} {:<18} {}",

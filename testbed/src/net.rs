@@ -84,7 +84,10 @@ impl Net {
     }
 
     pub fn blocked(&self) -> BTreeSet<String> {
-        self.blocked.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.blocked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn is_blocked(&self, peer: &str) -> bool {

@@ -83,7 +83,10 @@ impl Node {
             return Reply::unavailable(
                 why,
                 true,
-                format!("{} cannot serve {} and does not forward twice", self.cfg.name, req.path),
+                format!(
+                    "{} cannot serve {} and does not forward twice",
+                    self.cfg.name, req.path
+                ),
             );
         }
         match self
@@ -273,11 +276,7 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> anyhow::Result<
             }
         })
     });
-    tokio::spawn(crate::http::serve(
-        listener,
-        handler,
-        node.cancel.clone(),
-    ));
+    tokio::spawn(crate::http::serve(listener, handler, node.cancel.clone()));
     node.spawn(kv::run(Arc::clone(&node)));
     if node.is_home() {
         node.spawn(outbox::run(Arc::clone(&node)));

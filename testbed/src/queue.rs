@@ -571,8 +571,9 @@ pub async fn handle(node: &Arc<Node>, op: &str, body: &Value) -> Result<Reply, R
             let Some(cur) = g.committed.get(p as usize).copied() else {
                 return Err(Reply::bad(format!("partition {p} does not exist")));
             };
+            // Nothing committed yet: the group starts at the beginning of the partition.
             Ok(Reply::ok(
-                json!({ "group": group_name, "partition": p, "offset": cur }),
+                json!({ "group": group_name, "partition": p, "offset": cur.unwrap_or(0) }),
             ))
         }
         _ => Err(Reply::error(

@@ -349,7 +349,10 @@ async fn lease_complete(node: &Arc<Node>, body: &Value) -> Result<Reply, Reply> 
     };
     if !node.cfg.has(Bug::NoFencing) {
         if t.done {
-            return Err(Reply::refused("done", format!("{task} is already complete")));
+            return Err(Reply::refused(
+                "done",
+                format!("{task} is already complete"),
+            ));
         }
         if t.token != token || t.holder.as_deref() != Some(worker.as_str()) {
             return Err(Reply::refused(

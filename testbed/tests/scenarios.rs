@@ -4,10 +4,10 @@
 
 // The testbed client is compiled from its source in workloads/ (see tests/common/mod.rs).
 pub use workloads::{client, generator, op, workload};
+mod common;
 #[path = "../../workloads/src/clients/testbed.rs"]
 #[allow(dead_code)]
 mod tb;
-mod common;
 
 use checkers::{CheckOptions, EventType};
 use common::*;
@@ -105,7 +105,10 @@ async fn double_delivery(bug: Option<Bug>) -> (Arc<Hist>, CheckOptions) {
     h.nemesis("start-stall", json!({ "process": c1.process }));
     tokio::time::sleep(past_session(&s)).await;
     let again = c2.run(op("consume", Value::Null)).await;
-    assert_eq!(again.value, json!([{ "id": 1, "partition": 1, "offset": 0, "delivery": 2 }]));
+    assert_eq!(
+        again.value,
+        json!([{ "id": 1, "partition": 1, "offset": 0, "delivery": 2 }])
+    );
     c2.run(op("ack", again.value[0].clone())).await;
     h.nemesis("stop-stall", json!({ "process": c1.process }));
     c1.run(op("ack", held[0].clone())).await;
@@ -244,7 +247,8 @@ async fn offset_regression(bug: Option<Bug>) -> (Arc<Hist>, CheckOptions) {
     let mut c1 = Actor::open(&h, &f, &c.addr(1)).await;
     let mut c2 = Actor::open(&h, &f, &c.addr(2)).await;
     for id in 0..6 {
-        p.run(op("produce", json!({ "id": id, "partition": 0 }))).await;
+        p.run(op("produce", json!({ "id": id, "partition": 0 })))
+            .await;
     }
     let got = c1.run(op("consume", Value::Null)).await;
     let msgs = got.value.as_array().cloned().unwrap_or_default();
@@ -252,7 +256,12 @@ async fn offset_regression(bug: Option<Bug>) -> (Arc<Hist>, CheckOptions) {
     for m in &msgs[..3] {
         c1.run(op("ack", m.clone())).await;
     }
-    let commit = |o: u64| op("commit-offset", json!({ "group": "g", "partition": 0, "offset": o }));
+    let commit = |o: u64| {
+        op(
+            "commit-offset",
+            json!({ "group": "g", "partition": 0, "offset": o }),
+        )
+    };
     c1.run(commit(3)).await;
     h.nemesis("start-stall", json!({ "process": c1.process }));
     tokio::time::sleep(past_session(&s)).await;
@@ -506,7 +515,10 @@ async fn duplicate_member(bug: Option<Bug>) -> (Arc<Hist>, CheckOptions) {
     let h = Hist::new();
     let f = factory(Family::Members, client_opts());
     let mut all = actors(&h, &f, &c, 8).await;
-    all = concurrently(all, |i| keyed("add", "team", json!(if i < 6 { 7 } else { i }))).await;
+    all = concurrently(all, |i| {
+        keyed("add", "team", json!(if i < 6 { 7 } else { i }))
+    })
+    .await;
     all[0].run(keyed("read", "team", Value::Null)).await;
     (h, CheckOptions::default())
 }
@@ -533,7 +545,10 @@ async fn double_leave(bug: Option<Bug>) -> (Arc<Hist>, CheckOptions) {
     );
     let mut all = actors(&h, &f, &c, 8).await;
     all[0].setup().await;
-    all = concurrently(all, |_| keyed("command", "leave:m-1", json!({ "leave": "m-1" }))).await;
+    all = concurrently(all, |_| {
+        keyed("command", "leave:m-1", json!({ "leave": "m-1" }))
+    })
+    .await;
     all[0].run(keyed("effects", "leave:m-1", Value::Null)).await;
     (h, CheckOptions::default())
 }
@@ -573,7 +588,11 @@ async fn version_race(bug: Option<Bug>) -> (Arc<Hist>, CheckOptions) {
     let f = factory(Family::Stream, client_opts());
     let mut all = actors(&h, &f, &c, 6).await;
     all = concurrently(all, |i| {
-        keyed("append", "order-1", json!({ "expected": 0, "event": format!("e{i}") }))
+        keyed(
+            "append",
+            "order-1",
+            json!({ "expected": 0, "event": format!("e{i}") }),
+        )
     })
     .await;
     all[0].run(keyed("read", "order-1", Value::Null)).await;

@@ -5,10 +5,10 @@
 //! checker must flag it. Bugs that need a crash or a partition are in `scenarios.rs`.
 
 pub use workloads::{client, generator, op, workload};
+mod common;
 #[path = "../../workloads/src/clients/testbed.rs"]
 #[allow(dead_code)]
 mod tb;
-mod common;
 
 use checkers::{Budget, Verdict};
 use serde_json::Value;
@@ -27,6 +27,7 @@ async fn run(
     settings: Settings,
     opts: TestbedOptions,
     secs: u64,
+    rate_ops_per_s: Option<f64>,
 ) -> Vec<(String, Verdict, Vec<String>, String)> {
     let cluster = Cluster::start(ClusterSpec {
         nodes: 3,
@@ -50,10 +51,14 @@ async fn run(
         time_limit: Duration::from_secs(secs),
         grace: Duration::from_secs(7),
     };
-    runner.run_phase(w.generator, main, &cancel).await.unwrap();
+    let gen = match rate_ops_per_s {
+        Some(r) => generator::rate(r, w.generator),
+        None => w.generator,
+    };
+    runner.run_phase(gen, main, &cancel).await.unwrap();
     if let Some(fin) = w.final_generator {
         let limits = PhaseLimits {
-            time_limit: Duration::from_secs(60),
+            time_limit: Duration::from_secs(20),
             grace: Duration::from_secs(7),
         };
         runner.run_phase(fin, limits, &cancel).await.unwrap();
@@ -130,15 +135,19 @@ fn flagged(results: &[(String, Verdict, Vec<String>, String)], kind: &str) {
 fn quick() -> Settings {
     Settings {
         storage_latency: Duration::from_millis(5),
+        dispatch_step: Duration::from_millis(20),
         ..common::fast()
     }
 }
 
 macro_rules! workload_test {
     ($name:ident, $workload:expr, $bug:expr, $settings:expr, $opts:expr, $secs:expr, $expect:expr) => {
+        workload_test!($name, $workload, $bug, $settings, $opts, $secs, $expect, None);
+    };
+    ($name:ident, $workload:expr, $bug:expr, $settings:expr, $opts:expr, $secs:expr, $expect:expr, $rate:expr) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            let results = run($workload, $bug, $settings, $opts, $secs).await;
+            let results = run($workload, $bug, $settings, $opts, $secs, $rate).await;
             match $expect {
                 None => valid(&results),
                 Some(kind) => flagged(&results, kind),
@@ -147,7 +156,15 @@ macro_rules! workload_test {
     };
 }
 
-workload_test!(register_passes, "cas-register", None, quick(), opts(), 3, None::<&str>);
+workload_test!(
+    register_passes,
+    "cas-register",
+    None,
+    quick(),
+    opts(),
+    3,
+    None::<&str>
+);
 workload_test!(
     queue_with_stalls_and_churn_passes,
     "queue",
@@ -199,7 +216,15 @@ workload_test!(
     3,
     Some("offset-gap")
 );
-workload_test!(retry_passes, "retry", None, quick(), opts(), 2, None::<&str>);
+workload_test!(
+    retry_passes,
+    "retry",
+    None,
+    quick(),
+    opts(),
+    2,
+    None::<&str>
+);
 workload_test!(
     retry_catches_an_ignored_budget,
     "retry",
@@ -222,7 +247,8 @@ workload_test!(
     },
     opts(),
     3,
-    None::<&str>
+    None::<&str>,
+    Some(100.0)
 );
 workload_test!(
     outbox_catches_dropped_rows,
@@ -234,7 +260,8 @@ workload_test!(
     },
     opts(),
     3,
-    Some("lost")
+    Some("lost"),
+    Some(100.0)
 );
 workload_test!(
     outbox_catches_redelivered_batches,
@@ -246,9 +273,18 @@ workload_test!(
     },
     opts(),
     3,
-    Some("duplicated")
+    Some("duplicated"),
+    Some(100.0)
 );
-workload_test!(idempotency_passes, "idempotency", None, common::fast(), opts(), 2, None::<&str>);
+workload_test!(
+    idempotency_passes,
+    "idempotency",
+    None,
+    common::fast(),
+    opts(),
+    2,
+    None::<&str>
+);
 workload_test!(
     idempotency_catches_the_race,
     "idempotency",
@@ -258,7 +294,15 @@ workload_test!(
     2,
     Some("multiple-effects")
 );
-workload_test!(members_passes, "members", None, common::fast(), opts(), 2, None::<&str>);
+workload_test!(
+    members_passes,
+    "members",
+    None,
+    common::fast(),
+    opts(),
+    2,
+    None::<&str>
+);
 workload_test!(
     members_catches_duplicates,
     "members",
@@ -268,7 +312,15 @@ workload_test!(
     2,
     Some("duplicate")
 );
-workload_test!(leave_passes, "leave", None, common::fast(), opts(), 2, None::<&str>);
+workload_test!(
+    leave_passes,
+    "leave",
+    None,
+    common::fast(),
+    opts(),
+    2,
+    None::<&str>
+);
 workload_test!(
     leave_catches_double_leaves,
     "leave",
@@ -278,7 +330,15 @@ workload_test!(
     2,
     Some("multiple-effects")
 );
-workload_test!(unique_passes, "unique", None, common::fast(), opts(), 2, None::<&str>);
+workload_test!(
+    unique_passes,
+    "unique",
+    None,
+    common::fast(),
+    opts(),
+    2,
+    None::<&str>
+);
 workload_test!(
     unique_catches_double_creates,
     "unique",
@@ -306,7 +366,15 @@ workload_test!(
     2,
     Some("multiple-winners")
 );
-workload_test!(lease_with_stalls_passes, "lease", None, common::fast(), stalling(), 3, None::<&str>);
+workload_test!(
+    lease_with_stalls_passes,
+    "lease",
+    None,
+    common::fast(),
+    stalling(),
+    3,
+    None::<&str>
+);
 workload_test!(
     lease_catches_missing_fencing,
     "lease",

@@ -41,13 +41,18 @@ pub async fn image_or_skip(test: &str) -> Option<String> {
 
 /// Starts `system` on `image` with the clock shim loaded in every node from the first start.
 pub async fn start(system: &str, image: &str) -> Arc<Cluster> {
+    start_with(system, image, true).await
+}
+
+/// Starts `system` on `image`, with or without the clock shim files.
+pub async fn start_with(system: &str, image: &str, shim: bool) -> Arc<Cluster> {
     let params = SystemParams {
         image: Some(image.to_string()),
         ..SystemParams::default()
     };
     let s = System::by_name(system, &params).expect("a known system");
     let opts = ClusterOptions {
-        files: clock_shim_files(),
+        files: if shim { clock_shim_files() } else { vec![] },
         ..ClusterOptions::default()
     };
     let c = Cluster::up(s, opts)

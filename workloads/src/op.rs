@@ -8,6 +8,10 @@
 use checkers::EventType;
 use serde_json::Value;
 
+/// The error of a `cas` that failed because the register did not hold the expected value: the
+/// only failed CAS the linearizability checker may read as an observation.
+pub const CAS_MISMATCH: &str = "cas-mismatch";
+
 /// An operation to perform: the function, the key it touches (if the workload has several) and
 /// the argument, in the vocabulary of `docs/history.md`.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +74,21 @@ impl Completion {
             kind: EventType::Info,
             value: Value::Null,
             error: Some(error.into()),
+        }
+    }
+
+    /// The operation definitely did not take effect, for a reason other than its own semantics
+    /// (the request was never sent, the server refused it before acting). `fail` for every
+    /// operation except `cas`, which becomes `info`: to the linearizability checker a failed CAS
+    /// is an observation ("the register did not hold `old`"), which a refused request is not.
+    /// `info` is always sound (the checker may leave the operation out); a CAS that really saw
+    /// another value answers `fail` with [`CAS_MISMATCH`] instead.
+    pub fn not_applied(op: &Invocation, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        if op.f == "cas" {
+            Completion::info(format!("not-applied: {reason}"))
+        } else {
+            Completion::fail(reason)
         }
     }
 

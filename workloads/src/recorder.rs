@@ -292,8 +292,9 @@ impl Writer {
                             stats: self.local.clone(),
                         }),
                 };
-                let _ = reply.send(result);
+                // Close before replying, so that anything recorded after finish() returns fails.
                 rx.close();
+                let _ = reply.send(result);
                 return;
             }
             if dirty && last_flush.elapsed() >= interval {

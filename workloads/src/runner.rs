@@ -417,10 +417,13 @@ impl WorkerCtx {
                 return; // the recorder is gone: the run is over
             }
             let mut completion = match client.as_mut() {
-                None => Completion::fail(format!(
-                    "no-client: {}",
-                    open_error.unwrap_or_else(|| "no client".into())
-                )),
+                None => Completion::not_applied(
+                    &op,
+                    format!(
+                        "no-client: {}",
+                        open_error.unwrap_or_else(|| "no client".into())
+                    ),
+                ),
                 Some(c) => {
                     tokio::select! {
                         biased;

@@ -489,20 +489,30 @@ impl ClientFactory for Unreachable {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operation_without_a_client_fails_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
+    let writes_then_cas = generator::seq(vec![
+        generator::limit(5, generator::repeat(Invocation::new("write", json!(1)))),
+        generator::once(Invocation::new("cas", json!([1, 2]))),
+    ]);
     let (summary, _, ops) = run_one(
         dir.path(),
         Arc::new(Unreachable),
-        generator::limit(5, generator::repeat(Invocation::new("write", json!(1)))),
+        writes_then_cas,
         config(2, 0),
         limits(5_000),
     )
     .await;
-    assert_eq!(summary.fail, 5);
-    assert!(ops.iter().all(|o| o.is_fail()
-        && o.error
-            .as_deref()
-            .unwrap()
-            .starts_with("no-client: connection refused by n")));
+    assert_eq!((summary.fail, summary.info), (5, 1));
+    for o in &ops {
+        let error = o.error.as_deref().unwrap();
+        if o.f == "cas" {
+            // Never sent, but `fail` on a CAS would claim the register did not hold 1.
+            assert!(o.is_info(), "{o:?}");
+            assert!(error.starts_with("not-applied: no-client: connection refused by n"));
+        } else {
+            assert!(o.is_fail(), "{o:?}");
+            assert!(error.starts_with("no-client: connection refused by n"));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

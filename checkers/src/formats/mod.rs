@@ -352,10 +352,12 @@ fn edn_event(pos: usize, line: usize, map: Value, has_time: bool) -> Result<Even
         Some(i) => i,
         None => pos as u64,
     };
+    // Without timestamps, time is the line the op starts on: order is kept, and "line N" in
+    // explanations and reports points into the file.
     let time = if has_time {
         m.get("time").and_then(Value::as_u64).unwrap_or(0)
     } else {
-        pos as u64
+        line as u64
     };
     let key = m.remove("key").map(value_key);
     let mut value = m.remove("value").unwrap_or(Value::Null);
@@ -493,7 +495,8 @@ fn log_event(pos: usize, line: usize, body: &str) -> Result<Event, ReadError> {
     }
     Ok(Event {
         index: pos as u64,
-        time: pos as u64,
+        // No timestamps: the file's line number keeps the order and points into the file.
+        time: line as u64,
         process,
         kind,
         f,

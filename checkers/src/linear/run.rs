@@ -214,7 +214,8 @@ impl Places {
     /// "line 12" or "1.200 s".
     fn at(&self, index: u64) -> String {
         match self.position(index) {
-            Some(p) if self.synthetic => format!("line {}", p + 1),
+            // Synthetic time is the event's line number in its file.
+            Some(p) if self.synthetic => format!("line {}", self.events[p].1),
             Some(p) => format!("{:.3} s", self.events[p].1 as f64 / 1e9),
             None => format!("event {index}"),
         }

@@ -1,7 +1,9 @@
 //! PostgreSQL 15: one node. The first boot runs initdb into the data folder and allows
 //! password-less connections from the run network and the host (the cluster is private to the
 //! run); later boots (after kill + start) reuse the data. The server is the container's main
-//! process, as user postgres, logging to stderr.
+//! process, as user postgres, logging to stderr. initdb skips its fsyncs (`--no-sync`): a
+//! kill -9 of the container does not drop the page cache, so nothing is lost, and it saves
+//! seconds on a slow disk.
 
 use std::time::Duration;
 
@@ -20,7 +22,7 @@ pub fn system(params: &SystemParams) -> System {
     let script = format!(
         "set -e; mkdir -p {pg}; chown postgres:postgres {pg}; chmod 700 {pg}; \
          if [ ! -s {pg}/PG_VERSION ]; then \
-           setpriv --reuid=postgres --regid=postgres --init-groups {BIN}/initdb -D {pg} -U postgres --auth=trust >/dev/null; \
+           setpriv --reuid=postgres --regid=postgres --init-groups {BIN}/initdb --no-sync -D {pg} -U postgres --auth=trust >/dev/null; \
            echo 'host all all 0.0.0.0/0 trust' >> {pg}/pg_hba.conf; \
          fi; \
          exec setpriv --reuid=postgres --regid=postgres --init-groups {BIN}/postgres -D {pg} \

@@ -99,7 +99,7 @@ pub fn system(params: &SystemParams) -> System {
         name: "rabbitmq".into(),
         image: params.image(),
         nodes,
-        ready_timeout: Duration::from_secs(120),
+        ready_timeout: Duration::from_secs(180),
         // Every rabbitmqctl call boots an Erlang VM: probing often would slow the boot down.
         probe_interval: Duration::from_secs(2),
         leader: LeaderQuery::None,

@@ -199,23 +199,26 @@ impl Actor {
 /// Runs `checker` on the history.
 pub fn check(hist: &Hist, checker: &str, opts: &CheckOptions) -> CheckResult {
     let c = checkers::by_name(checker, opts).expect("a known checker");
-    checkers::run_checker(&*c, &hist.history(), &Budget::default()).unwrap_or_else(|e| {
-        panic!("the history is malformed: {e}\n{}", hist.text())
-    })
+    checkers::run_checker(&*c, &hist.history(), &Budget::default())
+        .unwrap_or_else(|e| panic!("the history is malformed: {e}\n{}", hist.text()))
 }
 
 /// The scenario's bug must be flagged: invalid, with an anomaly of `kind` that counted.
 pub fn expect_flagged(hist: &Hist, checker: &str, opts: &CheckOptions, kind: &str) {
     let r = check(hist, checker, opts);
-    let counted = r.anomalies.iter().any(|a| {
-        a.kind == kind && a.data.get("counted").and_then(Value::as_bool) != Some(false)
-    });
+    let counted = r
+        .anomalies
+        .iter()
+        .any(|a| a.kind == kind && a.data.get("counted").and_then(Value::as_bool) != Some(false));
     assert!(
         r.verdict == Verdict::Invalid && counted,
         "expected {checker} to flag {kind}; got {} ({}) with kinds {:?}\n{}",
         r.verdict,
         r.summary,
-        r.anomalies.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>(),
+        r.anomalies
+            .iter()
+            .map(|a| a.kind.as_str())
+            .collect::<Vec<_>>(),
         hist.text()
     );
 }

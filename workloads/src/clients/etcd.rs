@@ -12,13 +12,15 @@
 //! - a write or CAS that errs after the request may have left: `info`, unless etcd's error code
 //!   says it refused the request before proposing it (invalid argument, permission, too many
 //!   requests), which is `fail`;
-//! - a CAS whose comparison failed: `fail` (`cas-mismatch`), since nothing changed.
+//! - a CAS whose comparison failed: `fail` (`cas-mismatch`), since nothing changed; a CAS that
+//!   was refused or never sent is `info` instead (see [`Completion::not_applied`]), because a
+//!   failed CAS tells the linearizability checker what the register held.
 //!
 //! `--read-mode serializable` sets `"serializable": true` on reads: the node answers from its
 //! local state without a quorum, which is allowed to be stale. That is the known-bad control.
 
 use crate::client::{Client, ClientFactory};
-use crate::op::{Completion, Invocation};
+use crate::op::{Completion, Invocation, CAS_MISMATCH};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -208,7 +210,7 @@ impl EtcdClient {
         let body = json!({ "key": self.key(op), "value": B64.encode(op.value.to_string()) });
         match self.call("/v3/kv/put", body).await {
             Ok(_) => Completion::ok(op.value.clone()),
-            Err(e) => effect_error(e),
+            Err(e) => effect_error(op, e),
         }
     }
 
@@ -231,16 +233,16 @@ impl EtcdClient {
             // proto3 JSON leaves `succeeded: false` out.
             Ok(resp) => match resp.get("succeeded").and_then(Value::as_bool) {
                 Some(true) => Completion::ok(op.value.clone()),
-                _ => Completion::fail("cas-mismatch"),
+                _ => Completion::fail(CAS_MISMATCH),
             },
-            Err(e) => effect_error(e),
+            Err(e) => effect_error(op, e),
         }
     }
 }
 
-fn effect_error(e: CallError) -> Completion {
+fn effect_error(op: &Invocation, e: CallError) -> Completion {
     match e {
-        CallError::NotSent(e) | CallError::Refused(e) => Completion::fail(e),
+        CallError::NotSent(e) | CallError::Refused(e) => Completion::not_applied(op, e),
         CallError::Ambiguous(e) => Completion::info(e),
     }
 }

@@ -12,7 +12,7 @@
 
 use crate::client::{Client, ClientFactory};
 use crate::generator::{rng_from_seed, Rng};
-use crate::op::{Completion, Invocation};
+use crate::op::{Completion, Invocation, CAS_MISMATCH};
 use async_trait::async_trait;
 use rand::RngExt;
 use serde_json::{json, Value};
@@ -129,7 +129,7 @@ impl Client for MemoryRegister {
                         push_value(values, new.clone());
                         Completion::ok(op.value.clone())
                     } else {
-                        Completion::fail("cas-mismatch")
+                        Completion::fail(CAS_MISMATCH)
                     }
                 }
                 _ => Completion::fail("cas value must be [old, new]"),

@@ -7,7 +7,8 @@
 //! How answers map to the history:
 //! - connection refused (at open or later): nothing was sent: `fail`;
 //! - an error reply from the server (`READONLY` on a replica, `MASTERDOWN`, `OOM`, ...): Redis
-//!   rejected the command and applied nothing: `fail`. The CAS script writes only as its last
+//!   rejected the command and applied nothing: `fail` (`info` for a CAS, whose `fail` means
+//!   "compare failed", see [`Completion::not_applied`]). The CAS script writes only as its last
 //!   step, so an error reply never follows a partial write;
 //! - any other error after sending (connection dropped, I/O error): `info` for writes, CAS,
 //!   produce and consume (a pop may have removed the message), `fail` for register reads (a read
@@ -17,7 +18,7 @@
 //! yields `info`.
 
 use crate::client::{Client, ClientFactory};
-use crate::op::{Completion, Invocation};
+use crate::op::{Completion, Invocation, CAS_MISMATCH};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
@@ -128,9 +129,9 @@ enum Applied {
     Maybe,
 }
 
-fn effect_error(e: RedisError) -> Completion {
+fn effect_error(op: &Invocation, e: RedisError) -> Completion {
     match classify(&e) {
-        Applied::No => Completion::fail(format!("{e}")),
+        Applied::No => Completion::not_applied(op, format!("{e}")),
         Applied::Maybe => Completion::info(format!("{e}")),
     }
 }
@@ -182,7 +183,7 @@ impl RedisClient {
                     .await;
                 match r {
                     Ok(()) => Completion::ok(op.value.clone()),
-                    Err(e) => effect_error(e),
+                    Err(e) => effect_error(op, e),
                 }
             }
             "cas" => {
@@ -204,8 +205,8 @@ impl RedisClient {
                     .await;
                 match r {
                     Ok(1) => Completion::ok(op.value.clone()),
-                    Ok(_) => Completion::fail("cas-mismatch"),
-                    Err(e) => effect_error(e),
+                    Ok(_) => Completion::fail(CAS_MISMATCH),
+                    Err(e) => effect_error(op, e),
                 }
             }
             other => Completion::fail(format!("redis register: unknown operation {other:?}")),
@@ -232,7 +233,7 @@ impl RedisClient {
                     .await;
                 match r {
                     Ok(_) => Completion::ok(json!({ "id": id })),
-                    Err(e) => effect_error(e),
+                    Err(e) => effect_error(op, e),
                 }
             }
             "consume" | "dequeue" => {
@@ -246,7 +247,7 @@ impl RedisClient {
                             .map(|t| json!({ "id": id_value(t) }))
                             .collect(),
                     )),
-                    Err(e) => effect_error(e),
+                    Err(e) => effect_error(op, e),
                 }
             }
             "drain" => {
@@ -262,7 +263,7 @@ impl RedisClient {
                             .map(|t| json!({ "id": id_value(t) }))
                             .collect(),
                     )),
-                    Err(e) => effect_error(e),
+                    Err(e) => effect_error(op, e),
                 }
             }
             other => Completion::fail(format!("redis queue: unknown operation {other:?}")),

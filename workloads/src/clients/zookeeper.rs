@@ -3,21 +3,27 @@
 //! Each register key is a znode `root/key` holding the value's JSON text. `read` is `getData`
 //! (a missing znode reads as null); `write` is an unconditional `setData` (or `create` when the
 //! znode does not exist yet); `cas [old, new]` reads the znode and, when it holds `old`, writes
-//! `new` with the version it read, so a write in between makes the server refuse it. ZooKeeper
+//! `new` with the version it read, so a write in between makes the server refuse it (and the
+//! client reads and compares again, a bounded number of times). ZooKeeper
 //! reads may be served by a lagging follower (it promises sequential consistency for reads, not
 //! linearizability), which is exactly what a linearizability check of this workload can show.
 //!
 //! How answers map to the history: an error the server returned (bad version, node exists,
-//! no node, not authorised, read-only server) means the write did not happen: `fail`. A lost
+//! no node, not authorised, read-only server) means the write did not happen: `fail` (`info`
+//! for a CAS, see [`Completion::not_applied`]); a CAS fails only with `cas-mismatch`, after a
+//! read that saw another value. A lost
 //! connection, a timeout or an expired session after sending: `info`. Reads that fail are `fail`.
 
 use crate::client::{Client, ClientFactory};
-use crate::op::{Completion, Invocation};
+use crate::op::{Completion, Invocation, CAS_MISMATCH};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::time::Duration;
 use zookeeper_client as zk;
+
+/// Read-compare-write rounds of one CAS before giving up (each lost only to a concurrent write).
+const CAS_ATTEMPTS_MAX: usize = 5;
 
 /// Opens ZooKeeper register clients. Nodes are `host:port`.
 #[derive(Debug, Clone)]
@@ -77,11 +83,11 @@ pub struct ZooKeeperClient {
 }
 
 /// Whether the server refused the write (nothing happened) or we cannot know.
-fn effect_error(e: zk::Error) -> Completion {
+fn effect_error(op: &Invocation, e: zk::Error) -> Completion {
     use zk::Error::*;
     match e {
         BadVersion | NodeExists | NoNode | NoAuth | NotReadOnly | BadArguments(_) | InvalidAcl
-        | QuotaExceeded | Throttled => Completion::fail(format!("{e}")),
+        | QuotaExceeded | Throttled => Completion::not_applied(op, format!("{e}")),
         _ => Completion::info(format!("{e}")),
     }
 }
@@ -122,7 +128,7 @@ impl ZooKeeperClient {
             match self.zk.set_data(path, data.as_bytes(), None).await {
                 Ok(_) => return Completion::ok(op.value.clone()),
                 Err(zk::Error::NoNode) => {}
-                Err(e) => return effect_error(e),
+                Err(e) => return effect_error(op, e),
             }
             match self
                 .zk
@@ -131,7 +137,7 @@ impl ZooKeeperClient {
             {
                 Ok(_) => return Completion::ok(op.value.clone()),
                 Err(zk::Error::NodeExists) => {}
-                Err(e) => return effect_error(e),
+                Err(e) => return effect_error(op, e),
             }
         }
         Completion::fail("the znode kept appearing and disappearing; nothing was written")
@@ -150,29 +156,35 @@ impl ZooKeeperClient {
                 .await
             {
                 Ok(_) => Completion::ok(op.value.clone()),
-                Err(zk::Error::NodeExists) => Completion::fail("cas-mismatch"),
-                Err(e) => effect_error(e),
+                Err(zk::Error::NodeExists) => Completion::fail(CAS_MISMATCH),
+                Err(e) => effect_error(op, e),
             };
         }
-        let (bytes, stat) = match self.zk.get_data(path).await {
-            Ok(r) => r,
-            Err(zk::Error::NoNode) => return Completion::fail("cas-mismatch"),
-            Err(e) => return Completion::fail(format!("reading before cas: {e}")),
-        };
-        match decode(&bytes) {
-            Ok(current) if current == *old => {}
-            Ok(_) => return Completion::fail("cas-mismatch"),
-            Err(e) => return Completion::fail(e),
+        // A version conflict only says that someone wrote in between, maybe the same value
+        // again; it is not a comparison failure. Read again and retry, a bounded number of
+        // times; a `fail` always rests on a read that saw another value.
+        for _ in 0..CAS_ATTEMPTS_MAX {
+            let (bytes, stat) = match self.zk.get_data(path).await {
+                Ok(r) => r,
+                Err(zk::Error::NoNode) => return Completion::fail(CAS_MISMATCH),
+                Err(e) => return Completion::not_applied(op, format!("reading before cas: {e}")),
+            };
+            match decode(&bytes) {
+                Ok(current) if current == *old => {}
+                Ok(_) => return Completion::fail(CAS_MISMATCH),
+                Err(e) => return Completion::not_applied(op, e),
+            }
+            match self
+                .zk
+                .set_data(path, new_data.as_bytes(), Some(stat.version))
+                .await
+            {
+                Ok(_) => return Completion::ok(op.value.clone()),
+                Err(zk::Error::BadVersion) => continue,
+                Err(e) => return effect_error(op, e),
+            }
         }
-        match self
-            .zk
-            .set_data(path, new_data.as_bytes(), Some(stat.version))
-            .await
-        {
-            Ok(_) => Completion::ok(op.value.clone()),
-            Err(zk::Error::BadVersion) => Completion::fail("cas-mismatch"),
-            Err(e) => effect_error(e),
-        }
+        Completion::not_applied(op, "version conflicts on every attempt")
     }
 }
 
