@@ -10,4 +10,5 @@ pub mod nemesis;
 pub mod plan;
 pub mod run;
 pub mod store;
+pub mod test_all;
 pub mod units;

@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run a chaos test: start a cluster, drive a workload, inject faults, check, report.
     Run(Box<cmd::run::Args>),
+    /// Run a matrix of plans, each several times with derived seeds: one table, one exit code.
+    TestAll(cmd::test_all::Args),
     /// Check history files (faultline JSONL, Jepsen EDN, Jepsen logs) with a checker.
     Check(cmd::check::Args),
     /// Convert a history in any supported format to faultline JSONL.
@@ -44,6 +46,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cmd::run::run(*args),
+        Command::TestAll(args) => cmd::test_all::run(args),
         Command::Check(args) => cmd::check::run(args),
         Command::Convert(args) => cmd::convert::run(args),
         Command::Report(args) => cmd::report::run(args),

@@ -182,6 +182,16 @@ async fn clean_removes_what_a_killed_controller_left_and_keeps_live_runs() {
     let live = Cluster::up(one_node_etcd(), ClusterOptions::default())
         .await
         .unwrap();
+    // Something labeled faultline=1 that no run's controller owns: whose it is cannot be told.
+    let d = faultline::cluster::docker::connect().unwrap();
+    let unowned = format!("fl-unowned-{}", std::process::id());
+    d.create_network(bollard::models::NetworkCreateRequest {
+        name: unowned.clone(),
+        labels: Some([("faultline".to_string(), "1".to_string())].into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
 
     let mut up = cluster_up(&["--nodes", "1", "--hold", "300s"]).await;
     up.wait_for_line("holding").await;
@@ -204,5 +214,10 @@ async fn clean_removes_what_a_killed_controller_left_and_keeps_live_runs() {
     );
     assert_eq!(leftovers(&orphan).await, (0, 0));
     assert_eq!(leftovers(live.run_id()).await, (1, 1), "a live run is kept");
+    assert!(
+        text.contains(&format!("[{unowned}] without an owner label")),
+        "{text}"
+    );
+    d.remove_network(&unowned).await.unwrap();
     live.teardown().await.unwrap();
 }

@@ -654,7 +654,7 @@ impl Clocks {
             }
             last_observed = observed;
             source = r.source;
-            if taken >= samples {
+            if taken >= samples && tokio::time::Instant::now() < settle_until {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }

@@ -27,7 +27,7 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,7 +71,7 @@ pub struct RunSummary {
     pub steps_run: usize,
     /// Faults that took effect on at least one node.
     pub faults_started: usize,
-    /// Faults that failed outright or in part (`fault-error` entries).
+    /// Faults that failed outright or in part (`fault-error` entries, the heal's included).
     pub fault_errors: usize,
     /// Clock changes that did not verifiably reach their target.
     pub clock_unverified: usize,
@@ -116,6 +116,10 @@ pub struct Nemesis {
     touched: Mutex<BTreeSet<FaultKind>>,
     /// A fault may be in force (set by any start, cleared by a successful heal).
     dirty: AtomicBool,
+    /// `fault-error` entries recorded so far.
+    errors_recorded: AtomicUsize,
+    /// `clock-unverified` entries recorded so far.
+    unverified_recorded: AtomicUsize,
     heal_lock: tokio::sync::Mutex<()>,
 }
 
@@ -135,6 +139,8 @@ impl Nemesis {
             active: Mutex::new(Vec::new()),
             touched: Mutex::new(BTreeSet::new()),
             dirty: AtomicBool::new(false),
+            errors_recorded: AtomicUsize::new(0),
+            unverified_recorded: AtomicUsize::new(0),
             heal_lock: tokio::sync::Mutex::new(()),
             ctl,
             rec,
@@ -175,10 +181,14 @@ impl Nemesis {
     }
 
     fn record(&self, f: &str, value: Value) {
+        if f == "clock-unverified" {
+            self.unverified_recorded.fetch_add(1, Ordering::SeqCst);
+        }
         self.rec.record(NemesisEvent::new(f, value));
     }
 
     fn record_error(&self, fault: &str, value: Value, errors: &[String]) {
+        self.errors_recorded.fetch_add(1, Ordering::SeqCst);
         self.rec.record(
             NemesisEvent::new("fault-error", json!({"fault": fault, "detail": value}))
                 .with_error(errors.join("; ")),
@@ -502,6 +512,8 @@ impl Nemesis {
     pub async fn run(&self, schedule: &Schedule, cancel: impl Future<Output = ()>) -> RunSummary {
         let origin = tokio::time::Instant::now();
         let mut summary = RunSummary::default();
+        let errors_before = self.errors_recorded.load(Ordering::SeqCst);
+        let unverified_before = self.unverified_recorded.load(Ordering::SeqCst);
         tokio::pin!(cancel);
         for step in &schedule.steps {
             tokio::select! {
@@ -531,6 +543,9 @@ impl Nemesis {
             }
         }
         summary.heal = self.heal_all().await;
+        summary.fault_errors = self.errors_recorded.load(Ordering::SeqCst) - errors_before;
+        summary.clock_unverified =
+            self.unverified_recorded.load(Ordering::SeqCst) - unverified_before;
         summary
     }
 

@@ -218,6 +218,7 @@ async fn a_schedule_runs_start_stop_pairs_and_ends_with_a_heal() {
     let summary = r.nemesis.run(&schedule, std::future::pending()).await;
 
     assert_eq!(summary.steps_run, 12);
+    assert_eq!((summary.fault_errors, summary.clock_unverified), (0, 0));
     assert!(!summary.cancelled);
     assert!(summary.heal.is_ok(), "{:?}", summary.heal);
     let fs = r.rec.fs();
@@ -431,4 +432,34 @@ async fn a_strobe_the_server_ignores_is_sampled_then_reported_unverified() {
         "{reason}"
     );
     assert_eq!(*r.cluster.offset_ns.lock().unwrap(), 0, "put back at once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_summary_counts_failed_faults_and_unverified_clock_changes() {
+    let mut c = FakeCluster::new(3);
+    c.leader = None; // every isolate-leader partition fails
+    c.clock_follows = Some(false); // every clock change is unverified
+    let r = rig(c);
+    let kinds = parse_nemesis_list("partition,clock").unwrap();
+    let opts = ScheduleOptions {
+        interval: Duration::from_secs(1),
+        time_limit: Duration::from_secs(40),
+        ..ScheduleOptions::default()
+    };
+    let schedule = Schedule::generate(3, &kinds, &nodes(3), &opts).unwrap();
+    let summary = r.nemesis.run(&schedule, std::future::pending()).await;
+    let fs = r.rec.fs();
+    let count = |f: &str| fs.iter().filter(|x| *x == f).count();
+    assert!(
+        count("fault-error") > 0 && count("clock-unverified") > 0,
+        "{fs:?}"
+    );
+    assert_eq!(summary.fault_errors, count("fault-error"));
+    assert_eq!(summary.clock_unverified, count("clock-unverified"));
+    assert_eq!(count("start-clock"), 0, "no skew claimed");
+    assert_eq!(
+        summary.faults_started,
+        count("start-partition"),
+        "only partitions took effect"
+    );
 }

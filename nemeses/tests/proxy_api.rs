@@ -436,3 +436,36 @@ async fn our_client_reports_a_dead_server_as_a_transport_error() {
         "{e}"
     );
 }
+
+#[test]
+fn a_background_server_runs_on_its_own_thread_until_dropped() {
+    let server = nemeses::proxy::BackgroundProxyServer::start("127.0.0.1:0").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listen = rt.block_on(async {
+        let echo = proxy_util::echo_server().await;
+        let c = nemeses::toxiproxy::Client::new(&server.addr().to_string()).unwrap();
+        // Names are free-form: the client escapes them in paths.
+        let p = c
+            .create_proxy(&ProxyConfig::new(
+                "odd name/1",
+                "127.0.0.1:0",
+                echo.to_string(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(c.proxy("odd name/1").await.unwrap(), p);
+        let mut s = connect(p.listen.parse().unwrap()).await;
+        round_trip(&mut s, b"via the background server").await;
+        p.listen
+    });
+    let api = server.addr();
+    drop(server);
+    assert!(std::net::TcpStream::connect(api).is_err(), "API closed");
+    assert!(
+        std::net::TcpStream::connect(listen).is_err(),
+        "proxy closed"
+    );
+}

@@ -21,6 +21,7 @@
 pub mod ci;
 pub mod escape;
 mod html;
+pub mod matrix;
 pub mod plots;
 pub mod results;
 pub mod store;
@@ -35,6 +36,7 @@ pub use results::{
     RESULTS_FILE,
 };
 pub use store::{render_store_index, scan_store, StoreIndex, StoreRun, LATEST_LINK};
+pub use matrix::{render_plans_page, MatrixRun, MatrixStatus, PLANS_PAGE};
 
 use anyhow::{Context, Result};
 use checkers::{Anomaly, CheckResult, History};

@@ -143,10 +143,19 @@ impl MatrixRun {
                     .or_else(|| results.iter().find(|r| r.verdict == *verdict))
                     .or_else(|| results.first());
                 let mut s = match worst {
-                    Some(r) => {
-                        let why = r.unknown_reason.as_deref().unwrap_or(&r.summary);
-                        format!("{}: {} — {}", r.checker, r.verdict, why)
-                    }
+                    Some(r) => match (r.verdict, r.anomalies.first()) {
+                        (Verdict::Invalid, Some(a)) => format!(
+                            "{}: invalid — {} anomalies, first: {}: {}",
+                            r.checker,
+                            r.anomalies.len(),
+                            a.kind,
+                            a.explanation
+                        ),
+                        _ => {
+                            let why = r.unknown_reason.as_deref().unwrap_or(&r.summary);
+                            format!("{}: {} — {}", r.checker, r.verdict, why)
+                        }
+                    },
                     None => "no checker ran".to_string(),
                 };
                 if let Some(e) = harness_errors.first() {
@@ -676,8 +685,8 @@ pub fn markdown_matrix(ctx: &MatrixContext, runs: &[MatrixRun]) -> String {
 /// Appends [`markdown_matrix`] to `path`, creating it (a CI step summary file collects every
 /// command's summary).
 pub fn write_markdown_matrix(path: &Path, ctx: &MatrixContext, runs: &[MatrixRun]) -> Result<()> {
-    use std::io::Write as _;
     use anyhow::Context as _;
+    use std::io::Write as _;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -830,9 +839,9 @@ fn plans_page(store: &Path, histories: &[PlanHistory]) -> String {
     );
     out.push_str("<body>\n<main>\n<h1>faultline runs by plan</h1>\n<p class=\"note\">Store ");
     push_html(&mut out, &store.display().to_string());
-    let _ = write!(
+    let _ = writeln!(
         out,
-        ": {} plans. Pass rate = valid runs among runs with results (unknown and invalid do not pass; runs without results are listed, not counted). <a href=\"{INDEX_FILE}\">All runs, newest first</a>.</p>\n",
+        ": {} plans. Pass rate = valid runs among runs with results (unknown and invalid do not pass; runs without results are listed, not counted). <a href=\"{INDEX_FILE}\">All runs, newest first</a>.</p>",
         histories.len()
     );
     if histories.is_empty() {
@@ -855,7 +864,11 @@ fn plans_page(store: &Path, histories: &[PlanHistory]) -> String {
                 t.no_results,
                 pct(t.pass_rate_percent())
             );
-            match h.runs.first().map(|r| r.results.as_ref().map(|r| r.verdict)) {
+            match h
+                .runs
+                .first()
+                .map(|r| r.results.as_ref().map(|r| r.verdict))
+            {
                 Some(Ok(v)) => verdict_badge(&mut out, v),
                 _ => out.push_str("<span class=\"verdict v-none\">no results</span>"),
             }
@@ -984,9 +997,19 @@ mod tests {
     /// Two plans: `good` valid twice, `bad` invalid once and skipped once.
     fn matrix() -> Vec<MatrixRun> {
         vec![
-            checked("good", 1, 11, vec![CheckResult::valid("linearizable", "ok")]),
+            checked(
+                "good",
+                1,
+                11,
+                vec![CheckResult::valid("linearizable", "ok")],
+            ),
             checked("bad", 1, 22, vec![stale_read()]),
-            checked("good", 2, 33, vec![CheckResult::valid("linearizable", "ok")]),
+            checked(
+                "good",
+                2,
+                33,
+                vec![CheckResult::valid("linearizable", "ok")],
+            ),
             skipped("bad", 2, 44, "--time-limit-total 1s reached"),
         ]
     }
@@ -1003,7 +1026,10 @@ mod tests {
             cells(lines[2]),
             ["bad", "1", "0", "1", "0", "0", "1", "22", "(invalid)"]
         );
-        assert!(text.contains("rerun: faultline run --name bad --seed 22"), "{text}");
+        assert!(
+            text.contains("rerun: faultline run --name bad --seed 22"),
+            "{text}"
+        );
         assert!(text.contains("bad run 2 (seed 44): skipped: --time-limit-total 1s reached"));
         assert_eq!(exit_code(&runs), 1);
     }
@@ -1019,7 +1045,10 @@ mod tests {
         let invalid = checked("d", 1, 4, vec![stale_read()]);
         assert_eq!(exit_code(std::slice::from_ref(&valid)), 0);
         assert_eq!(exit_code(&[valid.clone(), unknown.clone()]), 2);
-        assert_eq!(exit_code(&[valid.clone(), unknown.clone(), error.clone()]), 3);
+        assert_eq!(
+            exit_code(&[valid.clone(), unknown.clone(), error.clone()]),
+            3
+        );
         assert_eq!(exit_code(&[error, invalid, unknown]), 1);
         // A plan that never ran makes the matrix unknown; an empty matrix too.
         assert_eq!(exit_code(&[valid.clone(), skipped("e", 1, 5, "time")]), 2);
@@ -1035,8 +1064,14 @@ mod tests {
         assert_eq!(root.attribute("tests"), Some("4"));
         assert_eq!(root.attribute("failures"), Some("1"));
         assert_eq!(root.attribute("skipped"), Some("1"));
-        let suites: Vec<_> = root.children().filter(|n| n.has_tag_name("testsuite")).collect();
-        let names: Vec<_> = suites.iter().map(|s| s.attribute("name").unwrap()).collect();
+        let suites: Vec<_> = root
+            .children()
+            .filter(|n| n.has_tag_name("testsuite"))
+            .collect();
+        let names: Vec<_> = suites
+            .iter()
+            .map(|s| s.attribute("name").unwrap())
+            .collect();
         assert_eq!(names, ["good", "bad"]);
         let cases: Vec<(String, Vec<String>)> = suites[1]
             .children()
@@ -1058,7 +1093,10 @@ mod tests {
                     "run 1 (seed 22): linearizable".to_string(),
                     vec!["failure".to_string(), "system-out".to_string()]
                 ),
-                ("run 2 (seed 44): not run".to_string(), vec!["skipped".to_string()]),
+                (
+                    "run 2 (seed 44): not run".to_string(),
+                    vec!["skipped".to_string()]
+                ),
             ]
         );
         assert!(xml_text.contains("op 44 read 0 &lt;stale&gt;"));
@@ -1083,7 +1121,13 @@ mod tests {
             .filter(|n| n.has_tag_name("error"))
             .map(|n| n.attribute("message").unwrap().to_string())
             .collect();
-        assert_eq!(errors, ["report: disk full", "plans/x.toml: line 1: unknown field `sytem`"]);
+        assert_eq!(
+            errors,
+            [
+                "report: disk full",
+                "plans/x.toml: line 1: unknown field `sytem`"
+            ]
+        );
         assert_eq!(run.class(), RunClass::Error);
     }
 
@@ -1097,10 +1141,19 @@ mod tests {
             notes: vec![],
         };
         let md = markdown_matrix(&ctx, &matrix());
-        assert!(md.starts_with("### faultline test-all: nightly — ❌ invalid"), "{md}");
+        assert!(
+            md.starts_with("### faultline test-all: nightly — ❌ invalid"),
+            "{md}"
+        );
         assert!(md.contains("| good | 2 | 2 | 0 | 0 | 0 | 0 | – |"), "{md}");
-        assert!(md.contains("| bad | 1 | 0 | 1 | 0 | 0 | 1 | `22` (invalid) |"), "{md}");
-        assert!(md.contains("```sh\n  faultline run --name bad --seed 22\n  ```"), "{md}");
+        assert!(
+            md.contains("| bad | 1 | 0 | 1 | 0 | 0 | 1 | `22` (invalid) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("```sh\n  faultline run --name bad --seed 22\n  ```"),
+            "{md}"
+        );
         assert!(md.contains("op 44 read 0 &lt;stale&gt;"), "{md}");
         assert!(md.contains("**Skipped** (1 runs)"), "{md}");
         assert!(md.contains("Master seed: `7`"));
@@ -1129,22 +1182,46 @@ mod tests {
         let store = tempfile::tempdir().unwrap();
         let s = store.path();
         write_run(s, "etcd", "a", Some(Verdict::Valid), "2024-05-01T01:00:00Z");
-        write_run(s, "etcd", "b", Some(Verdict::Invalid), "2024-05-01T02:00:00Z");
+        write_run(
+            s,
+            "etcd",
+            "b",
+            Some(Verdict::Invalid),
+            "2024-05-01T02:00:00Z",
+        );
         write_run(s, "etcd", "c", Some(Verdict::Valid), "2024-05-02T01:00:00Z");
         write_run(s, "etcd", "d", None, "");
-        write_run(s, "<memory>", "a", Some(Verdict::Unknown), "2024-05-02T01:00:00Z");
+        write_run(
+            s,
+            "<memory>",
+            "a",
+            Some(Verdict::Unknown),
+            "2024-05-02T01:00:00Z",
+        );
         let h = plan_histories(scan_store(s).unwrap());
         assert_eq!(h.len(), 2);
         let etcd = h.iter().find(|p| p.plan == "etcd").unwrap();
-        assert_eq!((etcd.total.runs, etcd.total.valid, etcd.total.no_results), (4, 2, 1));
-        assert_eq!(etcd.total.pass_rate_percent().map(|p| p.round()), Some(67.0));
+        assert_eq!(
+            (etcd.total.runs, etcd.total.valid, etcd.total.no_results),
+            (4, 2, 1)
+        );
+        assert_eq!(
+            etcd.total.pass_rate_percent().map(|p| p.round()),
+            Some(67.0)
+        );
         let days: Vec<(&str, usize, Option<f64>)> = etcd
             .days
             .iter()
             .filter(|d| d.day.starts_with("2024"))
             .map(|d| (d.day.as_str(), d.runs, d.pass_rate_percent()))
             .collect();
-        assert_eq!(days, [("2024-05-02", 1, Some(100.0)), ("2024-05-01", 2, Some(50.0))]);
+        assert_eq!(
+            days,
+            [
+                ("2024-05-02", 1, Some(100.0)),
+                ("2024-05-01", 2, Some(50.0))
+            ]
+        );
 
         let page_path = render_plans_page(s).unwrap();
         let page = std::fs::read_to_string(page_path).unwrap();
@@ -1158,7 +1235,7 @@ mod tests {
             .map(|a| a.value().attr("title").unwrap().to_string())
             .collect();
         assert_eq!(strip.len(), 4);
-        assert!(strip[0].starts_with("d: no results"), "{strip:?}");
-        assert_eq!(strip[3], "c: valid, seed 5");
+        assert_eq!(strip[0], "a: valid, seed 5");
+        assert!(strip[3].starts_with("d: no results"), "{strip:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! `faultline clean`: removes the containers and networks of faultline runs whose controller is
 //! gone (killed with SIGKILL, a crashed machine), found by the `faultline=1` label. Runs whose
-//! controller still runs are left alone unless `--all`, so a clean never breaks a live test.
+//! controller still runs, and things labeled `faultline=1` without a controller's owner label,
+//! are left alone unless `--all`, so a clean never breaks a live test.
 
 use anyhow::{Context, Result};
 use faultline::cluster::docker;
@@ -38,6 +39,19 @@ async fn clean(args: Args) -> Result<i32> {
             );
             continue;
         }
+        if run.owner.is_empty() && !args.all {
+            // Labeled faultline=1 but not by a run's controller (e.g. made by hand or by a
+            // test of its own): whose it is cannot be told, so only --all removes it.
+            kept += 1;
+            println!(
+                "kept    {} container(s) [{}] and {} network(s) [{}] without an owner label (use --all)",
+                run.containers.len(),
+                run.containers.join(", "),
+                run.networks.len(),
+                run.networks.join(", ")
+            );
+            continue;
+        }
         let verb = if args.dry_run {
             "would remove"
         } else {
@@ -62,7 +76,7 @@ async fn clean(args: Args) -> Result<i32> {
         );
     }
     println!(
-        "{} {removed_c} container(s) and {removed_n} network(s); {kept} live run(s) kept",
+        "{} {removed_c} container(s) and {removed_n} network(s); kept {kept} live or unowned group(s)",
         if args.dry_run {
             "would remove"
         } else {

@@ -8,3 +8,4 @@ pub mod images;
 pub mod proxy;
 pub mod report;
 pub mod run;
+pub mod test_all;

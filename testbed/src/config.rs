@@ -338,7 +338,8 @@ impl NodeConfig {
 
     /// Votes or acknowledgements needed out of the whole cluster.
     pub fn majority(&self) -> usize {
-        (self.peers.len() + 1) / 2 + 1
+        let nodes = self.peers.len() + 1;
+        nodes / 2 + 1
     }
 
     /// Checks what the command line cannot: names unique, self not among the peers, home known.

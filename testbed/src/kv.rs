@@ -145,13 +145,16 @@ impl Replica {
     }
 }
 
-/// Sends `body` to every peer at once; answers in no particular order. Dropping the future
-/// (a crash) aborts the calls still running.
+/// Sends `body` to every peer at once and collects the answers as they come, until every peer
+/// answered (or timed out) or `enough` of them granted: a round needs a majority, not the
+/// slowest peer, so one partitioned peer never slows heartbeats, reads or writes. Dropping the
+/// future (a crash, or returning early) aborts the calls still running.
 async fn broadcast(
     node: &Arc<Node>,
     peers: Vec<String>,
     path: &'static str,
     body: Value,
+    enough: usize,
 ) -> Vec<(String, Result<Value, PeerError>)> {
     let mut set = JoinSet::new();
     let timeout = node.cfg.settings.peer_timeout;
@@ -165,12 +168,24 @@ async fn broadcast(
         });
     }
     let mut out = Vec::new();
-    while let Some(r) = set.join_next().await {
+    let mut grants = 0;
+    while grants < enough {
+        let Some(r) = set.join_next().await else {
+            break;
+        };
         if let Ok(x) = r {
+            if matches!(&x.1, Ok(v) if granted(v)) {
+                grants += 1;
+            }
             out.push(x);
         }
     }
     out
+}
+
+/// Grants needed from peers for a majority (this node counts itself).
+fn peer_majority(node: &Node) -> usize {
+    node.cfg.majority().saturating_sub(1)
 }
 
 fn reply_epoch(v: &Value) -> u64 {
@@ -218,6 +233,7 @@ async fn heartbeat_round(node: &Arc<Node>) -> bool {
         node.net.peer_names(),
         "/peer/heartbeat",
         json!({ "epoch": epoch, "from": node.cfg.name }),
+        peer_majority(node),
     )
     .await;
     let mut acks = 1;
@@ -293,6 +309,7 @@ async fn elect(node: &Arc<Node>) {
         node.net.peer_names(),
         "/peer/vote",
         json!({ "epoch": next, "candidate": me, "pre": true }),
+        peer_majority(node),
     )
     .await;
     let would = 1 + pre
@@ -331,6 +348,7 @@ async fn elect(node: &Arc<Node>) {
         node.net.peer_names(),
         "/peer/vote",
         json!({ "epoch": epoch, "candidate": me, "pre": false }),
+        peer_majority(node),
     )
     .await;
     let mut count = 1;
@@ -388,6 +406,7 @@ async fn elect(node: &Arc<Node>) {
         node.net.peer_names(),
         "/peer/sync",
         json!({ "epoch": epoch, "from": me, "data": merged }),
+        peer_majority(node),
     )
     .await;
     let acks = 1 + synced
@@ -711,7 +730,9 @@ async fn write(node: &Arc<Node>, cas: bool, req: &Req) -> Result<Reply, Reply> {
         node.spawn(async move {
             tokio::time::sleep(n.cfg.settings.async_replication_delay).await;
             let _ = n.store.persist(&rec).await;
-            broadcast(&n, n.net.peer_names(), "/peer/replicate", replicate).await;
+            let all = n.net.peer_names();
+            let count = all.len();
+            broadcast(&n, all, "/peer/replicate", replicate, count).await;
         });
         return Ok(Reply::ok(json!({})));
     }
@@ -736,7 +757,8 @@ async fn replicate_to_majority(
             .filter(|p| !acked.contains(p))
             .collect();
         let mut newer = None;
-        for (p, r) in broadcast(node, pending, "/peer/replicate", body.clone()).await {
+        let enough = peer_majority(node).saturating_sub(acked.len());
+        for (p, r) in broadcast(node, pending, "/peer/replicate", body.clone(), enough).await {
             match r {
                 Ok(reply) if granted(&reply) => {
                     acked.insert(p);

@@ -75,7 +75,7 @@ impl Outbox {
     /// The failpoint: true when this publish attempt must fail.
     fn publish_fails(&self, every: u64) -> bool {
         let n = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
-        every > 0 && n % every == 0
+        every > 0 && n.is_multiple_of(every)
     }
 
     async fn remove(&self, seqs: &[u64]) {

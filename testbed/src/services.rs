@@ -204,7 +204,8 @@ async fn member_add(node: &Arc<Node>, body: &Value) -> Result<Reply, Reply> {
     if list.is_some_and(|l| l.contains(&member)) {
         return Ok(Reply::ok(json!({ "added": false })));
     }
-    if list.map_or(0, Vec::len) >= node.cfg.settings.entries_max {
+    let max = node.cfg.settings.entries_max;
+    if list.map_or(0, Vec::len) >= max || (list.is_none() && st.groups.len() >= max) {
         return Err(full());
     }
     let rec = Record::MemberAdded {
@@ -286,7 +287,8 @@ async fn stream_append(node: &Arc<Node>, body: &Value) -> Result<Reply, Reply> {
             format!("{stream} is at version {len}, not {expected}"),
         ));
     }
-    if len as usize >= node.cfg.settings.entries_max {
+    let max = node.cfg.settings.entries_max;
+    if len as usize >= max || (!st.contains_key(&stream) && st.len() >= max) {
         return Err(full());
     }
     let rec = Record::Appended {

@@ -12,12 +12,15 @@ mod tb;
 
 use checkers::{Budget, Verdict};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 use tb::{Stall, TestbedOptions};
 use testbed::config::Settings;
 use testbed::{Bug, Cluster, ClusterSpec};
 use tokio_util::sync::CancellationToken;
 use workloads::{PhaseLimits, Recorder, Runner, RunnerConfig};
+
+type Results = Vec<(String, Verdict, Vec<String>, String)>;
 
 /// Runs `workload` for `secs` seconds (then its final phase) on three nodes with `bug`, and
 /// returns each checker's verdict with the anomaly kinds that counted.
@@ -28,7 +31,7 @@ async fn run(
     opts: TestbedOptions,
     secs: u64,
     rate_ops_per_s: Option<f64>,
-) -> Vec<(String, Verdict, Vec<String>, String)> {
+) -> Results {
     let cluster = Cluster::start(ClusterSpec {
         nodes: 3,
         bugs: bug.into_iter().collect(),
@@ -37,6 +40,28 @@ async fn run(
     })
     .await
     .unwrap();
+    run_on(
+        Arc::new(cluster),
+        workload,
+        opts,
+        secs,
+        rate_ops_per_s,
+        None,
+    )
+    .await
+}
+
+/// A fault schedule running beside the main phase; it must heal before it returns.
+type Nemesis = Box<dyn FnOnce(Arc<Cluster>) -> tokio::task::JoinHandle<()> + Send>;
+
+async fn run_on(
+    cluster: Arc<Cluster>,
+    workload: &str,
+    opts: TestbedOptions,
+    secs: u64,
+    rate_ops_per_s: Option<f64>,
+    nemesis: Option<Nemesis>,
+) -> Results {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("history.jsonl");
     let recorder = Recorder::create(&path).unwrap();
@@ -47,6 +72,7 @@ async fn run(
         .await
         .unwrap();
     let cancel = CancellationToken::new();
+    let faults = nemesis.map(|n| n(Arc::clone(&cluster)));
     let main = PhaseLimits {
         time_limit: Duration::from_secs(secs),
         grace: Duration::from_secs(7),
@@ -56,6 +82,9 @@ async fn run(
         None => w.generator,
     };
     runner.run_phase(gen, main, &cancel).await.unwrap();
+    if let Some(f) = faults {
+        f.await.unwrap();
+    }
     if let Some(fin) = w.final_generator {
         let limits = PhaseLimits {
             time_limit: Duration::from_secs(20),
@@ -65,6 +94,9 @@ async fn run(
     }
     runner.close().await.unwrap();
     recorder.finish().await.unwrap();
+    if let Ok(keep) = std::env::var("TESTBED_KEEP_HISTORY") {
+        let _ = std::fs::copy(&path, keep);
+    }
     let history = checkers::formats::read_path(&path, None).unwrap();
     w.checkers
         .iter()
@@ -116,14 +148,14 @@ fn stalling() -> TestbedOptions {
     }
 }
 
-fn valid(results: &[(String, Verdict, Vec<String>, String)]) {
+fn valid(results: &Results) {
     assert!(!results.is_empty());
     for (name, verdict, _, summary) in results {
         assert_eq!(*verdict, Verdict::Valid, "{name}: {summary}");
     }
 }
 
-fn flagged(results: &[(String, Verdict, Vec<String>, String)], kind: &str) {
+fn flagged(results: &Results, kind: &str) {
     assert!(
         results
             .iter()
@@ -384,3 +416,75 @@ workload_test!(
     3,
     Some("multiple-effects")
 );
+
+/// Isolates whichever node is primary, `rounds` times: long enough for a new primary to take
+/// over, shorter than the write timeout, so a deposed primary's stuck writes are still running
+/// when the partition heals.
+fn isolate_the_primary(rounds: u32) -> Nemesis {
+    Box::new(move |c: Arc<Cluster>| {
+        tokio::spawn(async move {
+            for _ in 0..rounds {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                let Ok(p) = c.wait_for_primary(&[], Duration::from_secs(5)).await else {
+                    continue;
+                };
+                let others: Vec<usize> = (0..c.len()).filter(|i| *i != p).collect();
+                c.partition(&[&[p], &others]);
+                let _ = c.wait_for_primary(&[p], Duration::from_secs(5)).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                c.heal();
+            }
+        })
+    })
+}
+
+async fn register_under_failovers(bug: Option<Bug>) -> Results {
+    let cluster = Cluster::start(ClusterSpec {
+        nodes: 3,
+        bugs: bug.into_iter().collect(),
+        settings: quick(),
+        durable: false,
+    })
+    .await
+    .unwrap();
+    let opts = TestbedOptions {
+        register: workloads::workload::RegisterOptions {
+            keys_in_flight: 2,
+            ops_per_key: 150,
+            value_count: 50,
+            cas: true,
+        },
+        ..opts()
+    };
+    let nemesis = Some(isolate_the_primary(4));
+    run_on(
+        Arc::new(cluster),
+        "cas-register",
+        opts,
+        8,
+        Some(200.0),
+        nemesis,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_passes_under_failovers() {
+    valid(&register_under_failovers(None).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_under_failovers_catches_stale_epoch_writes() {
+    flagged(
+        &register_under_failovers(Some(Bug::StaleEpochWrite)).await,
+        "nonlinearizable",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_under_failovers_catches_lost_acked_writes() {
+    flagged(
+        &register_under_failovers(Some(Bug::LostAckedWrite)).await,
+        "nonlinearizable",
+    );
+}

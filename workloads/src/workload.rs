@@ -255,7 +255,8 @@ impl generator::Generator for Acking {
     }
 }
 
-/// `inner` with every delivery acknowledged by the thread that received it; see [`Acking`].
+/// `inner` with every delivery acknowledged by the thread that received it, before that thread
+/// takes anything else; pending acks are dropped when the thread's process is retired.
 pub fn acking(inner: Gen) -> Gen {
     Box::new(Acking {
         inner,

@@ -10,10 +10,15 @@
 //! - `link`: one task per proxied connection, pumping both directions. Toxics reach open
 //!   connections through a `watch` channel holding the proxy's toxic chain; each direction
 //!   re-reads it when it changes, so a toxic added mid-connection acts on the next bytes.
-//!   Without an active toxic a direction is a plain read/write loop over one large buffer (the
-//!   fast path the benchmark measures); with one it timestamps what it reads, passes the pieces
-//!   through the toxics (which delay, split, drop, cut or schedule a close or reset) and writes
-//!   them out when due, while it keeps reading.
+//!   Without an active toxic a direction is a plain read/write loop (splice(2) for bulk streams
+//!   on Linux), the fast path the benchmark measures; with one it timestamps what it reads,
+//!   passes the pieces through the toxics (which delay, split, drop, cut or schedule a close or
+//!   reset) and writes them out when due, while it keeps reading.
+//!
+//! Two ways to run it: `BackgroundProxyServer` (its own thread and single-threaded runtime,
+//! isolated from the caller's runtime; what a run uses) and `run_standalone` (`faultline proxy`,
+//! a work-stealing runtime over all cores, since a standalone proxy may serve any number of
+//! clients).
 //!
 //! The controller never calls into this module to inject faults; it uses the HTTP API through
 //! `crate::toxiproxy::Client`, so a real Toxiproxy can stand in for this server.

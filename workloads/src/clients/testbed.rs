@@ -895,7 +895,7 @@ impl TestbedClient {
 
     async fn consume(&mut self) -> Completion {
         let churn = self.opts.churn_every;
-        if churn > 0 && self.consumes > 0 && self.consumes % churn == 0 {
+        if churn > 0 && self.consumes > 0 && self.consumes.is_multiple_of(churn) {
             self.leave_group().await;
             self.incarnation += 1;
         }
