@@ -275,7 +275,7 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
 }
 
 fn format_ms(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -88,7 +88,8 @@ async fn an_isolated_node_reaches_no_peer_until_healed_and_other_rules_survive()
     assert_ne!(code, 0, "n1 alone is a minority: no write commits");
     let (code, out) = etcdctl(&c, "n2", &["put", "during", "y"]).await;
     assert_eq!(code, 0, "n2+n3 are a majority: {out}");
-    n.heal_all().await;
+    let heal = n.heal_all().await;
+    assert!(heal.is_ok(), "{heal:?}");
     assert_eq!(reach_map(&c).await.join(" "), all);
 
     drop(n);

@@ -318,13 +318,14 @@ async fn redis_with_failover_reports_what_the_checker_finds() {
     let seed = (1..1000u64)
         .find(|s| {
             let sched = nemeses::schedule::Schedule::generate(*s, &kinds, &names, &opts).unwrap();
-            sched.faults().next().is_some_and(|f| match f {
+            let first_kills_primary = sched.faults().next().is_some_and(|f| match f {
                 nemeses::schedule::Fault::Kill(nemeses::schedule::Targets::Leader) => true,
                 nemeses::schedule::Fault::Kill(nemeses::schedule::Targets::Nodes(n)) => {
                     n.iter().any(|x| primaries.contains(x))
                 }
                 _ => false,
-            })
+            });
+            first_kills_primary
         })
         .expect("some seed below 1000 kills the primary first");
     let dir = store(test);
@@ -344,7 +345,7 @@ async fn redis_with_failover_reports_what_the_checker_finds() {
         outcome.harness_errors
     );
     assert!(
-        seen.faults.iter().any(|(f, _)| f == "kill"),
+        seen.faults.iter().any(|(f, _)| f == "start-kill"),
         "no kill happened: {:?}",
         seen.faults
     );
@@ -354,6 +355,16 @@ async fn redis_with_failover_reports_what_the_checker_finds() {
         seen.verdict, seen.ok, seen.fail, seen.info
     );
     assert!(seen.ops > 0);
+}
+
+/// Whether the last nemesis event of a (possibly partial) JSONL history starts a fault.
+fn fault_in_force(history: &str) -> bool {
+    history
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["process"] == "nemesis")
+        .last()
+        .is_some_and(|e| e["f"].as_str().is_some_and(|f| f.starts_with("start-")))
 }
 
 fn read_json(path: &Path) -> Option<Value> {
@@ -403,9 +414,10 @@ async fn ctrl_c_stops_heals_tears_down_and_still_checks() {
         .spawn()
         .expect("starting faultline run");
     let started = Instant::now();
-    // SIGINT ~8 s in, once the workload is recording (a slow cluster start must not turn this
-    // into a test of an interrupted start-up); both waits bounded.
-    let mut history_len = 0;
+    // SIGINT at least 8 s in, while a fault is in force and the workload is recording (so the
+    // heal on interrupt has something to heal, and a slow cluster start does not turn this into
+    // a test of an interrupted start-up); bounded.
+    let mut in_fault = false;
     while started.elapsed() < Duration::from_secs(90) {
         if let Some(status) = child.try_wait().unwrap() {
             panic!(
@@ -413,15 +425,16 @@ async fn ctrl_c_stops_heals_tears_down_and_still_checks() {
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         }
-        history_len = run_folder(&dir, "e2e-ctrl-c")
-            .and_then(|d| std::fs::metadata(d.join("history.jsonl")).ok())
-            .map_or(0, |m| m.len());
-        if history_len > 0 && started.elapsed() >= Duration::from_secs(8) {
+        let history = run_folder(&dir, "e2e-ctrl-c")
+            .and_then(|d| std::fs::read_to_string(d.join("history.jsonl")).ok())
+            .unwrap_or_default();
+        in_fault = fault_in_force(&history);
+        if in_fault && started.elapsed() >= Duration::from_secs(8) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(history_len > 0, "the workload never started recording");
+    assert!(in_fault, "no fault started within 90 s");
     let sent_at = Instant::now();
     let kill = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -465,6 +478,19 @@ async fn ctrl_c_stops_heals_tears_down_and_still_checks() {
         "{interrupted:?}"
     );
     assert!(seen.ops > 0);
+    // The fault in force at SIGINT was healed, and the heal is in the history.
+    let last_heal = seen
+        .faults
+        .iter()
+        .rposition(|(f, _)| f == "heal")
+        .expect("a heal event after SIGINT");
+    let last_start = seen
+        .faults
+        .iter()
+        .rposition(|(f, _)| f.starts_with("start-"))
+        .unwrap();
+    assert!(last_start < last_heal, "{:?}", seen.faults);
+    assert_eq!(seen.faults[last_heal].1["ok"], true, "{:?}", seen.faults);
     let plan_json = read_json(&run_dir.join("plan.json")).unwrap();
     assert_eq!(plan_json["seed"], 11);
     eprintln!(

@@ -559,8 +559,7 @@ impl Nemesis {
         let mut stops: BTreeMap<FaultKind, Value> = BTreeMap::new();
 
         // Processes first: a paused or stopped node cannot run the commands that undo the rest.
-        let proc_errors = self.processes.heal().await;
-        errors.extend(proc_errors.iter().cloned());
+        errors.extend(self.processes.resume_all().await);
         stops.insert(
             FaultKind::Kill,
             json!({"by": "heal", "nodes": self.ctl.nodes()}),
@@ -601,6 +600,8 @@ impl Nemesis {
             FaultKind::Clock,
             json!({"by": "heal", "nodes": clock_nodes}),
         );
+        // Readiness last: a node is ready only once its network and clock are back.
+        errors.extend(self.processes.wait_all_ready().await);
 
         for a in active.iter().filter(|a| a.recorded) {
             let v = stops

@@ -176,8 +176,8 @@ impl Processes {
         .await
     }
 
-    /// Resumes and starts every node, then waits for each to be ready. Returns the errors.
-    pub async fn heal(&self) -> Vec<String> {
+    /// Resumes and starts every node (the first half of a heal). Returns the errors.
+    pub async fn resume_all(&self) -> Vec<String> {
         let mut errors = Vec::new();
         for n in self.ctl.nodes() {
             match bounded(
@@ -201,6 +201,13 @@ impl Processes {
                 Err(e) => errors.push(format!("{e:#}")),
             }
         }
+        errors
+    }
+
+    /// Waits for every node to be ready (the last step of a heal, once the network and clocks
+    /// are back: a node cut off from its quorum is not ready). Returns the errors.
+    pub async fn wait_all_ready(&self) -> Vec<String> {
+        let mut errors = Vec::new();
         for n in self.ctl.nodes() {
             if let Err(e) = self.wait_ready(&n).await {
                 errors.push(format!("{e:#}"));

@@ -39,6 +39,9 @@ struct FakeCluster {
     clock_follows: Option<bool>,
     /// The offset last written to the control file, in nanoseconds.
     offset_ns: Mutex<i64>,
+    /// The partition in force (shared with the fake partitioner): a node that drops traffic
+    /// from someone is cut off from its quorum, so it is not ready.
+    grudge: Arc<Mutex<Option<Grudge>>>,
 }
 
 impl FakeCluster {
@@ -123,6 +126,11 @@ impl NodeControl for FakeCluster {
         Ok(())
     }
     async fn wait_ready(&self, node: &str, _timeout: Duration) -> Result<()> {
+        if let Some(g) = &*self.grudge.lock().unwrap() {
+            if g.drops_from(node).is_some_and(|s| !s.is_empty()) {
+                bail!("{node} is partitioned from its peers");
+            }
+        }
         match self.state.lock().unwrap()[node] {
             State::Running => Ok(()),
             s => bail!("{node} is {s:?}"),
@@ -154,7 +162,7 @@ impl NodeControl for FakeCluster {
 /// A partitioner that keeps the grudge in force.
 #[derive(Default)]
 struct FakeNet {
-    grudge: Mutex<Option<Grudge>>,
+    grudge: Arc<Mutex<Option<Grudge>>>,
 }
 
 #[async_trait]
@@ -183,8 +191,10 @@ struct Rig {
 }
 
 fn rig(cluster: FakeCluster) -> Rig {
+    let net = Arc::new(FakeNet {
+        grudge: cluster.grudge.clone(),
+    });
     let cluster = Arc::new(cluster);
-    let net = Arc::new(FakeNet::default());
     let rec = Arc::new(MemoryRecorder::new());
     let config = NemesisConfig {
         op_timeout: Duration::from_secs(5),
@@ -461,5 +471,19 @@ async fn the_summary_counts_failed_faults_and_unverified_clock_changes() {
         summary.faults_started,
         count("start-partition"),
         "only partitions took effect"
+    );
+}
+
+#[tokio::test]
+async fn the_heal_waits_for_readiness_only_after_the_network_is_back() {
+    let r = rig(FakeCluster::new(3));
+    let halves = Fault::Partition(PartitionSpec::Halves { order: nodes(3) });
+    assert!(r.nemesis.start(&halves).await);
+    assert!(r.cluster.wait_ready("n1", Duration::ZERO).await.is_err());
+    let heal = r.nemesis.heal_all().await;
+    assert!(heal.is_ok(), "{heal:?}");
+    assert_eq!(
+        r.rec.fs(),
+        vec!["start-partition", "stop-partition", "heal"]
     );
 }

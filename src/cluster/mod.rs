@@ -51,6 +51,8 @@ pub use system::{
 pub const EXEC_TIMEOUT_S: u64 = 30;
 /// Longest one readiness probe attempt may take.
 const PROBE_ATTEMPT_TIMEOUT_S: u64 = 30;
+/// Shortest time given to a readiness attempt (the last one before the deadline).
+const PROBE_ATTEMPT_MIN_MS: u64 = 500;
 /// Attempts at picking free host ports when Docker says one was taken meanwhile.
 const PORT_PICK_ATTEMPTS_MAX: usize = 3;
 /// How long Drop waits for in-flight requests of a cancelled start before sweeping again.
@@ -574,7 +576,13 @@ impl Cluster {
             .ok_or_else(|| anyhow!("no node {node:?} in this cluster"))?;
         let t0 = Instant::now();
         loop {
-            let last = match self.probe_once(node, &spec.probe).await {
+            // An attempt never runs past the deadline, so the wait is bounded by `timeout`.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = left.clamp(
+                Duration::from_millis(PROBE_ATTEMPT_MIN_MS),
+                Duration::from_secs(PROBE_ATTEMPT_TIMEOUT_S),
+            );
+            let last = match self.probe_once(node, &spec.probe, attempt).await {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
@@ -621,9 +629,9 @@ impl Cluster {
         &'a self,
         node: &'a str,
         probe: &'a Probe,
+        attempt: Duration,
     ) -> futures_util::future::BoxFuture<'a, std::result::Result<(), String>> {
         Box::pin(async move {
-            let attempt = Duration::from_secs(PROBE_ATTEMPT_TIMEOUT_S);
             match probe {
                 Probe::Exec {
                     cmd,
@@ -690,7 +698,7 @@ impl Cluster {
                 }
                 Probe::All(ps) => {
                     for p in ps {
-                        self.probe_once(node, p).await?;
+                        self.probe_once(node, p, attempt).await?;
                     }
                     Ok(())
                 }

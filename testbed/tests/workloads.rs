@@ -449,8 +449,8 @@ async fn register_under_failovers(bug: Option<Bug>) -> Results {
     .unwrap();
     let opts = TestbedOptions {
         register: workloads::workload::RegisterOptions {
-            keys_in_flight: 2,
-            ops_per_key: 150,
+            keys_in_flight: 6,
+            ops_per_key: 60,
             value_count: 50,
             cas: true,
         },
