@@ -43,7 +43,7 @@ pub fn cluster_system(system: &str) -> &str {
 }
 
 /// Fault kinds accepted by `--nemesis` (comma-separated), or `none`.
-pub const NEMESES: &[&str] = &["partition", "kill", "pause", "clock", "latency"];
+pub const NEMESES: &[&str] = &["partition", "kill", "pause", "restart", "clock", "latency"];
 
 /// A resolved plan. Durations are kept in milliseconds so that plan.json is plain numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -181,7 +181,10 @@ fn report(test: &str, outcome: &RunOutcome, seen: &Seen, elapsed: Duration) {
         seen.run_id
     );
     for (f, v) in &seen.faults {
-        eprintln!("{test}:   nemesis {f} {v}");
+        let v = v.to_string();
+        let shown: String = v.chars().take(300).collect();
+        let more = if shown.len() < v.len() { " …" } else { "" };
+        eprintln!("{test}:   nemesis {f} {shown}{more}");
     }
     for r in &seen.results.results {
         eprintln!(
@@ -361,9 +364,9 @@ async fn redis_with_failover_reports_what_the_checker_finds() {
 fn fault_in_force(history: &str) -> bool {
     history
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["process"] == "nemesis")
-        .last()
+        .find(|e| e["process"] == "nemesis")
         .is_some_and(|e| e["f"].as_str().is_some_and(|f| f.starts_with("start-")))
 }
 

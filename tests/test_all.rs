@@ -110,11 +110,11 @@ fn a_valid_and_a_stale_plan_give_one_table_the_files_and_exit_1() {
     );
     assert_eq!(cells(lines[2]).join(" "), expected_stale);
     for s in &stale_seeds {
-        let rerun = format!("rerun: faultline run --name mem-stale --system memory-stale --workload register --nemesis none");
+        let rerun = "rerun: faultline run --name mem-stale --system memory-stale --workload register --nemesis none";
         assert!(
             stdout
                 .lines()
-                .any(|l| l.contains(&rerun) && l.ends_with(&format!("--seed {s}"))),
+                .any(|l| l.contains(rerun) && l.ends_with(&format!("--seed {s}"))),
             "no rerun command for seed {s}:\n{stdout}"
         );
     }

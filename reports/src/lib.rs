@@ -31,12 +31,12 @@ pub use ci::{
     junit, junit_suites, markdown_summary, write_junit, write_junit_suites, write_markdown_summary,
     CiContext,
 };
+pub use matrix::{render_plans_page, MatrixRun, MatrixStatus, PLANS_PAGE};
 pub use results::{
     combined_verdict, load_run, LoadedRun, RunResults, HISTORY_FILE, INDEX_FILE, PLAN_FILE,
     RESULTS_FILE,
 };
 pub use store::{render_store_index, scan_store, StoreIndex, StoreRun, LATEST_LINK};
-pub use matrix::{render_plans_page, MatrixRun, MatrixStatus, PLANS_PAGE};
 
 use anyhow::{Context, Result};
 use checkers::{Anomaly, CheckResult, History};

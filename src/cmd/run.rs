@@ -30,7 +30,7 @@ pub struct Args {
     /// Workload to drive (e.g. register, cas-register for etcd).
     #[arg(long)]
     pub workload: Option<String>,
-    /// Faults, comma-separated: partition, kill, pause, clock, latency; or none.
+    /// Faults, comma-separated: partition, kill, pause, restart (rolling), clock, latency; or none.
     #[arg(long, value_delimiter = ',')]
     pub nemesis: Option<Vec<String>>,
     /// Time between fault changes (e.g. 10s).

@@ -231,7 +231,12 @@ workload_test!(
     queue_catches_orphan_partitions,
     "queue",
     Some(Bug::OrphanPartition),
-    quick(),
+    // A session long enough that a loaded machine never empties the group (which would heal
+    // the orphans by a full reassignment).
+    Settings {
+        session: Duration::from_secs(2),
+        ..quick()
+    },
     TestbedOptions {
         churn_every: 3,
         ..opts()

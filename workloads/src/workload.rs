@@ -513,6 +513,7 @@ pub const CATALOG: &[(&str, &[&str])] = &[
     ("etcd", &["register", "cas-register"]),
     ("redis", &["register", "cas-register", "queue"]),
     ("nats", &["queue"]),
+    ("testbed", crate::clients::testbed::WORKLOADS),
     ("zookeeper", &["register", "cas-register"]),
     ("postgres", &["idempotency", "versioned-append", "set"]),
     ("postgres-check-then-insert", &["idempotency"]),
@@ -539,6 +540,9 @@ pub fn build(
             "system {system:?} has no workload {workload:?}; it has: {}",
             workloads.join(", ")
         ));
+    }
+    if system == crate::clients::testbed::SYSTEM {
+        return crate::clients::testbed::build(workload, opts);
     }
     let w = match workload {
         "register" => register(&RegisterOptions {

@@ -7,4 +7,5 @@ pub mod memory;
 pub mod nats;
 pub mod postgres;
 pub mod redis;
+pub mod testbed;
 pub mod zookeeper;
