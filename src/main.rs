@@ -43,7 +43,10 @@ enum Command {
 pub const EXIT_ERROR: i32 = 3;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => exit_on_bad_flags(e),
+    };
     let result = match cli.command {
         Command::Run(args) => cmd::run::run(*args),
         Command::TestAll(args) => cmd::test_all::run(args),
@@ -63,6 +66,37 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `--help` and `--version` print and exit 0; a bad flag is one line on stderr and exit 3 (exit 2
+/// would read as an `unknown` verdict).
+fn exit_on_bad_flags(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        std::process::exit(
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                EXIT_ERROR
+            } else {
+                0
+            },
+        );
+    }
+    let text = e.render().to_string();
+    let line = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
+    eprintln!("faultline: error: {line} (see faultline --help)");
+    std::process::exit(EXIT_ERROR);
 }
 
 /// Flattens an error and its causes into one line: "outer: cause: root cause".
