@@ -308,3 +308,28 @@ async fn an_interrupted_matrix_reports_the_runs_it_did_not_start() {
     assert_eq!(out.exit_code, 2);
     assert!(out.table.contains("interrupted"), "{}", out.table);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_the_harness_cannot_complete_is_an_error_and_the_next_plans_still_run() {
+    let dir = plans("harness-error", &[]);
+    let unwritable = GOOD.replace("mem-good", "mem-nowhere")
+        + "store = \"/proc/faultline-cannot-create-this\"\n";
+    let good = format!("{GOOD}store = \"{}\"\n", dir.join("store").display());
+    std::fs::write(dir.join("plans/a.toml"), unwritable).unwrap();
+    std::fs::write(dir.join("plans/b.toml"), good).unwrap();
+    let opts = TestAllOptions {
+        store: None,
+        ..options(&dir, 1)
+    };
+    let (classes, code, table) = matrix(&opts).await;
+    assert_eq!(
+        classes,
+        ["mem-nowhere run 1: error", "mem-good run 1: valid"],
+        "{table}"
+    );
+    assert_eq!(code, 3);
+    assert!(
+        table.contains("harness error: /proc/faultline-cannot-create-this"),
+        "{table}"
+    );
+}

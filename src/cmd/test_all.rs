@@ -11,8 +11,8 @@ use std::path::PathBuf;
 again), one run at a time, every run kept in the store. Seeds derive from --seed (random and \
 printed when absent), so `--seed N` reruns the same matrix; each failing run's own rerun command \
 is printed too.\n\nExamples:\n  \
-faultline test-all --plans 'plans/*.toml' --test-count 3 --time-limit-each 60s --time-limit-total 30m \\\n    \
---junit junit.xml --summary-md \"$GITHUB_STEP_SUMMARY\"\n  \
+faultline test-all --plans 'plans/*.toml' --test-count 3 --time-limit-each 60s \\\n    \
+--time-limit-total 30m --junit junit.xml --summary-md \"$GITHUB_STEP_SUMMARY\"\n  \
 faultline test-all --plans 'plans/**/*.toml' --seed 12345\n\n\
 Exit codes: 0 every run valid; 1 some run found an anomaly (invalid); 3 a harness error (and \
 nothing invalid); 2 some run unknown, or some plan never ran (out of time, --fail-fast, Ctrl-C)."

@@ -16,7 +16,9 @@ use crate::clients::etcd::{EtcdFactory, ReadMode};
 use crate::clients::memory::{MemoryQueueFactory, MemoryRegisterFactory, QueueBug, RegisterBug};
 use crate::clients::nats::NatsFactory;
 use crate::clients::postgres::{IdempotencyMode, PostgresFactory, PostgresWorkload};
+use crate::clients::rabbitmq::RabbitMqFactory;
 use crate::clients::redis::{RedisFactory, RedisWorkload};
+use crate::clients::redis_stream::RedisStreamFactory;
 use crate::clients::zookeeper::ZooKeeperFactory;
 use crate::generator::{self, Gen, Rng};
 use crate::op::Invocation;
@@ -505,14 +507,23 @@ impl Default for WorkloadOptions {
     }
 }
 
+/// RabbitMQ has no ack wait of its own; its client requeues deliveries held unacked this long
+/// (see `clients::rabbitmq`), and the final drain waits as long first.
+const RABBITMQ_REQUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// Redis streams: a pending entry idle this long may be claimed by another consumer; the final
+/// drain waits as long first.
+const REDIS_CLAIM_IDLE: Duration = Duration::from_secs(2);
+
 /// Systems and the workloads each supports. `memory*` systems run in-process (no cluster) and
 /// exist to test the harness: `memory-stale` serves stale reads, `memory-lossy` loses messages.
 /// `postgres-check-then-insert` implements idempotent requests with the classic race, as a
 /// known-bad control on a real database.
 pub const CATALOG: &[(&str, &[&str])] = &[
     ("etcd", &["register", "cas-register"]),
-    ("redis", &["register", "cas-register", "queue"]),
+    ("redis", &["register", "cas-register", "queue", "stream"]),
     ("nats", &["queue"]),
+    ("rabbitmq", &["queue"]),
     ("testbed", crate::clients::testbed::WORKLOADS),
     ("zookeeper", &["register", "cas-register"]),
     ("postgres", &["idempotency", "versioned-append", "set"]),
@@ -560,7 +571,27 @@ pub fn build(
             },
             opts.nats_ack_wait,
         ),
+        // RabbitMQ redelivers what a closed channel held unacked: duplicates are legitimate.
+        "queue" if system == "rabbitmq" => queue_with_acks(
+            &QueueOptions {
+                guarantee: "at-least-once".into(),
+                ..opts.queue.clone()
+            },
+            RABBITMQ_REQUEUE_WAIT,
+        ),
         "queue" => queue(&opts.queue),
+        // Claims redeliver what a stalled consumer held: duplicates are legitimate.
+        "stream" => {
+            let mut w = queue_with_acks(
+                &QueueOptions {
+                    guarantee: "at-least-once".into(),
+                    ..opts.queue.clone()
+                },
+                REDIS_CLAIM_IDLE,
+            );
+            w.name = "stream".into();
+            w
+        }
         "idempotency" => idempotency(&opts.idempotency),
         "versioned-append" => versioned_append(&opts.versioned_append),
         "set" => set(),
@@ -568,9 +599,17 @@ pub fn build(
     };
     let factory: Arc<dyn ClientFactory> = match system {
         "etcd" => Arc::new(EtcdFactory::new(opts.read_mode)),
+        "redis" if workload == "stream" => Arc::new(RedisStreamFactory {
+            claim_idle: REDIS_CLAIM_IDLE,
+            ..RedisStreamFactory::new()
+        }),
         "redis" if workload == "queue" => Arc::new(RedisFactory::new(RedisWorkload::Queue)),
         "redis" => Arc::new(RedisFactory::new(RedisWorkload::Register)),
         "zookeeper" => Arc::new(ZooKeeperFactory::new()),
+        "rabbitmq" => Arc::new(RabbitMqFactory {
+            requeue_after: RABBITMQ_REQUEUE_WAIT,
+            ..RabbitMqFactory::new()
+        }),
         "nats" => Arc::new(NatsFactory {
             ack_wait: opts.nats_ack_wait,
             ..NatsFactory::new()

@@ -6,6 +6,8 @@ pub mod etcd;
 pub mod memory;
 pub mod nats;
 pub mod postgres;
+pub mod rabbitmq;
 pub mod redis;
+pub mod redis_stream;
 pub mod testbed;
 pub mod zookeeper;

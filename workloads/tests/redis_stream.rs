@@ -1,0 +1,193 @@
+//! The Redis stream client (consumer groups, acks, claims) against a real redis-server
+//! (Debian's redis-server) on loopback.
+//!
+//! Without a `redis-server` binary the tests fail under `CI=true` and are skipped with a printed
+//! reason otherwise.
+
+use checkers::{Budget, EventType, Verdict};
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use workloads::clients::redis_stream::RedisStreamFactory;
+use workloads::generator;
+use workloads::{
+    build, ClientFactory, Invocation, PhaseLimits, Recorder, Runner, RunnerConfig, WorkloadOptions,
+};
+
+const STARTUP_MAX: Duration = Duration::from_secs(10);
+
+struct RedisServer {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_redis() -> Option<RedisServer> {
+    let Some(bin) = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("redis-server is not installed; CI must install the redis-server package");
+        }
+        eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
+        return None;
+    };
+    let port = free_port();
+    let child = Command::new(bin)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start redis-server");
+    let server = RedisServer {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+    };
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(&server.addr).await.is_err() {
+        assert!(
+            started.elapsed() < STARTUP_MAX,
+            "redis-server did not listen within {STARTUP_MAX:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Some(server)
+}
+
+fn op(f: &str, value: Value) -> Invocation {
+    Invocation::new(f, value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_ack_and_claim_from_a_stalled_consumer() {
+    let Some(redis) = start_redis().await else {
+        return;
+    };
+    let factory = RedisStreamFactory {
+        claim_idle: Duration::from_millis(300),
+        ..RedisStreamFactory::new()
+    };
+    let mut c = factory.open(0, &redis.addr).await.unwrap();
+    c.setup().await.unwrap();
+    for id in [1, 2] {
+        let p = c.invoke(&op("produce", json!({ "id": id }))).await;
+        assert_eq!((p.kind, p.value), (EventType::Ok, json!({ "id": id })));
+    }
+    let first = c.invoke(&op("consume", Value::Null)).await;
+    assert_eq!(
+        (first.kind, first.value),
+        (EventType::Ok, json!([{"id": 1}]))
+    );
+    assert_eq!(
+        c.invoke(&op("ack", json!({"id": 1}))).await.kind,
+        EventType::Ok
+    );
+    // An ack for a message this client did not receive sends nothing.
+    assert_eq!(
+        c.invoke(&op("ack", json!({"id": 9}))).await.kind,
+        EventType::Fail
+    );
+    // Message 2 goes to a consumer that stalls: not claimable at once, claimed after the idle time.
+    let mut stalled = factory.open(1, &redis.addr).await.unwrap();
+    let taken = stalled.invoke(&op("consume", Value::Null)).await;
+    assert_eq!(taken.value, json!([{"id": 2}]));
+    assert_eq!(c.invoke(&op("drain", Value::Null)).await.value, json!([]));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        c.invoke(&op("drain", Value::Null)).await.value,
+        json!([{"id": 2}])
+    );
+    assert_eq!(
+        c.invoke(&op("ack", json!({"id": 2}))).await.kind,
+        EventType::Ok
+    );
+    // The stalled consumer's late ack finds the entry no longer pending: no effect.
+    let late = stalled.invoke(&op("ack", json!({"id": 2}))).await;
+    assert_eq!(late.kind, EventType::Fail, "{late:?}");
+    assert_eq!(c.invoke(&op("drain", Value::Null)).await.value, json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_gone_leaves_produce_and_consume_indeterminate() {
+    let Some(mut redis) = start_redis().await else {
+        return;
+    };
+    let factory = RedisStreamFactory::new();
+    let mut c = factory.open(0, &redis.addr).await.unwrap();
+    c.setup().await.unwrap();
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    // The connection was open: an XADD or a read may have been applied before it broke.
+    let p = c.invoke(&op("produce", json!({"id": 1}))).await;
+    assert_eq!(p.kind, EventType::Info, "{p:?}");
+    let r = c.invoke(&op("consume", Value::Null)).await;
+    assert_ne!(r.kind, EventType::Ok, "{r:?}");
+    // A new client cannot connect at all.
+    assert!(factory.open(1, &redis.addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_workload_passes_the_delivery_checker() {
+    let Some(redis) = start_redis().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.jsonl");
+    let recorder = Recorder::create(&path).unwrap();
+    let (w, factory) = build("redis", "stream", &WorkloadOptions::default()).unwrap();
+    let config = RunnerConfig::new(5, vec![redis.addr.clone()], 2);
+    let mut runner = Runner::start(config, factory, recorder.clone())
+        .await
+        .unwrap();
+    let limits = PhaseLimits {
+        time_limit: Duration::from_secs(60),
+        grace: Duration::from_secs(2),
+    };
+    let cancel = CancellationToken::new();
+    runner
+        .run_phase(generator::limit(600, w.generator), limits, &cancel)
+        .await
+        .unwrap();
+    runner
+        .run_phase(w.final_generator.unwrap(), limits, &cancel)
+        .await
+        .unwrap();
+    runner.close().await.unwrap();
+    recorder.finish().await.unwrap();
+    let history = checkers::formats::read_path(&path, None).unwrap();
+    let ops = history.ops().unwrap();
+    let count = |f: &str| ops.iter().filter(|o| o.f == f && o.is_ok()).count();
+    assert!(
+        count("produce") > 100 && count("ack") > 100,
+        "produces {} acks {}",
+        count("produce"),
+        count("ack")
+    );
+    assert_eq!(
+        ops.iter().rfind(|o| o.f == "drain").unwrap().complete_value,
+        json!([])
+    );
+    for spec in &w.checkers {
+        let checker = checkers::by_name(&spec.name, &spec.options).unwrap();
+        let r = checkers::run_checker(checker.as_ref(), &history, &Budget::default()).unwrap();
+        assert_eq!(r.verdict, Verdict::Valid, "{}: {}", spec.name, r.summary);
+    }
+}
