@@ -4,6 +4,7 @@
 //! controller's work (cluster lifecycle, runs, the store layout) lives in the modules below so
 //! that integration tests can drive it directly.
 
+pub mod calibrate;
 pub mod cluster;
 pub mod images;
 pub mod nemesis;

@@ -23,6 +23,8 @@ enum Command {
     Run(Box<cmd::run::Args>),
     /// Run a matrix of plans, each several times with derived seeds: one table, one exit code.
     TestAll(cmd::test_all::Args),
+    /// Measure detection: every testbed scenario with its bug on and off, over several seeds.
+    Calibrate(cmd::calibrate::Args),
     /// Check history files (faultline JSONL, Jepsen EDN, Jepsen logs) with a checker.
     Check(cmd::check::Args),
     /// Convert a history in any supported format to faultline JSONL.
@@ -43,6 +45,14 @@ enum Command {
 pub const EXIT_ERROR: i32 = 3;
 
 fn main() {
+    // Hidden: one testbed node (see `testbed::cli`), the role faultline's binary plays inside
+    // the testbed's containers. Not a clap subcommand, so its flags are the testbed's own.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "testbed-node")
+    {
+        std::process::exit(testbed::cli::main_with_args(std::env::args_os().skip(1)));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => exit_on_bad_flags(e),
@@ -50,6 +60,7 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => cmd::run::run(*args),
         Command::TestAll(args) => cmd::test_all::run(args),
+        Command::Calibrate(args) => cmd::calibrate::run(args),
         Command::Check(args) => cmd::check::run(args),
         Command::Convert(args) => cmd::convert::run(args),
         Command::Report(args) => cmd::report::run(args),

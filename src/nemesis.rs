@@ -143,6 +143,7 @@ pub fn server_process_pattern(system: &str, role: &str) -> Option<&'static str> 
         ("rabbitmq", _) => "beam.smp",
         ("zookeeper", _) => "java",
         ("postgres", _) => "postgres",
+        ("testbed", _) => "faultline",
         _ => return None,
     })
 }
@@ -179,7 +180,7 @@ fn integer_reading(text: &str, unit_ns: i128, source: &str) -> Result<ClockReadi
 #[nemeses::control::async_trait]
 impl NodeControl for ClusterControl {
     fn nodes(&self) -> Vec<String> {
-        self.cluster.node_names()
+        self.cluster.fault_targets()
     }
 
     async fn ip(&self, node: &str) -> Result<IpAddr> {

@@ -10,6 +10,8 @@
 //! key), never a half-started cluster.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ pub const SYSTEMS: &[&str] = &[
     "zookeeper",
     "postgres",
     "postgres-check-then-insert",
+    "testbed",
     "memory",
     "memory-stale",
     "memory-lossy",
@@ -73,6 +76,27 @@ pub struct Plan {
     pub op_timeout_ms: u64,
     /// Where runs are stored.
     pub store: String,
+    /// Testbed only: bugs switched on in every node (`--bug NAME`, see `--list-bugs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bugs: Vec<String>,
+    /// Testbed only: node flags by long name without dashes, e.g. `session-ms = 500`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub testbed: BTreeMap<String, Value>,
+    /// Workload tuning by name (testbed workloads: stalls, churn, drains; see
+    /// `docs/testbed.md`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub client: BTreeMap<String, Value>,
+    /// The plan file the plan was read from, so the rerun command names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_file: Option<String>,
+    /// How nodes reach their peers: `direct`, or `proxy` (through a Toxiproxy-compatible
+    /// proxy container: partitions by toxics, and latency). `latency` implies `proxy`.
+    #[serde(default = "default_links")]
+    pub links: String,
+}
+
+fn default_links() -> String {
+    "direct".into()
 }
 
 impl Default for Plan {
@@ -91,6 +115,11 @@ impl Default for Plan {
             keys: 4,
             op_timeout_ms: 1_000,
             store: "store".into(),
+            bugs: vec![],
+            testbed: BTreeMap::new(),
+            client: BTreeMap::new(),
+            plan_file: None,
+            links: default_links(),
         }
     }
 }
@@ -112,6 +141,14 @@ pub struct PlanFile {
     pub keys: Option<u32>,
     pub op_timeout: Option<String>,
     pub store: Option<String>,
+    /// Testbed bugs to switch on.
+    pub bug: Option<Vec<String>>,
+    /// Testbed node flags (a table).
+    pub testbed: Option<BTreeMap<String, toml::Value>>,
+    /// Workload tuning (a table).
+    pub client: Option<BTreeMap<String, toml::Value>>,
+    /// `direct` or `proxy`.
+    pub links: Option<String>,
 }
 
 impl PlanFile {
@@ -180,6 +217,27 @@ impl PlanFile {
         if let Some(v) = &self.store {
             plan.store = v.clone();
         }
+        if let Some(v) = &self.bug {
+            plan.bugs = v.clone();
+        }
+        if let Some(v) = &self.links {
+            plan.links = v.clone();
+        }
+        let table = |key: &str, t: &BTreeMap<String, toml::Value>| {
+            t.iter()
+                .map(|(k, v)| {
+                    serde_json::to_value(v)
+                        .map(|j| (k.clone(), j))
+                        .map_err(|e| format!("{origin}: {key}.{k}: {e}"))
+                })
+                .collect::<Result<BTreeMap<_, _>, String>>()
+        };
+        if let Some(t) = &self.testbed {
+            plan.testbed.extend(table("testbed", t)?);
+        }
+        if let Some(t) = &self.client {
+            plan.client.extend(table("client", t)?);
+        }
         Ok(())
     }
 }
@@ -201,12 +259,9 @@ impl Plan {
             ));
         }
         for n in &self.nemesis {
-            if !NEMESES.contains(&n.as_str()) {
-                return Err(format!(
-                    "--nemesis: unknown fault {n:?}; expected a comma-separated list of: {}, or none",
-                    NEMESES.join(", ")
-                ));
-            }
+            nemeses::schedule::parse_fault(n).map_err(|e| {
+                format!("--nemesis: {e}; a fault may name a shape, e.g. partition:isolate-leader or kill:leader")
+            })?;
         }
         if self.concurrency == 0 || self.concurrency > 1000 {
             return Err("--concurrency: expected 1 to 1000 client processes".into());
@@ -226,6 +281,30 @@ impl Plan {
         if self.keys == 0 || self.keys > 10_000 {
             return Err("--keys: expected 1 to 10000".into());
         }
+        if !matches!(self.links.as_str(), "direct" | "proxy") {
+            return Err(format!(
+                "--links: expected direct or proxy, not {:?}",
+                self.links
+            ));
+        }
+        if self.uses_proxy_links()
+            && !crate::cluster::links::PROXY_LINK_SYSTEMS.contains(&cluster_system(&self.system))
+        {
+            return Err(format!(
+                "--links proxy (also needed by --nemesis latency): {}'s configuration cannot dial its peers through a proxy yet; systems that can: {}",
+                self.system,
+                crate::cluster::links::PROXY_LINK_SYSTEMS.join(", ")
+            ));
+        }
+        if self.system == "testbed" {
+            testbed::cli::check_node_args(&self.testbed_node_args())
+                .map_err(|e| format!("testbed: {e}"))?;
+        } else if !self.bugs.is_empty() || !self.testbed.is_empty() {
+            return Err(format!(
+                "--bug: only the testbed system has switchable bugs and node flags, not {:?}",
+                self.system
+            ));
+        }
         if self.name.is_empty() || self.name.contains('/') || self.name.starts_with('.') {
             return Err(format!(
                 "--name: {:?} cannot name a store folder; use letters, digits and dashes",
@@ -240,15 +319,51 @@ impl Plan {
         format!("{}-{}", self.system, self.workload)
     }
 
-    /// The exact command that repeats this run (same plan, same seed).
+    /// Whether node-to-node links go through a proxy (asked for, or needed for latency).
+    pub fn uses_proxy_links(&self) -> bool {
+        self.links == "proxy"
+            || self
+                .nemesis
+                .iter()
+                .any(|n| n.split(':').next().map(str::trim) == Some("latency"))
+    }
+
+    /// The testbed node flags of this plan: `--bug=NAME` for each bug, then `--KEY=VALUE` for
+    /// each entry of the `[testbed]` table.
+    pub fn testbed_node_args(&self) -> Vec<String> {
+        let bugs = self.bugs.iter().map(|b| format!("--bug={b}"));
+        let flags = self.testbed.iter().map(|(k, v)| match v {
+            Value::String(s) => format!("--{k}={s}"),
+            other => format!("--{k}={other}"),
+        });
+        bugs.chain(flags).collect()
+    }
+
+    /// The exact command that repeats this run (same plan, same seed). A plan read from a file
+    /// names the file (its tables have no flags) and repeats every value as a flag.
     pub fn rerun_command(&self) -> String {
         let nemesis = if self.nemesis.is_empty() {
             "none".to_string()
         } else {
             self.nemesis.join(",")
         };
+        let plan_file = self
+            .plan_file
+            .as_ref()
+            .map(|f| format!(" --plan {f}"))
+            .unwrap_or_default();
+        let links = if self.links == "proxy" {
+            " --links proxy"
+        } else {
+            ""
+        };
+        let bugs: String = if self.bugs.is_empty() && self.system == "testbed" {
+            " --bug none".into()
+        } else {
+            self.bugs.iter().map(|b| format!(" --bug {b}")).collect()
+        };
         format!(
-            "faultline run --name {} --system {} --workload {} --nemesis {} --nemesis-interval {} --time-limit {} --concurrency {} --rate {} --keys {} --read-mode {} --op-timeout {} --seed {}",
+            "faultline run{plan_file} --name {} --system {} --workload {} --nemesis {} --nemesis-interval {} --time-limit {} --concurrency {} --rate {} --keys {} --read-mode {} --op-timeout {}{links}{bugs} --seed {}",
             self.name,
             self.system,
             self.workload,
@@ -335,5 +450,42 @@ mod tests {
         let cmd = p.rerun_command();
         assert!(cmd.contains("--seed 42") && cmd.contains("--nemesis partition,kill"));
         assert!(cmd.contains("--time-limit 60s"));
+    }
+
+    #[test]
+    fn testbed_plans_carry_bugs_node_flags_and_client_options() {
+        let p = plan_from(
+            "system = \"testbed\"\nworkload = \"queue\"\nbug = [\"orphan-partition\"]\nnemesis = [\"kill:leader\", \"partition:bridge\"]\n[testbed]\nsession-ms = 2000\n[client]\nchurn-every = 3\n",
+        )
+        .unwrap();
+        assert_eq!(
+            p.testbed_node_args(),
+            vec!["--bug=orphan-partition", "--session-ms=2000"]
+        );
+        assert_eq!(p.client["churn-every"], serde_json::json!(3));
+        let mut from_file = p.clone();
+        from_file.plan_file = Some("plans/scenarios/b6.toml".into());
+        let cmd = from_file.rerun_command();
+        assert!(
+            cmd.starts_with("faultline run --plan plans/scenarios/b6.toml ")
+                && cmd.contains("--bug orphan-partition"),
+            "{cmd}"
+        );
+        let off = Plan { bugs: vec![], ..p };
+        assert!(off.rerun_command().contains("--bug none"));
+    }
+
+    #[test]
+    fn bad_testbed_settings_fail_before_anything_starts() {
+        let e = plan_from("system = \"testbed\"\nworkload = \"queue\"\nbug = [\"no-such-bug\"]\n")
+            .unwrap_err();
+        assert!(e.contains("testbed") && e.contains("no-such-bug"), "{e}");
+        let e = plan_from("system = \"testbed\"\nworkload = \"queue\"\n[testbed]\nsesion-ms = 5\n")
+            .unwrap_err();
+        assert!(e.contains("sesion-ms"), "{e}");
+        let e = plan_from("system = \"etcd\"\nbug = [\"stale-epoch-write\"]\n").unwrap_err();
+        assert!(e.contains("only the testbed"), "{e}");
+        let e = plan_from("system = \"etcd\"\nnemesis = [\"partition:sideways\"]\n").unwrap_err();
+        assert!(e.contains("sideways") && e.contains("--nemesis"), "{e}");
     }
 }

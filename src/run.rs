@@ -266,7 +266,39 @@ fn workload_options(plan: &Plan) -> WorkloadOptions {
         o.read_mode = m;
     }
     o.register.keys_in_flight = plan.keys as usize;
+    o.client = plan.client.clone();
+    // The testbed client must agree with the nodes on these; the node flags win unless the
+    // plan's [client] table says otherwise.
+    for key in ["partitions", "max-retries", "consume-max"] {
+        if let Some(v) = plan.testbed.get(key) {
+            let v = match v {
+                Value::String(s) => s.parse::<u64>().map(Value::from).unwrap_or(v.clone()),
+                other => other.clone(),
+            };
+            o.client.entry(key.to_string()).or_insert(v);
+        }
+    }
     o
+}
+
+/// Fault kinds may be restricted to shapes (`partition:isolate-leader`).
+type Shapes = Vec<(FaultKind, String)>;
+
+/// The plan's fault kinds (each once, in order) and the shapes some are restricted to.
+fn fault_kinds(plan: &Plan) -> Result<(Vec<FaultKind>, Shapes)> {
+    let mut kinds = Vec::new();
+    let mut shapes = Vec::new();
+    for n in &plan.nemesis {
+        let (k, shape) =
+            nemeses::schedule::parse_fault(n).with_context(|| format!("--nemesis {n:?}"))?;
+        if !kinds.contains(&k) {
+            kinds.push(k);
+        }
+        if let Some(sh) = shape {
+            shapes.push((k, sh));
+        }
+    }
+    Ok((kinds, shapes))
 }
 
 /// Cluster, workload and nemesis: everything that touches Docker. Always heals and tears down.
@@ -293,11 +325,7 @@ async fn drive(
             .join(", ")
     ));
     let checkers = workload.checkers.clone();
-    let kinds: Vec<FaultKind> = plan
-        .nemesis
-        .iter()
-        .map(|n| FaultKind::parse(n).with_context(|| format!("--nemesis: unknown fault {n:?}")))
-        .collect::<Result<_>>()?;
+    let (kinds, shapes) = fault_kinds(plan)?;
 
     if crate::plan::is_in_memory(&plan.system) {
         log.line("in-memory system: no cluster, no faults");
@@ -313,10 +341,33 @@ async fn drive(
     let image = crate::images::ensure_base(&docker).await?;
     log.line(format!("image {image}"));
 
-    let system = System::by_name(
-        crate::plan::cluster_system(&plan.system),
-        &SystemParams::default(),
-    )?;
+    let system_name = crate::plan::cluster_system(&plan.system);
+    let mut params = SystemParams {
+        node_args: if plan.system == "testbed" {
+            plan.testbed_node_args()
+        } else {
+            vec![]
+        },
+        ..SystemParams::default()
+    };
+    let mut system = System::by_name(system_name, &params)?;
+    let link_plan = if plan.uses_proxy_links() {
+        let servers: Vec<String> = system.nodes.iter().map(|n| n.name.clone()).collect();
+        let lp = cluster::links::link_plan(system_name, &servers)?;
+        let dial = lp.clone();
+        params.dial = Some(Arc::new(move |from: &str, to: &str, port: u16| {
+            dial.dial(from, to, port)
+        }));
+        system = System::by_name(system_name, &params)?;
+        system.nodes.push(cluster::links::proxy_node(&lp)?);
+        log.line(format!(
+            "links: {} node-to-node links through the proxy container",
+            lp.links.len()
+        ));
+        Some(lp)
+    } else {
+        None
+    };
     let mut cluster_opts = ClusterOptions {
         logs_dir: Some(dir.nodes()),
         ..ClusterOptions::default()
@@ -349,8 +400,10 @@ async fn drive(
         })).collect::<Vec<_>>(),
     });
 
-    let result =
-        drive_on_cluster(plan, dir, log, cancel, &cluster, workload, factory, &kinds).await;
+    let result = drive_on_cluster(
+        plan, dir, log, cancel, &cluster, workload, factory, &kinds, shapes, link_plan,
+    )
+    .await;
 
     // Teardown always: collect node logs, then remove containers and network.
     if let Err(e) = cluster.collect_logs(&dir.nodes()).await {
@@ -380,6 +433,8 @@ async fn drive_on_cluster(
     workload: workloads::Workload,
     factory: Arc<dyn workloads::ClientFactory>,
     kinds: &[FaultKind],
+    shapes: Shapes,
+    link_plan: Option<nemeses::partition::LinkPlan>,
 ) -> Result<bool> {
     let recorder = Recorder::create(dir.history())?;
     let nodes = client_addresses(cluster);
@@ -416,19 +471,25 @@ async fn drive_on_cluster(
         }
     };
     let ctl = Arc::new(crate::nemesis::ClusterControl::new(cluster.clone()));
-    let nemesis = Arc::new(Nemesis::new(
-        ctl,
-        Arc::new(nem_rec),
-        NemesisConfig::default(),
-    ));
+    let mut nemesis = Nemesis::new(ctl, Arc::new(nem_rec), NemesisConfig::default());
+    if let Some(lp) = link_plan {
+        let api = cluster.host_addr(cluster::links::PROXY_NODE, "api")?;
+        let client = nemeses::toxiproxy::Client::new(&api.to_string())
+            .map_err(|e| anyhow::anyhow!("the link proxy's API at {api}: {e}"))?;
+        let links =
+            nemeses::partition::ProxyLinks::new(client, lp, nemeses::partition::CutMode::BlackHole);
+        nemesis = nemesis.with_proxy_links(links, true);
+    }
+    let nemesis = Arc::new(nemesis);
     let mut guard = HealGuard::new(nemesis.clone());
     let schedule = Schedule::generate(
         plan.seed,
         kinds,
-        &cluster.node_names(),
+        &cluster.fault_targets(),
         &ScheduleOptions {
             interval: Duration::from_millis(plan.nemesis_interval_ms),
             time_limit: plan.time_limit(),
+            shapes,
             ..ScheduleOptions::default()
         },
     )?;

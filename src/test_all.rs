@@ -173,6 +173,7 @@ pub fn load_plan(file: &Path, opts: &TestAllOptions) -> PlanEntry {
         let pf = PlanFile::load(file)?;
         let mut plan = Plan::default();
         pf.apply(&mut plan, &origin)?;
+        plan.plan_file = Some(file.display().to_string());
         if pf.seed.is_some() {
             notes.push(format!(
                 "{origin}: its seed is ignored by test-all (each run's seed derives from --seed)"

@@ -63,11 +63,13 @@ async fn redis_replicates_and_sentinels_fail_over() {
 
     // Kill the primary: the sentinels promote a replica, which takes writes.
     c.kill("n1").await.unwrap();
-    let promoted = eventually(Duration::from_secs(40), || async {
+    // Sentinel retries a failed election after twice the failover timeout (20 s), so the bound
+    // covers a second attempt.
+    let promoted = eventually(Duration::from_secs(60), || async {
         c.leader().await.unwrap().filter(|l| l != "n1")
     })
     .await
-    .expect("sentinels promote a replica within 40 s");
+    .expect("sentinels promote a replica within 60 s");
     assert!(["n2", "n3"].contains(&promoted.as_str()), "{promoted}");
     let new_primary = c.host_addr(&promoted, "client").unwrap();
     let wrote = eventually(Duration::from_secs(10), || async {

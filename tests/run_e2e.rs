@@ -506,3 +506,138 @@ async fn ctrl_c_stops_heals_tears_down_and_still_checks() {
         seen.verdict
     );
 }
+
+/// Latency and partitions through the link proxy (`--links proxy`) on the testbed: the faults
+/// go through the Toxiproxy API of a proxy container the nodes dial their peers through, the
+/// added latency shows in the operations' durations, and the correct testbed stays valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn testbed_latency_and_partitions_through_the_link_proxy() {
+    let test = "testbed_links_proxy";
+    if !docker_and_image_or_skip(test).await {
+        return;
+    }
+    let dir = store(test);
+    let p = Plan {
+        system: "testbed".into(),
+        workload: "cas-register".into(),
+        nemesis: vec!["latency".into(), "partition:isolate-leader".into()],
+        links: "proxy".into(),
+        // Timeouts above the largest latency the schedule draws (500 ms each way), so that
+        // replication slows down under latency instead of failing.
+        testbed: [
+            ("lease-ms", 3000),
+            ("peer-timeout-ms", 3000),
+            ("write-timeout-ms", 8000),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::from(v)))
+        .collect(),
+        nemesis_interval_ms: 2_000,
+        time_limit_ms: 16_000,
+        concurrency: 4,
+        rate_ops_per_s: 100.0,
+        op_timeout_ms: 10_000,
+        seed: 11,
+        ..plan("e2e-testbed-links", &dir)
+    };
+    let (outcome, seen) = run(test, p).await;
+    assert!(
+        outcome.harness_errors.is_empty(),
+        "{:?}",
+        outcome.harness_errors
+    );
+    assert!(
+        !seen.faults.iter().any(|(f, _)| f == "fault-error"),
+        "{:?}",
+        seen.faults
+    );
+    let latencies: Vec<u64> = seen
+        .faults
+        .iter()
+        .filter(|(f, _)| f == "start-latency")
+        .map(|(_, v)| v["latency_ms"].as_u64().expect("latency_ms"))
+        .collect();
+    assert!(
+        !latencies.is_empty(),
+        "seed 11 schedules latency: {:?}",
+        seen.faults
+    );
+    assert!(
+        seen.faults
+            .iter()
+            .any(|(f, v)| f == "start-partition" && v.to_string().contains("proxy")),
+        "a partition through the proxy: {:?}",
+        seen.faults
+    );
+
+    // Durations of ok writes that started inside a latency window, and of those that ran with
+    // no fault at all.
+    let mut in_latency = vec![];
+    let mut quiet = vec![];
+    let mut active: Vec<&str> = vec![];
+    let mut open: std::collections::HashMap<u64, (u64, bool)> = Default::default();
+    for e in &seen.history.events {
+        if e.process == Process::Nemesis {
+            if let Some(k) = e.f.strip_prefix("start-") {
+                active.push(if k == "latency" { "latency" } else { "other" });
+            } else if let Some(k) = e.f.strip_prefix("stop-") {
+                let k = if k == "latency" { "latency" } else { "other" };
+                if let Some(i) = active.iter().position(|a| *a == k) {
+                    active.remove(i);
+                }
+            } else if e.f == "heal" {
+                active.clear();
+            }
+            continue;
+        }
+        let Process::Client(p) = e.process else {
+            continue;
+        };
+        if e.f != "write" {
+            continue;
+        }
+        match e.kind {
+            checkers::EventType::Invoke => {
+                let only_latency = active == ["latency"];
+                let latency_or_quiet = active.is_empty() || only_latency;
+                if latency_or_quiet {
+                    open.insert(p, (e.time, only_latency));
+                }
+            }
+            checkers::EventType::Ok => {
+                if let Some((t0, lat)) = open.remove(&p) {
+                    let ms = (e.time - t0) / 1_000_000;
+                    if lat {
+                        in_latency.push(ms)
+                    } else {
+                        quiet.push(ms)
+                    }
+                }
+            }
+            _ => {
+                open.remove(&p);
+            }
+        }
+    }
+    let median = |v: &mut Vec<u64>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    assert!(
+        in_latency.len() >= 5 && quiet.len() >= 5,
+        "writes under latency {in_latency:?}, without faults {quiet:?}"
+    );
+    let (lat_ms, quiet_ms) = (median(&mut in_latency), median(&mut quiet));
+    let least = *latencies.iter().min().unwrap();
+    eprintln!("{test}: median write {lat_ms} ms under latency (least added {least} ms), {quiet_ms} ms without faults");
+    assert!(
+        lat_ms >= quiet_ms + least / 2,
+        "latency of at least {least} ms on every link must slow replicated writes: {lat_ms} ms vs {quiet_ms} ms"
+    );
+    assert_eq!(
+        seen.verdict,
+        Verdict::Valid,
+        "the testbed without bugs is linearizable: {:?}",
+        seen.results.results
+    );
+}

@@ -110,11 +110,16 @@ fn a_valid_and_a_stale_plan_give_one_table_the_files_and_exit_1() {
     );
     assert_eq!(cells(lines[2]).join(" "), expected_stale);
     for s in &stale_seeds {
-        let rerun = "rerun: faultline run --name mem-stale --system memory-stale --workload register --nemesis none";
+        // The rerun command names the plan file (its tables have no flags) and every value.
+        let plan_file = format!(
+            "rerun: faultline run --plan {}",
+            dir.join("plans/stale.toml").display()
+        );
+        let rerun = "--name mem-stale --system memory-stale --workload register --nemesis none";
         assert!(
-            stdout
-                .lines()
-                .any(|l| l.contains(rerun) && l.ends_with(&format!("--seed {s}"))),
+            stdout.lines().any(|l| l.contains(&plan_file)
+                && l.contains(rerun)
+                && l.ends_with(&format!("--seed {s}"))),
             "no rerun command for seed {s}:\n{stdout}"
         );
     }

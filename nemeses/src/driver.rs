@@ -38,6 +38,9 @@ use crate::process::{bounded, Outcome, Processes};
 use crate::record::{NemesisEvent, Recorder};
 use crate::schedule::{Action, Fault, FaultKind, Schedule, Targets};
 
+/// Pause between leader queries while waiting for a leader.
+const LEADER_POLL: Duration = Duration::from_millis(250);
+
 /// Settings of a [`Nemesis`].
 #[derive(Debug, Clone)]
 pub struct NemesisConfig {
@@ -51,6 +54,9 @@ pub struct NemesisConfig {
     /// How long a clock change may take to show in the server before it counts as ignored
     /// (see [`Clocks::with_settle`]); zero for systems that read the OS clock on every call.
     pub clock_settle: Duration,
+    /// A fault aimed at the leader waits this long for one (an election after the previous
+    /// fault may still be running) before it is recorded as a `fault-error`.
+    pub leader_wait: Duration,
 }
 
 impl Default for NemesisConfig {
@@ -60,6 +66,7 @@ impl Default for NemesisConfig {
             ready_timeout: Duration::from_secs(60),
             clock_restart_to_load: true,
             clock_settle: Duration::ZERO,
+            leader_wait: Duration::from_secs(10),
         }
     }
 }
@@ -241,18 +248,31 @@ impl Nemesis {
     async fn resolve(&self, targets: &Targets) -> Result<Vec<String>> {
         match targets {
             Targets::Nodes(n) => Ok(n.clone()),
-            Targets::Leader => {
-                match bounded(
-                    self.config.op_timeout,
-                    "asking for the leader",
-                    self.ctl.leader(),
-                )
-                .await?
-                {
-                    Some(l) => Ok(vec![l]),
-                    None => bail!("the system reports no leader"),
-                }
+            Targets::Leader => match self.find_leader().await? {
+                Some(l) => Ok(vec![l]),
+                None => bail!(
+                    "the system reports no leader (waited {} ms)",
+                    self.config.leader_wait.as_millis()
+                ),
+            },
+        }
+    }
+
+    /// The current leader, asking again every [`LEADER_POLL`] until one is reported or
+    /// `leader_wait` has passed; `None` when none was.
+    async fn find_leader(&self) -> Result<Option<String>> {
+        let deadline = tokio::time::Instant::now() + self.config.leader_wait;
+        loop {
+            let l = bounded(
+                self.config.op_timeout,
+                "asking for the leader",
+                self.ctl.leader(),
+            )
+            .await?;
+            if l.is_some() || tokio::time::Instant::now() >= deadline {
+                return Ok(l);
             }
+            tokio::time::sleep(LEADER_POLL).await;
         }
     }
 
@@ -275,13 +295,7 @@ impl Nemesis {
             Fault::Partition(spec) => {
                 let nodes = self.ctl.nodes();
                 let leader = if matches!(spec, crate::schedule::PartitionSpec::IsolateLeader) {
-                    match bounded(
-                        self.config.op_timeout,
-                        "asking for the leader",
-                        self.ctl.leader(),
-                    )
-                    .await
-                    {
+                    match self.find_leader().await {
                         Ok(l) => l,
                         Err(e) => {
                             self.record_error("partition", fault.to_json(), &[format!("{e:#}")]);

@@ -65,6 +65,48 @@ impl fmt::Display for FaultKind {
     }
 }
 
+/// Partition shapes a plan may restrict `partition` to (`partition:isolate-leader`).
+pub const PARTITION_SHAPES: &[&str] = &[
+    "halves",
+    "random-halves",
+    "isolate",
+    "isolate-leader",
+    "bridge",
+    "majorities-ring",
+];
+
+/// Target shapes a plan may restrict `kill` and `pause` to (`kill:leader`): the leader or
+/// primary, one node, a minority, a majority (never every node).
+pub const TARGET_SHAPES: &[&str] = &["leader", "one", "minority", "majority"];
+
+/// Parses one fault name with an optional shape, `kind` or `kind:shape` (`partition:bridge`,
+/// `kill:leader`).
+pub fn parse_fault(s: &str) -> Result<(FaultKind, Option<String>)> {
+    let (kind, shape) = match s.trim().split_once(':') {
+        Some((k, sh)) => (k.trim(), Some(sh.trim().to_string())),
+        None => (s.trim(), None),
+    };
+    let Some(k) = FaultKind::parse(kind) else {
+        bail!(
+            "unknown fault {kind:?} (expected one of {}, or none)",
+            FAULT_NAMES.join(", ")
+        );
+    };
+    if let Some(sh) = &shape {
+        let shapes = match k {
+            FaultKind::Partition => PARTITION_SHAPES,
+            FaultKind::Kill | FaultKind::Pause => TARGET_SHAPES,
+            _ => bail!("{kind}: takes no shape (got {sh:?})"),
+        };
+        ensure!(
+            shapes.contains(&sh.as_str()),
+            "{kind}: unknown shape {sh:?} (expected one of {})",
+            shapes.join(", ")
+        );
+    }
+    Ok((k, shape))
+}
+
 /// Parses `--nemesis`: comma-separated kinds, or `none` / empty for no faults. Duplicates are
 /// dropped; the order given is kept.
 pub fn parse_nemesis_list(s: &str) -> Result<Vec<FaultKind>> {
@@ -270,6 +312,8 @@ pub struct ScheduleOptions {
     pub strobe_period_ms: (u64, u64),
     /// Latency toxics are drawn from this range; jitter is a quarter of the latency.
     pub latency_ms: (u64, u64),
+    /// Shapes a kind is restricted to (see [`parse_fault`]); a kind not listed takes any.
+    pub shapes: Vec<(FaultKind, String)>,
 }
 
 impl Default for ScheduleOptions {
@@ -282,6 +326,7 @@ impl Default for ScheduleOptions {
             clock_offset_max_ms: 60_000,
             strobe_period_ms: (10, 500),
             latency_ms: (50, 500),
+            shapes: vec![],
         }
     }
 }
@@ -397,6 +442,33 @@ fn draw_targets(nodes: &[String], rng: &mut SplitMix64) -> Targets {
     }
 }
 
+/// The shapes `kind` is restricted to (empty: any).
+fn allowed(o: &ScheduleOptions, kind: FaultKind) -> Vec<&str> {
+    o.shapes
+        .iter()
+        .filter(|(k, _)| *k == kind)
+        .map(|(_, s)| s.as_str())
+        .collect()
+}
+
+/// Targets of a kill or pause, from one of the allowed shapes (any when none is given).
+fn draw_shaped_targets(nodes: &[String], only: &[&str], rng: &mut SplitMix64) -> Targets {
+    if only.is_empty() {
+        return draw_targets(nodes, rng);
+    }
+    let n = nodes.len();
+    let size = match *rng.pick(only) {
+        "leader" => return Targets::Leader,
+        "one" => 1,
+        "minority" => (n.saturating_sub(1) / 2).max(1),
+        _ => (n / 2 + 1).min(n.saturating_sub(1)).max(1),
+    };
+    let mut v = shuffled(nodes, rng);
+    v.truncate(size);
+    v.sort();
+    Targets::Nodes(v)
+}
+
 fn draw_fault(
     kind: FaultKind,
     nodes: &[String],
@@ -412,6 +484,14 @@ fn draw_fault(
             }
             if n >= 4 {
                 shapes.push("majorities-ring");
+            }
+            let only = allowed(o, kind);
+            if !only.is_empty() {
+                shapes = PARTITION_SHAPES
+                    .iter()
+                    .copied()
+                    .filter(|s| only.contains(s))
+                    .collect();
             }
             let spec = match *rng.pick(&shapes) {
                 "halves" => PartitionSpec::Halves {
@@ -433,8 +513,8 @@ fn draw_fault(
             };
             Fault::Partition(spec)
         }
-        FaultKind::Kill => Fault::Kill(draw_targets(nodes, rng)),
-        FaultKind::Pause => Fault::Pause(draw_targets(nodes, rng)),
+        FaultKind::Kill => Fault::Kill(draw_shaped_targets(nodes, &allowed(o, kind), rng)),
+        FaultKind::Pause => Fault::Pause(draw_shaped_targets(nodes, &allowed(o, kind), rng)),
         FaultKind::Clock => {
             let magnitude = rng.range(o.clock_offset_min_ms, o.clock_offset_max_ms) as i64;
             let signed = if rng.chance(0.5) {
@@ -509,6 +589,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--nemesis") && err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn shaped_faults_parse_and_restrict_the_draw() {
+        assert_eq!(
+            parse_fault("partition:isolate-leader").unwrap(),
+            (FaultKind::Partition, Some("isolate-leader".into()))
+        );
+        assert_eq!(parse_fault("kill").unwrap(), (FaultKind::Kill, None));
+        for bad in ["partition:sideways", "clock:leader", "bogus:one"] {
+            assert!(parse_fault(bad).is_err(), "{bad}");
+        }
+        let o = ScheduleOptions {
+            interval: Duration::from_secs(1),
+            time_limit: Duration::from_secs(60),
+            shapes: vec![
+                (FaultKind::Partition, "isolate-leader".into()),
+                (FaultKind::Kill, "leader".into()),
+            ],
+            ..ScheduleOptions::default()
+        };
+        let s =
+            Schedule::generate(3, &[FaultKind::Partition, FaultKind::Kill], &nodes(3), &o).unwrap();
+        assert!(s.faults().count() > 20);
+        for f in s.faults() {
+            match f {
+                Fault::Partition(p) => assert_eq!(p, &PartitionSpec::IsolateLeader),
+                Fault::Kill(t) => assert_eq!(t, &Targets::Leader),
+                other => panic!("unexpected fault {other:?}"),
+            }
+        }
     }
 
     #[test]

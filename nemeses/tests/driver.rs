@@ -200,6 +200,7 @@ fn rig(cluster: FakeCluster) -> Rig {
         op_timeout: Duration::from_secs(5),
         ready_timeout: Duration::from_secs(5),
         clock_restart_to_load: false,
+        leader_wait: Duration::from_millis(300),
         ..NemesisConfig::default()
     };
     let nemesis = Nemesis::new(cluster.clone(), rec.clone(), config).with_partitioner(net.clone());

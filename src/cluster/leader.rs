@@ -23,6 +23,7 @@ pub(super) async fn find(c: &Cluster) -> Result<Option<String>> {
         } => redis_sentinel(c, master, *sentinel_port).await,
         LeaderQuery::NatsJsz => nats(c).await,
         LeaderQuery::ZooKeeperSrvr => zookeeper(c).await,
+        LeaderQuery::TestbedStatus => testbed(c).await,
     }
 }
 
@@ -130,6 +131,36 @@ async fn nats(c: &Cluster) -> Result<Option<String>> {
         }
     }
     Ok(None)
+}
+
+/// The testbed node that says it is primary; after a partition a deposed primary may still say
+/// so for a moment, so the highest epoch wins.
+async fn testbed(c: &Cluster) -> Result<Option<String>> {
+    let mut best: Option<(u64, String)> = None;
+    for n in c.node_names() {
+        let Ok(addr) = c.host_addr(&n, "client") else {
+            continue;
+        };
+        let Ok(resp) = http_client()
+            .get(format!("http://{addr}/status"))
+            .timeout(Duration::from_millis(QUERY_TIMEOUT_MS))
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let Ok(v) = resp.json::<serde_json::Value>().await else {
+            continue;
+        };
+        if v["kv"]["role"] != "primary" {
+            continue;
+        }
+        let epoch = v["kv"]["epoch"].as_u64().unwrap_or(0);
+        if best.as_ref().is_none_or(|(e, _)| epoch > *e) {
+            best = Some((epoch, n));
+        }
+    }
+    Ok(best.map(|(_, n)| n))
 }
 
 /// The node whose `srvr` answer says `Mode: leader`.

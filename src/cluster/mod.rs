@@ -19,6 +19,7 @@
 
 pub mod docker;
 mod leader;
+pub mod links;
 pub mod system;
 pub mod systems;
 
@@ -324,6 +325,15 @@ impl Cluster {
     /// Node names in order (n1, n2, ...; Redis adds s1, s2, s3 for sentinels).
     pub fn node_names(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// Names of the nodes faults may target: every node but the link proxy.
+    pub fn fault_targets(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.role != links::PROXY_ROLE)
+            .map(|n| n.name.clone())
+            .collect()
     }
 
     /// Names of the nodes with this role ("server", "primary", "replica", "sentinel").

@@ -28,6 +28,8 @@ pub struct SystemParams {
     pub dial: Option<DialFn>,
     /// Image to run (None: the base image of the current recipe).
     pub image: Option<String>,
+    /// Extra flags for every server node (the testbed's `--bug` and timings).
+    pub node_args: Vec<String>,
 }
 
 impl SystemParams {
@@ -161,6 +163,8 @@ pub enum LeaderQuery {
     NatsJsz,
     /// ZooKeeper: the node whose `srvr` four-letter word says `Mode: leader`.
     ZooKeeperSrvr,
+    /// The testbed: the node whose `GET /status` says `kv.role == "primary"` (highest epoch).
+    TestbedStatus,
 }
 
 /// One container of a cluster.
@@ -199,7 +203,15 @@ pub struct System {
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The names of the systems faultline knows.
-pub const SYSTEM_NAMES: &[&str] = &["etcd", "redis", "nats", "rabbitmq", "zookeeper", "postgres"];
+pub const SYSTEM_NAMES: &[&str] = &[
+    "etcd",
+    "redis",
+    "nats",
+    "rabbitmq",
+    "zookeeper",
+    "postgres",
+    "testbed",
+];
 
 impl System {
     /// A known system by name with its defaults.
@@ -212,6 +224,7 @@ impl System {
             "rabbitmq" => systems::rabbitmq::system(params),
             "zookeeper" => systems::zookeeper::system(params),
             "postgres" | "postgresql" => systems::postgres::system(params),
+            "testbed" => systems::testbed::system(params)?,
             _ => bail!(
                 "unknown system {name:?}; known systems: {}",
                 SYSTEM_NAMES.join(", ")
@@ -363,7 +376,7 @@ mod tests {
                     port + if to == "n2" { 100 } else { 0 },
                 )
             })),
-            image: None,
+            ..SystemParams::default()
         };
         let s = System::from_template(&template(), &params).unwrap();
         assert_eq!(s.node("n1").unwrap().cmd[3], "--join=proxy-n1:7100");

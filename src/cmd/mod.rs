@@ -1,5 +1,6 @@
 //! One module per subcommand. Each has an `Args` (clap) and a `run` returning the exit code.
 
+pub mod calibrate;
 pub mod check;
 pub mod clean;
 pub mod cluster;

@@ -31,6 +31,8 @@ pub struct Args {
     #[arg(long)]
     pub workload: Option<String>,
     /// Faults, comma-separated: partition, kill, pause, restart (rolling), clock, latency; or none.
+    /// A fault may name a shape: partition:isolate-leader (or halves, random-halves, isolate,
+    /// bridge, majorities-ring), kill:leader (or one, minority, majority), pause:leader ...
     #[arg(long, value_delimiter = ',')]
     pub nemesis: Option<Vec<String>>,
     /// Time between fault changes (e.g. 10s).
@@ -60,6 +62,14 @@ pub struct Args {
     /// Store folder for runs.
     #[arg(long, value_name = "DIR")]
     pub store: Option<String>,
+    /// How nodes reach their peers: direct, or proxy (a Toxiproxy-compatible proxy container:
+    /// partitions by toxics, and latency faults; testbed only so far). Latency implies proxy.
+    #[arg(long, value_name = "MODE")]
+    pub links: Option<String>,
+    /// Testbed only: switch on a bug in every node (repeatable; `faultline testbed-node
+    /// --list-bugs` lists them). Replaces the plan file's `bug` list; `--bug none` clears it.
+    #[arg(long = "bug", value_name = "NAME", value_delimiter = ',')]
+    pub bugs: Vec<String>,
     /// Write JUnit XML for CI (one test case per checker).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
@@ -78,6 +88,7 @@ impl Args {
         if let Some(path) = &self.plan {
             let file = PlanFile::load(path)?;
             file.apply(&mut plan, &path.display().to_string())?;
+            plan.plan_file = Some(path.display().to_string());
         }
         let flags = PlanFile {
             name: self.name.clone(),
@@ -98,6 +109,16 @@ impl Args {
             keys: self.keys,
             op_timeout: self.op_timeout.clone(),
             store: self.store.clone(),
+            bug: (!self.bugs.is_empty()).then(|| {
+                self.bugs
+                    .iter()
+                    .filter(|b| !b.is_empty() && *b != "none")
+                    .cloned()
+                    .collect()
+            }),
+            testbed: None,
+            client: None,
+            links: self.links.clone(),
         };
         let plan_had_seed = plan.seed != 0;
         flags.apply(&mut plan, "flags")?;

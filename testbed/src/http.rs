@@ -119,7 +119,17 @@ async fn answer(req: Request<Incoming>, handler: Handler) -> Response<Full<Bytes
     };
     let from = header(crate::net::FROM_HEADER);
     let forwarded = header(crate::net::FORWARDED_HEADER).is_some();
-    let reply = if req.method() != hyper::Method::POST {
+    // `GET /status` too, so that a plain HTTP probe (or a person with a browser) can read it.
+    let status_get = req.method() == hyper::Method::GET && path == "/status";
+    let reply = if status_get {
+        handler(Req {
+            path,
+            from,
+            forwarded,
+            body: serde_json::Value::Object(Default::default()),
+        })
+        .await
+    } else if req.method() != hyper::Method::POST {
         Reply::error(
             405,
             "method-not-allowed",

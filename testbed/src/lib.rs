@@ -18,6 +18,7 @@
 //! what the bugs fail to persist. [`cluster`] runs nodes in-process for tests, with simulated
 //! crashes and partitions.
 
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod http;

@@ -490,6 +490,9 @@ pub struct WorkloadOptions {
     pub nats_guarantee: String,
     /// Seeds the bugs of the in-memory systems.
     pub seed: u64,
+    /// Workload tuning by name (a plan's `[client]` table); only the testbed's workloads read
+    /// it (see `clients::testbed::TestbedOptions::apply`).
+    pub client: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Default for WorkloadOptions {
@@ -503,6 +506,7 @@ impl Default for WorkloadOptions {
             nats_ack_wait: Duration::from_secs(5),
             nats_guarantee: "at-least-once".into(),
             seed: 0,
+            client: Default::default(),
         }
     }
 }
@@ -554,6 +558,11 @@ pub fn build(
     }
     if system == crate::clients::testbed::SYSTEM {
         return crate::clients::testbed::build(workload, opts);
+    }
+    if let Some(key) = opts.client.keys().next() {
+        return Err(format!(
+            "client.{key}: only the testbed's workloads take client options, not {system:?}'s"
+        ));
     }
     let w = match workload {
         "register" => register(&RegisterOptions {

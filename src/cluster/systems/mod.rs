@@ -12,6 +12,7 @@ pub mod nats;
 pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;
+pub mod testbed;
 pub mod zookeeper;
 
 /// `n1`, `n2`, ... `n<count>`.

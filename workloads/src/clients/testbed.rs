@@ -147,6 +147,8 @@ pub struct TestbedOptions {
     pub drain_wait: Duration,
     /// Bound on drains of the final phase that deliver nothing.
     pub drains_max: u64,
+    /// Bound on all drains of the final phase.
+    pub drain_ops_max: u64,
     /// members: distinct members added to each group, adds per group.
     pub members_pool: u64,
     pub adds_per_group: u64,
@@ -188,6 +190,7 @@ impl Default for TestbedOptions {
             commit_offsets: true,
             drain_wait: Duration::from_millis(4000),
             drains_max: 200,
+            drain_ops_max: 20_000,
             members_pool: 10,
             adds_per_group: 50,
             leave_group: "leavers".into(),
@@ -204,7 +207,98 @@ impl Default for TestbedOptions {
     }
 }
 
+/// Names [`TestbedOptions::apply`] accepts, for error messages and docs.
+pub const OPTION_NAMES: &[&str] = &[
+    "partitions",
+    "max-retries",
+    "guarantee",
+    "consume-max",
+    "ack-stall-probability",
+    "ack-stall",
+    "lease-stall-probability",
+    "lease-stall",
+    "churn-every",
+    "commit-offsets",
+    "drain-wait",
+    "drains-max",
+    "drain-ops-max",
+    "members-pool",
+    "adds-per-group",
+    "leave-members",
+    "leaves-per-member",
+    "creates-per-id",
+    "tasks-in-flight",
+    "commands-per-task",
+    "keys-in-flight",
+    "ops-per-key",
+    "value-count",
+];
+
 impl TestbedOptions {
+    /// Sets one option from a plan's `[client]` table: counts are integers, probabilities
+    /// numbers in 0..=1, durations strings such as `"1300ms"` or integers of milliseconds.
+    pub fn apply(&mut self, key: &str, v: &Value) -> Result<(), String> {
+        let count = || -> Result<u64, String> {
+            v.as_u64()
+                .ok_or_else(|| format!("expected a whole number, not {v}"))
+        };
+        let probability = || -> Result<f64, String> {
+            v.as_f64()
+                .filter(|p| (0.0..=1.0).contains(p))
+                .ok_or_else(|| format!("expected a probability from 0 to 1, not {v}"))
+        };
+        let duration = || -> Result<Duration, String> {
+            match v {
+                Value::Number(n) => n
+                    .as_u64()
+                    .map(Duration::from_millis)
+                    .ok_or_else(|| format!("expected milliseconds, not {v}")),
+                Value::String(s) => parse_duration(s),
+                _ => Err(format!("expected a duration such as \"500ms\", not {v}")),
+            }
+        };
+        match key {
+            "partitions" => self.partitions = count()? as u32,
+            "max-retries" => self.max_retries = count()? as u32,
+            "guarantee" => {
+                self.guarantee = v
+                    .as_str()
+                    .filter(|g| ["at-most-once", "at-least-once", "exactly-once"].contains(g))
+                    .ok_or("expected at-most-once, at-least-once or exactly-once")?
+                    .to_string()
+            }
+            "consume-max" => self.consume_max = count()?,
+            "ack-stall-probability" => self.ack_stall.probability = probability()?,
+            "ack-stall" => self.ack_stall.duration = duration()?,
+            "lease-stall-probability" => self.lease_stall.probability = probability()?,
+            "lease-stall" => self.lease_stall.duration = duration()?,
+            "churn-every" => self.churn_every = count()?,
+            "commit-offsets" => {
+                self.commit_offsets = v.as_bool().ok_or("expected true or false")?
+            }
+            "drain-wait" => self.drain_wait = duration()?,
+            "drains-max" => self.drains_max = count()?.max(1),
+            "drain-ops-max" => self.drain_ops_max = count()?.max(1),
+            "members-pool" => self.members_pool = count()?.max(1),
+            "adds-per-group" => self.adds_per_group = count()?.max(1),
+            "leave-members" => self.leave_members = count()?.max(1),
+            "leaves-per-member" => self.leaves_per_member = count()?.max(1),
+            "creates-per-id" => self.creates_per_id = count()?.max(1),
+            "tasks-in-flight" => self.tasks_in_flight = count()?.max(1) as usize,
+            "commands-per-task" => self.commands_per_task = count()?.max(1),
+            "keys-in-flight" => self.register.keys_in_flight = count()?.max(1) as usize,
+            "ops-per-key" => self.register.ops_per_key = count()?.max(1),
+            "value-count" => self.register.value_count = count()?.max(1) as i64,
+            other => {
+                return Err(format!(
+                    "unknown testbed client option {other:?}; known: {}",
+                    OPTION_NAMES.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
+
     /// Defaults, with what the generic workload options say (seed, guarantee, register,
     /// idempotency and versioned-append options).
     pub fn from_workload_options(opts: &WorkloadOptions) -> TestbedOptions {
@@ -225,7 +319,11 @@ pub fn build(
     name: &str,
     opts: &WorkloadOptions,
 ) -> Result<(Workload, Arc<dyn ClientFactory>), String> {
-    build_with(name, &TestbedOptions::from_workload_options(opts))
+    let mut o = TestbedOptions::from_workload_options(opts);
+    for (k, v) in &opts.client {
+        o.apply(k, v).map_err(|e| format!("client.{k}: {e}"))?;
+    }
+    build_with(name, &o)
 }
 
 /// The testbed workload `name` with its client factory.
@@ -251,7 +349,7 @@ pub fn build_with(
             };
             let nack = name == "retry";
             let main = QueueGen::new(o, nack, name == "queue" && o.commit_offsets);
-            let fin = DrainGen::new(o.drains_max, nack);
+            let fin = DrainGen::new(o.drains_max, o.drain_ops_max, nack);
             let guarantee = match name {
                 "outbox" => "outbox: every committed event is published and consumed exactly once, none lost when the dispatcher crashes or publishing fails",
                 "retry" => "retries: a message whose processing keeps failing is delivered at most max-retries + 1 times, then dead-lettered",
@@ -285,6 +383,26 @@ pub fn build_with(
         }
     };
     Ok((w, Arc::new(TestbedFactory::new(family, o.clone()))))
+}
+
+/// `500ms`, `2s`, `1m` or bare milliseconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit_ms) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000.0)
+    } else {
+        (s, 1.0)
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && *x >= 0.0)
+        .map(|x| Duration::from_millis((x * unit_ms) as u64))
+        .ok_or_else(|| format!("expected a duration such as \"500ms\" or \"2s\", not {s:?}"))
 }
 
 // ------------------------------------------------------------------------------------------
@@ -672,6 +790,8 @@ struct DrainGen {
     nack: bool,
     /// Drains left that may come back with nothing.
     drains_left: u64,
+    /// Drains left in all (a bug that redelivers forever never drains empty).
+    total_left: u64,
     owed: BTreeMap<usize, Owed>,
     stage: DrainStage,
 }
@@ -684,12 +804,13 @@ enum DrainStage {
 }
 
 impl DrainGen {
-    fn new(drains_max: u64, nack: bool) -> DrainGen {
+    fn new(drains_max: u64, drain_ops_max: u64, nack: bool) -> DrainGen {
         DrainGen {
             thread: None,
             busy: false,
             nack,
             drains_left: drains_max,
+            total_left: drain_ops_max.max(1),
             owed: BTreeMap::new(),
             stage: DrainStage::Draining,
         }
@@ -714,7 +835,7 @@ impl Generator for DrainGen {
                 self.stage = DrainStage::Done;
                 Invocation::new("dead-letter", Value::Null)
             }
-            None if self.drains_left == 0 => {
+            None if self.drains_left == 0 || self.total_left == 0 => {
                 self.stage = DrainStage::Done;
                 Invocation::new("dead-letter", Value::Null)
             }
@@ -748,6 +869,9 @@ impl Generator for DrainGen {
                 .is_some_and(|l| !l.is_empty());
         if done.op.f == "drain" && !delivered {
             self.drains_left = self.drains_left.saturating_sub(1);
+        }
+        if done.op.f == "drain" {
+            self.total_left = self.total_left.saturating_sub(1);
         }
         owed_after(done, &mut self.owed, false);
     }
@@ -1264,5 +1388,51 @@ impl Client for TestbedClient {
 
     async fn close(&mut self) {
         self.leave_group().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_options_from_a_plan_table_parse_or_name_the_problem() {
+        let mut o = TestbedOptions::default();
+        o.apply("ack-stall", &json!("1300ms")).unwrap();
+        o.apply("ack-stall-probability", &json!(0.1)).unwrap();
+        o.apply("drain-wait", &json!(4000)).unwrap();
+        o.apply("lease-stall", &json!("2s")).unwrap();
+        o.apply("churn-every", &json!(3)).unwrap();
+        o.apply("commit-offsets", &json!(false)).unwrap();
+        assert_eq!(o.ack_stall.duration, Duration::from_millis(1300));
+        assert_eq!(o.ack_stall.probability, 0.1);
+        assert_eq!(o.drain_wait, Duration::from_secs(4));
+        assert_eq!(o.lease_stall.duration, Duration::from_secs(2));
+        assert_eq!((o.churn_every, o.commit_offsets), (3, false));
+        for (key, bad) in [
+            ("ack-stall-probability", json!(1.5)),
+            ("ack-stall", json!("soon")),
+            ("churn-every", json!(-1)),
+            ("guarantee", json!("maybe-once")),
+        ] {
+            assert!(o.apply(key, &bad).is_err(), "{key} = {bad}");
+        }
+        let e = o.apply("ack-stal", &json!(1)).unwrap_err();
+        assert!(e.contains("ack-stal") && e.contains("ack-stall"), "{e}");
+    }
+
+    #[test]
+    fn every_option_name_is_accepted() {
+        let mut o = TestbedOptions::default();
+        for name in OPTION_NAMES {
+            let v = match *name {
+                "guarantee" => json!("at-least-once"),
+                "commit-offsets" => json!(true),
+                n if n.ends_with("probability") => json!(0.5),
+                n if n.ends_with("stall") || n == "drain-wait" => json!("1s"),
+                _ => json!(2),
+            };
+            o.apply(name, &v).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
     }
 }

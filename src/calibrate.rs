@@ -1,0 +1,468 @@
+//! `faultline calibrate`: how often does faultline catch each bug it claims to catch?
+//!
+//! Every scenario plan (`plans/scenarios/*.toml`: system `testbed`, one `bug`, the faults and
+//! the workload that provoke it) runs with its bug on and with it off, across a number of
+//! seeds, one run at a time. A run with the bug on that ends `invalid` is a detection; a run with
+//! it off that ends `invalid` is a false alarm. Runs that end `unknown` or in a harness error are
+//! counted apart (inconclusive), never as either.
+//!
+//! Design decisions:
+//! - The same seed drives the bug-on and the bug-off run of a pair, so the two differ only in
+//!   the bug (same schedule, same stalls, same operation mix).
+//! - Seeds derive from one base seed (`--seed`), the plan's name and the seed's number, like
+//!   test-all's, so adding a scenario does not change the others' seeds.
+//! - Time to detection is read from the history, not the clock: for each anomaly the time of
+//!   the last operation it names (the moment the evidence was complete), and for a run the
+//!   earliest such time. It says how long a run must be to catch the bug.
+//! - The exit code is for CI: 1 when any bug-off run was flagged (a false alarm is a checker or
+//!   harness bug, always worth a red build) or when a scenario was detected in fewer than
+//!   `--min-detected` of its bug-on runs; 3 when runs could not complete; else 0.
+
+use crate::plan::{Plan, PlanFile};
+use crate::run::{run_plan, RunOptions};
+use anyhow::{bail, Context, Result};
+use checkers::Verdict;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Most seeds per scenario.
+pub const SEEDS_MAX: u32 = 1_000;
+
+/// What `faultline calibrate` is asked to do.
+#[derive(Debug, Clone)]
+pub struct CalibrateOptions {
+    /// Glob patterns of scenario plans.
+    pub patterns: Vec<String>,
+    /// Seeds per scenario (each runs bug on and bug off).
+    pub seeds: u32,
+    /// Base seed every run's seed derives from.
+    pub seed: u64,
+    /// Replaces every plan's store folder.
+    pub store: Option<String>,
+    /// Replaces every plan's time limit.
+    pub time_limit_each_ms: Option<u64>,
+    /// Detections (out of `seeds`) below which a scenario fails the exit code; 0 = never.
+    pub min_detected: u32,
+    /// Only the scenarios whose plan name contains one of these (empty: all).
+    pub only: Vec<String>,
+    pub quiet: bool,
+}
+
+/// One run of a scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalibrationRun {
+    pub seed: u64,
+    pub bug_on: bool,
+    /// `valid`, `invalid`, `unknown`, or `error`.
+    pub outcome: String,
+    /// Seconds from the history's first event to the first complete evidence (bug-on, invalid).
+    pub detected_after_s: Option<f64>,
+    /// Anomaly kinds of the invalid checkers.
+    pub anomalies: Vec<String>,
+    pub run_dir: Option<PathBuf>,
+    pub elapsed_s: f64,
+    pub command: String,
+}
+
+/// A scenario's row of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioRow {
+    pub plan: String,
+    pub file: String,
+    /// SCENARIOS.md ids, e.g. `B1` or `L4, L7`.
+    pub scenarios: String,
+    pub bug: String,
+    pub checker: String,
+    pub runs: Vec<CalibrationRun>,
+}
+
+impl ScenarioRow {
+    fn count(&self, bug_on: bool, outcome: &str) -> usize {
+        self.runs
+            .iter()
+            .filter(|r| r.bug_on == bug_on && r.outcome == outcome)
+            .count()
+    }
+    fn total(&self, bug_on: bool) -> usize {
+        self.runs.iter().filter(|r| r.bug_on == bug_on).count()
+    }
+    pub fn detected(&self) -> usize {
+        self.count(true, "invalid")
+    }
+    pub fn false_alarms(&self) -> usize {
+        self.count(false, "invalid")
+    }
+    pub fn inconclusive(&self) -> usize {
+        self.runs
+            .iter()
+            .filter(|r| r.outcome == "unknown" || r.outcome == "error")
+            .count()
+    }
+    /// Median time to detection over the detecting runs.
+    pub fn median_detection_s(&self) -> Option<f64> {
+        let mut t: Vec<f64> = self
+            .runs
+            .iter()
+            .filter_map(|r| r.detected_after_s)
+            .collect();
+        if t.is_empty() {
+            return None;
+        }
+        t.sort_by(f64::total_cmp);
+        let n = t.len();
+        Some(if n % 2 == 1 {
+            t[n / 2]
+        } else {
+            (t[n / 2 - 1] + t[n / 2]) / 2.0
+        })
+    }
+}
+
+/// A scenario plan: its plan (bug on) and the bug it switches.
+pub struct Scenario {
+    pub file: PathBuf,
+    pub plan: Plan,
+    pub bug: String,
+}
+
+/// Loads the scenario plans the patterns match, sorted by file name.
+pub fn load_scenarios(opts: &CalibrateOptions) -> Result<Vec<Scenario>> {
+    let mut files = Vec::new();
+    for pattern in &opts.patterns {
+        let paths = glob::glob(pattern).with_context(|| format!("--plans {pattern:?}"))?;
+        for p in paths {
+            files.push(p.with_context(|| format!("--plans {pattern:?}"))?);
+        }
+    }
+    files.sort();
+    files.dedup();
+    if files.is_empty() {
+        bail!("--plans {}: no plan file matches", opts.patterns.join(" "));
+    }
+    let mut out = Vec::new();
+    for file in files {
+        let origin = file.display().to_string();
+        let pf = PlanFile::load(&file).map_err(anyhow::Error::msg)?;
+        let mut plan = Plan::default();
+        pf.apply(&mut plan, &origin).map_err(anyhow::Error::msg)?;
+        plan.plan_file = Some(origin.clone());
+        if plan.name.is_empty() {
+            plan.name = plan.default_name();
+        }
+        if let Some(ms) = opts.time_limit_each_ms {
+            plan.time_limit_ms = ms;
+        }
+        if let Some(s) = &opts.store {
+            plan.store = s.clone();
+        }
+        if !opts.only.is_empty() && !opts.only.iter().any(|o| plan.name.contains(o.as_str())) {
+            continue;
+        }
+        if plan.system != "testbed" || plan.bugs.len() != 1 {
+            bail!("{origin}: a scenario plan runs the testbed with exactly one bug (system = \"testbed\", bug = [\"NAME\"])");
+        }
+        plan.validate()
+            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        let bug = plan.bugs[0].clone();
+        out.push(Scenario { file, plan, bug });
+    }
+    if out.is_empty() {
+        bail!("--only {}: no scenario plan matches", opts.only.join(","));
+    }
+    Ok(out)
+}
+
+/// The seed of run `i` of `plan` (stable when other plans come and go).
+pub fn scenario_seed(base: u64, plan: &str, i: u32) -> u64 {
+    let mut x = base ^ 0x5EED_CA1B;
+    for b in plan.bytes().chain(i.to_le_bytes()) {
+        x = (x ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    x ^= x >> 29;
+    (x % 1_000_000_000).max(1)
+}
+
+/// Runs every scenario with its bug on and off for each seed; prints progress on stderr.
+pub async fn calibrate(opts: &CalibrateOptions) -> Result<Vec<ScenarioRow>> {
+    anyhow::ensure!(
+        (1..=SEEDS_MAX).contains(&opts.seeds),
+        "--seeds: expected 1 to {SEEDS_MAX}"
+    );
+    let scenarios = load_scenarios(opts)?;
+    let total = scenarios.len() * opts.seeds as usize * 2;
+    eprintln!(
+        "faultline: calibrate: {} scenarios × {} seeds × bug on/off = {total} runs, base seed {}",
+        scenarios.len(),
+        opts.seeds,
+        opts.seed
+    );
+    let mut rows = Vec::new();
+    let mut n = 0usize;
+    for sc in &scenarios {
+        let info = testbed::BUGS.iter().find(|b| b.name == sc.bug);
+        let mut row = ScenarioRow {
+            plan: sc.plan.name.clone(),
+            file: sc.file.display().to_string(),
+            scenarios: info.map(|b| b.scenarios.to_string()).unwrap_or_default(),
+            bug: sc.bug.clone(),
+            checker: info.map(|b| b.checker.to_string()).unwrap_or_default(),
+            runs: vec![],
+        };
+        for i in 0..opts.seeds {
+            let seed = scenario_seed(opts.seed, &sc.plan.name, i);
+            for bug_on in [true, false] {
+                n += 1;
+                let mut plan = sc.plan.clone();
+                plan.seed = seed;
+                if !bug_on {
+                    plan.bugs.clear();
+                    plan.name = format!("{}-bug-off", plan.name);
+                }
+                let run = one_run(plan, bug_on, opts.quiet).await;
+                eprintln!(
+                    "faultline: [{n}/{total}] {} seed {seed} bug {}: {}{} in {:.1} s",
+                    sc.plan.name,
+                    if bug_on { "on" } else { "off" },
+                    run.outcome,
+                    run.detected_after_s
+                        .map(|t| format!(" (evidence complete after {t:.1} s)"))
+                        .unwrap_or_default(),
+                    run.elapsed_s
+                );
+                if (bug_on && run.outcome != "invalid") || (!bug_on && run.outcome != "valid") {
+                    eprintln!("faultline:   rerun with: {}", run.command);
+                }
+                row.runs.push(run);
+            }
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+async fn one_run(plan: Plan, bug_on: bool, quiet: bool) -> CalibrationRun {
+    let command = plan.rerun_command();
+    let seed = plan.seed;
+    let t0 = Instant::now();
+    let outcome = run_plan(
+        plan,
+        RunOptions {
+            junit: None,
+            summary_md: None,
+            quiet,
+        },
+    )
+    .await;
+    let mut run = CalibrationRun {
+        seed,
+        bug_on,
+        outcome: "error".into(),
+        detected_after_s: None,
+        anomalies: vec![],
+        run_dir: None,
+        elapsed_s: 0.0,
+        command,
+    };
+    match outcome {
+        Ok(o) => {
+            run.outcome = if o.harness_errors.is_empty() || o.verdict == Verdict::Invalid {
+                o.verdict.to_string()
+            } else {
+                "error".into()
+            };
+            if o.verdict == Verdict::Invalid {
+                if let Ok((kinds, t)) = detection(&o.run_dir) {
+                    run.anomalies = kinds;
+                    run.detected_after_s = if bug_on { t } else { None };
+                }
+            }
+            run.run_dir = Some(o.run_dir);
+        }
+        Err(e) => run.anomalies = vec![format!("{e:#}")],
+    }
+    run.elapsed_s = t0.elapsed().as_secs_f64();
+    run
+}
+
+/// Anomaly kinds of the invalid checkers of a run, and when the first evidence was complete.
+fn detection(run_dir: &Path) -> Result<(Vec<String>, Option<f64>)> {
+    let results = reports::RunResults::read(&run_dir.join(reports::RESULTS_FILE))?;
+    let history = checkers::formats::read_path(&run_dir.join("history.jsonl"), None)
+        .map_err(anyhow::Error::msg)?;
+    let time: HashMap<u64, u64> = history.events.iter().map(|e| (e.index, e.time)).collect();
+    let t0 = history.events.first().map(|e| e.time).unwrap_or(0);
+    let mut kinds = Vec::new();
+    let mut first: Option<u64> = None;
+    for r in results
+        .results
+        .iter()
+        .filter(|r| r.verdict == Verdict::Invalid)
+    {
+        for a in &r.anomalies {
+            if !kinds.contains(&a.kind) {
+                kinds.push(a.kind.clone());
+            }
+            let complete = a.ops.iter().filter_map(|i| time.get(i)).max().copied();
+            if let Some(t) = complete {
+                first = Some(first.map_or(t, |f| f.min(t)));
+            }
+        }
+    }
+    Ok((kinds, first.map(|t| t.saturating_sub(t0) as f64 / 1e9)))
+}
+
+/// The table: one row per scenario.
+pub fn text_table(rows: &[ScenarioRow]) -> String {
+    let mut out = format!(
+        "{:<34} {:<7} {:<26} {:>9} {:>12} {:>13} {:>12}\n",
+        "scenario plan", "ids", "bug", "detected", "false alarms", "inconclusive", "median t(s)"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<34} {:<7} {:<26} {:>9} {:>12} {:>13} {:>12}\n",
+            r.plan,
+            r.scenarios,
+            r.bug,
+            format!("{}/{}", r.detected(), r.total(true)),
+            format!("{}/{}", r.false_alarms(), r.total(false)),
+            r.inconclusive(),
+            r.median_detection_s()
+                .map(|t| format!("{t:.1}"))
+                .unwrap_or_else(|| "-".into())
+        ));
+    }
+    out
+}
+
+/// The same table in Markdown (README, CI step summary).
+pub fn markdown_table(rows: &[ScenarioRow]) -> String {
+    let mut out = String::from(
+        "| scenario | bug | checker | detected / seeds (bug on) | false alarms / seeds (bug off) | median time to detection |\n|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | `{}` | {} | {}/{} | {}/{} | {} |\n",
+            r.scenarios,
+            r.bug,
+            r.checker,
+            r.detected(),
+            r.total(true),
+            r.false_alarms(),
+            r.total(false),
+            r.median_detection_s()
+                .map(|t| format!("{t:.1} s"))
+                .unwrap_or_else(|| "-".into())
+        ));
+    }
+    out
+}
+
+/// Exit code: 1 on any false alarm or a scenario under `min_detected`, else 3 when a run
+/// could not complete, else 0.
+pub fn exit_code(rows: &[ScenarioRow], min_detected: u32) -> i32 {
+    let failed = rows
+        .iter()
+        .any(|r| r.false_alarms() > 0 || r.detected() < min_detected as usize);
+    if failed {
+        1
+    } else if rows
+        .iter()
+        .any(|r| r.runs.iter().any(|x| x.outcome == "error"))
+    {
+        3
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(bug_on: bool, outcome: &str, t: Option<f64>) -> CalibrationRun {
+        CalibrationRun {
+            seed: 1,
+            bug_on,
+            outcome: outcome.into(),
+            detected_after_s: t,
+            anomalies: vec![],
+            run_dir: None,
+            elapsed_s: 1.0,
+            command: String::new(),
+        }
+    }
+
+    fn row(runs: Vec<CalibrationRun>) -> ScenarioRow {
+        ScenarioRow {
+            plan: "b1".into(),
+            file: "b1.toml".into(),
+            scenarios: "B1".into(),
+            bug: "double-delivery-on-timeout".into(),
+            checker: "delivery".into(),
+            runs,
+        }
+    }
+
+    #[test]
+    fn counts_detections_false_alarms_and_the_median() {
+        let r = row(vec![
+            run(true, "invalid", Some(3.0)),
+            run(false, "valid", None),
+            run(true, "invalid", Some(1.0)),
+            run(false, "invalid", None),
+            run(true, "valid", None),
+            run(false, "unknown", None),
+        ]);
+        assert_eq!(
+            (r.detected(), r.false_alarms(), r.inconclusive()),
+            (2, 1, 1)
+        );
+        assert_eq!(r.median_detection_s(), Some(2.0));
+        let table = text_table(std::slice::from_ref(&r));
+        assert!(table.contains("2/3") && table.contains("1/3"), "{table}");
+        assert_eq!(exit_code(&[r], 0), 1, "a false alarm fails calibration");
+    }
+
+    #[test]
+    fn misses_fail_only_under_the_minimum_and_errors_exit_3() {
+        let r = row(vec![run(true, "valid", None), run(false, "valid", None)]);
+        assert_eq!(exit_code(std::slice::from_ref(&r), 0), 0);
+        assert_eq!(exit_code(&[r], 1), 1);
+        let e = row(vec![
+            run(true, "invalid", Some(1.0)),
+            run(false, "error", None),
+        ]);
+        assert_eq!(exit_code(&[e], 1), 3);
+    }
+
+    #[test]
+    fn seeds_are_stable_distinct_and_readable() {
+        let a = scenario_seed(7, "b1", 0);
+        assert_eq!(a, scenario_seed(7, "b1", 0));
+        assert_ne!(a, scenario_seed(7, "b1", 1));
+        assert_ne!(a, scenario_seed(7, "b2", 0));
+        assert!((1..1_000_000_000).contains(&a));
+    }
+
+    #[test]
+    fn every_shipped_scenario_plan_loads_with_one_known_bug() {
+        let opts = CalibrateOptions {
+            patterns: vec![concat!(env!("CARGO_MANIFEST_DIR"), "/plans/scenarios/*.toml").into()],
+            seeds: 1,
+            seed: 1,
+            store: None,
+            time_limit_each_ms: None,
+            min_detected: 0,
+            only: vec![],
+            quiet: true,
+        };
+        let scenarios = load_scenarios(&opts).unwrap();
+        let mut bugs: Vec<&str> = scenarios.iter().map(|s| s.bug.as_str()).collect();
+        bugs.sort();
+        let mut all: Vec<&str> = testbed::BUGS.iter().map(|b| b.name).collect();
+        all.sort();
+        assert_eq!(bugs, all, "one scenario plan per testbed bug");
+    }
+}

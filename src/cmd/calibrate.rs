@@ -1,0 +1,109 @@
+//! `faultline calibrate`: flags to [`faultline::calibrate::CalibrateOptions`], then the table on
+//! stdout, optional Markdown and JSON, and the exit code.
+
+use anyhow::{Context, Result};
+use faultline::calibrate::{self, CalibrateOptions};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Each scenario plan (system testbed, one bug) runs once per seed with its bug \
+on and once with it off, one run at a time, every run kept in the store. A bug-on run that ends \
+invalid is a detection; a bug-off run that ends invalid is a false alarm.\n\nExamples:\n  \
+faultline calibrate                       # every scenario, 10 seeds (about 1 h)\n  \
+faultline calibrate --seeds 1 --min-detected 1   # the short CI calibration\n  \
+faultline calibrate --only b2,l4 --seeds 3\n\n\
+Exit codes: 0 no false alarm and every scenario detected at least --min-detected times; 1 a \
+false alarm or a scenario detected too rarely; 3 runs that could not complete."
+)]
+pub struct Args {
+    /// Scenario plan files, as glob patterns (quote them); may be repeated.
+    #[arg(long, value_name = "GLOB", default_value = "plans/scenarios/*.toml")]
+    pub plans: Vec<String>,
+    /// Seeds per scenario; each seed runs the scenario with its bug on and off.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub seeds: u32,
+    /// Base seed every run's seed derives from.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Only scenarios whose plan name contains one of these (comma-separated), e.g. b2,l4.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Workload time limit of every run, replacing each plan's (e.g. 10s).
+    #[arg(long, value_name = "DURATION")]
+    pub time_limit_each: Option<String>,
+    /// Exit 1 when a scenario is detected in fewer of its bug-on runs than this (0: never).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub min_detected: u32,
+    /// Store folder for every run, replacing each plan's store.
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<String>,
+    /// Write the table as Markdown (e.g. to $GITHUB_STEP_SUMMARY; appended).
+    #[arg(long, value_name = "FILE")]
+    pub summary_md: Option<PathBuf>,
+    /// Write every run's outcome as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Do not echo each run's log.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    let time_limit_each_ms = args
+        .time_limit_each
+        .as_deref()
+        .map(|s| faultline::units::duration(s).map(|d| d.as_millis() as u64))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--time-limit-each: {e}"))?;
+    let opts = CalibrateOptions {
+        patterns: args.plans.clone(),
+        seeds: args.seeds,
+        seed: args.seed,
+        store: args.store.clone(),
+        time_limit_each_ms,
+        min_detected: args.min_detected,
+        only: args.only.clone(),
+        quiet: args.quiet,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let started = std::time::Instant::now();
+    let rows = runtime.block_on(calibrate::calibrate(&opts))?;
+    let table = calibrate::text_table(&rows);
+    println!("{table}");
+    if let Some(path) = &args.summary_md {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("--summary-md {}", path.display()))?;
+        writeln!(
+            f,
+            "## faultline calibrate ({} seeds, base seed {})\n\n{}",
+            opts.seeds,
+            opts.seed,
+            calibrate::markdown_table(&rows)
+        )
+        .with_context(|| format!("--summary-md {}", path.display()))?;
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&rows)?;
+        std::fs::write(path, text).with_context(|| format!("--json {}", path.display()))?;
+    }
+    let code = calibrate::exit_code(&rows, opts.min_detected);
+    println!(
+        "exit {code}: {} in {:.0} s",
+        match code {
+            0 => "no false alarm, every scenario detected often enough",
+            1 => "a false alarm, or a scenario detected too rarely",
+            _ => "runs that could not complete",
+        },
+        started.elapsed().as_secs_f64()
+    );
+    Ok(code)
+}

@@ -1,0 +1,93 @@
+//! `faultline calibrate` end to end on one real scenario: the testbed in containers, the I6
+//! version race with its bug on (must be detected) and off (must pass), the table, the JSON and
+//! the exit code.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn one_scenario_is_detected_with_its_bug_and_passes_without() {
+    if faultline::cluster::docker::available().is_err() {
+        eprintln!("SKIPPED calibrate: no Docker daemon");
+        return;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("calibrate-i6");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/plans/scenarios/i6-version-race.toml"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["calibrate", "--plans", plan, "--seeds", "1", "--seed", "3"])
+        .args(["--time-limit-each", "4s", "--min-detected", "1", "--quiet"])
+        .arg("--store")
+        .arg(dir.join("store"))
+        .arg("--json")
+        .arg(dir.join("calibration.json"))
+        .arg("--summary-md")
+        .arg(dir.join("summary.md"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("i6-version-race"))
+        .unwrap_or_else(|| panic!("a row for the scenario: {stdout}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[1], "I6", "{row}");
+    assert_eq!(cells[2], "version-race", "{row}");
+    assert_eq!(cells[3], "1/1", "detected: {row}");
+    assert_eq!(cells[4], "0/1", "false alarms: {row}");
+
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("calibration.json")).unwrap())
+            .unwrap();
+    let runs = json[0]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    let on = runs.iter().find(|r| r["bug_on"] == true).unwrap();
+    let off = runs.iter().find(|r| r["bug_on"] == false).unwrap();
+    assert_eq!(on["seed"], off["seed"], "a pair shares its seed");
+    assert_eq!(on["outcome"], "invalid");
+    assert!(
+        on["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "multiple-winners"),
+        "{on}"
+    );
+    let t = on["detected_after_s"].as_f64().expect("a detection time");
+    assert!(t > 0.0 && t < 60.0, "{t}");
+    assert_eq!(off["outcome"], "valid");
+    for r in runs {
+        let run_dir = Path::new(r["run_dir"].as_str().unwrap());
+        assert!(
+            run_dir.join("index.html").is_file(),
+            "{}",
+            run_dir.display()
+        );
+    }
+    let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(md.contains("| I6 | `version-race` |"), "{md}");
+}
+
+#[test]
+fn a_plan_that_is_not_a_scenario_is_one_clear_error() {
+    let plan = concat!(env!("CARGO_MANIFEST_DIR"), "/plans/memory-register.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["calibrate", "--plans", plan, "--seeds", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("memory-register.toml") && stderr.contains("exactly one bug"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
