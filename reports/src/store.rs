@@ -147,6 +147,8 @@ pub fn render_store_index(store: &Path) -> Result<StoreIndex> {
     let page = store_page(store, &runs);
     let index = store.join(INDEX_FILE);
     write_atomic(&index, page.as_bytes())?;
+    // The page the index links to, kept current with every run (test-all renders it too).
+    crate::matrix::render_plans_page(store)?;
     let latest = match runs.first() {
         Some(newest) => {
             update_latest(store, newest)?;
@@ -210,6 +212,11 @@ fn store_page(store: &Path, runs: &[StoreRun]) -> String {
         count(Some(checkers::Verdict::Invalid)),
         count(Some(checkers::Verdict::Unknown)),
         count(None),
+    );
+    let _ = writeln!(
+        out,
+        "<p><a href=\"{}\">Runs grouped by plan, with pass rates over time</a></p>",
+        crate::matrix::PLANS_PAGE
     );
     if runs.is_empty() {
         out.push_str("<p>No runs yet.</p>\n");

@@ -34,12 +34,17 @@ const CONFIG_PATH: &str = "/etc/faultline/proxies.json";
 pub fn peer_ports(system: &str) -> Option<Vec<u16>> {
     match system {
         "testbed" => Some(vec![super::systems::testbed::CLIENT_PORT]),
+        // Each node's zoo.cfg lists its peers as it dials them; servers know each other by id.
+        "zookeeper" => Some(vec![
+            super::systems::zookeeper::QUORUM_PORT,
+            super::systems::zookeeper::ELECTION_PORT,
+        ]),
         _ => None,
     }
 }
 
 /// Systems that support `--links proxy`.
-pub const PROXY_LINK_SYSTEMS: &[&str] = &["testbed"];
+pub const PROXY_LINK_SYSTEMS: &[&str] = &["testbed", "zookeeper"];
 
 /// Every link between `servers` of `system`.
 pub fn link_plan(system: &str, servers: &[String]) -> Result<LinkPlan> {
@@ -104,6 +109,7 @@ mod tests {
         assert_eq!(host, "proxy");
         assert!(port >= FIRST_LISTEN_PORT);
         assert_eq!(plan.dial("n1", "n1", 7000), ("n1".to_string(), 7000));
+        assert_eq!(link_plan("zookeeper", &servers).unwrap().links.len(), 12);
         let e = link_plan("etcd", &servers).unwrap_err().to_string();
         assert!(e.contains("etcd") && e.contains("testbed"), "{e}");
     }

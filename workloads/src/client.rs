@@ -47,4 +47,17 @@ pub trait ClientFactory: Send + Sync {
     /// `n1:2379`). An error here means the client could not connect; the runner then completes
     /// the process's next operation with `fail` (`no-client`), since nothing was sent.
     async fn open(&self, process: u64, node: &str) -> anyhow::Result<Box<dyn Client>>;
+
+    /// Opens a client for `process`, assigned to `node`, knowing every node the runner was
+    /// given (`nodes`). Clients that must find the primary themselves (Redis behind Sentinel)
+    /// override it; the default opens on `node`.
+    async fn open_among(
+        &self,
+        process: u64,
+        node: &str,
+        nodes: &[String],
+    ) -> anyhow::Result<Box<dyn Client>> {
+        let _ = nodes;
+        self.open(process, node).await
+    }
 }

@@ -138,10 +138,13 @@ impl Runner {
         );
         let node0 = config.nodes[0].clone();
         let bound = config.connect_timeout;
-        let mut setup = tokio::time::timeout(bound, factory.open(SETUP_PROCESS, &node0))
-            .await
-            .with_context(|| format!("opening a {} client to {node0} timed out", factory.name()))?
-            .with_context(|| format!("cannot open a {} client to {node0}", factory.name()))?;
+        let mut setup = tokio::time::timeout(
+            bound,
+            factory.open_among(SETUP_PROCESS, &node0, &config.nodes),
+        )
+        .await
+        .with_context(|| format!("opening a {} client to {node0} timed out", factory.name()))?
+        .with_context(|| format!("cannot open a {} client to {node0}", factory.name()))?;
         tokio::time::timeout(bound.saturating_mul(2), setup.setup())
             .await
             .with_context(|| format!("{} setup on {node0} timed out", factory.name()))?
@@ -149,12 +152,14 @@ impl Runner {
         let _ = tokio::time::timeout(bound, setup.close()).await;
 
         let (done_tx, done_rx) = mpsc::channel(config.concurrency);
+        let all_nodes = Arc::new(config.nodes.clone());
         let workers = (0..config.concurrency)
             .map(|thread| {
                 let (tx, rx) = mpsc::channel(1);
                 let ctx = WorkerCtx {
                     thread,
                     node: config.nodes[thread % config.nodes.len()].clone(),
+                    nodes: all_nodes.clone(),
                     factory: Arc::clone(&factory),
                     recorder: recorder.clone(),
                     op_timeout: config.op_timeout,
@@ -313,7 +318,13 @@ impl Runner {
         let bound = self.config.connect_timeout;
         let node0 = self.config.nodes[0].clone();
         let mut result = Ok(());
-        match tokio::time::timeout(bound, self.factory.open(SETUP_PROCESS, &node0)).await {
+        match tokio::time::timeout(
+            bound,
+            self.factory
+                .open_among(SETUP_PROCESS, &node0, &self.config.nodes),
+        )
+        .await
+        {
             Ok(Ok(mut c)) => {
                 match tokio::time::timeout(bound.saturating_mul(2), c.teardown()).await {
                     Ok(Ok(())) => {}
@@ -370,6 +381,8 @@ fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 struct WorkerCtx {
     thread: usize,
     node: String,
+    /// Every node the runner was given.
+    nodes: Arc<Vec<String>>,
     factory: Arc<dyn ClientFactory>,
     recorder: Recorder,
     op_timeout: Duration,
@@ -378,8 +391,11 @@ struct WorkerCtx {
 
 impl WorkerCtx {
     async fn open(&self, process: u64) -> Result<Box<dyn Client>, String> {
-        match tokio::time::timeout(self.connect_timeout, self.factory.open(process, &self.node))
-            .await
+        match tokio::time::timeout(
+            self.connect_timeout,
+            self.factory.open_among(process, &self.node, &self.nodes),
+        )
+        .await
         {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(format!("{e:#}")),

@@ -211,3 +211,87 @@ async fn redis_workloads_run_end_to_end_and_pass_their_checkers() {
         }
     }
 }
+
+/// `ROLE` of the server at `addr`: ("master", connected replicas) or ("slave", 0).
+async fn role(addr: &str) -> (String, usize) {
+    let mut con = workloads::clients::redis::connect(addr, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let v: redis::Value = redis::cmd("ROLE").query_async(&mut con).await.unwrap();
+    let redis::Value::Array(items) = v else {
+        panic!("ROLE answered {v:?}");
+    };
+    let name = match &items[0] {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        other => panic!("{other:?}"),
+    };
+    let replicas = match items.get(2) {
+        Some(redis::Value::Array(r)) if name == "master" => r.len(),
+        _ => 0,
+    };
+    (name, replicas)
+}
+
+async fn replicate(replica: &str, primary: Option<&str>) {
+    let mut con = workloads::clients::redis::connect(replica, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let mut cmd = redis::cmd("REPLICAOF");
+    match primary.and_then(|p| p.split_once(':')) {
+        Some((h, p)) => cmd.arg(h).arg(p),
+        None => cmd.arg("NO").arg("ONE"),
+    };
+    let _: () = cmd.query_async(&mut con).await.unwrap();
+}
+
+async fn wait_for_replicas(primary: &str, n: usize) {
+    let started = Instant::now();
+    while role(primary).await != ("master".to_string(), n) {
+        assert!(
+            started.elapsed() < STARTUP_MAX,
+            "{primary} never had {n} replicas"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A client assigned to a replica talks to the primary, and after a failover (the replica
+/// promoted, the old primary demoted) its next operation after the `READONLY` refusal finds
+/// the new primary: a refused write is `fail` (it had no effect), the following one is `ok`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_follow_the_primary_across_a_failover() {
+    let (Some(a), Some(b)) = (start_redis().await, start_redis().await) else {
+        return;
+    };
+    replicate(&b.addr, Some(&a.addr)).await;
+    wait_for_replicas(&a.addr, 1).await;
+
+    let factory = RedisFactory::new(RedisWorkload::Register).with_prefix("f:");
+    let nodes = vec![a.addr.clone(), b.addr.clone()];
+    let mut c = factory.open_among(1, &b.addr, &nodes).await.unwrap();
+    let k = Some("x");
+    let w = c.invoke(&op("write", k, json!(1))).await;
+    assert_eq!(w.kind, EventType::Ok, "routed to the primary: {w:?}");
+
+    // Fail over by hand: b becomes the primary, a its replica.
+    replicate(&b.addr, None).await;
+    replicate(&a.addr, Some(&b.addr)).await;
+    wait_for_replicas(&b.addr, 1).await;
+
+    let refused = c.invoke(&op("write", k, json!(2))).await;
+    assert_eq!(refused.kind, EventType::Fail, "{refused:?}");
+    assert!(
+        refused.error.as_deref().unwrap_or("").contains("READONLY")
+            || refused.error.as_deref().unwrap_or("").contains("read-only")
+            || refused.error.as_deref().unwrap_or("").contains("read only"),
+        "{refused:?}"
+    );
+    let w = c.invoke(&op("write", k, json!(3))).await;
+    assert_eq!(
+        w.kind,
+        EventType::Ok,
+        "the next write finds the new primary: {w:?}"
+    );
+    let r = c.invoke(&op("read", k, Value::Null)).await;
+    assert_eq!(r.value, json!(3));
+}

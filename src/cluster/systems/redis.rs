@@ -31,11 +31,14 @@ pub fn system(params: &SystemParams) -> System {
             let (host, port) = params.dial(name, &primary, PORT);
             conf.push_str(&format!("replicaof {host} {port}\n"));
         }
+        // A replica is ready when its link to a primary is up, or when Sentinel promoted it
+        // (after a failover the roles differ from the start, and a heal waits for this probe).
         let probe = if replica {
-            Probe::exec_expect(
-                &["redis-cli", "-p", "6379", "info", "replication"],
-                "master_link_status:up",
-            )
+            Probe::exec(&[
+                "sh",
+                "-c",
+                "redis-cli -p 6379 info replication | grep -qE 'role:master|master_link_status:up'",
+            ])
         } else {
             Probe::exec_expect(&["redis-cli", "-p", "6379", "ping"], "PONG")
         };

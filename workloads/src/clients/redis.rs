@@ -3,6 +3,9 @@
 //! Register values are stored as their JSON text under `prefix + key`; CAS is one `EVAL` that
 //! compares and sets, so it is atomic on the server whatever the client does. The queue is one
 //! list: `produce` is `RPUSH`, `consume` is `LPOP`, `drain` is `LPOP key count` (Redis 6.2+).
+//! Every client talks to the node that acts as primary, whatever node it was assigned
+//! ([`Route`]): replicas refuse writes and may serve stale reads, which would make any register
+//! test fail for a reason that says nothing about failover.
 //!
 //! How answers map to the history:
 //! - connection refused (at open or later): nothing was sent: `fail`;
@@ -82,32 +85,161 @@ impl ClientFactory for RedisFactory {
         }
     }
 
-    async fn open(&self, _process: u64, node: &str) -> anyhow::Result<Box<dyn Client>> {
-        let url = if node.starts_with("redis://") {
-            node.to_string()
-        } else {
-            format!("redis://{node}/")
-        };
-        let client = redis::Client::open(url.as_str())
-            .with_context(|| format!("bad Redis address {node:?}"))?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(None);
-        let con = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .with_context(|| format!("cannot connect to Redis at {node}"))?;
+    async fn open(&self, process: u64, node: &str) -> anyhow::Result<Box<dyn Client>> {
+        self.open_among(process, node, &[node.to_string()]).await
+    }
+
+    async fn open_among(
+        &self,
+        _process: u64,
+        node: &str,
+        nodes: &[String],
+    ) -> anyhow::Result<Box<dyn Client>> {
+        let route = Route::open(node, nodes, self.connect_timeout).await?;
         Ok(Box::new(RedisClient {
-            con,
+            route,
             workload: self.workload,
             prefix: self.prefix.clone(),
         }))
     }
 }
 
+/// Opens a connection to `node` (`host:port` or a `redis://` URL), bounded by `timeout`.
+pub async fn connect(node: &str, timeout: Duration) -> anyhow::Result<MultiplexedConnection> {
+    let url = if node.starts_with("redis://") {
+        node.to_string()
+    } else {
+        format!("redis://{node}/")
+    };
+    let client =
+        redis::Client::open(url.as_str()).with_context(|| format!("bad Redis address {node:?}"))?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(None);
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .with_context(|| format!("cannot connect to Redis at {node}"))
+}
+
+/// What `ROLE` says of a node: a primary with this many connected replicas, or not a primary.
+fn primary_replicas(role: &redis::Value) -> Option<usize> {
+    let redis::Value::Array(items) = role else {
+        return None;
+    };
+    let name = match items.first()? {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        redis::Value::SimpleString(s) => s.clone(),
+        _ => return None,
+    };
+    if name != "master" {
+        return None;
+    }
+    Some(match items.get(2) {
+        Some(redis::Value::Array(replicas)) => replicas.len(),
+        _ => 0,
+    })
+}
+
+/// A connection to the node that acts as primary, found the way a Sentinel-unaware client
+/// with every address would: ask each node `ROLE` and take the primary with the most connected
+/// replicas (a deposed primary cut off by a partition still says "master", but its replicas
+/// have left it), the assigned node first on a tie. When no node says "master" (a failover in
+/// progress) the client stays on the assigned node, whose answers (`READONLY`, refused
+/// connections) are then recorded as they come. After a `READONLY` reply or a broken
+/// connection the next operation looks for the primary again.
+pub struct Route {
+    pub con: MultiplexedConnection,
+    /// The node `con` talks to.
+    pub node: String,
+    assigned: String,
+    nodes: Vec<String>,
+    timeout: Duration,
+    stale: bool,
+}
+
+impl Route {
+    pub async fn open(node: &str, nodes: &[String], timeout: Duration) -> anyhow::Result<Route> {
+        let nodes: Vec<String> = if nodes.is_empty() {
+            vec![node.to_string()]
+        } else {
+            nodes.to_vec()
+        };
+        let (primary, con) = match find_primary(node, &nodes, timeout).await {
+            Some(found) => found,
+            None => (node.to_string(), connect(node, timeout).await?),
+        };
+        Ok(Route {
+            con,
+            node: primary,
+            assigned: node.to_string(),
+            nodes,
+            timeout,
+            stale: false,
+        })
+    }
+
+    /// Looks for the primary again if the last answer said this node is not it.
+    pub async fn refresh(&mut self) {
+        if !self.stale {
+            return;
+        }
+        if let Some((node, con)) = find_primary(&self.assigned, &self.nodes, self.timeout).await {
+            self.node = node;
+            self.con = con;
+            self.stale = false;
+        }
+    }
+
+    /// Notes an error: a replica's `READONLY` or a lost connection means "find the primary".
+    pub fn saw(&mut self, e: &RedisError) {
+        if e.code() == Some("READONLY")
+            || e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || e.is_io_error()
+        {
+            self.stale = true;
+        }
+    }
+}
+
+/// The primary among `nodes` (see [`Route`]); `None` when no node answers "master".
+async fn find_primary(
+    assigned: &str,
+    nodes: &[String],
+    timeout: Duration,
+) -> Option<(String, MultiplexedConnection)> {
+    let mut best: Option<(usize, bool, String, MultiplexedConnection)> = None;
+    for node in nodes {
+        let Ok(mut con) = connect(node, timeout).await else {
+            continue;
+        };
+        let role = tokio::time::timeout(
+            timeout,
+            redis::cmd("ROLE").query_async::<redis::Value>(&mut con),
+        )
+        .await;
+        let Ok(Ok(role)) = role else {
+            continue;
+        };
+        let Some(replicas) = primary_replicas(&role) else {
+            continue;
+        };
+        let is_assigned = node == assigned;
+        let better = match &best {
+            None => true,
+            Some((r, a, _, _)) => (replicas, is_assigned) > (*r, *a),
+        };
+        if better {
+            best = Some((replicas, is_assigned, node.clone(), con));
+        }
+    }
+    best.map(|(_, _, node, con)| (node, con))
+}
+
 /// One process's Redis connection.
 pub struct RedisClient {
-    con: MultiplexedConnection,
+    route: Route,
     workload: RedisWorkload,
     prefix: String,
 }
@@ -163,8 +295,10 @@ impl RedisClient {
         let key = self.key(op);
         match op.f.as_str() {
             "read" => {
-                let r: Result<Option<String>, _> =
-                    redis::cmd("GET").arg(&key).query_async(&mut self.con).await;
+                let r: Result<Option<String>, _> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut self.route.con)
+                    .await;
                 match r {
                     Ok(None) => Completion::ok(Value::Null),
                     Ok(Some(text)) => match parse_value(&text) {
@@ -172,18 +306,24 @@ impl RedisClient {
                         Err(e) => Completion::fail(e),
                     },
                     // A read changes nothing: one that did not answer never happened.
-                    Err(e) => Completion::fail(format!("{e}")),
+                    Err(e) => {
+                        self.route.saw(&e);
+                        Completion::fail(format!("{e}"))
+                    }
                 }
             }
             "write" => {
                 let r: Result<(), _> = redis::cmd("SET")
                     .arg(&key)
                     .arg(op.value.to_string())
-                    .query_async(&mut self.con)
+                    .query_async(&mut self.route.con)
                     .await;
                 match r {
                     Ok(()) => Completion::ok(op.value.clone()),
-                    Err(e) => effect_error(op, e),
+                    Err(e) => {
+                        self.route.saw(&e);
+                        effect_error(op, e)
+                    }
                 }
             }
             "cas" => {
@@ -201,12 +341,15 @@ impl RedisClient {
                     .arg(&key)
                     .arg(expected)
                     .arg(new.to_string())
-                    .query_async(&mut self.con)
+                    .query_async(&mut self.route.con)
                     .await;
                 match r {
                     Ok(1) => Completion::ok(op.value.clone()),
                     Ok(_) => Completion::fail(CAS_MISMATCH),
-                    Err(e) => effect_error(op, e),
+                    Err(e) => {
+                        self.route.saw(&e);
+                        effect_error(op, e)
+                    }
                 }
             }
             other => Completion::fail(format!("redis register: unknown operation {other:?}")),
@@ -229,17 +372,20 @@ impl RedisClient {
                 let r: Result<i64, _> = redis::cmd("RPUSH")
                     .arg(&key)
                     .arg(text)
-                    .query_async(&mut self.con)
+                    .query_async(&mut self.route.con)
                     .await;
                 match r {
                     Ok(_) => Completion::ok(json!({ "id": id })),
-                    Err(e) => effect_error(op, e),
+                    Err(e) => {
+                        self.route.saw(&e);
+                        effect_error(op, e)
+                    }
                 }
             }
             "consume" | "dequeue" => {
                 let r: Result<Option<String>, _> = redis::cmd("LPOP")
                     .arg(&key)
-                    .query_async(&mut self.con)
+                    .query_async(&mut self.route.con)
                     .await;
                 match r {
                     Ok(got) => Completion::ok(Value::Array(
@@ -247,14 +393,17 @@ impl RedisClient {
                             .map(|t| json!({ "id": id_value(t) }))
                             .collect(),
                     )),
-                    Err(e) => effect_error(op, e),
+                    Err(e) => {
+                        self.route.saw(&e);
+                        effect_error(op, e)
+                    }
                 }
             }
             "drain" => {
                 let r: Result<Option<Vec<String>>, _> = redis::cmd("LPOP")
                     .arg(&key)
                     .arg(DRAIN_BATCH)
-                    .query_async(&mut self.con)
+                    .query_async(&mut self.route.con)
                     .await;
                 match r {
                     Ok(got) => Completion::ok(Value::Array(
@@ -263,7 +412,10 @@ impl RedisClient {
                             .map(|t| json!({ "id": id_value(t) }))
                             .collect(),
                     )),
-                    Err(e) => effect_error(op, e),
+                    Err(e) => {
+                        self.route.saw(&e);
+                        effect_error(op, e)
+                    }
                 }
             }
             other => Completion::fail(format!("redis queue: unknown operation {other:?}")),
@@ -283,13 +435,13 @@ impl Client for RedisClient {
                 .arg(&pattern)
                 .arg("COUNT")
                 .arg(1000)
-                .query_async(&mut self.con)
+                .query_async(&mut self.route.con)
                 .await
                 .context("SCAN for old keys")?;
             if !keys.is_empty() {
                 let _: i64 = redis::cmd("DEL")
                     .arg(&keys)
-                    .query_async(&mut self.con)
+                    .query_async(&mut self.route.con)
                     .await
                     .context("DEL old keys")?;
             }
@@ -302,6 +454,7 @@ impl Client for RedisClient {
     }
 
     async fn invoke(&mut self, op: &Invocation) -> Completion {
+        self.route.refresh().await;
         match self.workload {
             RedisWorkload::Register => self.register(op).await,
             RedisWorkload::Queue => self.queue(op).await,

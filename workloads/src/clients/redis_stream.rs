@@ -18,11 +18,11 @@
 //! - an `ack` for a message this client did not receive: `fail`, nothing sent.
 
 use crate::client::{Client, ClientFactory};
+use crate::clients::redis::Route;
 use crate::op::{Completion, Invocation};
 use anyhow::Context as _;
 use async_trait::async_trait;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ErrorKind, RedisError, Value as RValue};
+use redis::{ErrorKind, RedisError, Value as RValue};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -68,22 +68,20 @@ impl ClientFactory for RedisStreamFactory {
     }
 
     async fn open(&self, process: u64, node: &str) -> anyhow::Result<Box<dyn Client>> {
-        let url = if node.starts_with("redis://") {
-            node.to_string()
-        } else {
-            format!("redis://{node}/")
-        };
-        let client = redis::Client::open(url.as_str())
-            .with_context(|| format!("bad Redis address {node:?}"))?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(None);
-        let con = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .with_context(|| format!("cannot connect to Redis at {node}"))?;
+        self.open_among(process, node, &[node.to_string()]).await
+    }
+
+    /// Every process talks to the primary (see [`Route`]): a stream lives on the primary, and a
+    /// replica refuses XADD, XREADGROUP and XACK.
+    async fn open_among(
+        &self,
+        process: u64,
+        node: &str,
+        nodes: &[String],
+    ) -> anyhow::Result<Box<dyn Client>> {
+        let route = Route::open(node, nodes, self.connect_timeout).await?;
         Ok(Box::new(RedisStreamClient {
-            con,
+            route,
             config: self.clone(),
             consumer: format!("p{process}"),
             held: HashMap::new(),
@@ -94,7 +92,7 @@ impl ClientFactory for RedisStreamFactory {
 /// One process's connection, its consumer name, and the entry ids of messages it received
 /// (message id -> stream entry id).
 pub struct RedisStreamClient {
-    con: MultiplexedConnection,
+    route: Route,
     config: RedisStreamFactory,
     consumer: String,
     held: HashMap<String, String>,
@@ -161,6 +159,13 @@ fn entries(list: &RValue) -> Vec<(String, String)> {
 }
 
 impl RedisStreamClient {
+    /// The completion of a failed command; a replica's answer or a lost connection also sends
+    /// the next operation looking for the primary.
+    fn failed(&mut self, e: RedisError) -> Completion {
+        self.route.saw(&e);
+        error_completion(e)
+    }
+
     async fn produce(&mut self, op: &Invocation) -> Completion {
         let Some(id) = id_of(&op.value) else {
             return Completion::fail("produce needs an id (a string or integer)");
@@ -170,11 +175,11 @@ impl RedisStreamClient {
             .arg("*")
             .arg("id")
             .arg(&id)
-            .query_async(&mut self.con)
+            .query_async(&mut self.route.con)
             .await;
         match r {
             Ok(_) => Completion::ok(json!({ "id": id_value(&id) })),
-            Err(e) => error_completion(e),
+            Err(e) => self.failed(e),
         }
     }
 
@@ -196,7 +201,7 @@ impl RedisStreamClient {
                 .arg(&cursor)
                 .arg("COUNT")
                 .arg(max - got.len())
-                .query_async(&mut self.con)
+                .query_async(&mut self.route.con)
                 .await?;
             let RValue::Array(parts) = reply else { break };
             got.extend(parts.get(1).map(entries).unwrap_or_default());
@@ -218,7 +223,7 @@ impl RedisStreamClient {
             .arg("STREAMS")
             .arg(&self.config.stream)
             .arg(">")
-            .query_async(&mut self.con)
+            .query_async(&mut self.route.con)
             .await?;
         // [[stream, entries]] or nil when nothing is new.
         let RValue::Array(streams) = reply else {
@@ -237,13 +242,13 @@ impl RedisStreamClient {
     async fn take(&mut self, max: usize, claim_rounds_max: usize) -> Completion {
         let mut got = match self.claim(max, claim_rounds_max).await {
             Ok(g) => g,
-            Err(e) => return error_completion(e),
+            Err(e) => return self.failed(e),
         };
         if got.len() < max {
             match self.read_new(max - got.len()).await {
                 Ok(more) => got.extend(more),
                 // Claimed entries are now pending on this consumer, unreported: `info`.
-                Err(e) if got.is_empty() => return error_completion(e),
+                Err(e) if got.is_empty() => return self.failed(e),
                 Err(e) => return Completion::info(format!("{e}")),
             }
         }
@@ -269,12 +274,12 @@ impl RedisStreamClient {
             .arg(&self.config.stream)
             .arg(&self.config.group)
             .arg(&entry)
-            .query_async(&mut self.con)
+            .query_async(&mut self.route.con)
             .await;
         match r {
             Ok(1) => Completion::ok(Value::Null),
             Ok(_) => Completion::fail("not-pending: the entry was already acknowledged"),
-            Err(e) => error_completion(e),
+            Err(e) => self.failed(e),
         }
     }
 }
@@ -285,7 +290,7 @@ impl Client for RedisStreamClient {
         let c = &self.config;
         let _: i64 = redis::cmd("DEL")
             .arg(&c.stream)
-            .query_async(&mut self.con)
+            .query_async(&mut self.route.con)
             .await
             .with_context(|| format!("deleting Redis stream {}", c.stream))?;
         let _: () = redis::cmd("XGROUP")
@@ -294,13 +299,14 @@ impl Client for RedisStreamClient {
             .arg(&c.group)
             .arg("$")
             .arg("MKSTREAM")
-            .query_async(&mut self.con)
+            .query_async(&mut self.route.con)
             .await
             .with_context(|| format!("creating consumer group {} on {}", c.group, c.stream))?;
         Ok(())
     }
 
     async fn invoke(&mut self, op: &Invocation) -> Completion {
+        self.route.refresh().await;
         match op.f.as_str() {
             "produce" | "publish" => self.produce(op).await,
             "consume" => self.take(1, 1).await,

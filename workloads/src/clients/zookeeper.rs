@@ -4,9 +4,12 @@
 //! (a missing znode reads as null); `write` is an unconditional `setData` (or `create` when the
 //! znode does not exist yet); `cas [old, new]` reads the znode and, when it holds `old`, writes
 //! `new` with the version it read, so a write in between makes the server refuse it (and the
-//! client reads and compares again, a bounded number of times). ZooKeeper
-//! reads may be served by a lagging follower (it promises sequential consistency for reads, not
-//! linearizability), which is exactly what a linearizability check of this workload can show.
+//! client reads and compares again, a bounded number of times). ZooKeeper serves a read from
+//! the server the session is connected to, which may be a lagging follower (it promises
+//! sequential consistency for reads, not linearizability), so every read, and the read of every
+//! CAS, is preceded by `sync`, ZooKeeper's recipe for a read that sees every write committed
+//! before it began. Without it this workload's linearizability check flags stale reads even
+//! without faults (seen in a 30 s run).
 //!
 //! How answers map to the history: an error the server returned (bad version, node exists,
 //! no node, not authorised, read-only server) means the write did not happen: `fail` (`info`
@@ -110,7 +113,21 @@ impl ZooKeeperClient {
         zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
     }
 
+    /// ZooKeeper serves reads from the server a session is connected to, which may lag the
+    /// leader; `sync` first makes that server catch up with the leader, so the read that
+    /// follows sees every write committed before the sync began (the documented recipe for an
+    /// up-to-date read). A failed sync leaves nothing changed: the read is `fail`.
+    async fn synced(&self, path: &str) -> Result<(), String> {
+        match self.zk.sync(path).await {
+            Ok(()) | Err(zk::Error::NoNode) => Ok(()),
+            Err(e) => Err(format!("sync before the read: {e}")),
+        }
+    }
+
     async fn read(&self, path: &str) -> Completion {
+        if let Err(e) = self.synced(path).await {
+            return Completion::fail(e);
+        }
         match self.zk.get_data(path).await {
             Ok((bytes, _)) => match decode(&bytes) {
                 Ok(v) => Completion::ok(v),
@@ -164,6 +181,10 @@ impl ZooKeeperClient {
         // again; it is not a comparison failure. Read again and retry, a bounded number of
         // times; a `fail` always rests on a read that saw another value.
         for _ in 0..CAS_ATTEMPTS_MAX {
+            // A comparison against a lagging server's value would be a false `fail`.
+            if let Err(e) = self.synced(path).await {
+                return Completion::not_applied(op, e);
+            }
             let (bytes, stat) = match self.zk.get_data(path).await {
                 Ok(r) => r,
                 Err(zk::Error::NoNode) => return Completion::fail(CAS_MISMATCH),
