@@ -184,8 +184,37 @@ pub fn scenario_seed(base: u64, plan: &str, i: u32) -> u64 {
     (x % 1_000_000_000).max(1)
 }
 
-/// Runs every scenario with its bug on and off for each seed; prints progress on stderr.
-pub async fn calibrate(opts: &CalibrateOptions) -> Result<Vec<ScenarioRow>> {
+/// What a calibration did: a row per scenario, and how many runs never started because it was
+/// interrupted (SIGINT or SIGTERM).
+pub struct Calibration {
+    pub rows: Vec<ScenarioRow>,
+    pub not_started: usize,
+}
+
+/// Runs every scenario with its bug on and off for each seed; prints progress on stderr. The
+/// first SIGINT or SIGTERM stops the run in progress the way `faultline run` does (heal, tear
+/// down, check what it recorded) and starts no further run.
+pub async fn calibrate(opts: &CalibrateOptions) -> Result<Calibration> {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let signal_task = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if let Ok(sig) = crate::cluster::shutdown_signal().await {
+                eprintln!("faultline: {sig}: the run in progress stops and is checked; no further run starts");
+                cancel.cancel();
+            }
+        })
+    };
+    let out = calibrate_until(opts, &cancel).await;
+    signal_task.abort();
+    out
+}
+
+/// [`calibrate`], stopping before the next run once `cancel` fired.
+pub async fn calibrate_until(
+    opts: &CalibrateOptions,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Calibration> {
     anyhow::ensure!(
         (1..=SEEDS_MAX).contains(&opts.seeds),
         "--seeds: expected 1 to {SEEDS_MAX}"
@@ -200,6 +229,7 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<Vec<ScenarioRow>> {
     );
     let mut rows = Vec::new();
     let mut n = 0usize;
+    let mut not_started = 0usize;
     for sc in &scenarios {
         let info = testbed::BUGS.iter().find(|b| b.name == sc.bug);
         let mut row = ScenarioRow {
@@ -214,6 +244,10 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<Vec<ScenarioRow>> {
             let seed = scenario_seed(opts.seed, &sc.plan.name, i);
             for bug_on in [true, false] {
                 n += 1;
+                if cancel.is_cancelled() {
+                    not_started += 1;
+                    continue;
+                }
                 let mut plan = sc.plan.clone();
                 plan.seed = seed;
                 if !bug_on {
@@ -237,9 +271,11 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<Vec<ScenarioRow>> {
                 row.runs.push(run);
             }
         }
-        rows.push(row);
+        if !row.runs.is_empty() {
+            rows.push(row);
+        }
     }
-    Ok(rows)
+    Ok(Calibration { rows, not_started })
 }
 
 async fn one_run(plan: Plan, bug_on: bool, quiet: bool) -> CalibrationRun {

@@ -91,3 +91,58 @@ fn a_plan_that_is_not_a_scenario_is_one_clear_error() {
     );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
+
+/// Ctrl-C stops a calibration: the run in progress is healed, torn down and checked, no other
+/// run starts, the table holds what ran, and the exit code says it was interrupted.
+#[test]
+fn sigint_stops_the_calibration_after_the_run_in_progress() {
+    if faultline::cluster::docker::available().is_err() {
+        eprintln!("SKIPPED calibrate interrupt: no Docker daemon");
+        return;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("calibrate-sigint");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/plans/scenarios/i6-version-race.toml"
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["calibrate", "--plans", plan, "--seeds", "5", "--seed", "4"])
+        .args(["--time-limit-each", "20s", "--quiet"])
+        .arg("--store")
+        .arg(dir.join("store"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Well inside the first run (cluster start plus a 20 s workload).
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(90),
+        "calibrate took {:?} to stop",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stdout.contains("runs never started"), "{stdout}");
+    let started_runs = stderr.matches("] i6-version-race seed").count();
+    assert_eq!(
+        started_runs, 1,
+        "only the run in progress finishes: {stderr}"
+    );
+    let clean = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["clean", "--dry-run"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&clean.stdout);
+    assert!(text.contains("would remove 0 container(s)"), "{text}");
+}

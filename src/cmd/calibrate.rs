@@ -10,11 +10,13 @@ use std::path::PathBuf;
     after_help = "Each scenario plan (system testbed, one bug) runs once per seed with its bug \
 on and once with it off, one run at a time, every run kept in the store. A bug-on run that ends \
 invalid is a detection; a bug-off run that ends invalid is a false alarm.\n\nExamples:\n  \
-faultline calibrate                       # every scenario, 10 seeds (about 1 h)\n  \
-faultline calibrate --seeds 1 --min-detected 1   # the short CI calibration\n  \
+faultline calibrate                       # every scenario, 10 seeds (about 1.5 h)\n  \
+faultline calibrate --seeds 1             # the short CI calibration (about 10 min)\n  \
 faultline calibrate --only b2,l4 --seeds 3\n\n\
+Ctrl-C (or SIGTERM) stops the run in progress (healed, torn down, checked) and starts no \
+other; the table then holds what ran.\n\n\
 Exit codes: 0 no false alarm and every scenario detected at least --min-detected times; 1 a \
-false alarm or a scenario detected too rarely; 3 runs that could not complete."
+false alarm or a scenario detected too rarely; 2 interrupted; 3 runs that could not complete."
 )]
 pub struct Args {
     /// Scenario plan files, as glob patterns (quote them); may be repeated.
@@ -72,9 +74,16 @@ pub fn run(args: Args) -> Result<i32> {
         .build()
         .context("starting the async runtime")?;
     let started = std::time::Instant::now();
-    let rows = runtime.block_on(calibrate::calibrate(&opts))?;
+    let done = runtime.block_on(calibrate::calibrate(&opts))?;
+    let rows = done.rows;
     let table = calibrate::text_table(&rows);
     println!("{table}");
+    if done.not_started > 0 {
+        println!(
+            "note: interrupted: {} runs never started; the table holds the runs that did",
+            done.not_started
+        );
+    }
     if let Some(path) = &args.summary_md {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
@@ -95,12 +104,16 @@ pub fn run(args: Args) -> Result<i32> {
         let text = serde_json::to_string_pretty(&rows)?;
         std::fs::write(path, text).with_context(|| format!("--json {}", path.display()))?;
     }
-    let code = calibrate::exit_code(&rows, opts.min_detected);
+    let mut code = calibrate::exit_code(&rows, opts.min_detected);
+    if done.not_started > 0 && code == 0 {
+        code = 2;
+    }
     println!(
         "exit {code}: {} in {:.0} s",
         match code {
             0 => "no false alarm, every scenario detected often enough",
             1 => "a false alarm, or a scenario detected too rarely",
+            2 => "interrupted before every run started",
             _ => "runs that could not complete",
         },
         started.elapsed().as_secs_f64()

@@ -51,6 +51,10 @@ async fn start_redis() -> Option<RedisServer> {
     let child = Command::new(bin)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        // A full resync writes an RDB file; keep it out of the working tree.
+        .arg("--dir")
+        .arg(std::env::temp_dir())
+        .args(["--dbfilename", &format!("faultline-test-{port}.rdb")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
