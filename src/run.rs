@@ -502,6 +502,13 @@ async fn drive_on_cluster(
         schedule.faults().count(),
         plan.time_limit_ms / 1000
     ));
+    if !kinds.is_empty() && schedule.faults().count() == 0 {
+        log.line(format!(
+            "warning: no fault fits: a fault starts one --nemesis-interval ({} ms) in and lasts one more, which needs a --time-limit of at least {} ms",
+            plan.nemesis_interval_ms,
+            2 * plan.nemesis_interval_ms
+        ));
+    }
 
     let progress = progress_bar(plan, &recorder, log);
     let main_gen = workloads::workload::paced(
@@ -562,6 +569,7 @@ async fn drive_on_cluster(
         main.elapsed_ms / 1e3,
         main.ended
     ));
+    warn_if_slow(plan, main.invoked, main.elapsed_ms, log);
 
     let interrupted = cancel.is_cancelled();
     if !interrupted {
@@ -657,6 +665,21 @@ async fn drive_in_memory(
         rec.path.display()
     ));
     Ok(cancel.is_cancelled())
+}
+
+/// Says so when the workload ran at less than half the asked rate: the numbers of the run are
+/// then the system's (or the client's) limit, not the plan's.
+fn warn_if_slow(plan: &Plan, invoked: u64, elapsed_ms: f64, log: &RunLog) {
+    if elapsed_ms < 1_000.0 {
+        return;
+    }
+    let ops_per_s = invoked as f64 / (elapsed_ms / 1e3);
+    if ops_per_s < plan.rate_ops_per_s / 2.0 {
+        log.line(format!(
+            "warning: {ops_per_s:.0} ops/s is under half of --rate {}: the system or the client could not keep up (or --concurrency {} is too low for the op latency)",
+            plan.rate_ops_per_s, plan.concurrency
+        ));
+    }
 }
 
 /// Each node's client address on the host, in node order.

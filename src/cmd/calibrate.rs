@@ -105,16 +105,24 @@ pub fn run(args: Args) -> Result<i32> {
         std::fs::write(path, text).with_context(|| format!("--json {}", path.display()))?;
     }
     let mut code = calibrate::exit_code(&rows, opts.min_detected);
+    let missed: usize = rows
+        .iter()
+        .map(|r| r.runs.iter().filter(|x| x.bug_on).count() - r.detected())
+        .sum();
     if done.not_started > 0 && code == 0 {
         code = 2;
     }
     println!(
         "exit {code}: {} in {:.0} s",
         match code {
-            0 => "no false alarm, every scenario detected often enough",
-            1 => "a false alarm, or a scenario detected too rarely",
-            2 => "interrupted before every run started",
-            _ => "runs that could not complete",
+            0 if missed == 0 => "no false alarm, every bug-on run detected".to_string(),
+            0 => format!(
+                "no false alarm; {missed} bug-on runs not detected (under --min-detected {} that passes)",
+                opts.min_detected
+            ),
+            1 => "a false alarm, or a scenario detected too rarely".to_string(),
+            2 => "interrupted before every run started".to_string(),
+            _ => "runs that could not complete".to_string(),
         },
         started.elapsed().as_secs_f64()
     );
