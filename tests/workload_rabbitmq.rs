@@ -3,14 +3,13 @@
 //! checked by the delivery checker.
 
 mod cluster_support;
+#[path = "../workloads/tests/support/queue_run.rs"]
+mod queue_run;
 
-use checkers::{Budget, Verdict};
 use cluster_support::{docker_or_skip, leftovers, start};
-use serde_json::json;
+use queue_run::{run_and_expect_valid, QueueRun};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-use workloads::generator;
-use workloads::{build, PhaseLimits, Recorder, Runner, RunnerConfig, WorkloadOptions};
+use workloads::WorkloadOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_cluster_delivers_every_confirmed_message() {
@@ -26,47 +25,18 @@ async fn a_healthy_cluster_delivers_every_confirmed_message() {
 
     let dir = std::env::temp_dir().join(format!("faultline-workload-rabbitmq-{run_id}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("history.jsonl");
-    let recorder = Recorder::create(&path).unwrap();
-    let (w, factory) = build("rabbitmq", "queue", &WorkloadOptions::default()).unwrap();
-    let config = RunnerConfig::new(7, nodes, 3);
-    let mut runner = Runner::start(config, factory, recorder.clone())
-        .await
-        .unwrap();
-    let limits = PhaseLimits {
-        time_limit: Duration::from_secs(60),
+    let run = QueueRun {
+        system: "rabbitmq",
+        workload: "queue",
+        opts: WorkloadOptions::default(),
+        nodes,
+        concurrency: 7,
+        seed: 3,
+        ops_max: 400,
         grace: Duration::from_secs(5),
+        ok_min: 50,
     };
-    let cancel = CancellationToken::new();
-    runner
-        .run_phase(generator::limit(400, w.generator), limits, &cancel)
-        .await
-        .unwrap();
-    runner
-        .run_phase(w.final_generator.unwrap(), limits, &cancel)
-        .await
-        .unwrap();
-    runner.close().await.unwrap();
-    recorder.finish().await.unwrap();
-
-    let history = checkers::formats::read_path(&path, None).unwrap();
-    let ops = history.ops().unwrap();
-    let count = |f: &str| ops.iter().filter(|o| o.f == f && o.is_ok()).count();
-    assert!(
-        count("produce") > 50 && count("ack") > 50,
-        "produces {} acks {}",
-        count("produce"),
-        count("ack")
-    );
-    assert_eq!(
-        ops.iter().rfind(|o| o.f == "drain").unwrap().complete_value,
-        json!([])
-    );
-    for spec in &w.checkers {
-        let checker = checkers::by_name(&spec.name, &spec.options).unwrap();
-        let r = checkers::run_checker(checker.as_ref(), &history, &Budget::default()).unwrap();
-        assert_eq!(r.verdict, Verdict::Valid, "{}: {}", spec.name, r.summary);
-    }
+    run_and_expect_valid(run, &dir.join("history.jsonl")).await;
     let _ = std::fs::remove_dir_all(&dir);
 
     c.teardown().await.unwrap();

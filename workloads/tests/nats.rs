@@ -4,17 +4,17 @@
 //! Without a `nats-server` binary the tests fail under `CI=true` and are skipped with a printed
 //! reason otherwise.
 
-use checkers::{Budget, EventType, Verdict};
+#[path = "support/queue_run.rs"]
+mod queue_run;
+
+use checkers::EventType;
+use queue_run::{run_and_expect_valid, QueueRun};
 use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 use workloads::clients::nats::NatsFactory;
-use workloads::generator;
-use workloads::{
-    build, ClientFactory, Invocation, PhaseLimits, Recorder, Runner, RunnerConfig, WorkloadOptions,
-};
+use workloads::{ClientFactory, Invocation, WorkloadOptions};
 
 const STARTUP_MAX: Duration = Duration::from_secs(20);
 
@@ -131,48 +131,19 @@ async fn the_queue_workload_passes_the_delivery_checker() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("history.jsonl");
-    let recorder = Recorder::create(&path).unwrap();
-    let opts = WorkloadOptions {
-        nats_ack_wait: Duration::from_secs(1),
-        ..WorkloadOptions::default()
-    };
-    let (w, factory) = build("nats", "queue", &opts).unwrap();
-    let config = RunnerConfig::new(5, vec![nats.addr.clone()], 2);
-    let mut runner = Runner::start(config, factory, recorder.clone())
-        .await
-        .unwrap();
-    let limits = PhaseLimits {
-        time_limit: Duration::from_secs(60),
+    let run = QueueRun {
+        system: "nats",
+        workload: "queue",
+        opts: WorkloadOptions {
+            nats_ack_wait: Duration::from_secs(1),
+            ..WorkloadOptions::default()
+        },
+        nodes: vec![nats.addr.clone()],
+        concurrency: 5,
+        seed: 2,
+        ops_max: 600,
         grace: Duration::from_secs(2),
+        ok_min: 100,
     };
-    let cancel = CancellationToken::new();
-    runner
-        .run_phase(generator::limit(600, w.generator), limits, &cancel)
-        .await
-        .unwrap();
-    runner
-        .run_phase(w.final_generator.unwrap(), limits, &cancel)
-        .await
-        .unwrap();
-    runner.close().await.unwrap();
-    recorder.finish().await.unwrap();
-    let history = checkers::formats::read_path(&path, None).unwrap();
-    let ops = history.ops().unwrap();
-    let count = |f: &str| ops.iter().filter(|o| o.f == f && o.is_ok()).count();
-    assert!(
-        count("produce") > 100 && count("ack") > 100,
-        "produces {} acks {}",
-        count("produce"),
-        count("ack")
-    );
-    assert_eq!(
-        ops.iter().rfind(|o| o.f == "drain").unwrap().complete_value,
-        json!([])
-    );
-    for spec in &w.checkers {
-        let checker = checkers::by_name(&spec.name, &spec.options).unwrap();
-        let r = checkers::run_checker(checker.as_ref(), &history, &Budget::default()).unwrap();
-        assert_eq!(r.verdict, Verdict::Valid, "{}: {}", spec.name, r.summary);
-    }
+    run_and_expect_valid(run, &dir.path().join("history.jsonl")).await;
 }
