@@ -17,7 +17,7 @@ use anyhow::{bail, Result};
 use nemeses::partition::LinkPlan;
 
 use super::system::{NodeFile, NodeSpec, PortSpec, Probe};
-use super::systems::testbed::{faultline_binary, BINARY_PATH};
+use super::systems::testbed::{binary_file, BINARY_PATH};
 
 /// The proxy container's name on the run network.
 pub const PROXY_NODE: &str = "proxy";
@@ -59,9 +59,6 @@ pub fn link_plan(system: &str, servers: &[String]) -> Result<LinkPlan> {
 
 /// The proxy container: faultline's binary, the links as a config file, the API published.
 pub fn proxy_node(plan: &LinkPlan) -> Result<NodeSpec> {
-    let binary = faultline_binary()?;
-    let contents =
-        std::fs::read(&binary).map_err(|e| anyhow::anyhow!("reading {}: {e}", binary.display()))?;
     let configs = plan.proxy_configs(|l| format!("{}:{}", l.to, l.port));
     let config = serde_json::to_string_pretty(&configs)?;
     Ok(NodeSpec {
@@ -75,14 +72,7 @@ pub fn proxy_node(plan: &LinkPlan) -> Result<NodeSpec> {
         ],
         env: vec![],
         data_dir: "/data/proxy".into(),
-        files: vec![
-            NodeFile {
-                path: BINARY_PATH.into(),
-                contents,
-                mode: 0o755,
-            },
-            NodeFile::text(CONFIG_PATH, config),
-        ],
+        files: vec![binary_file()?, NodeFile::text(CONFIG_PATH, config)],
         ports: vec![PortSpec {
             name: "api".into(),
             container_port: PROXY_API_PORT,

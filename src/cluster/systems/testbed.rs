@@ -43,16 +43,30 @@ pub fn faultline_binary() -> Result<PathBuf> {
     )
 }
 
-/// The testbed cluster; `params.node_args` go to every node (bugs, timings).
-pub fn system(params: &SystemParams) -> Result<System> {
-    let binary = faultline_binary()?;
-    let contents =
-        std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
-    let file = NodeFile {
+/// The faultline binary as a file for a node, at [`BINARY_PATH`]. Read from disk once per
+/// process: a testbed run with proxy links puts it into four containers, and the system is
+/// built twice (once to learn the node names for the links).
+pub fn binary_file() -> Result<NodeFile> {
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let contents = match BYTES.get() {
+        Some(b) => b.clone(),
+        None => {
+            let binary = faultline_binary()?;
+            let bytes =
+                std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
+            BYTES.get_or_init(|| bytes).clone()
+        }
+    };
+    Ok(NodeFile {
         path: BINARY_PATH.into(),
         contents,
         mode: 0o755,
-    };
+    })
+}
+
+/// The testbed cluster; `params.node_args` go to every node (bugs, timings).
+pub fn system(params: &SystemParams) -> Result<System> {
+    let file = binary_file()?;
     let names = node_names(params.nodes.unwrap_or(3));
     let nodes = names
         .iter()
