@@ -20,7 +20,7 @@
 
 use crate::plan::{Plan, PlanFile};
 use crate::run::{run_plan, RunOptions};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use checkers::Verdict;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -129,18 +129,7 @@ pub struct Scenario {
 
 /// Loads the scenario plans the patterns match, sorted by file name.
 pub fn load_scenarios(opts: &CalibrateOptions) -> Result<Vec<Scenario>> {
-    let mut files = Vec::new();
-    for pattern in &opts.patterns {
-        let paths = glob::glob(pattern).with_context(|| format!("--plans {pattern:?}"))?;
-        for p in paths {
-            files.push(p.with_context(|| format!("--plans {pattern:?}"))?);
-        }
-    }
-    files.sort();
-    files.dedup();
-    if files.is_empty() {
-        bail!("--plans {}: no plan file matches", opts.patterns.join(" "));
-    }
+    let files = crate::test_all::expand_patterns(&opts.patterns)?;
     let mut out = Vec::new();
     for file in files {
         let origin = file.display().to_string();
