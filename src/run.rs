@@ -168,6 +168,10 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome> {
     let recorded = drive(&plan, &dir, &log, &cancel, &mut plan_json).await;
     match &recorded {
         Ok(r) => interrupted = r.interrupted,
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+            log.line(format!("run stopped: {e}"));
+            interrupted = true;
+        }
         Err(e) => {
             let msg = one_line(e);
             log.line(format!("run failed: {msg}"));
@@ -185,13 +189,20 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome> {
         .unwrap_or_else(|_| default_checkers(&plan));
     let (history, results) = check_history(&dir, &checker_specs, &log);
     let mut results = results;
-    if let Some(e) = history.as_ref().err() {
-        harness_errors.push(e.clone());
+    match history.as_ref() {
+        // Stopped before the first operation: nothing to check, and nothing went wrong.
+        Err(_) if interrupted && !dir.history().exists() => results.clear(),
+        Err(e) => harness_errors.push(e.clone()),
+        Ok(_) => {}
     }
     if interrupted {
         results.push(CheckResult::unknown(
             "run",
-            "the run was interrupted (Ctrl-C or SIGTERM) before its time limit; the partial history was checked, so anomalies found are real but their absence proves less",
+            if history.is_ok() {
+                "the run was interrupted (Ctrl-C or SIGTERM) before its time limit; the partial history was checked, so anomalies found are real but their absence proves less"
+            } else {
+                "the run was interrupted (Ctrl-C or SIGTERM) before any operation was recorded"
+            },
         ));
     }
     if let Some(e) = harness_errors.first() {
@@ -244,6 +255,19 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome> {
         harness_errors,
     })
 }
+
+/// The user stopped the run (Ctrl-C or SIGTERM) before it could record anything: not a harness
+/// failure, so it never counts as one.
+#[derive(Debug)]
+struct Interrupted(&'static str);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted {}", self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// What the cluster-and-workload part of a run left for the checkers.
 struct Recorded {
@@ -380,7 +404,7 @@ async fn drive(
     log.line(format!("starting {} cluster", plan.system));
     let cluster = tokio::select! {
         c = Cluster::up(system, cluster_opts) => c?,
-        _ = cancel.cancelled() => anyhow::bail!("interrupted while the cluster was starting"),
+        _ = cancel.cancelled() => return Err(Interrupted("while the cluster was starting").into()),
     };
     let cluster = Arc::new(cluster);
     log.line(format!(

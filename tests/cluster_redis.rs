@@ -40,10 +40,16 @@ async fn redis_replicates_and_sentinels_fail_over() {
     assert_eq!(c.nodes_with_role("sentinel"), ["s1", "s2", "s3"]);
     assert_eq!(c.leader().await.unwrap().as_deref(), Some("n1"));
 
-    // A write acknowledged by both replicas (WAIT) is read from each.
+    // A write acknowledged by both replicas (WAIT) is read from each. WAIT waits for the
+    // writes of its own connection only, so SET and WAIT share one.
     let primary = c.host_addr("n1", "client").unwrap();
-    set(primary, "k", "v1").await.unwrap();
     let mut pc = conn(primary).await.unwrap();
+    let () = redis::cmd("SET")
+        .arg("k")
+        .arg("v1")
+        .query_async(&mut pc)
+        .await
+        .unwrap();
     let acked: i64 = redis::cmd("WAIT")
         .arg(2)
         .arg(5000)

@@ -507,6 +507,66 @@ async fn ctrl_c_stops_heals_tears_down_and_still_checks() {
     );
 }
 
+/// Ctrl-C while the cluster is still starting (RabbitMQ takes seconds to boot): the run stops
+/// at once, removes what it created, and says it was interrupted before any operation: an
+/// interruption (exit 2), not a harness failure (exit 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_cluster_start_is_an_interruption_not_a_failure() {
+    let test = "ctrl_c_during_cluster_start";
+    if !docker_and_image_or_skip(test).await {
+        return;
+    }
+    let dir = store(test);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["run", "--name", "e2e-start-ctrl-c", "--system", "rabbitmq"])
+        .args(["--workload", "queue", "--time-limit", "20s", "--seed", "3"])
+        .args(["--quiet", "--store"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting faultline run");
+    let started = Instant::now();
+    let mut starting = false;
+    while !starting && started.elapsed() < Duration::from_secs(60) {
+        assert!(child.try_wait().unwrap().is_none(), "exited before SIGINT");
+        starting = run_folder(&dir, "e2e-start-ctrl-c")
+            .and_then(|d| std::fs::read_to_string(d.join("faultline.log")).ok())
+            .is_some_and(|log| log.contains("starting rabbitmq cluster"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(starting, "the cluster start was not logged within 60 s");
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let run_dir = run_folder(&dir, "e2e-start-ctrl-c").unwrap();
+    let results = read_json(&run_dir.join("results.json")).expect("results.json");
+    let run = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["checker"] == "run")
+        .unwrap_or_else(|| panic!("no \"run\" result: {results}"));
+    assert_eq!(run["verdict"], "unknown", "{run}");
+    assert!(
+        run.to_string().contains("before any operation was recorded"),
+        "{run}"
+    );
+    let log = std::fs::read_to_string(run_dir.join("faultline.log")).unwrap();
+    assert!(!log.contains("run failed"), "{log}");
+    let clean = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["clean", "--dry-run"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&clean.stdout);
+    assert!(text.contains("would remove 0 container(s)"), "{text}");
+}
+
 /// Latency and partitions through the link proxy (`--links proxy`) on the testbed: the faults
 /// go through the Toxiproxy API of a proxy container the nodes dial their peers through, the
 /// added latency shows in the operations' durations, and the correct testbed stays valid.
