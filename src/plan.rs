@@ -82,8 +82,8 @@ pub struct Plan {
     /// Testbed only: node flags by long name without dashes, e.g. `session-ms = 500`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub testbed: BTreeMap<String, Value>,
-    /// Workload tuning by name (testbed workloads: stalls, churn, drains; see
-    /// `docs/testbed.md`).
+    /// Workload tuning by name (testbed workloads: stalls, churn, drains, see
+    /// `docs/testbed.md`; broker queues: ack stalls, see `docs/ci.md`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub client: BTreeMap<String, Value>,
     /// The plan file the plan was read from, so the rerun command names it.

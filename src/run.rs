@@ -275,6 +275,17 @@ struct Recorded {
     interrupted: bool,
 }
 
+/// Whether the plan's system has its workload and takes its `[client]` options: the checks a
+/// run makes before it starts anything, for commands that load many plans first.
+pub fn check_workload(plan: &Plan) -> Result<(), String> {
+    workloads::build(&plan.system, &plan.workload, &workload_options(plan))
+        .map(|_| ())
+        .map_err(|e| match e.starts_with("client.") {
+            true => e,
+            false => format!("workload: {e}"),
+        })
+}
+
 fn default_checkers(plan: &Plan) -> Vec<workloads::workload::CheckerSpec> {
     workloads::build(&plan.system, &plan.workload, &workload_options(plan))
         .map(|(w, _)| w.checkers)

@@ -189,24 +189,7 @@ pub fn load_plan(file: &Path, opts: &TestAllOptions) -> PlanEntry {
             plan.name = plan.default_name();
         }
         plan.validate().map_err(|e| format!("{origin}: {e}"))?;
-        let catalog = workloads::workload::CATALOG;
-        match catalog.iter().find(|(s, _)| *s == plan.system) {
-            Some((_, w)) if w.contains(&plan.workload.as_str()) => {}
-            Some((_, w)) => {
-                return Err(format!(
-                    "{origin}: workload: system {:?} has no workload {:?}; it has: {}",
-                    plan.system,
-                    plan.workload,
-                    w.join(", ")
-                ))
-            }
-            None => {
-                return Err(format!(
-                    "{origin}: system: {:?} has no workloads yet",
-                    plan.system
-                ))
-            }
-        }
+        crate::run::check_workload(&plan).map_err(|e| format!("{origin}: {e}"))?;
         if !plan.nemesis.is_empty() && plan.time_limit_ms < 2 * plan.nemesis_interval_ms {
             notes.push(format!(
                 "{origin}: no fault fits: a fault starts after nemesis_interval ({} ms) and stops one interval later, past the time limit ({} ms)",

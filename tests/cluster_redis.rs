@@ -74,8 +74,25 @@ async fn redis_replicates_and_sentinels_fail_over() {
     let promoted = eventually(Duration::from_secs(60), || async {
         c.leader().await.unwrap().filter(|l| l != "n1")
     })
-    .await
-    .expect("sentinels promote a replica within 60 s");
+    .await;
+    let Some(promoted) = promoted else {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("redis-failover-logs");
+        let _ = std::fs::remove_dir_all(&dir);
+        c.collect_logs(&dir).await.unwrap();
+        let mut logs = String::new();
+        for n in ["s1", "s2", "s3", "n2", "n3"] {
+            for e in std::fs::read_dir(&dir).unwrap().flatten() {
+                if e.file_name().to_string_lossy().contains(n) {
+                    logs += &format!(
+                        "--- {}\n{}\n",
+                        e.path().display(),
+                        std::fs::read_to_string(e.path()).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        panic!("sentinels promote a replica within 60 s\n{logs}");
+    };
     assert!(["n2", "n3"].contains(&promoted.as_str()), "{promoted}");
     let new_primary = c.host_addr(&promoted, "client").unwrap();
     let wrote = eventually(Duration::from_secs(10), || async {

@@ -554,7 +554,8 @@ async fn ctrl_c_during_cluster_start_is_an_interruption_not_a_failure() {
         .unwrap_or_else(|| panic!("no \"run\" result: {results}"));
     assert_eq!(run["verdict"], "unknown", "{run}");
     assert!(
-        run.to_string().contains("before any operation was recorded"),
+        run.to_string()
+            .contains("before any operation was recorded"),
         "{run}"
     );
     let log = std::fs::read_to_string(run_dir.join("faultline.log")).unwrap();

@@ -16,5 +16,4 @@ pub mod proxy;
 pub mod record;
 pub mod rng;
 pub mod schedule;
-pub mod stall;
 pub mod toxiproxy;

@@ -3,7 +3,7 @@
 //! the checker must flag the scenario's anomaly; with it off the same script must pass.
 
 // The testbed client is compiled from its source in workloads/ (see tests/common/mod.rs).
-pub use workloads::{client, generator, op, workload};
+pub use workloads::{client, generator, op, stall, workload};
 mod common;
 #[path = "../../workloads/src/clients/testbed.rs"]
 #[allow(dead_code)]

@@ -4,7 +4,7 @@
 //! the workload alone provokes (no nemesis needed: stalls, churn, races, failpoints) its
 //! checker must flag it. Bugs that need a crash or a partition are in `scenarios.rs`.
 
-pub use workloads::{client, generator, op, workload};
+pub use workloads::{client, generator, op, stall, workload};
 mod common;
 #[path = "../../workloads/src/clients/testbed.rs"]
 #[allow(dead_code)]

@@ -25,6 +25,7 @@ pub mod op;
 pub mod recorder;
 pub mod runner;
 pub mod schedule;
+pub mod stall;
 pub mod workload;
 
 pub use client::{Client, ClientFactory};

@@ -22,6 +22,7 @@ use crate::clients::redis_stream::RedisStreamFactory;
 use crate::clients::zookeeper::ZooKeeperFactory;
 use crate::generator::{self, Gen, Rng};
 use crate::op::Invocation;
+use crate::stall::{option_duration, option_guarantee, option_probability, Stall};
 use checkers::CheckOptions;
 use rand::RngExt;
 use serde_json::{json, Value};
@@ -490,8 +491,9 @@ pub struct WorkloadOptions {
     pub nats_guarantee: String,
     /// Seeds the bugs of the in-memory systems.
     pub seed: u64,
-    /// Workload tuning by name (a plan's `[client]` table); only the testbed's workloads read
-    /// it (see `clients::testbed::TestbedOptions::apply`).
+    /// Workload tuning by name (a plan's `[client]` table): the testbed's workloads
+    /// (`clients::testbed::TestbedOptions::apply`) and the broker queues with acks
+    /// ([`AckedQueueOptions`]) read it; any other workload refuses it.
     pub client: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
@@ -508,6 +510,94 @@ impl Default for WorkloadOptions {
             seed: 0,
             client: Default::default(),
         }
+    }
+}
+
+/// Client options of the broker workloads with acks (NATS JetStream queue, RabbitMQ queue,
+/// Redis stream), from a plan's `[client]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AckedQueueOptions {
+    /// Acks that wait first (SCENARIOS.md B1: a consumer held past the broker's ack wait).
+    pub ack_stall: Stall,
+    /// NATS only: the consumer's ack wait (default 5 s).
+    pub ack_wait: Option<Duration>,
+    /// The guarantee the delivery checker judges against (default per system).
+    pub guarantee: Option<String>,
+}
+
+/// The `[client]` options of [`AckedQueueOptions`], per (system, workload).
+pub const ACKED_QUEUE_OPTIONS: &[(&str, &str, &[&str])] = &[
+    (
+        "nats",
+        "queue",
+        &[
+            "ack-stall-probability",
+            "ack-stall",
+            "ack-wait",
+            "guarantee",
+        ],
+    ),
+    (
+        "rabbitmq",
+        "queue",
+        &["ack-stall-probability", "ack-stall", "guarantee"],
+    ),
+    (
+        "redis",
+        "stream",
+        &["ack-stall-probability", "ack-stall", "guarantee"],
+    ),
+];
+
+impl AckedQueueOptions {
+    /// Reads a `[client]` table; an error names the option and what the workload accepts.
+    pub fn from_table(
+        system: &str,
+        workload: &str,
+        table: &std::collections::BTreeMap<String, Value>,
+    ) -> Result<AckedQueueOptions, String> {
+        let mut o = AckedQueueOptions {
+            ack_stall: Stall::NONE,
+            ack_wait: None,
+            guarantee: None,
+        };
+        let Some((key, _)) = table.iter().next() else {
+            return Ok(o);
+        };
+        let Some((_, _, known)) = ACKED_QUEUE_OPTIONS
+            .iter()
+            .find(|(s, w, _)| *s == system && *w == workload)
+        else {
+            return Err(format!(
+                "client.{key}: {system:?}'s {workload:?} workload takes no client options (the testbed's workloads, NATS and RabbitMQ queues and the Redis stream do)"
+            ));
+        };
+        for (key, v) in table {
+            let set = match key.as_str() {
+                k if !known.contains(&k) => Err(format!(
+                    "unknown option for {system:?}'s {workload:?} workload; known: {}",
+                    known.join(", ")
+                )),
+                "ack-stall-probability" => {
+                    option_probability(v).map(|p| o.ack_stall.probability = p)
+                }
+                "ack-stall" => option_duration(v).map(|d| o.ack_stall.duration = d),
+                "ack-wait" => option_duration(v).map(|d| o.ack_wait = Some(d)),
+                "guarantee" => option_guarantee(v).map(|g| o.guarantee = Some(g)),
+                other => unreachable!("{other:?} is listed but not read"),
+            };
+            set.map_err(|e| format!("client.{key}: {e}"))?;
+        }
+        if o.ack_stall.probability > 0.0 && o.ack_stall.duration.is_zero() {
+            return Err("client.ack-stall-probability: set client.ack-stall too (how long a stalled ack waits)".into());
+        }
+        Ok(o)
+    }
+
+    fn guarantee_or(&self, default: &str) -> String {
+        self.guarantee
+            .clone()
+            .unwrap_or_else(|| default.to_string())
     }
 }
 
@@ -559,11 +649,7 @@ pub fn build(
     if system == crate::clients::testbed::SYSTEM {
         return crate::clients::testbed::build(workload, opts);
     }
-    if let Some(key) = opts.client.keys().next() {
-        return Err(format!(
-            "client.{key}: only the testbed's workloads take client options, not {system:?}'s"
-        ));
-    }
+    let acked = AckedQueueOptions::from_table(system, workload, &opts.client)?;
     let w = match workload {
         "register" => register(&RegisterOptions {
             cas: false,
@@ -575,15 +661,15 @@ pub fn build(
         }),
         "queue" if system == "nats" => queue_with_acks(
             &QueueOptions {
-                guarantee: opts.nats_guarantee.clone(),
+                guarantee: acked.guarantee_or(&opts.nats_guarantee),
                 ..opts.queue.clone()
             },
-            opts.nats_ack_wait,
+            acked.ack_wait.unwrap_or(opts.nats_ack_wait),
         ),
         // RabbitMQ redelivers what a closed channel held unacked: duplicates are legitimate.
         "queue" if system == "rabbitmq" => queue_with_acks(
             &QueueOptions {
-                guarantee: "at-least-once".into(),
+                guarantee: acked.guarantee_or("at-least-once"),
                 ..opts.queue.clone()
             },
             RABBITMQ_REQUEUE_WAIT,
@@ -593,7 +679,7 @@ pub fn build(
         "stream" => {
             let mut w = queue_with_acks(
                 &QueueOptions {
-                    guarantee: "at-least-once".into(),
+                    guarantee: acked.guarantee_or("at-least-once"),
                     ..opts.queue.clone()
                 },
                 REDIS_CLAIM_IDLE,
@@ -610,6 +696,8 @@ pub fn build(
         "etcd" => Arc::new(EtcdFactory::new(opts.read_mode)),
         "redis" if workload == "stream" => Arc::new(RedisStreamFactory {
             claim_idle: REDIS_CLAIM_IDLE,
+            ack_stall: acked.ack_stall,
+            seed: opts.seed,
             ..RedisStreamFactory::new()
         }),
         "redis" if workload == "queue" => Arc::new(RedisFactory::new(RedisWorkload::Queue)),
@@ -617,10 +705,14 @@ pub fn build(
         "zookeeper" => Arc::new(ZooKeeperFactory::new()),
         "rabbitmq" => Arc::new(RabbitMqFactory {
             requeue_after: RABBITMQ_REQUEUE_WAIT,
+            ack_stall: acked.ack_stall,
+            seed: opts.seed,
             ..RabbitMqFactory::new()
         }),
         "nats" => Arc::new(NatsFactory {
-            ack_wait: opts.nats_ack_wait,
+            ack_wait: acked.ack_wait.unwrap_or(opts.nats_ack_wait),
+            ack_stall: acked.ack_stall,
+            seed: opts.seed,
             ..NatsFactory::new()
         }),
         "postgres" => Arc::new(PostgresFactory::new(match workload {

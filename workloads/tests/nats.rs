@@ -8,7 +8,7 @@
 mod queue_run;
 
 use checkers::EventType;
-use queue_run::{run_and_expect_valid, QueueRun};
+use queue_run::{run_and_check, run_and_expect_valid, QueueRun};
 use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -146,4 +146,106 @@ async fn the_queue_workload_passes_the_delivery_checker() {
         ok_min: 100,
     };
     run_and_expect_valid(run, &dir.path().join("history.jsonl")).await;
+}
+
+/// SCENARIOS.md B1 on a real broker: a consumer holds a message past the ack wait, JetStream
+/// redelivers it to another consumer, and both acknowledge it. The stalled client's late ack
+/// and the second consumer's ack both report success (`double_ack` is confirmed by the
+/// server), so the history shows one message consumed twice and committed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_ack_after_redelivery_is_confirmed_twice() {
+    let Some(nats) = start_nats().await else {
+        return;
+    };
+    let factory = NatsFactory {
+        ack_wait: Duration::from_secs(1),
+        ..NatsFactory::new()
+    };
+    let mut stalled = factory.open(0, &nats.addr).await.unwrap();
+    stalled.setup().await.unwrap();
+    let mut other = factory.open(1, &nats.addr).await.unwrap();
+    let p = stalled.invoke(&op("produce", json!({"id": 7}))).await;
+    assert_eq!(p.kind, EventType::Ok);
+    let first = stalled.invoke(&op("consume", Value::Null)).await;
+    assert_eq!(first.value, json!([{"id": 7, "delivery": 1}]));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = other.invoke(&op("consume", Value::Null)).await;
+    assert_eq!(second.value, json!([{"id": 7, "delivery": 2}]));
+    let late = stalled.invoke(&op("ack", json!({"id": 7}))).await;
+    let on_time = other.invoke(&op("ack", json!({"id": 7}))).await;
+    eprintln!("late ack: {late:?}\non-time ack: {on_time:?}");
+    assert_eq!(late.kind, EventType::Ok, "{late:?}");
+    assert_eq!(on_time.kind, EventType::Ok, "{on_time:?}");
+    assert_eq!(
+        stalled.invoke(&op("drain", Value::Null)).await.value,
+        json!([])
+    );
+}
+
+/// The same, driven by the workload's seeded ack stalls (`[client]` options of a plan): judged
+/// as exactly-once, the delivery checker flags the double commits; judged as at-least-once
+/// (JetStream's redelivery guarantee), the same behaviour is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_stalls_past_the_ack_wait_are_double_commits_under_exactly_once() {
+    let Some(nats) = start_nats().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut verdicts = vec![];
+    for guarantee in ["exactly-once", "at-least-once"] {
+        let client = [
+            ("ack-stall-probability", json!(0.2)),
+            ("ack-stall", json!("1500ms")),
+            ("ack-wait", json!("1s")),
+            ("guarantee", json!(guarantee)),
+        ];
+        let run = QueueRun {
+            system: "nats",
+            workload: "queue",
+            opts: WorkloadOptions {
+                client: client
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+                seed: 5,
+                ..WorkloadOptions::default()
+            },
+            nodes: vec![nats.addr.clone()],
+            concurrency: 5,
+            seed: 5,
+            ops_max: 300,
+            grace: Duration::from_secs(3),
+            ok_min: 40,
+        };
+        let history = dir.path().join(format!("{guarantee}.jsonl"));
+        let results = run_and_check(run, &history).await;
+        let delivery = results.iter().find(|r| r.checker == "delivery").unwrap();
+        eprintln!("{guarantee}: {} {}", delivery.verdict, delivery.summary);
+        verdicts.push(delivery.clone());
+    }
+    let exactly = &verdicts[0];
+    assert_eq!(
+        exactly.verdict,
+        checkers::Verdict::Invalid,
+        "{}",
+        exactly.summary
+    );
+    assert!(
+        exactly
+            .anomalies
+            .iter()
+            .any(|a| a.kind == "double-committed"),
+        "{:?}",
+        exactly
+            .anomalies
+            .iter()
+            .map(|a| &a.kind)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        verdicts[1].verdict,
+        checkers::Verdict::Valid,
+        "{}",
+        verdicts[1].summary
+    );
 }

@@ -2,7 +2,8 @@
 //! sentinels that watch the primary under the name `mymaster` and fail over with a quorum of 2.
 //! Data nodes use AOF (fsync every second, Redis's default trade-off), replicas announce their
 //! names so sentinels report names, not addresses. Ready means: data nodes answer, replicas have
-//! an up link to the primary, and each sentinel sees a usable quorum (`SENTINEL CKQUORUM`).
+//! an up link to the primary, and each sentinel sees a usable quorum (`SENTINEL CKQUORUM`) and
+//! knows every replica (else the first failover may abort for want of one).
 
 use std::time::Duration;
 
@@ -85,17 +86,18 @@ pub fn system(params: &SystemParams) -> System {
                 name: "sentinel".into(),
                 container_port: SENTINEL_PORT,
             }],
-            probe: Probe::exec_expect(
-                &[
-                    "redis-cli",
-                    "-p",
-                    "26379",
-                    "sentinel",
-                    "ckquorum",
-                    MASTER_NAME,
-                ],
-                "OK",
-            ),
+            // A quorum is not enough: a sentinel learns the replicas from the primary's INFO,
+            // which it asks for every 10 s, and one that won an election without knowing them
+            // aborts the failover ("no good slave") and waits 20 s to try again.
+            probe: Probe::exec(&[
+                "sh",
+                "-c",
+                &format!(
+                    "redis-cli -p {SENTINEL_PORT} sentinel ckquorum {MASTER_NAME} | grep -q '^OK' && \
+                     redis-cli -p {SENTINEL_PORT} sentinel master {MASTER_NAME} | grep -x -A1 num-slaves | tail -n1 | grep -qx {}",
+                    names.len() - 1
+                ),
+            ]),
             log_files: vec![],
         });
     }

@@ -8,7 +8,8 @@
 //! acknowledges a message this client holds and waits for the server to confirm the ack.
 //! A message a client consumed but did not ack (its process crashed, or the ack was lost) is
 //! redelivered after the ack wait: what the delivery checker's duplicate and double-commit
-//! findings are about.
+//! findings are about. An ack stall ([`NatsFactory::ack_stall`]) makes a client hold a message
+//! past the ack wait before acking it, so the late ack races the redelivered copy's.
 //!
 //! How answers map to the history: "no stream for the subject" is `fail` (nothing stored); any
 //! other publish or ack error, including a timeout waiting for the acknowledgement, is `info`.
@@ -17,6 +18,7 @@
 
 use crate::client::{Client, ClientFactory};
 use crate::op::{Completion, Invocation};
+use crate::stall::{Stall, Staller};
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer, context::PublishErrorKind, message::Acker, stream};
 use async_trait::async_trait;
@@ -44,6 +46,10 @@ pub struct NatsFactory {
     /// Stream replicas (1 for a single server, 3 for a cluster).
     pub replicas: usize,
     pub connect_timeout: Duration,
+    /// Acks that wait first (a consumer held past the ack wait: SCENARIOS.md B1).
+    pub ack_stall: Stall,
+    /// Seeds the stall decisions.
+    pub seed: u64,
 }
 
 impl NatsFactory {
@@ -56,6 +62,8 @@ impl NatsFactory {
             fetch_wait: Duration::from_millis(200),
             replicas: 1,
             connect_timeout: Duration::from_secs(2),
+            ack_stall: Stall::NONE,
+            seed: 0,
         }
     }
 }
@@ -72,7 +80,7 @@ impl ClientFactory for NatsFactory {
         "nats jetstream queue".into()
     }
 
-    async fn open(&self, _process: u64, node: &str) -> anyhow::Result<Box<dyn Client>> {
+    async fn open(&self, process: u64, node: &str) -> anyhow::Result<Box<dyn Client>> {
         let url = if node.starts_with("nats://") {
             node.to_string()
         } else {
@@ -87,6 +95,7 @@ impl ClientFactory for NatsFactory {
             js: jetstream::new(client),
             config: self.clone(),
             held: HashMap::new(),
+            staller: Staller::new(self.ack_stall, self.seed, process),
         }))
     }
 }
@@ -96,6 +105,7 @@ pub struct NatsClient {
     js: jetstream::Context,
     config: NatsFactory,
     held: HashMap<String, Acker>,
+    staller: Staller,
 }
 
 fn id_of(v: &Value) -> Option<String> {
@@ -202,6 +212,7 @@ impl NatsClient {
         let Some(id) = id_of(&op.value) else {
             return Completion::fail("ack needs an id");
         };
+        self.staller.hold().await;
         let Some(acker) = self.held.remove(&id) else {
             return Completion::fail("not-held: this client holds no delivery of that message");
         };

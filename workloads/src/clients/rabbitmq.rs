@@ -36,6 +36,7 @@
 
 use crate::client::{Client, ClientFactory};
 use crate::op::{Completion, Invocation};
+use crate::stall::{Stall, Staller};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use lapin::options::{
@@ -69,6 +70,11 @@ pub struct RabbitMqFactory {
     /// A delivery held unacknowledged this long is rejected with requeue (the ack deadline
     /// RabbitMQ lacks; see the module documentation).
     pub requeue_after: Duration,
+    /// Acks that wait first; past `requeue_after` the delivery is requeued, so the late ack
+    /// is `fail` (nothing sent) and the message comes back.
+    pub ack_stall: Stall,
+    /// Seeds the stall decisions.
+    pub seed: u64,
 }
 
 impl RabbitMqFactory {
@@ -79,6 +85,8 @@ impl RabbitMqFactory {
             vhost: "%2f".into(),
             connect_timeout: Duration::from_secs(5),
             requeue_after: Duration::from_secs(2),
+            ack_stall: Stall::NONE,
+            seed: 0,
         }
     }
 }
@@ -95,7 +103,7 @@ impl ClientFactory for RabbitMqFactory {
         "rabbitmq quorum queue".into()
     }
 
-    async fn open(&self, _process: u64, node: &str) -> anyhow::Result<Box<dyn Client>> {
+    async fn open(&self, process: u64, node: &str) -> anyhow::Result<Box<dyn Client>> {
         let host = node.strip_prefix("amqp://").unwrap_or(node);
         let uri = format!("amqp://{}@{host}/{}", self.credentials, self.vhost);
         let conn = tokio::time::timeout(
@@ -126,6 +134,7 @@ impl ClientFactory for RabbitMqFactory {
             config: self.clone(),
             held,
             requeuer,
+            staller: Staller::new(self.ack_stall, self.seed, process),
         }))
     }
 }
@@ -172,6 +181,7 @@ pub struct RabbitMqClient {
     config: RabbitMqFactory,
     held: Held,
     requeuer: tokio::task::JoinHandle<()>,
+    staller: Staller,
 }
 
 impl Drop for RabbitMqClient {
@@ -281,6 +291,7 @@ impl RabbitMqClient {
         let Some(id) = id_of(&op.value) else {
             return Completion::fail("ack needs an id");
         };
+        self.staller.hold().await;
         let held = self.held.lock().expect("held deliveries lock").remove(&id);
         let Some((tag, _)) = held else {
             return Completion::fail(

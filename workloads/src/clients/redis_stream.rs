@@ -20,6 +20,7 @@
 use crate::client::{Client, ClientFactory};
 use crate::clients::redis::Route;
 use crate::op::{Completion, Invocation};
+use crate::stall::{Stall, Staller};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use redis::{ErrorKind, RedisError, Value as RValue};
@@ -42,6 +43,10 @@ pub struct RedisStreamFactory {
     /// A pending entry idle this long may be claimed by another consumer.
     pub claim_idle: Duration,
     pub connect_timeout: Duration,
+    /// Acks that wait first; past `claim_idle` another consumer may claim the entry.
+    pub ack_stall: Stall,
+    /// Seeds the stall decisions.
+    pub seed: u64,
 }
 
 impl RedisStreamFactory {
@@ -51,6 +56,8 @@ impl RedisStreamFactory {
             group: "workers".into(),
             claim_idle: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
+            ack_stall: Stall::NONE,
+            seed: 0,
         }
     }
 }
@@ -85,6 +92,7 @@ impl ClientFactory for RedisStreamFactory {
             config: self.clone(),
             consumer: format!("p{process}"),
             held: HashMap::new(),
+            staller: Staller::new(self.ack_stall, self.seed, process),
         }))
     }
 }
@@ -96,6 +104,7 @@ pub struct RedisStreamClient {
     config: RedisStreamFactory,
     consumer: String,
     held: HashMap<String, String>,
+    staller: Staller,
 }
 
 /// `fail` when Redis certainly applied nothing, else `info`.
@@ -267,6 +276,7 @@ impl RedisStreamClient {
         let Some(id) = id_of(&op.value) else {
             return Completion::fail("ack needs an id");
         };
+        self.staller.hold().await;
         let Some(entry) = self.held.remove(&id) else {
             return Completion::fail("not-held: this client received no entry for that message");
         };

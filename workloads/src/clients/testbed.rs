@@ -86,36 +86,8 @@ pub enum Family {
     Lease,
 }
 
-/// A client-side stall: a fraction of acknowledgements (and task completions) wait `duration`
-/// first. The duration must exceed the testbed's message lease plus its session (or the task
-/// lease) for the double-delivery and fencing scenarios to bite.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Stall {
-    pub probability: f64,
-    pub duration: Duration,
-}
-
-impl Stall {
-    pub const NONE: Stall = Stall {
-        probability: 0.0,
-        duration: Duration::ZERO,
-    };
-
-    /// Whether operation `op_seq` of `process` stalls (pure: same inputs, same answer).
-    pub fn decide(&self, seed: u64, process: u64, op_seq: u64) -> Option<Duration> {
-        if self.probability <= 0.0 || self.duration.is_zero() {
-            return None;
-        }
-        let mut x = seed ^ process.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ op_seq.rotate_left(29);
-        // splitmix64 finaliser
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^= x >> 31;
-        let unit = (x >> 11) as f64 / (1u64 << 53) as f64;
-        (unit < self.probability).then_some(self.duration)
-    }
-}
+pub use crate::stall::Stall;
+use crate::stall::{option_count, option_duration, option_guarantee, option_probability};
 
 /// Options of the testbed workloads; they must agree with the testbed's own flags where both
 /// have one (`--partitions`, `--max-retries`).
@@ -238,35 +210,13 @@ impl TestbedOptions {
     /// Sets one option from a plan's `[client]` table: counts are integers, probabilities
     /// numbers in 0..=1, durations strings such as `"1300ms"` or integers of milliseconds.
     pub fn apply(&mut self, key: &str, v: &Value) -> Result<(), String> {
-        let count = || -> Result<u64, String> {
-            v.as_u64()
-                .ok_or_else(|| format!("expected a whole number, not {v}"))
-        };
-        let probability = || -> Result<f64, String> {
-            v.as_f64()
-                .filter(|p| (0.0..=1.0).contains(p))
-                .ok_or_else(|| format!("expected a probability from 0 to 1, not {v}"))
-        };
-        let duration = || -> Result<Duration, String> {
-            match v {
-                Value::Number(n) => n
-                    .as_u64()
-                    .map(Duration::from_millis)
-                    .ok_or_else(|| format!("expected milliseconds, not {v}")),
-                Value::String(s) => parse_duration(s),
-                _ => Err(format!("expected a duration such as \"500ms\", not {v}")),
-            }
-        };
+        let count = || option_count(v);
+        let probability = || option_probability(v);
+        let duration = || option_duration(v);
         match key {
             "partitions" => self.partitions = count()? as u32,
             "max-retries" => self.max_retries = count()? as u32,
-            "guarantee" => {
-                self.guarantee = v
-                    .as_str()
-                    .filter(|g| ["at-most-once", "at-least-once", "exactly-once"].contains(g))
-                    .ok_or("expected at-most-once, at-least-once or exactly-once")?
-                    .to_string()
-            }
+            "guarantee" => self.guarantee = option_guarantee(v)?,
             "consume-max" => self.consume_max = count()?,
             "ack-stall-probability" => self.ack_stall.probability = probability()?,
             "ack-stall" => self.ack_stall.duration = duration()?,
@@ -383,26 +333,6 @@ pub fn build_with(
         }
     };
     Ok((w, Arc::new(TestbedFactory::new(family, o.clone()))))
-}
-
-/// `500ms`, `2s`, `1m` or bare milliseconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit_ms) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000.0)
-    } else {
-        (s, 1.0)
-    };
-    num.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|x| x.is_finite() && *x >= 0.0)
-        .map(|x| Duration::from_millis((x * unit_ms) as u64))
-        .ok_or_else(|| format!("expected a duration such as \"500ms\" or \"2s\", not {s:?}"))
 }
 
 // ------------------------------------------------------------------------------------------
@@ -921,7 +851,7 @@ pub struct TestbedClient {
     incarnation: u64,
     joined: bool,
     consumes: u64,
-    op_seq: u64,
+    staller: crate::stall::Staller,
     /// id (JSON text) -> (partition, offset) of deliveries this client received.
     deliveries: HashMap<String, (u64, u64)>,
 }
@@ -952,6 +882,7 @@ impl TestbedClient {
             .pool_max_idle_per_host(2)
             .build()
             .context("cannot build an HTTP client")?;
+        let staller = crate::stall::Staller::new(Stall::NONE, opts.seed, process);
         Ok(TestbedClient {
             http,
             base,
@@ -961,7 +892,7 @@ impl TestbedClient {
             incarnation: 0,
             joined: false,
             consumes: 0,
-            op_seq: 0,
+            staller,
             deliveries: HashMap::new(),
         })
     }
@@ -1031,10 +962,7 @@ impl TestbedClient {
     }
 
     async fn stall(&mut self, stall: Stall) {
-        self.op_seq += 1;
-        if let Some(d) = stall.decide(self.opts.seed, self.process, self.op_seq) {
-            tokio::time::sleep(d).await;
-        }
+        self.staller.hold_with(stall).await;
     }
 
     async fn leave_group(&mut self) {

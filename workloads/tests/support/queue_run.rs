@@ -30,6 +30,14 @@ pub struct QueueRun {
 /// Runs the main phase and the final drain, records into `history`, and asserts: enough ok
 /// produces and acks, a final drain that came back empty, and every checker valid.
 pub async fn run_and_expect_valid(run: QueueRun, history: &Path) {
+    for r in run_and_check(run, history).await {
+        assert_eq!(r.verdict, Verdict::Valid, "{}: {}", r.checker, r.summary);
+    }
+}
+
+/// [`run_and_expect_valid`] without the verdict assertion: the workload's checker results.
+#[allow(dead_code)] // not every including test file judges verdicts itself
+pub async fn run_and_check(run: QueueRun, history: &Path) -> Vec<checkers::CheckResult> {
     let recorder = Recorder::create(history).unwrap();
     let (w, factory) = build(run.system, run.workload, &run.opts).unwrap();
     let config = RunnerConfig::new(run.concurrency, run.nodes, run.seed);
@@ -65,9 +73,11 @@ pub async fn run_and_expect_valid(run: QueueRun, history: &Path) {
         ops.iter().rfind(|o| o.f == "drain").unwrap().complete_value,
         json!([])
     );
-    for spec in &w.checkers {
-        let checker = checkers::by_name(&spec.name, &spec.options).unwrap();
-        let r = checkers::run_checker(checker.as_ref(), &history, &Budget::default()).unwrap();
-        assert_eq!(r.verdict, Verdict::Valid, "{}: {}", spec.name, r.summary);
-    }
+    w.checkers
+        .iter()
+        .map(|spec| {
+            let checker = checkers::by_name(&spec.name, &spec.options).unwrap();
+            checkers::run_checker(checker.as_ref(), &history, &Budget::default()).unwrap()
+        })
+        .collect()
 }
