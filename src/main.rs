@@ -53,6 +53,7 @@ fn main() {
     {
         std::process::exit(testbed::cli::main_with_args(std::env::args_os().skip(1)));
     }
+    faultline::cluster::systems::testbed::running_as_faultline();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => exit_on_bad_flags(e),

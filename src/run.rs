@@ -377,7 +377,7 @@ async fn drive(
     log.line(format!("image {image}"));
 
     let system_name = crate::plan::cluster_system(&plan.system);
-    let mut params = SystemParams {
+    let params = SystemParams {
         node_args: if plan.system == "testbed" {
             plan.testbed_node_args()
         } else {
@@ -387,14 +387,8 @@ async fn drive(
     };
     let mut system = System::by_name(system_name, &params)?;
     let link_plan = if plan.uses_proxy_links() {
-        let servers: Vec<String> = system.nodes.iter().map(|n| n.name.clone()).collect();
-        let lp = cluster::links::link_plan(system_name, &servers)?;
-        let dial = lp.clone();
-        params.dial = Some(Arc::new(move |from: &str, to: &str, port: u16| {
-            dial.dial(from, to, port)
-        }));
-        system = System::by_name(system_name, &params)?;
-        system.nodes.push(cluster::links::proxy_node(&lp)?);
+        let (linked, lp) = cluster::links::system_with_proxy_links(system_name, params)?;
+        system = linked;
         log.line(format!(
             "links: {} node-to-node links through the proxy container",
             lp.links.len()

@@ -9,14 +9,16 @@
 //! (`CutMode::BlackHole`: exact directed cuts, connections stay open and data vanishes) and adds
 //! latency to every link, all over the Toxiproxy HTTP API, so a real Toxiproxy would do too.
 //!
-//! Only systems whose peers are a plain list of addresses can dial through the proxy. etcd
-//! cannot: its members must agree on one set of peer URLs (each derives the cluster id from
-//! `--initial-cluster`), and per-node proxy ports make every node's list different.
+//! Only systems whose peers are a plain list of addresses can dial through the proxy (the
+//! testbed, ZooKeeper, NATS; a system that also gossips addresses must be kept from gossiping
+//! direct ones, see systems::nats). etcd cannot: its members must agree on one set of peer URLs
+//! (each derives the cluster id from `--initial-cluster`), and per-node proxy ports make every
+//! node's list different.
 
 use anyhow::{bail, Result};
 use nemeses::partition::LinkPlan;
 
-use super::system::{NodeFile, NodeSpec, PortSpec, Probe};
+use super::system::{NodeFile, NodeSpec, PortSpec, Probe, System, SystemParams};
 use super::systems::testbed::{binary_file, BINARY_PATH};
 
 /// The proxy container's name on the run network.
@@ -39,12 +41,14 @@ pub fn peer_ports(system: &str) -> Option<Vec<u16>> {
             super::systems::zookeeper::QUORUM_PORT,
             super::systems::zookeeper::ELECTION_PORT,
         ]),
+        // Each server lists its routes as it dials them (see systems::nats on gossip).
+        "nats" => Some(vec![super::systems::nats::ROUTE_PORT]),
         _ => None,
     }
 }
 
 /// Systems that support `--links proxy`.
-pub const PROXY_LINK_SYSTEMS: &[&str] = &["testbed", "zookeeper"];
+pub const PROXY_LINK_SYSTEMS: &[&str] = &["testbed", "zookeeper", "nats"];
 
 /// Every link between `servers` of `system`.
 pub fn link_plan(system: &str, servers: &[String]) -> Result<LinkPlan> {
@@ -55,6 +59,24 @@ pub fn link_plan(system: &str, servers: &[String]) -> Result<LinkPlan> {
         );
     };
     LinkPlan::new(servers, &ports, PROXY_NODE, FIRST_LISTEN_PORT)
+}
+
+/// `system` with its peers dialing each other through a proxy container, which it includes,
+/// and the links the nemesis cuts (one per ordered pair of servers and peer port).
+pub fn system_with_proxy_links(
+    system: &str,
+    mut params: SystemParams,
+) -> Result<(System, LinkPlan)> {
+    let direct = System::by_name(system, &params)?;
+    let servers: Vec<String> = direct.nodes.iter().map(|n| n.name.clone()).collect();
+    let plan = link_plan(system, &servers)?;
+    let dial = plan.clone();
+    params.dial = Some(std::sync::Arc::new(
+        move |from: &str, to: &str, port: u16| dial.dial(from, to, port),
+    ));
+    let mut linked = System::by_name(system, &params)?;
+    linked.nodes.push(proxy_node(&plan)?);
+    Ok((linked, plan))
 }
 
 /// The proxy container: faultline's binary, the links as a config file, the API published.
@@ -100,6 +122,7 @@ mod tests {
         assert!(port >= FIRST_LISTEN_PORT);
         assert_eq!(plan.dial("n1", "n1", 7000), ("n1".to_string(), 7000));
         assert_eq!(link_plan("zookeeper", &servers).unwrap().links.len(), 12);
+        assert_eq!(link_plan("nats", &servers).unwrap().links.len(), 6);
         let e = link_plan("etcd", &servers).unwrap_err().to_string();
         assert!(e.contains("etcd") && e.contains("testbed"), "{e}");
     }

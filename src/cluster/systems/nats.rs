@@ -1,6 +1,7 @@
 //! NATS 2.9 with JetStream: every node runs `-js` in one cluster (`fl`) with routes to all
 //! nodes (a route to itself is ignored), clients on 4222, routes on 6222, monitoring on 8222.
-//! Ready means the monitoring endpoint's `/healthz` says ok, which in 2.9 includes "this server
+//! With proxy links (`--links proxy`) the routes go through the proxy and no server gossips a
+//! direct address. Ready means the monitoring endpoint's `/healthz` says ok, which in 2.9 includes "this server
 //! is in contact with a JetStream meta leader".
 
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub fn system(params: &SystemParams) -> System {
                 .collect::<Vec<_>>()
                 .join(",");
             let dir = data_dir(name);
+            let advertise = cluster_advertise(params, name, &names);
             NodeSpec {
                 name: name.clone(),
                 role: "server".into(),
@@ -37,7 +39,7 @@ pub fn system(params: &SystemParams) -> System {
                     format!("--server_name={name}"),
                     format!("--cluster_name={CLUSTER_NAME}"),
                     format!("--cluster=nats://0.0.0.0:{ROUTE_PORT}"),
-                    format!("--cluster_advertise={name}:{ROUTE_PORT}"),
+                    format!("--cluster_advertise={advertise}"),
                     format!("--routes={routes}"),
                     format!("--port={CLIENT_PORT}"),
                     format!("--http_port={MONITOR_PORT}"),
@@ -74,6 +76,24 @@ pub fn system(params: &SystemParams) -> System {
     }
 }
 
+/// The route address a server gossips. Servers connect to every address they learn by gossip
+/// that they have no route to yet (implicit routes), which would go around a link proxy: so
+/// when peers are dialed through one, a server advertises the proxy's port 1, where nothing
+/// listens. A gossiped route then fails at once and is not retried (implicit routes have no
+/// retries by default), and only the configured routes, each through its own proxy link,
+/// carry traffic.
+fn cluster_advertise(params: &SystemParams, name: &str, names: &[String]) -> String {
+    let proxied = names
+        .iter()
+        .filter(|p| *p != name)
+        .map(|p| (p, params.dial(name, p, ROUTE_PORT)))
+        .find(|(p, (host, _))| host != *p);
+    match proxied {
+        Some((_, (proxy_host, _))) => format!("{proxy_host}:1"),
+        None => format!("{name}:{ROUTE_PORT}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +106,26 @@ mod tests {
             .cmd
             .contains(&"--routes=nats://n2:6222,nats://n3:6222".to_string()));
         assert!(n1.cmd.contains(&"--server_name=n1".to_string()));
+        assert!(n1.cmd.contains(&"--cluster_advertise=n1:6222".to_string()));
+    }
+
+    #[test]
+    fn through_a_link_proxy_no_server_gossips_a_direct_address() {
+        let params = SystemParams {
+            dial: Some(std::sync::Arc::new(|from: &str, to: &str, port: u16| {
+                let pair = if (from, to) == ("n1", "n2") { 1 } else { 2 };
+                ("proxy".to_string(), 20_000 + pair + port % 10)
+            })),
+            ..SystemParams::default()
+        };
+        let s = system(&params);
+        let n1 = &s.nodes[0];
+        assert!(
+            n1.cmd
+                .contains(&"--routes=nats://proxy:20003,nats://proxy:20004".to_string()),
+            "{:?}",
+            n1.cmd
+        );
+        assert!(n1.cmd.contains(&"--cluster_advertise=proxy:1".to_string()));
     }
 }

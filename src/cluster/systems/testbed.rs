@@ -20,15 +20,27 @@ pub const CLIENT_PORT: u16 = 7000;
 /// Where the faultline binary goes inside each node.
 pub const BINARY_PATH: &str = "/usr/local/bin/faultline";
 
+/// Set by faultline's `main`: this process is the faultline binary, whatever its file is named.
+static RUNNING_AS_FAULTLINE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Called by faultline's `main`, so that a copy under another name (`cp faultline /tmp/fl`)
+/// still puts itself into the nodes.
+pub fn running_as_faultline() {
+    RUNNING_AS_FAULTLINE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The faultline binary to put into the nodes: `$FAULTLINE_BIN`, else this process's own
-/// executable when it is faultline, else a `faultline` next to it or one folder up (a test
-/// harness in `target/<profile>/deps/`).
+/// executable when it is faultline (by name, or by `main` saying so), else a `faultline` next
+/// to it or one folder up (a test harness in `target/<profile>/deps/`).
 pub fn faultline_binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("FAULTLINE_BIN") {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe().context("cannot locate the faultline binary")?;
-    if exe.file_name().and_then(|n| n.to_str()) == Some("faultline") {
+    if RUNNING_AS_FAULTLINE.load(std::sync::atomic::Ordering::Relaxed)
+        || exe.file_name().and_then(|n| n.to_str()) == Some("faultline")
+    {
         return Ok(exe);
     }
     let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
