@@ -11,7 +11,9 @@
 //! parsers here are the ones every client-option table shares, so a probability or a duration
 //! means the same thing for every system.
 
-use serde_json::Value;
+use crate::op::Completion;
+use checkers::EventType;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 /// A fraction `probability` of operations wait `duration` first. Zero probability or zero
@@ -78,6 +80,23 @@ impl Staller {
     }
 }
 
+/// Marks an acknowledgement that stalled, so the history shows which acks were held and for how
+/// long: an `ok` with no value gets `{"stalled_ms": N}`, a `fail` or `info` gets the stall in
+/// its error text. Unchanged when nothing stalled.
+pub fn note(mut c: Completion, stalled: Option<Duration>) -> Completion {
+    let Some(d) = stalled else {
+        return c;
+    };
+    let ms = d.as_millis() as u64;
+    match (c.kind, &mut c.error) {
+        (EventType::Ok, _) if c.value.is_null() => c.value = json!({ "stalled_ms": ms }),
+        (EventType::Ok, _) => {}
+        (_, Some(e)) => e.push_str(&format!(" (after holding the message {ms} ms)")),
+        (_, None) => c.error = Some(format!("after holding the message {ms} ms")),
+    }
+    c
+}
+
 /// A whole number from a client-option table.
 pub fn option_count(v: &Value) -> Result<u64, String> {
     v.as_u64()
@@ -131,7 +150,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn decisions_depend_only_on_seed_process_and_op() {
@@ -175,6 +193,22 @@ mod tests {
         assert!(t0.elapsed() >= Duration::from_secs(30));
         let mut never = Staller::new(Stall::NONE, 1, 4);
         assert_eq!(never.hold().await, None);
+    }
+
+    #[test]
+    fn a_stalled_ack_says_so_in_the_history() {
+        let held = Some(Duration::from_millis(3000));
+        assert_eq!(
+            note(Completion::ok(Value::Null), held).value,
+            json!({"stalled_ms": 3000})
+        );
+        assert_eq!(note(Completion::ok(Value::Null), None).value, Value::Null);
+        let failed = note(Completion::fail("not-held"), held);
+        assert_eq!(failed.kind, EventType::Fail);
+        assert_eq!(
+            failed.error.as_deref(),
+            Some("not-held (after holding the message 3000 ms)")
+        );
     }
 
     #[test]

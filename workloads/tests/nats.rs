@@ -219,6 +219,11 @@ async fn ack_stalls_past_the_ack_wait_are_double_commits_under_exactly_once() {
         };
         let history = dir.path().join(format!("{guarantee}.jsonl"));
         let results = run_and_check(run, &history).await;
+        let text = std::fs::read_to_string(&history).unwrap();
+        assert!(
+            text.contains(r#""stalled_ms":1500"#),
+            "the stalled acks are marked in the history"
+        );
         let delivery = results.iter().find(|r| r.checker == "delivery").unwrap();
         eprintln!("{guarantee}: {} {}", delivery.verdict, delivery.summary);
         verdicts.push(delivery.clone());

@@ -209,10 +209,14 @@ impl NatsClient {
     }
 
     async fn ack(&mut self, op: &Invocation) -> Completion {
+        let stalled = self.staller.hold().await;
+        crate::stall::note(self.ack_now(op).await, stalled)
+    }
+
+    async fn ack_now(&mut self, op: &Invocation) -> Completion {
         let Some(id) = id_of(&op.value) else {
             return Completion::fail("ack needs an id");
         };
-        self.staller.hold().await;
         let Some(acker) = self.held.remove(&id) else {
             return Completion::fail("not-held: this client holds no delivery of that message");
         };

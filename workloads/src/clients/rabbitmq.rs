@@ -288,10 +288,14 @@ impl RabbitMqClient {
     }
 
     async fn ack(&mut self, op: &Invocation) -> Completion {
+        let stalled = self.staller.hold().await;
+        crate::stall::note(self.ack_now(op).await, stalled)
+    }
+
+    async fn ack_now(&mut self, op: &Invocation) -> Completion {
         let Some(id) = id_of(&op.value) else {
             return Completion::fail("ack needs an id");
         };
-        self.staller.hold().await;
         let held = self.held.lock().expect("held deliveries lock").remove(&id);
         let Some((tag, _)) = held else {
             return Completion::fail(

@@ -961,8 +961,8 @@ impl TestbedClient {
         }
     }
 
-    async fn stall(&mut self, stall: Stall) {
-        self.staller.hold_with(stall).await;
+    async fn stall(&mut self, stall: Stall) -> Option<Duration> {
+        self.staller.hold_with(stall).await
     }
 
     async fn leave_group(&mut self) {
@@ -1081,9 +1081,10 @@ impl TestbedClient {
         let Some((p, o)) = at else {
             return Completion::fail("unknown-delivery");
         };
-        if op.f != "nack" {
-            self.stall(self.opts.ack_stall).await;
-        }
+        let stalled = match op.f.as_str() {
+            "nack" => None,
+            _ => self.stall(self.opts.ack_stall).await,
+        };
         let path = if op.f == "nack" {
             "/queue/nack"
         } else {
@@ -1093,7 +1094,7 @@ impl TestbedClient {
             "topic": self.topic(), "group": self.opts.group, "consumer": self.consumer(),
             "partition": p, "offset": o,
         });
-        self.change(path, body, |_| Value::Null).await
+        crate::stall::note(self.change(path, body, |_| Value::Null).await, stalled)
     }
 
     async fn lease_command(&mut self, op: &Invocation) -> Completion {
