@@ -9,7 +9,7 @@
 mod queue_run;
 
 use checkers::EventType;
-use queue_run::{run_and_expect_valid, QueueRun};
+use queue_run::{run_and_expect_valid, run_with_ack_stalls, QueueRun};
 use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt as _;
@@ -170,6 +170,35 @@ async fn confirms_manual_acks_and_requeue_when_a_holder_closes() {
         EventType::Ok
     );
     c.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_stalled_past_the_requeue_deadline_never_commits_twice() {
+    let Some(rabbit) = start_rabbit().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Past the 2 s deadline the client requeues the delivery itself, so the late ack sends
+    // nothing (fail) and the message is consumed again: redelivered, never committed twice.
+    let (results, stalled) = run_with_ack_stalls(
+        "rabbitmq",
+        "queue",
+        rabbit.addr.clone(),
+        "3s",
+        "exactly-once",
+        &dir.path().join("history.jsonl"),
+    )
+    .await;
+    assert!(stalled > 0, "no ack stalled");
+    for r in results {
+        assert_eq!(
+            r.verdict,
+            checkers::Verdict::Valid,
+            "{}: {}",
+            r.checker,
+            r.summary
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

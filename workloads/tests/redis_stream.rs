@@ -11,7 +11,7 @@ mod queue_run;
 mod redis_server;
 
 use checkers::EventType;
-use queue_run::{run_and_expect_valid, QueueRun};
+use queue_run::{run_and_expect_valid, run_with_ack_stalls, QueueRun};
 use redis_server::start_redis;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -88,6 +88,35 @@ async fn a_server_that_is_gone_leaves_produce_and_consume_indeterminate() {
     assert_ne!(r.kind, EventType::Ok, "{r:?}");
     // A new client cannot connect at all.
     assert!(factory.open(1, &redis.addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_stalled_past_the_claim_idle_time_never_commits_twice() {
+    let Some(redis) = start_redis().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Past the 2 s claim idle time another consumer claims the entry; XACK by entry id lets
+    // one ack through and answers 0 (fail) to the other, so no message is committed twice.
+    let (results, stalled) = run_with_ack_stalls(
+        "redis",
+        "stream",
+        redis.addr.clone(),
+        "3s",
+        "exactly-once",
+        &dir.path().join("history.jsonl"),
+    )
+    .await;
+    assert!(stalled > 0, "no ack stalled");
+    for r in results {
+        assert_eq!(
+            r.verdict,
+            checkers::Verdict::Valid,
+            "{}: {}",
+            r.checker,
+            r.summary
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,3 +81,44 @@ pub async fn run_and_check(run: QueueRun, history: &Path) -> Vec<checkers::Check
         })
         .collect()
 }
+
+/// A run in which a tenth of the acks stall for `stall` first (a plan's `[client]` ack stalls)
+/// and delivery is judged as `guarantee`: the checker results, and how many acks the history
+/// marks as stalled.
+#[allow(dead_code)]
+pub async fn run_with_ack_stalls(
+    system: &'static str,
+    workload: &'static str,
+    node: String,
+    stall: &str,
+    guarantee: &str,
+    history: &Path,
+) -> (Vec<checkers::CheckResult>, usize) {
+    let client = [
+        ("ack-stall-probability", json!(0.1)),
+        ("ack-stall", json!(stall)),
+        ("guarantee", json!(guarantee)),
+    ];
+    let run = QueueRun {
+        system,
+        workload,
+        opts: WorkloadOptions {
+            client: client
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            seed: 9,
+            ..WorkloadOptions::default()
+        },
+        nodes: vec![node],
+        concurrency: 5,
+        seed: 9,
+        ops_max: 200,
+        grace: Duration::from_secs(4),
+        ok_min: 30,
+    };
+    let results = run_and_check(run, history).await;
+    let text = std::fs::read_to_string(history).unwrap();
+    let stalled = text.matches("stalled_ms").count() + text.matches("after holding").count();
+    (results, stalled)
+}
