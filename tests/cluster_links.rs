@@ -87,3 +87,87 @@ async fn nats_routes_go_through_the_proxy_and_a_cut_isolates_a_server() {
     c.teardown().await.unwrap();
     assert_eq!(leftovers(&run_id).await, (0, 0));
 }
+
+async fn etcdctl(c: &Cluster, node: &str, args: &[&str]) -> (i64, String) {
+    let mut argv = vec![
+        "etcdctl",
+        "--endpoints=http://127.0.0.1:2379",
+        "--command-timeout=3s",
+    ];
+    argv.extend_from_slice(args);
+    let out = c.exec(node, &argv).await.expect("exec etcdctl");
+    (out.exit_code, out.output.trim().to_string())
+}
+
+/// etcd's members must agree on one set of peer URLs, so its links are redirected inside each
+/// container (a DNAT rule per peer port) rather than configured: the members replicate through
+/// the proxy, cutting n1's links takes its quorum away, the heal gives it back, and a restarted
+/// member installs its rules again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_peer_traffic_is_redirected_through_the_proxy() {
+    let Some(()) = docker_or_skip("etcd links") else {
+        return;
+    };
+    ensure_image().await;
+    let (system, plan) = links::system_with_proxy_links("etcd", SystemParams::default()).unwrap();
+    let c = Cluster::up(system, ClusterOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("etcd with proxy links starts: {e:#}"));
+    let run_id = c.run_id().to_string();
+    let (code, rules) =
+        etcdctl_free_exec(&c, "n1", &["iptables", "-t", "nat", "-S", "OUTPUT"]).await;
+    assert_eq!(code, 0, "{rules}");
+    assert!(
+        rules.contains("--dport 2382") && rules.contains("--dport 2383") && rules.contains("DNAT"),
+        "{rules}"
+    );
+    assert_eq!(etcdctl(&c, "n1", &["put", "k", "v1"]).await.0, 0);
+    assert!(etcdctl(&c, "n3", &["get", "k"]).await.1.ends_with("v1"));
+
+    let api = c.host_addr(links::PROXY_NODE, "api").unwrap();
+    let client = nemeses::toxiproxy::Client::new(&api.to_string()).unwrap();
+    let cuts = ProxyLinks::new(client, plan, CutMode::BlackHole);
+    let names: Vec<String> = ["n1", "n2", "n3"].map(String::from).to_vec();
+    cuts.apply(&Grudge::isolate(&names, "n1").unwrap())
+        .await
+        .unwrap();
+    // A linearizable read needs a quorum: n1 alone has none, n2 and n3 do.
+    let cut_off = eventually(Duration::from_secs(30), || async {
+        (etcdctl(&c, "n1", &["get", "k"]).await.0 != 0).then_some(())
+    })
+    .await;
+    assert!(
+        cut_off.is_some(),
+        "n1 still serves 30 s after its links were cut"
+    );
+    let wrote = eventually(Duration::from_secs(30), || async {
+        (etcdctl(&c, "n2", &["put", "k", "v2"]).await.0 == 0).then_some(())
+    })
+    .await;
+    assert!(wrote.is_some(), "the majority side takes writes");
+
+    cuts.heal().await.unwrap();
+    let caught_up = eventually(Duration::from_secs(60), || async {
+        let (code, out) = etcdctl(&c, "n1", &["get", "k"]).await;
+        (code == 0 && out.ends_with("v2")).then_some(())
+    })
+    .await;
+    assert!(caught_up.is_some(), "n1 not caught up 60 s after the heal");
+
+    // A restart starts a fresh network namespace; the rules come back with the server.
+    c.kill("n2").await.unwrap();
+    c.start("n2").await.unwrap();
+    c.wait_node_ready("n2", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let (_, rules) = etcdctl_free_exec(&c, "n2", &["iptables", "-t", "nat", "-S", "OUTPUT"]).await;
+    assert!(rules.contains("--dport 2381"), "{rules}");
+
+    c.teardown().await.unwrap();
+    assert_eq!(leftovers(&run_id).await, (0, 0));
+}
+
+async fn etcdctl_free_exec(c: &Cluster, node: &str, argv: &[&str]) -> (i64, String) {
+    let out = c.exec(node, argv).await.expect("exec");
+    (out.exit_code, out.output)
+}

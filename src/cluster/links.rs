@@ -9,11 +9,14 @@
 //! (`CutMode::BlackHole`: exact directed cuts, connections stay open and data vanishes) and adds
 //! latency to every link, all over the Toxiproxy HTTP API, so a real Toxiproxy would do too.
 //!
-//! Only systems whose peers are a plain list of addresses can dial through the proxy (the
-//! testbed, ZooKeeper, NATS; a system that also gossips addresses must be kept from gossiping
-//! direct ones, see systems::nats). etcd cannot: its members must agree on one set of peer URLs
-//! (each derives the cluster id from `--initial-cluster`), and per-node proxy ports make every
-//! node's list different.
+//! Systems whose peers are a plain list of addresses dial through the proxy by configuration
+//! (the testbed, ZooKeeper, NATS; a system that also gossips addresses must be kept from
+//! gossiping direct ones, see systems::nats). etcd cannot: its members must agree on one set of
+//! peer URLs (each derives the cluster id from `--initial-cluster`), and per-node proxy ports
+//! would make every node's list different. Its links are redirected instead: see
+//! [`system_with_proxy_links`].
+
+use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
 use nemeses::partition::LinkPlan;
@@ -47,8 +50,13 @@ pub fn peer_ports(system: &str) -> Option<Vec<u16>> {
     }
 }
 
+/// Systems whose nodes cannot be configured to dial peers through the proxy, so their
+/// outgoing peer connections are redirected to it inside each node instead (see
+/// [`system_with_proxy_links`]).
+const REDIRECTED_SYSTEMS: &[&str] = &["etcd"];
+
 /// Systems that support `--links proxy`.
-pub const PROXY_LINK_SYSTEMS: &[&str] = &["testbed", "zookeeper", "nats"];
+pub const PROXY_LINK_SYSTEMS: &[&str] = &["testbed", "zookeeper", "nats", "etcd"];
 
 /// Every link between `servers` of `system`.
 pub fn link_plan(system: &str, servers: &[String]) -> Result<LinkPlan> {
@@ -67,6 +75,9 @@ pub fn system_with_proxy_links(
     system: &str,
     mut params: SystemParams,
 ) -> Result<(System, LinkPlan)> {
+    if REDIRECTED_SYSTEMS.contains(&system) {
+        return system_with_redirected_links(system, params);
+    }
     let direct = System::by_name(system, &params)?;
     let servers: Vec<String> = direct.nodes.iter().map(|n| n.name.clone()).collect();
     let plan = link_plan(system, &servers)?;
@@ -77,6 +88,82 @@ pub fn system_with_proxy_links(
     let mut linked = System::by_name(system, &params)?;
     linked.nodes.push(proxy_node(&plan)?);
     Ok((linked, plan))
+}
+
+/// Links for a system whose members must agree on one set of peer addresses (etcd): every
+/// server listens for peers on a port of its own, and inside each server's container an
+/// iptables DNAT rule per peer port sends the server's connections to that port to the proxy
+/// listener of the link, before the server starts. The server dials its peers by their real
+/// names and never sees the proxy; the proxy, which has no such rules, dials them for real.
+/// Matching on ports rather than addresses keeps working when a restarted peer comes back with
+/// another address.
+fn system_with_redirected_links(
+    system: &str,
+    mut params: SystemParams,
+) -> Result<(System, LinkPlan)> {
+    params.distinct_peer_ports = true;
+    let mut linked = System::by_name(system, &params)?;
+    let peer_port = |node: &NodeSpec| {
+        node.ports
+            .iter()
+            .find(|p| p.name == "peer")
+            .map(|p| p.container_port)
+    };
+    let mut ports = BTreeMap::new();
+    for node in &linked.nodes {
+        let Some(port) = peer_port(node) else {
+            bail!(
+                "--links proxy: {system}'s node {} has no peer port",
+                node.name
+            );
+        };
+        ports.insert(node.name.clone(), port);
+    }
+    let servers: Vec<String> = ports.keys().cloned().collect();
+    let all_ports: Vec<u16> = ports.values().copied().collect();
+    let mut plan = LinkPlan::new(&servers, &all_ports, PROXY_NODE, FIRST_LISTEN_PORT)?;
+    plan.links.retain(|l| ports.get(&l.to) == Some(&l.port));
+    for node in &mut linked.nodes {
+        let rules: Vec<(u16, u16)> = plan
+            .links
+            .iter()
+            .filter(|l| l.from == node.name)
+            .map(|l| (l.port, l.listen_port))
+            .collect();
+        node.cmd = redirect_command(&rules, &node.cmd);
+    }
+    linked.nodes.push(proxy_node(&plan)?);
+    Ok((linked, plan))
+}
+
+/// Bound on waiting for the proxy's name to resolve before a server starts, in tenths of a
+/// second.
+const PROXY_RESOLVE_TRIES_MAX: u32 = 600;
+
+/// `cmd` run after installing one DNAT rule per `(peer port, proxy listen port)`: a shell
+/// prelude that waits (bounded) for the proxy's address, adds the rules to the container's nat
+/// table (a fresh network namespace at every start, so a restart installs them again), then
+/// execs the server as the container's main process.
+fn redirect_command(rules: &[(u16, u16)], cmd: &[String]) -> Vec<String> {
+    let mut script = format!(
+        "i=0; until getent hosts {PROXY_NODE} >/dev/null; do i=$((i+1)); \
+         if [ $i -gt {PROXY_RESOLVE_TRIES_MAX} ]; then echo 'faultline links: {PROXY_NODE} does not resolve' >&2; exit 1; fi; sleep 0.1; done; \
+         proxy=$(getent hosts {PROXY_NODE} | cut -d' ' -f1); "
+    );
+    for (port, listen) in rules {
+        script.push_str(&format!(
+            "iptables -t nat -A OUTPUT -p tcp --dport {port} -j DNAT --to-destination \"$proxy:{listen}\" || exit 1; "
+        ));
+    }
+    script.push_str("exec \"$@\"");
+    let mut wrapped = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        script,
+        "faultline-links".to_string(),
+    ];
+    wrapped.extend(cmd.iter().cloned());
+    wrapped
 }
 
 /// The proxy container: faultline's binary, the links as a config file, the API published.
@@ -123,7 +210,36 @@ mod tests {
         assert_eq!(plan.dial("n1", "n1", 7000), ("n1".to_string(), 7000));
         assert_eq!(link_plan("zookeeper", &servers).unwrap().links.len(), 12);
         assert_eq!(link_plan("nats", &servers).unwrap().links.len(), 6);
-        let e = link_plan("etcd", &servers).unwrap_err().to_string();
-        assert!(e.contains("etcd") && e.contains("testbed"), "{e}");
+        let e = link_plan("redis", &servers).unwrap_err().to_string();
+        assert!(e.contains("redis") && e.contains("testbed"), "{e}");
+    }
+
+    #[test]
+    fn etcd_links_are_redirected_by_destination_port() {
+        let (system, plan) = system_with_proxy_links("etcd", SystemParams::default()).unwrap();
+        assert_eq!(plan.links.len(), 6, "one link per ordered pair");
+        let n1_to_n2 = plan
+            .links
+            .iter()
+            .find(|l| l.from == "n1" && l.to == "n2")
+            .unwrap();
+        assert_eq!(n1_to_n2.port, 2382, "n2's own peer port");
+        let n1 = system.node("n1").unwrap();
+        assert_eq!(n1.cmd[..2], ["sh", "-c"]);
+        let rule = format!(
+            "--dport 2382 -j DNAT --to-destination \"$proxy:{}\"",
+            n1_to_n2.listen_port
+        );
+        assert!(n1.cmd[2].contains(&rule), "{}", n1.cmd[2]);
+        assert!(
+            !n1.cmd[2].contains("--dport 2381 "),
+            "no rule for its own port"
+        );
+        // The server's own command follows, unchanged, as the script's arguments.
+        assert_eq!(n1.cmd[4], "etcd");
+        assert!(n1.cmd.contains(
+            &"--initial-cluster=n1=http://n1:2381,n2=http://n2:2382,n3=http://n3:2383".to_string()
+        ));
+        assert!(system.node(PROXY_NODE).is_some());
     }
 }

@@ -30,6 +30,10 @@ pub struct SystemParams {
     pub image: Option<String>,
     /// Extra flags for every server node (the testbed's `--bug` and timings).
     pub node_args: Vec<String>,
+    /// Each server listens for its peers on a port of its own (the system's peer port plus the
+    /// node's number), so that a node's outgoing links can be told apart by destination port
+    /// alone (see `cluster::links`, redirected links). Systems without a peer port ignore it.
+    pub distinct_peer_ports: bool,
 }
 
 impl SystemParams {

@@ -12,6 +12,16 @@ use crate::cluster::system::{
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
 
+/// The port `name` (`n1`, `n2`, ...) listens on for peers: [`PEER_PORT`], or with
+/// `distinct_peer_ports` one of its own (2381 for n1, 2382 for n2, ...).
+fn peer_port(params: &SystemParams, name: &str) -> u16 {
+    let number: u16 = name.trim_start_matches('n').parse().unwrap_or(0);
+    match params.distinct_peer_ports {
+        true => PEER_PORT + number,
+        false => PEER_PORT,
+    }
+}
+
 pub fn system(params: &SystemParams) -> System {
     let names = node_names(params.nodes.unwrap_or(3));
     let nodes = names
@@ -19,9 +29,13 @@ pub fn system(params: &SystemParams) -> System {
         .map(|name| {
             let initial_cluster = names
                 .iter()
-                .map(|peer| format!("{peer}=http://{}", params.dial_addr(name, peer, PEER_PORT)))
+                .map(|peer| {
+                    let addr = params.dial_addr(name, peer, peer_port(params, peer));
+                    format!("{peer}=http://{addr}")
+                })
                 .collect::<Vec<_>>()
                 .join(",");
+            let own_peer_port = peer_port(params, name);
             let dir = data_dir(name);
             let cmd = [
                 "etcd".to_string(),
@@ -29,8 +43,8 @@ pub fn system(params: &SystemParams) -> System {
                 format!("--data-dir={dir}/etcd"),
                 format!("--listen-client-urls=http://0.0.0.0:{CLIENT_PORT}"),
                 format!("--advertise-client-urls=http://{name}:{CLIENT_PORT}"),
-                format!("--listen-peer-urls=http://0.0.0.0:{PEER_PORT}"),
-                format!("--initial-advertise-peer-urls=http://{name}:{PEER_PORT}"),
+                format!("--listen-peer-urls=http://0.0.0.0:{own_peer_port}"),
+                format!("--initial-advertise-peer-urls=http://{name}:{own_peer_port}"),
                 format!("--initial-cluster={initial_cluster}"),
                 "--initial-cluster-state=new".to_string(),
                 "--initial-cluster-token=faultline".to_string(),
@@ -50,7 +64,7 @@ pub fn system(params: &SystemParams) -> System {
                     },
                     PortSpec {
                         name: "peer".into(),
-                        container_port: PEER_PORT,
+                        container_port: own_peer_port,
                     },
                 ],
                 probe: Probe::exec(&[
@@ -88,5 +102,24 @@ mod tests {
             &"--initial-cluster=n1=http://n1:2380,n2=http://n2:2380,n3=http://n3:2380".to_string()
         ));
         assert!(n2.cmd.contains(&"--data-dir=/data/n2/etcd".to_string()));
+    }
+
+    #[test]
+    fn with_distinct_peer_ports_each_member_listens_on_its_own() {
+        let s = system(&SystemParams {
+            distinct_peer_ports: true,
+            ..SystemParams::default()
+        });
+        let n2 = &s.nodes[1];
+        assert!(n2.cmd.contains(
+            &"--initial-cluster=n1=http://n1:2381,n2=http://n2:2382,n3=http://n3:2383".to_string()
+        ));
+        assert!(n2
+            .cmd
+            .contains(&"--listen-peer-urls=http://0.0.0.0:2382".to_string()));
+        assert!(n2
+            .cmd
+            .contains(&"--initial-advertise-peer-urls=http://n2:2382".to_string()));
+        assert_eq!(n2.ports[1].container_port, 2382);
     }
 }
