@@ -171,3 +171,41 @@ async fn etcdctl_free_exec(c: &Cluster, node: &str, argv: &[&str]) -> (i64, Stri
     let out = c.exec(node, argv).await.expect("exec");
     (out.exit_code, out.output)
 }
+
+/// RabbitMQ's Erlang distribution is redirected like etcd's peer traffic (each node has a
+/// distribution port of its own; peers find it through epmd): every distribution connection a
+/// node accepted comes from the proxy, none straight from a peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_distribution_is_redirected_through_the_proxy() {
+    let Some(()) = docker_or_skip("rabbitmq links") else {
+        return;
+    };
+    ensure_image().await;
+    let (system, _plan) =
+        links::system_with_proxy_links("rabbitmq", SystemParams::default()).unwrap();
+    let c = Cluster::up(system, ClusterOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("rabbitmq with proxy links starts: {e:#}"));
+    let run_id = c.run_id().to_string();
+    let proxy_ip = c.ip(links::PROXY_NODE).await.unwrap().to_string();
+    // Erlang keeps one connection per pair of nodes, dialed by either side: three in all.
+    let mut accepted = vec![];
+    for (node, dist_port) in [("n1", 25673), ("n2", 25674), ("n3", 25675)] {
+        let filter = format!("( sport = :{dist_port} )");
+        let (code, out) =
+            etcdctl_free_exec(&c, node, &["ss", "-Htn", "state", "established", &filter]).await;
+        assert_eq!(code, 0, "{out}");
+        accepted.extend(
+            out.lines()
+                .filter_map(|l| l.split_whitespace().last())
+                .filter_map(|addr| addr.rsplit_once(':').map(|(ip, _)| (node, ip.to_string()))),
+        );
+    }
+    assert_eq!(accepted.len(), 3, "one connection per pair: {accepted:?}");
+    assert!(
+        accepted.iter().all(|(_, ip)| *ip == proxy_ip),
+        "every distribution connection through the proxy at {proxy_ip}: {accepted:?}"
+    );
+    c.teardown().await.unwrap();
+    assert_eq!(leftovers(&run_id).await, (0, 0));
+}

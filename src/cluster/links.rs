@@ -13,7 +13,8 @@
 //! (the testbed, ZooKeeper, NATS; a system that also gossips addresses must be kept from
 //! gossiping direct ones, see systems::nats). etcd cannot: its members must agree on one set of
 //! peer URLs (each derives the cluster id from `--initial-cluster`), and per-node proxy ports
-//! would make every node's list different. Its links are redirected instead: see
+//! would make every node's list different. Its links are redirected instead, and so are
+//! RabbitMQ's (Erlang finds peers' distribution ports through epmd): see
 //! [`system_with_proxy_links`].
 
 use std::collections::BTreeMap;
@@ -53,10 +54,10 @@ pub fn peer_ports(system: &str) -> Option<Vec<u16>> {
 /// Systems whose nodes cannot be configured to dial peers through the proxy, so their
 /// outgoing peer connections are redirected to it inside each node instead (see
 /// [`system_with_proxy_links`]).
-const REDIRECTED_SYSTEMS: &[&str] = &["etcd"];
+const REDIRECTED_SYSTEMS: &[&str] = &["etcd", "rabbitmq"];
 
 /// Systems that support `--links proxy`.
-pub const PROXY_LINK_SYSTEMS: &[&str] = &["testbed", "zookeeper", "nats", "etcd"];
+pub const PROXY_LINK_SYSTEMS: &[&str] = &["testbed", "zookeeper", "nats", "etcd", "rabbitmq"];
 
 /// Every link between `servers` of `system`.
 pub fn link_plan(system: &str, servers: &[String]) -> Result<LinkPlan> {
@@ -90,7 +91,8 @@ pub fn system_with_proxy_links(
     Ok((linked, plan))
 }
 
-/// Links for a system whose members must agree on one set of peer addresses (etcd): every
+/// Links for a system whose members must agree on one set of peer addresses (etcd), or find
+/// them through a lookup service (RabbitMQ's epmd): every
 /// server listens for peers on a port of its own, and inside each server's container an
 /// iptables DNAT rule per peer port sends the server's connections to that port to the proxy
 /// listener of the link, before the server starts. The server dials its peers by their real

@@ -12,14 +12,8 @@ use crate::cluster::system::{
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
 
-/// The port `name` (`n1`, `n2`, ...) listens on for peers: [`PEER_PORT`], or with
-/// `distinct_peer_ports` one of its own (2381 for n1, 2382 for n2, ...).
 fn peer_port(params: &SystemParams, name: &str) -> u16 {
-    let number: u16 = name.trim_start_matches('n').parse().unwrap_or(0);
-    match params.distinct_peer_ports {
-        true => PEER_PORT + number,
-        false => PEER_PORT,
-    }
+    super::peer_port(params, name, PEER_PORT)
 }
 
 pub fn system(params: &SystemParams) -> System {

@@ -37,7 +37,10 @@ pub fn system(params: &SystemParams) -> System {
                     i + 1
                 ));
             }
-            let env_conf = format!("NODENAME=rabbit@{name}\nMNESIA_BASE={dir}/mnesia\nLOGS=-\n");
+            let dist_port = super::peer_port(params, name, DIST_PORT);
+            let env_conf = format!(
+                "NODENAME=rabbit@{name}\nMNESIA_BASE={dir}/mnesia\nLOGS=-\nDIST_PORT={dist_port}\n"
+            );
             // Nodes booting at once with empty databases keep failing to join each other
             // ("tables_not_present") for a minute; so on its first boot every node but the
             // first waits (bounded) until the first one serves AMQP, then joins it.
@@ -75,10 +78,17 @@ pub fn system(params: &SystemParams) -> System {
                         mode: 0o400,
                     },
                 ],
-                ports: vec![PortSpec {
-                    name: "amqp".into(),
-                    container_port: AMQP_PORT,
-                }],
+                ports: vec![
+                    PortSpec {
+                        name: "amqp".into(),
+                        container_port: AMQP_PORT,
+                    },
+                    // Erlang distribution between the nodes (peers find it through epmd).
+                    PortSpec {
+                        name: "peer".into(),
+                        container_port: dist_port,
+                    },
+                ],
                 // The log line first (cheap), then the cluster view (an Erlang VM per call).
                 probe: Probe::All(vec![
                     Probe::Log("Server startup complete".into()),
@@ -121,5 +131,19 @@ mod tests {
             assert_eq!(node.files[2].contents, COOKIE.as_bytes());
             assert_eq!(node.files[2].mode, 0o400);
         }
+    }
+
+    #[test]
+    fn with_distinct_peer_ports_each_node_has_its_own_distribution_port() {
+        let s = system(&SystemParams {
+            distinct_peer_ports: true,
+            ..SystemParams::default()
+        });
+        let env = String::from_utf8(s.nodes[1].files[1].contents.clone()).unwrap();
+        assert!(env.contains("DIST_PORT=25674\n"), "{env}");
+        assert_eq!(s.nodes[1].ports[1].container_port, 25674);
+        let plain = system(&SystemParams::default());
+        let env = String::from_utf8(plain.nodes[1].files[1].contents.clone()).unwrap();
+        assert!(env.contains("DIST_PORT=25672\n"), "{env}");
     }
 }
