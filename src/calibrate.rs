@@ -18,7 +18,7 @@
 //!   harness bug, always worth a red build) or when a scenario was detected in fewer than
 //!   `--min-detected` of its bug-on runs; 3 when runs could not complete; else 0.
 
-use crate::plan::{Plan, PlanFile};
+use crate::plan::Plan;
 use crate::run::{run_plan, RunOptions};
 use anyhow::{bail, Result};
 use checkers::Verdict;
@@ -133,27 +133,15 @@ pub fn load_scenarios(opts: &CalibrateOptions) -> Result<Vec<Scenario>> {
     let mut out = Vec::new();
     for file in files {
         let origin = file.display().to_string();
-        let pf = PlanFile::load(&file).map_err(anyhow::Error::msg)?;
-        let mut plan = Plan::default();
-        pf.apply(&mut plan, &origin).map_err(anyhow::Error::msg)?;
-        plan.plan_file = Some(origin.clone());
-        if plan.name.is_empty() {
-            plan.name = plan.default_name();
-        }
-        if let Some(ms) = opts.time_limit_each_ms {
-            plan.time_limit_ms = ms;
-        }
-        if let Some(s) = &opts.store {
-            plan.store = s.clone();
-        }
+        let (plan, _) =
+            crate::test_all::load_for_matrix(&file, opts.time_limit_each_ms, opts.store.as_deref())
+                .map_err(anyhow::Error::msg)?;
         if !opts.only.is_empty() && !opts.only.iter().any(|o| plan.name.contains(o.as_str())) {
             continue;
         }
         if plan.system != "testbed" || plan.bugs.len() != 1 {
             bail!("{origin}: a scenario plan runs the testbed with exactly one bug (system = \"testbed\", bug = [\"NAME\"])");
         }
-        plan.validate()
-            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         let bug = plan.bugs[0].clone();
         out.push(Scenario { file, plan, bug });
     }

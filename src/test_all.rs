@@ -164,32 +164,46 @@ pub struct PlanEntry {
     pub notes: Vec<String>,
 }
 
+/// Loads one plan file the way `faultline run --plan FILE` does, applies a matrix's overrides
+/// (a time limit for each run, a store), names it, and checks it as a run would before it
+/// starts anything (values, system, workload, client options). Shared by test-all and
+/// calibrate; errors name the file.
+pub fn load_for_matrix(
+    file: &Path,
+    time_limit_ms: Option<u64>,
+    store: Option<&str>,
+) -> std::result::Result<(Plan, PlanFile), String> {
+    let origin = file.display().to_string();
+    let pf = PlanFile::load(file)?;
+    let mut plan = Plan::default();
+    pf.apply(&mut plan, &origin)?;
+    plan.plan_file = Some(origin.clone());
+    if let Some(ms) = time_limit_ms {
+        plan.time_limit_ms = ms;
+    }
+    if let Some(s) = store {
+        plan.store = s.to_string();
+    }
+    if plan.name.is_empty() {
+        plan.name = plan.default_name();
+    }
+    plan.validate().map_err(|e| format!("{origin}: {e}"))?;
+    crate::run::check_workload(&plan).map_err(|e| format!("{origin}: {e}"))?;
+    Ok((plan, pf))
+}
+
 /// Loads one plan file the way `faultline run --plan FILE` does, then applies the matrix's
 /// overrides (`--time-limit-each`, `--store`) and checks that its system has its workload.
 pub fn load_plan(file: &Path, opts: &TestAllOptions) -> PlanEntry {
     let mut notes = Vec::new();
     let origin = file.display().to_string();
     let plan = (|| -> std::result::Result<Plan, String> {
-        let pf = PlanFile::load(file)?;
-        let mut plan = Plan::default();
-        pf.apply(&mut plan, &origin)?;
-        plan.plan_file = Some(file.display().to_string());
+        let (plan, pf) = load_for_matrix(file, opts.time_limit_each_ms, opts.store.as_deref())?;
         if pf.seed.is_some() {
             notes.push(format!(
                 "{origin}: its seed is ignored by test-all (each run's seed derives from --seed)"
             ));
         }
-        if let Some(ms) = opts.time_limit_each_ms {
-            plan.time_limit_ms = ms;
-        }
-        if let Some(s) = &opts.store {
-            plan.store = s.clone();
-        }
-        if plan.name.is_empty() {
-            plan.name = plan.default_name();
-        }
-        plan.validate().map_err(|e| format!("{origin}: {e}"))?;
-        crate::run::check_workload(&plan).map_err(|e| format!("{origin}: {e}"))?;
         if !plan.nemesis.is_empty() && plan.time_limit_ms < 2 * plan.nemesis_interval_ms {
             notes.push(format!(
                 "{origin}: no fault fits: a fault starts after nemesis_interval ({} ms) and stops one interval later, past the time limit ({} ms)",
