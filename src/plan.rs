@@ -288,12 +288,12 @@ impl Plan {
             ));
         }
         if self.uses_proxy_links()
-            && !crate::cluster::links::PROXY_LINK_SYSTEMS.contains(&cluster_system(&self.system))
+            && !crate::cluster::links::supports_proxy_links(cluster_system(&self.system))
         {
             return Err(format!(
                 "--links proxy (also needed by --nemesis latency): {}'s configuration cannot dial its peers through a proxy yet; systems that can: {}",
                 self.system,
-                crate::cluster::links::PROXY_LINK_SYSTEMS.join(", ")
+                crate::cluster::links::proxy_link_systems().join(", ")
             ));
         }
         if self.system == "testbed" {

@@ -385,17 +385,15 @@ async fn drive(
         },
         ..SystemParams::default()
     };
-    let mut system = System::by_name(system_name, &params)?;
-    let link_plan = if plan.uses_proxy_links() {
+    let (system, link_plan) = if plan.uses_proxy_links() {
         let (linked, lp) = cluster::links::system_with_proxy_links(system_name, params)?;
-        system = linked;
         log.line(format!(
             "links: {} node-to-node links through the proxy container",
             lp.links.len()
         ));
-        Some(lp)
+        (linked, Some(lp))
     } else {
-        None
+        (System::by_name(system_name, &params)?, None)
     };
     let mut cluster_opts = ClusterOptions {
         logs_dir: Some(dir.nodes()),

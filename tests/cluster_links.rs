@@ -6,10 +6,22 @@ mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::{docker_or_skip, ensure_image, eventually, leftovers};
+use cluster_support::{docker_or_skip, ensure_image, etcdctl, eventually, exec, leftovers};
 use faultline::cluster::{links, Cluster, ClusterOptions, SystemParams};
 use nemeses::grudge::Grudge;
-use nemeses::partition::{CutMode, Partitioner, ProxyLinks};
+use nemeses::partition::{CutMode, LinkPlan, Partitioner, ProxyLinks};
+
+/// `system` started with its links through the proxy, and the links; `None` (skip) without
+/// Docker.
+async fn start_linked(system: &str) -> Option<(Cluster, LinkPlan)> {
+    docker_or_skip(&format!("{system} links"))?;
+    ensure_image().await;
+    let (linked, plan) = links::system_with_proxy_links(system, SystemParams::default()).unwrap();
+    let c = Cluster::up(linked, ClusterOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{system} with proxy links starts: {e:#}"));
+    Some((c, plan))
+}
 
 /// The remote addresses of a server's routes, from its monitoring endpoint.
 async fn route_ips(c: &Cluster, node: &str) -> Vec<String> {
@@ -39,14 +51,9 @@ async fn healthy(c: &Cluster, node: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_routes_go_through_the_proxy_and_a_cut_isolates_a_server() {
-    let Some(()) = docker_or_skip("nats links") else {
+    let Some((c, plan)) = start_linked("nats").await else {
         return;
     };
-    ensure_image().await;
-    let (system, plan) = links::system_with_proxy_links("nats", SystemParams::default()).unwrap();
-    let c = Cluster::up(system, ClusterOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("nats with proxy links starts: {e:#}"));
     let run_id = c.run_id().to_string();
     let proxy_ip = c.ip(links::PROXY_NODE).await.unwrap().to_string();
     let servers = ["n1", "n2", "n3"];
@@ -94,34 +101,17 @@ async fn nats_routes_go_through_the_proxy_and_a_cut_isolates_a_server() {
     assert_eq!(leftovers(&run_id).await, (0, 0));
 }
 
-async fn etcdctl(c: &Cluster, node: &str, args: &[&str]) -> (i64, String) {
-    let mut argv = vec![
-        "etcdctl",
-        "--endpoints=http://127.0.0.1:2379",
-        "--command-timeout=3s",
-    ];
-    argv.extend_from_slice(args);
-    let out = c.exec(node, &argv).await.expect("exec etcdctl");
-    (out.exit_code, out.output.trim().to_string())
-}
-
 /// etcd's members must agree on one set of peer URLs, so its links are redirected inside each
 /// container (a DNAT rule per peer port) rather than configured: the members replicate through
 /// the proxy, cutting n1's links takes its quorum away, the heal gives it back, and a restarted
 /// member installs its rules again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_peer_traffic_is_redirected_through_the_proxy() {
-    let Some(()) = docker_or_skip("etcd links") else {
+    let Some((c, plan)) = start_linked("etcd").await else {
         return;
     };
-    ensure_image().await;
-    let (system, plan) = links::system_with_proxy_links("etcd", SystemParams::default()).unwrap();
-    let c = Cluster::up(system, ClusterOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("etcd with proxy links starts: {e:#}"));
     let run_id = c.run_id().to_string();
-    let (code, rules) =
-        etcdctl_free_exec(&c, "n1", &["iptables", "-t", "nat", "-S", "OUTPUT"]).await;
+    let (code, rules) = exec(&c, "n1", &["iptables", "-t", "nat", "-S", "OUTPUT"]).await;
     assert_eq!(code, 0, "{rules}");
     assert!(
         rules.contains("--dport 2382") && rules.contains("--dport 2383") && rules.contains("DNAT"),
@@ -166,16 +156,11 @@ async fn etcd_peer_traffic_is_redirected_through_the_proxy() {
     c.wait_node_ready("n2", Duration::from_secs(60))
         .await
         .unwrap();
-    let (_, rules) = etcdctl_free_exec(&c, "n2", &["iptables", "-t", "nat", "-S", "OUTPUT"]).await;
+    let (_, rules) = exec(&c, "n2", &["iptables", "-t", "nat", "-S", "OUTPUT"]).await;
     assert!(rules.contains("--dport 2381"), "{rules}");
 
     c.teardown().await.unwrap();
     assert_eq!(leftovers(&run_id).await, (0, 0));
-}
-
-async fn etcdctl_free_exec(c: &Cluster, node: &str, argv: &[&str]) -> (i64, String) {
-    let out = c.exec(node, argv).await.expect("exec");
-    (out.exit_code, out.output)
 }
 
 /// RabbitMQ's Erlang distribution is redirected like etcd's peer traffic (each node has a
@@ -183,23 +168,16 @@ async fn etcdctl_free_exec(c: &Cluster, node: &str, argv: &[&str]) -> (i64, Stri
 /// node accepted comes from the proxy, none straight from a peer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_distribution_is_redirected_through_the_proxy() {
-    let Some(()) = docker_or_skip("rabbitmq links") else {
+    let Some((c, _plan)) = start_linked("rabbitmq").await else {
         return;
     };
-    ensure_image().await;
-    let (system, _plan) =
-        links::system_with_proxy_links("rabbitmq", SystemParams::default()).unwrap();
-    let c = Cluster::up(system, ClusterOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("rabbitmq with proxy links starts: {e:#}"));
     let run_id = c.run_id().to_string();
     let proxy_ip = c.ip(links::PROXY_NODE).await.unwrap().to_string();
     // Erlang keeps one connection per pair of nodes, dialed by either side: three in all.
     let mut accepted = vec![];
     for (node, dist_port) in [("n1", 25673), ("n2", 25674), ("n3", 25675)] {
         let filter = format!("( sport = :{dist_port} )");
-        let (code, out) =
-            etcdctl_free_exec(&c, node, &["ss", "-Htn", "state", "established", &filter]).await;
+        let (code, out) = exec(&c, node, &["ss", "-Htn", "state", "established", &filter]).await;
         assert_eq!(code, 0, "{out}");
         // A rabbitmqctl call inside the container connects from the node itself: not a peer.
         let own_ip = c.ip(node).await.unwrap().to_string();

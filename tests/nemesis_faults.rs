@@ -4,7 +4,10 @@
 //! answering and catches up after resume; a rolling restart keeps the cluster serving; a seeded
 //! schedule ends with everything healed.
 
+mod cluster_support;
 mod nemesis_support;
+
+use cluster_support::etcdctl;
 
 use std::time::Duration;
 
@@ -17,17 +20,6 @@ const PEER: u16 = 2380;
 
 fn nodes() -> Vec<String> {
     ["n1", "n2", "n3"].map(String::from).to_vec()
-}
-
-async fn etcdctl(c: &faultline::cluster::Cluster, node: &str, args: &[&str]) -> (i64, String) {
-    let mut argv = vec![
-        "etcdctl",
-        "--endpoints=http://127.0.0.1:2379",
-        "--command-timeout=3s",
-    ];
-    argv.extend_from_slice(args);
-    let out = c.exec(node, &argv).await.expect("exec etcdctl");
-    (out.exit_code, out.output.trim().to_string())
 }
 
 /// Who reaches whom on the peer port, as `n1>n2` pairs that succeed.

@@ -30,20 +30,8 @@ pub(super) async fn find(c: &Cluster) -> Result<Option<String>> {
 /// The node whose own status says `leader == member_id` (ids are decimal strings in etcd's JSON).
 async fn etcd(c: &Cluster) -> Result<Option<String>> {
     for n in c.node_names() {
-        let Ok(addr) = c.host_addr(&n, "client") else {
-            continue;
-        };
-        let url = format!("http://{addr}/v3/maintenance/status");
-        let Ok(resp) = http_client()
-            .post(&url)
-            .body("{}")
-            .timeout(Duration::from_millis(QUERY_TIMEOUT_MS))
-            .send()
-            .await
-        else {
-            continue;
-        };
-        let Ok(v) = resp.json::<serde_json::Value>().await else {
+        let status = node_json(c, &n, "client", "/v3/maintenance/status", Some("{}"));
+        let Some(v) = status.await else {
             continue;
         };
         if etcd_status_is_leader(&v) {
@@ -107,21 +95,34 @@ async fn node_by_host(c: &Cluster, host: &str) -> Option<String> {
     None
 }
 
+/// A node's JSON answer to `GET path` (or `POST` of `post_body`) on its published `port`,
+/// within the query timeout; `None` when the node does not answer (it may be down or cut off:
+/// ask the next one).
+async fn node_json(
+    c: &Cluster,
+    node: &str,
+    port: &str,
+    path: &str,
+    post_body: Option<&str>,
+) -> Option<serde_json::Value> {
+    let addr = c.host_addr(node, port).ok()?;
+    let url = format!("http://{addr}{path}");
+    let request = match post_body {
+        Some(body) => http_client().post(url).body(body.to_string()),
+        None => http_client().get(url),
+    };
+    let resp = request
+        .timeout(Duration::from_millis(QUERY_TIMEOUT_MS))
+        .send()
+        .await
+        .ok()?;
+    resp.json().await.ok()
+}
+
 /// The JetStream meta leader as any server reports it in `/jsz`.
 async fn nats(c: &Cluster) -> Result<Option<String>> {
     for n in c.node_names() {
-        let Ok(addr) = c.host_addr(&n, "monitor") else {
-            continue;
-        };
-        let Ok(resp) = http_client()
-            .get(format!("http://{addr}/jsz"))
-            .timeout(Duration::from_millis(QUERY_TIMEOUT_MS))
-            .send()
-            .await
-        else {
-            continue;
-        };
-        let Ok(v) = resp.json::<serde_json::Value>().await else {
+        let Some(v) = node_json(c, &n, "monitor", "/jsz", None).await else {
             continue;
         };
         if let Some(leader) = v["meta_cluster"]["leader"].as_str() {
@@ -138,18 +139,7 @@ async fn nats(c: &Cluster) -> Result<Option<String>> {
 async fn testbed(c: &Cluster) -> Result<Option<String>> {
     let mut best: Option<(u64, String)> = None;
     for n in c.node_names() {
-        let Ok(addr) = c.host_addr(&n, "client") else {
-            continue;
-        };
-        let Ok(resp) = http_client()
-            .get(format!("http://{addr}/status"))
-            .timeout(Duration::from_millis(QUERY_TIMEOUT_MS))
-            .send()
-            .await
-        else {
-            continue;
-        };
-        let Ok(v) = resp.json::<serde_json::Value>().await else {
+        let Some(v) = node_json(c, &n, "client", "/status", None).await else {
             continue;
         };
         if v["kv"]["role"] != "primary" {

@@ -36,52 +36,69 @@ pub const FIRST_LISTEN_PORT: u16 = 20_000;
 /// Where the proxy's config goes.
 const CONFIG_PATH: &str = "/etc/faultline/proxies.json";
 
-/// The peer ports of a system whose configuration can dial peers through the proxy.
-pub fn peer_ports(system: &str) -> Option<Vec<u16>> {
+/// How a system's servers are made to reach their peers through the proxy.
+enum LinkStyle {
+    /// Each server's configuration dials these peer ports of its peers at the proxy.
+    Configured(Vec<u16>),
+    /// Each server listens for peers on a port of its own, and its outgoing peer connections
+    /// are redirected to the proxy inside its container.
+    Redirected,
+}
+
+fn link_style(system: &str) -> Option<LinkStyle> {
+    use super::systems::{nats, testbed, zookeeper};
     match system {
-        "testbed" => Some(vec![super::systems::testbed::CLIENT_PORT]),
+        "testbed" => Some(LinkStyle::Configured(vec![testbed::CLIENT_PORT])),
         // Each node's zoo.cfg lists its peers as it dials them; servers know each other by id.
-        "zookeeper" => Some(vec![
-            super::systems::zookeeper::QUORUM_PORT,
-            super::systems::zookeeper::ELECTION_PORT,
-        ]),
+        "zookeeper" => Some(LinkStyle::Configured(vec![
+            zookeeper::QUORUM_PORT,
+            zookeeper::ELECTION_PORT,
+        ])),
         // Each server lists its routes as it dials them (see systems::nats on gossip).
-        "nats" => Some(vec![super::systems::nats::ROUTE_PORT]),
+        "nats" => Some(LinkStyle::Configured(vec![nats::ROUTE_PORT])),
+        // Members must agree on one list of peer URLs; Erlang finds peers through epmd.
+        "etcd" | "rabbitmq" => Some(LinkStyle::Redirected),
         _ => None,
     }
 }
 
-/// Systems whose nodes cannot be configured to dial peers through the proxy, so their
-/// outgoing peer connections are redirected to it inside each node instead (see
-/// [`system_with_proxy_links`]).
-const REDIRECTED_SYSTEMS: &[&str] = &["etcd", "rabbitmq"];
+/// Whether `system` supports `--links proxy`.
+pub fn supports_proxy_links(system: &str) -> bool {
+    link_style(system).is_some()
+}
 
-/// Systems that support `--links proxy`.
-pub const PROXY_LINK_SYSTEMS: &[&str] = &["testbed", "zookeeper", "nats", "etcd", "rabbitmq"];
-
-/// Every link between `servers` of `system`.
-pub fn link_plan(system: &str, servers: &[String]) -> Result<LinkPlan> {
-    let Some(ports) = peer_ports(system) else {
-        bail!(
-            "--links proxy: {system}'s configuration cannot dial its peers through a proxy; systems that can: {}",
-            PROXY_LINK_SYSTEMS.join(", ")
-        );
-    };
-    LinkPlan::new(servers, &ports, PROXY_NODE, FIRST_LISTEN_PORT)
+/// The systems that support `--links proxy`, for messages.
+pub fn proxy_link_systems() -> Vec<&'static str> {
+    super::system::SYSTEM_NAMES
+        .iter()
+        .copied()
+        .filter(|s| supports_proxy_links(s))
+        .collect()
 }
 
 /// `system` with its peers dialing each other through a proxy container, which it includes,
 /// and the links the nemesis cuts (one per ordered pair of servers and peer port).
-pub fn system_with_proxy_links(
+pub fn system_with_proxy_links(system: &str, params: SystemParams) -> Result<(System, LinkPlan)> {
+    match link_style(system) {
+        Some(LinkStyle::Configured(ports)) => system_with_configured_links(system, params, &ports),
+        Some(LinkStyle::Redirected) => system_with_redirected_links(system, params),
+        None => bail!(
+            "--links proxy: {system}'s peers cannot be sent through a proxy yet; systems that can: {}",
+            proxy_link_systems().join(", ")
+        ),
+    }
+}
+
+/// Links for a system whose configuration dials its peers: built twice, once to learn the
+/// server names, then with every peer dialed at the proxy's listener for the link.
+fn system_with_configured_links(
     system: &str,
     mut params: SystemParams,
+    peer_ports: &[u16],
 ) -> Result<(System, LinkPlan)> {
-    if REDIRECTED_SYSTEMS.contains(&system) {
-        return system_with_redirected_links(system, params);
-    }
     let direct = System::by_name(system, &params)?;
     let servers: Vec<String> = direct.nodes.iter().map(|n| n.name.clone()).collect();
-    let plan = link_plan(system, &servers)?;
+    let plan = LinkPlan::new(&servers, peer_ports, PROXY_NODE, FIRST_LISTEN_PORT)?;
     let dial = plan.clone();
     params.dial = Some(std::sync::Arc::new(
         move |from: &str, to: &str, port: u16| dial.dial(from, to, port),
@@ -203,17 +220,22 @@ mod tests {
 
     #[test]
     fn the_testbed_dials_its_peers_through_the_proxy() {
-        let servers: Vec<String> = ["n1", "n2", "n3"].iter().map(|s| s.to_string()).collect();
-        let plan = link_plan("testbed", &servers).unwrap();
+        let links = |system: &str| system_with_proxy_links(system, SystemParams::default());
+        let (system, plan) = links("testbed").unwrap();
         assert_eq!(plan.links.len(), 6, "one link per ordered pair");
         let (host, port) = plan.dial("n1", "n2", 7000);
         assert_eq!(host, "proxy");
         assert!(port >= FIRST_LISTEN_PORT);
         assert_eq!(plan.dial("n1", "n1", 7000), ("n1".to_string(), 7000));
-        assert_eq!(link_plan("zookeeper", &servers).unwrap().links.len(), 12);
-        assert_eq!(link_plan("nats", &servers).unwrap().links.len(), 6);
-        let e = link_plan("redis", &servers).unwrap_err().to_string();
+        assert!(system.node(PROXY_NODE).is_some());
+        assert_eq!(links("zookeeper").unwrap().1.links.len(), 12);
+        assert_eq!(links("nats").unwrap().1.links.len(), 6);
+        let e = links("redis").unwrap_err().to_string();
         assert!(e.contains("redis") && e.contains("testbed"), "{e}");
+        assert_eq!(
+            proxy_link_systems(),
+            ["etcd", "nats", "rabbitmq", "zookeeper", "testbed"]
+        );
     }
 
     #[test]

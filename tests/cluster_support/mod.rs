@@ -66,3 +66,24 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Runs `argv` in `node`'s container: its exit code and output.
+pub async fn exec(c: &Cluster, node: &str, argv: &[&str]) -> (i64, String) {
+    let out = c
+        .exec(node, argv)
+        .await
+        .unwrap_or_else(|e| panic!("exec {argv:?} in {node}: {e:#}"));
+    (out.exit_code, out.output)
+}
+
+/// `etcdctl` against `node`'s own member: exit code and trimmed output.
+pub async fn etcdctl(c: &Cluster, node: &str, args: &[&str]) -> (i64, String) {
+    let mut argv = vec![
+        "etcdctl",
+        "--endpoints=http://127.0.0.1:2379",
+        "--command-timeout=3s",
+    ];
+    argv.extend_from_slice(args);
+    let (code, out) = exec(c, node, &argv).await;
+    (code, out.trim().to_string())
+}

@@ -4,10 +4,13 @@
 //! kills it at the end. Without an `etcd` binary the tests fail under `CI=true` and are skipped
 //! with a printed reason otherwise.
 
+#[path = "support/local_server.rs"]
+mod local_server;
+
 use checkers::History;
+use local_server::{free_port, installed, ServerProcess};
 use serde_json::{json, Value};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -19,43 +22,14 @@ use workloads::{ClientFactory, Invocation, PhaseEnd, PhaseLimits, Recorder, Runn
 const STARTUP_MAX: Duration = Duration::from_secs(20);
 
 struct Etcd {
-    child: Child,
+    _process: ServerProcess,
     client_addr: String,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn etcd_binary() -> Option<String> {
-    let candidates = ["/usr/bin/etcd", "/usr/local/bin/etcd"];
-    candidates
-        .iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .map(|p| p.to_string())
-}
-
 /// Starts etcd, or returns None (skip) when it is not installed and we are not in CI.
 async fn start_etcd() -> Option<Etcd> {
-    let Some(bin) = etcd_binary() else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("etcd is not installed; CI must install the etcd-server package");
-        }
-        eprintln!("SKIPPED: etcd is not installed (apt-get install etcd-server)");
-        return None;
-    };
+    let bin = installed(&["/usr/bin/etcd", "/usr/local/bin/etcd"], "etcd-server")?;
     let dir = tempfile::tempdir().unwrap();
     let (client, peer) = (free_port(), free_port());
     let client_url = format!("http://127.0.0.1:{client}");
@@ -74,7 +48,7 @@ async fn start_etcd() -> Option<Etcd> {
         .spawn()
         .expect("cannot start etcd");
     let etcd = Etcd {
-        child,
+        _process: ServerProcess(child),
         client_addr: format!("127.0.0.1:{client}"),
         _dir: dir,
     };

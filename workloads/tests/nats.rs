@@ -4,55 +4,37 @@
 //! Without a `nats-server` binary the tests fail under `CI=true` and are skipped with a printed
 //! reason otherwise.
 
+#[path = "support/local_server.rs"]
+mod local_server;
 #[path = "support/queue_run.rs"]
 mod queue_run;
 
 use checkers::EventType;
+use local_server::{free_port, installed, wait_listening, ServerProcess};
 use queue_run::{run_and_check, run_and_expect_valid, QueueRun};
 use serde_json::{json, Value};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 use workloads::clients::nats::NatsFactory;
 use workloads::{ClientFactory, Invocation, WorkloadOptions};
 
 const STARTUP_MAX: Duration = Duration::from_secs(20);
 
 struct Nats {
-    child: Child,
+    _process: ServerProcess,
     addr: String,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start_nats() -> Option<Nats> {
-    let Some(bin) = [
-        "/usr/sbin/nats-server",
-        "/usr/bin/nats-server",
-        "/usr/local/bin/nats-server",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists()) else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("nats-server is not installed; CI must install the nats-server package");
-        }
-        eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server)");
-        return None;
-    };
+    let bin = installed(
+        &[
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "/usr/local/bin/nats-server",
+        ],
+        "nats-server",
+    )?;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let child = Command::new(bin)
@@ -63,18 +45,11 @@ async fn start_nats() -> Option<Nats> {
         .spawn()
         .expect("cannot start nats-server");
     let nats = Nats {
-        child,
+        _process: ServerProcess(child),
         addr: format!("127.0.0.1:{port}"),
         _dir: dir,
     };
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(&nats.addr).await.is_err() {
-        assert!(
-            started.elapsed() < STARTUP_MAX,
-            "nats-server did not listen within {STARTUP_MAX:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listening(&nats.addr, "nats-server", STARTUP_MAX).await;
     Some(nats)
 }
 

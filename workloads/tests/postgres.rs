@@ -5,9 +5,12 @@
 //! and stops it at the end. Without the server binaries the tests fail under `CI=true` and are
 //! skipped with a printed reason otherwise.
 
+#[path = "support/local_server.rs"]
+mod local_server;
+
 use checkers::{Budget, Verdict};
+use local_server::{free_port, missing};
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,14 +46,6 @@ impl Drop for Postgres {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn bin_dir() -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
@@ -83,11 +78,7 @@ fn command(bin: &Path, user: Option<(u32, u32)>) -> Command {
 
 async fn start_postgres() -> Option<Postgres> {
     let Some(bin) = bin_dir() else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("PostgreSQL is not installed; CI must install the postgresql package");
-        }
-        eprintln!("SKIPPED: PostgreSQL is not installed (apt-get install postgresql)");
-        return None;
+        return missing("PostgreSQL", "postgresql");
     };
     let user = run_as();
     let dir = tempfile::tempdir().unwrap();

@@ -5,13 +5,15 @@
 //! Without a rabbitmq-server installation the tests fail under `CI=true` and are skipped with a
 //! printed reason otherwise.
 
+#[path = "support/local_server.rs"]
+mod local_server;
 #[path = "support/queue_run.rs"]
 mod queue_run;
 
 use checkers::EventType;
-use queue_run::{run_and_expect_valid, run_with_ack_stalls, QueueRun};
+use local_server::{free_port, installed};
+use queue_run::{expect_stalled_acks_to_commit_once, run_and_expect_valid, QueueRun};
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,22 +55,8 @@ impl Drop for Rabbit {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start_rabbit() -> Option<Rabbit> {
-    if !std::path::Path::new(SERVER).exists() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("rabbitmq-server is not installed; CI must install the rabbitmq-server package");
-        }
-        eprintln!("SKIPPED: rabbitmq-server is not installed (apt-get install rabbitmq-server)");
-        return None;
-    }
+    installed(&[SERVER], "rabbitmq-server")?;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir_all(d.join("home")).unwrap();
@@ -180,25 +168,14 @@ async fn a_consumer_stalled_past_the_requeue_deadline_never_commits_twice() {
     let dir = tempfile::tempdir().unwrap();
     // Past the 2 s deadline the client requeues the delivery itself, so the late ack sends
     // nothing (fail) and the message is consumed again: redelivered, never committed twice.
-    let (results, stalled) = run_with_ack_stalls(
+    expect_stalled_acks_to_commit_once(
         "rabbitmq",
         "queue",
         rabbit.addr.clone(),
         "3s",
-        "exactly-once",
         &dir.path().join("history.jsonl"),
     )
     .await;
-    assert!(stalled > 0, "no ack stalled");
-    for r in results {
-        assert_eq!(
-            r.verdict,
-            checkers::Verdict::Valid,
-            "{}: {}",
-            r.checker,
-            r.summary
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

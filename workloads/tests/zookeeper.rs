@@ -4,10 +4,13 @@
 //! Without the ZooKeeper jar or `java` the tests fail under `CI=true` and are skipped with a
 //! printed reason otherwise.
 
+#[path = "support/local_server.rs"]
+mod local_server;
+
 use checkers::{Budget, EventType, Verdict};
+use local_server::{free_port, installed, ServerProcess};
 use serde_json::{json, Value};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use workloads::clients::zookeeper::ZooKeeperFactory;
@@ -18,37 +21,14 @@ const STARTUP_MAX: Duration = Duration::from_secs(60);
 const JAR: &str = "/usr/share/java/zookeeper.jar";
 
 struct ZooKeeper {
-    child: Child,
+    _process: ServerProcess,
     addr: String,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for ZooKeeper {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start_zookeeper() -> Option<ZooKeeper> {
-    let java = ["/usr/bin/java"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists());
-    let (Some(java), true) = (java, std::path::Path::new(JAR).exists()) else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("ZooKeeper is not installed; CI must install the zookeeper package");
-        }
-        eprintln!("SKIPPED: ZooKeeper is not installed (apt-get install zookeeper)");
-        return None;
-    };
+    let java = installed(&["/usr/bin/java"], "zookeeper")?;
+    installed(&[JAR], "zookeeper")?;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let child = Command::new(java)
@@ -62,7 +42,7 @@ async fn start_zookeeper() -> Option<ZooKeeper> {
         .spawn()
         .expect("cannot start ZooKeeper");
     let server = ZooKeeper {
-        child,
+        _process: ServerProcess(child),
         addr: format!("127.0.0.1:{port}"),
         _dir: dir,
     };

@@ -12,10 +12,6 @@ use crate::cluster::system::{
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
 
-fn peer_port(params: &SystemParams, name: &str) -> u16 {
-    super::peer_port(params, name, PEER_PORT)
-}
-
 pub fn system(params: &SystemParams) -> System {
     let names = node_names(params.nodes.unwrap_or(3));
     let nodes = names
@@ -24,12 +20,13 @@ pub fn system(params: &SystemParams) -> System {
             let initial_cluster = names
                 .iter()
                 .map(|peer| {
-                    let addr = params.dial_addr(name, peer, peer_port(params, peer));
+                    let addr =
+                        params.dial_addr(name, peer, super::peer_port(params, peer, PEER_PORT));
                     format!("{peer}=http://{addr}")
                 })
                 .collect::<Vec<_>>()
                 .join(",");
-            let own_peer_port = peer_port(params, name);
+            let own_peer_port = super::peer_port(params, name, PEER_PORT);
             let dir = data_dir(name);
             let cmd = [
                 "etcd".to_string(),

@@ -3,43 +3,25 @@
 //! Without a `redis-server` binary the tests fail under `CI=true` and are skipped with a printed
 //! reason otherwise.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "local_server.rs"]
+mod local_server;
+
+use local_server::{free_port, installed, wait_listening, ServerProcess};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 pub const STARTUP_MAX: Duration = Duration::from_secs(20);
 
 pub struct RedisServer {
-    pub child: Child,
+    pub process: ServerProcess,
     pub addr: String,
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub async fn start_redis() -> Option<RedisServer> {
-    let Some(bin) = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-    else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("redis-server is not installed; CI must install the redis-server package");
-        }
-        eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
-        return None;
-    };
+    let bin = installed(
+        &["/usr/bin/redis-server", "/usr/local/bin/redis-server"],
+        "redis-server",
+    )?;
     let port = free_port();
     let child = Command::new(bin)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -53,16 +35,9 @@ pub async fn start_redis() -> Option<RedisServer> {
         .spawn()
         .expect("cannot start redis-server");
     let server = RedisServer {
-        child,
+        process: ServerProcess(child),
         addr: format!("127.0.0.1:{port}"),
     };
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(&server.addr).await.is_err() {
-        assert!(
-            started.elapsed() < STARTUP_MAX,
-            "redis-server did not listen within {STARTUP_MAX:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listening(&server.addr, "redis-server", STARTUP_MAX).await;
     Some(server)
 }
