@@ -141,6 +141,7 @@ fn system_with_redirected_links(
     let servers: Vec<String> = ports.keys().cloned().collect();
     let all_ports: Vec<u16> = ports.values().copied().collect();
     let mut plan = LinkPlan::new(&servers, &all_ports, PROXY_NODE, FIRST_LISTEN_PORT)?;
+    // Every pair with every port, then only the target's own port: one link per ordered pair.
     plan.links.retain(|l| ports.get(&l.to) == Some(&l.port));
     for node in &mut linked.nodes {
         let rules: Vec<(u16, u16)> = plan
