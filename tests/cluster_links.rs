@@ -1,6 +1,8 @@
-//! Node-to-node links through the proxy container (`--links proxy`) on NATS: every route a
+//! Node-to-node links through the proxy container (`--links proxy`). On NATS: every route a
 //! server holds goes through the proxy (none around it by gossip), a partition made of toxics
 //! cuts an isolated server off from the JetStream meta leader, and the heal brings it back.
+//! etcd, RabbitMQ and Redis are redirected links (DNAT by destination port): each test shows
+//! their peer traffic at the proxy, and where the system has one, a failover caused by a cut.
 
 mod cluster_support;
 
@@ -193,6 +195,108 @@ async fn rabbitmq_distribution_is_redirected_through_the_proxy() {
         accepted.iter().all(|(_, ip)| *ip == proxy_ip),
         "every distribution connection through the proxy at {proxy_ip}: {accepted:?}"
     );
+    c.teardown().await.unwrap();
+    assert_eq!(leftovers(&run_id).await, (0, 0));
+}
+
+/// The peers' addresses among a Redis server's or sentinel's client connections (`CLIENT
+/// LIST`), without those made inside its own container, and how many of them are replicas.
+async fn redis_peer_ips(c: &Cluster, node: &str, port: u16) -> (Vec<String>, usize) {
+    let (code, out) = exec(
+        c,
+        node,
+        &["redis-cli", "-p", &port.to_string(), "client", "list"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let own_ip = c.ip(node).await.unwrap().to_string();
+    let (mut ips, mut replicas) = (vec![], 0);
+    for line in out.lines() {
+        let field = |key: &str| {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(key))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let ip = field("addr=")
+            .rsplit_once(':')
+            .map(|(ip, _)| ip.to_string());
+        let Some(ip) = ip.filter(|ip| *ip != own_ip && !ip.starts_with("127.")) else {
+            continue;
+        };
+        replicas += usize::from(field("flags=").contains('S'));
+        ips.push(ip);
+    }
+    (ips, replicas)
+}
+
+/// Redis's servers and sentinels share one port between clients and peers, so each node
+/// announces a peer port of its own, redirected inside its container: replication and every
+/// sentinel connection go through the proxy, and cutting the primary's links makes the
+/// sentinels fail over to a replica; after the heal the old primary follows the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_replication_and_sentinels_go_through_the_proxy() {
+    let Some((c, plan)) = start_linked("redis").await else {
+        return;
+    };
+    let run_id = c.run_id().to_string();
+    let proxy_ip = c.ip(links::PROXY_NODE).await.unwrap().to_string();
+    let (ips, replicas) = redis_peer_ips(&c, "n1", 6379).await;
+    assert_eq!(replicas, 2, "both replicas follow n1: {ips:?}");
+    assert!(
+        ips.len() >= 5 && ips.iter().all(|ip| *ip == proxy_ip),
+        "replicas and sentinels reach n1 through the proxy at {proxy_ip}: {ips:?}"
+    );
+    // Sentinels connect to each other once they heard of each other on the primary.
+    let ips = eventually(Duration::from_secs(30), || async {
+        let (ips, _) = redis_peer_ips(&c, "s1", 26379).await;
+        (ips.len() >= 2).then_some(ips)
+    })
+    .await
+    .unwrap_or_default();
+    assert!(
+        ips.len() >= 2 && ips.iter().all(|ip| *ip == proxy_ip),
+        "s2 and s3 reach s1 through the proxy at {proxy_ip}: {ips:?}"
+    );
+
+    let api = c.host_addr(links::PROXY_NODE, "api").unwrap();
+    let client = nemeses::toxiproxy::Client::new(&api.to_string()).unwrap();
+    let cuts = ProxyLinks::new(client, plan, CutMode::BlackHole);
+    let names: Vec<String> = ["n1", "n2", "n3", "s1", "s2", "s3"]
+        .map(String::from)
+        .to_vec();
+    cuts.apply(&Grudge::isolate(&names, "n1").unwrap())
+        .await
+        .unwrap();
+    // Down after 5 s, then an election and the promotion: well under a minute.
+    let new_primary = eventually(Duration::from_secs(60), || async {
+        match c.leader().await {
+            Ok(Some(l)) if l != "n1" => Some(l),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(
+        new_primary.is_some(),
+        "no failover 60 s after the primary's links were cut"
+    );
+
+    cuts.heal().await.unwrap();
+    let follows = eventually(Duration::from_secs(90), || async {
+        let (_, out) = exec(
+            &c,
+            "n1",
+            &["redis-cli", "-p", "6379", "info", "replication"],
+        )
+        .await;
+        (out.contains("role:slave") && out.contains("master_link_status:up")).then_some(())
+    })
+    .await;
+    assert!(
+        follows.is_some(),
+        "n1 does not follow the new primary {new_primary:?} 90 s after the heal"
+    );
+
     c.teardown().await.unwrap();
     assert_eq!(leftovers(&run_id).await, (0, 0));
 }

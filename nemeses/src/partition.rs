@@ -238,6 +238,38 @@ impl LinkPlan {
         proxy_host: &str,
         first_listen_port: u16,
     ) -> Result<LinkPlan> {
+        Self::build(
+            nodes,
+            |_| peer_ports.to_vec(),
+            proxy_host,
+            first_listen_port,
+        )
+    }
+
+    /// A link for every ordered pair of distinct nodes, to the target's own peer port (`nodes`
+    /// are `(name, peer port)`): for systems whose servers each listen for peers on a port of
+    /// their own, so that the port alone tells which peer a connection is for.
+    pub fn to_own_ports(
+        nodes: &[(String, u16)],
+        proxy_host: &str,
+        first_listen_port: u16,
+    ) -> Result<LinkPlan> {
+        let names: Vec<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
+        let port_of = |to: &str| {
+            let own = nodes.iter().find(|(n, _)| n == to).map(|(_, p)| *p);
+            own.into_iter().collect()
+        };
+        Self::build(&names, port_of, proxy_host, first_listen_port)
+    }
+
+    /// A link from every node to every other node's `ports_of(to)`, listen ports numbered from
+    /// `first_listen_port` in node order.
+    fn build(
+        nodes: &[String],
+        ports_of: impl Fn(&str) -> Vec<u16>,
+        proxy_host: &str,
+        first_listen_port: u16,
+    ) -> Result<LinkPlan> {
         let mut links = Vec::new();
         let mut next = u32::from(first_listen_port);
         for from in nodes {
@@ -245,7 +277,7 @@ impl LinkPlan {
                 if from == to {
                     continue;
                 }
-                for &port in peer_ports {
+                for port in ports_of(to) {
                     let listen_port = u16::try_from(next).map_err(|_| {
                         anyhow::anyhow!(
                             "proxy listen ports run past 65535 from {first_listen_port}"
@@ -581,6 +613,26 @@ mod tests {
 
     fn plan(n: usize, ports: &[u16]) -> LinkPlan {
         LinkPlan::new(&nodes(n), ports, "proxy", 20000).unwrap()
+    }
+
+    #[test]
+    fn a_plan_to_own_ports_has_one_link_per_ordered_pair_at_the_targets_port() {
+        let nodes = [("n1", 2381), ("n2", 2382), ("n3", 2383)].map(|(n, p)| (n.to_string(), p));
+        let p = LinkPlan::to_own_ports(&nodes, "proxy", 20000).unwrap();
+        assert_eq!(p.links.len(), 6);
+        let to: Vec<(&str, &str, u16, u16)> = p
+            .links
+            .iter()
+            .map(|l| (l.from.as_str(), l.to.as_str(), l.port, l.listen_port))
+            .collect();
+        assert_eq!(to[0], ("n1", "n2", 2382, 20000));
+        assert_eq!(to[1], ("n1", "n3", 2383, 20001));
+        assert_eq!(to[2], ("n2", "n1", 2381, 20002));
+        assert_eq!(
+            to[5],
+            ("n3", "n2", 2382, 20005),
+            "listen ports without gaps"
+        );
     }
 
     #[test]

@@ -14,10 +14,9 @@
 //! gossiping direct ones, see systems::nats). etcd cannot: its members must agree on one set of
 //! peer URLs (each derives the cluster id from `--initial-cluster`), and per-node proxy ports
 //! would make every node's list different. Its links are redirected instead, and so are
-//! RabbitMQ's (Erlang finds peers' distribution ports through epmd): see
+//! RabbitMQ's (Erlang finds peers' distribution ports through epmd) and Redis's (Sentinel hands
+//! out the addresses nodes announce, and reconfigures replicas after a failover): see
 //! [`system_with_proxy_links`].
-
-use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
 use nemeses::partition::LinkPlan;
@@ -56,8 +55,9 @@ fn link_style(system: &str) -> Option<LinkStyle> {
         ])),
         // Each server lists its routes as it dials them (see systems::nats on gossip).
         "nats" => Some(LinkStyle::Configured(vec![nats::ROUTE_PORT])),
-        // Members must agree on one list of peer URLs; Erlang finds peers through epmd.
-        "etcd" | "rabbitmq" => Some(LinkStyle::Redirected),
+        // Members must agree on one list of peer URLs; Erlang finds peers through epmd;
+        // Sentinel tells nodes whom to dial, long after their configuration was written.
+        "etcd" | "rabbitmq" | "redis" => Some(LinkStyle::Redirected),
         _ => None,
     }
 }
@@ -82,6 +82,11 @@ pub fn system_with_proxy_links(system: &str, params: SystemParams) -> Result<(Sy
     match link_style(system) {
         Some(LinkStyle::Configured(ports)) => system_with_configured_links(system, params, &ports),
         Some(LinkStyle::Redirected) => system_with_redirected_links(system, params),
+        None if System::by_name(system, &params).is_ok_and(|s| s.nodes.len() == 1) => bail!(
+            "--links proxy: {system} runs one server, so it has no node-to-node links to proxy; \
+             systems that have them: {}",
+            proxy_link_systems().join(", ")
+        ),
         None => bail!(
             "--links proxy: {system}'s peers cannot be sent through a proxy yet; systems that can: {}",
             proxy_link_systems().join(", ")
@@ -108,9 +113,9 @@ fn system_with_configured_links(
     Ok((linked, plan))
 }
 
-/// Links for a system whose members must agree on one set of peer addresses (etcd), or find
-/// them through a lookup service (RabbitMQ's epmd): every
-/// server listens for peers on a port of its own, and inside each server's container an
+/// Links for a system whose members must agree on one set of peer addresses (etcd), find them
+/// through a lookup service (RabbitMQ's epmd) or are told them at run time (Redis Sentinel):
+/// every server listens for peers on a port of its own, and inside each server's container an
 /// iptables DNAT rule per peer port sends the server's connections to that port to the proxy
 /// listener of the link, before the server starts. The server dials its peers by their real
 /// names and never sees the proxy; the proxy, which has no such rules, dials them for real.
@@ -128,7 +133,7 @@ fn system_with_redirected_links(
             .find(|p| p.name == "peer")
             .map(|p| p.container_port)
     };
-    let mut ports = BTreeMap::new();
+    let mut ports = Vec::new();
     for node in &linked.nodes {
         let Some(port) = peer_port(node) else {
             bail!(
@@ -136,13 +141,9 @@ fn system_with_redirected_links(
                 node.name
             );
         };
-        ports.insert(node.name.clone(), port);
+        ports.push((node.name.clone(), port));
     }
-    let servers: Vec<String> = ports.keys().cloned().collect();
-    let all_ports: Vec<u16> = ports.values().copied().collect();
-    let mut plan = LinkPlan::new(&servers, &all_ports, PROXY_NODE, FIRST_LISTEN_PORT)?;
-    // Every pair with every port, then only the target's own port: one link per ordered pair.
-    plan.links.retain(|l| ports.get(&l.to) == Some(&l.port));
+    let plan = LinkPlan::to_own_ports(&ports, PROXY_NODE, FIRST_LISTEN_PORT)?;
     for node in &mut linked.nodes {
         let rules: Vec<(u16, u16)> = plan
             .links
@@ -231,11 +232,12 @@ mod tests {
         assert!(system.node(PROXY_NODE).is_some());
         assert_eq!(links("zookeeper").unwrap().1.links.len(), 12);
         assert_eq!(links("nats").unwrap().1.links.len(), 6);
-        let e = links("redis").unwrap_err().to_string();
+        let e = links("postgres").unwrap_err().to_string();
+        assert!(e.contains("postgres runs one server"), "{e}");
         assert!(e.contains("redis") && e.contains("testbed"), "{e}");
         assert_eq!(
             proxy_link_systems(),
-            ["etcd", "nats", "rabbitmq", "zookeeper", "testbed"]
+            ["etcd", "redis", "nats", "rabbitmq", "zookeeper", "testbed"]
         );
     }
 
@@ -266,5 +268,31 @@ mod tests {
             &"--initial-cluster=n1=http://n1:2381,n2=http://n2:2382,n3=http://n3:2383".to_string()
         ));
         assert!(system.node(PROXY_NODE).is_some());
+    }
+
+    #[test]
+    fn redis_links_cover_replication_and_every_sentinel() {
+        let (system, plan) = system_with_proxy_links("redis", SystemParams::default()).unwrap();
+        assert_eq!(
+            plan.links.len(),
+            30,
+            "one link per ordered pair of six nodes"
+        );
+        let s1_to_n2 = plan
+            .links
+            .iter()
+            .find(|l| l.from == "s1" && l.to == "n2")
+            .unwrap();
+        assert_eq!(s1_to_n2.port, 6381, "n2's announced peer port");
+        let s1 = system.node("s1").unwrap();
+        let rule = format!(
+            "--dport 6381 -j DNAT --to-destination \"$proxy:{}\"",
+            s1_to_n2.listen_port
+        );
+        assert!(s1.cmd[2].contains(&rule), "{}", s1.cmd[2]);
+        let to_s2 = plan.links.iter().find(|l| l.from == "s1" && l.to == "s2");
+        assert_eq!(to_s2.unwrap().port, 26381, "sentinels reach each other too");
+        // The node's own rule (its peer port to its real one) runs after the links' rules.
+        assert!(s1.cmd[4..].join(" ").contains("--dport 26380 -j REDIRECT"));
     }
 }

@@ -32,7 +32,9 @@ pub struct SystemParams {
     pub node_args: Vec<String>,
     /// Each server listens for its peers on a port of its own (the system's peer port plus the
     /// node's number), so that a node's outgoing links can be told apart by destination port
-    /// alone (see `cluster::links`, redirected links). Systems without a peer port ignore it.
+    /// alone (see `cluster::links`, redirected links). Redis, whose servers listen on one port
+    /// for clients and peers alike, announces such a port to its peers instead and redirects it
+    /// to the real one on arrival. Systems without a peer port ignore it.
     pub distinct_peer_ports: bool,
 }
 

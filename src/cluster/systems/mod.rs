@@ -20,10 +20,14 @@ pub fn node_names(count: usize) -> Vec<String> {
     (1..=count).map(|i| format!("n{i}")).collect()
 }
 
-/// The port server `name` (`n1`, `n2`, ...) listens on for its peers: `base`, or with
-/// `SystemParams::distinct_peer_ports` one of its own (`base + 1` for n1, `base + 2` for n2, ...).
+/// The port node `name` (`n1`, `s2`, ...) listens on for its peers: `base`, or with
+/// `SystemParams::distinct_peer_ports` one of its own (`base + 1` for n1 or s1, `base + 2` for
+/// n2, ...).
 pub fn peer_port(params: &crate::cluster::system::SystemParams, name: &str, base: u16) -> u16 {
-    let number: u16 = name.trim_start_matches('n').parse().unwrap_or(0);
+    let number: u16 = name
+        .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+        .parse()
+        .unwrap_or(0);
     match params.distinct_peer_ports {
         true => base + number,
         false => base,
