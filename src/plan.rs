@@ -287,14 +287,13 @@ impl Plan {
                 self.links
             ));
         }
-        if self.uses_proxy_links()
-            && !crate::cluster::links::supports_proxy_links(cluster_system(&self.system))
-        {
-            return Err(format!(
-                "--links proxy (also needed by --nemesis latency): {}'s configuration cannot dial its peers through a proxy yet; systems that can: {}",
-                self.system,
-                crate::cluster::links::proxy_link_systems().join(", ")
-            ));
+        if self.uses_proxy_links() {
+            let system = cluster_system(&self.system);
+            if let Some(why) = crate::cluster::links::no_proxy_links_reason(system) {
+                return Err(format!(
+                    "--links proxy (also needed by --nemesis latency): {why}"
+                ));
+            }
         }
         if self.system == "testbed" {
             testbed::cli::check_node_args(&self.testbed_node_args())
@@ -438,6 +437,15 @@ mod tests {
         assert!(e.contains("unknown system"), "{e}");
         let e = plan_from("nemesis = [\"meteor\"]\n").unwrap_err();
         assert!(e.contains("unknown fault"), "{e}");
+        let e = plan_from("system = \"postgres\"\nworkload = \"set\"\nnemesis = [\"latency\"]\n")
+            .unwrap_err();
+        assert!(
+            e.starts_with(
+                "--links proxy (also needed by --nemesis latency): postgres runs one server"
+            ),
+            "{e}"
+        );
+        plan_from("system = \"redis\"\nworkload = \"queue\"\nnemesis = [\"latency\"]\n").unwrap();
     }
 
     #[test]

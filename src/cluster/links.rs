@@ -76,20 +76,33 @@ pub fn proxy_link_systems() -> Vec<&'static str> {
         .collect()
 }
 
+/// Why `system` cannot run with `--links proxy`, when it cannot (for messages that start
+/// with the option's name).
+pub fn no_proxy_links_reason(system: &str) -> Option<String> {
+    if supports_proxy_links(system) {
+        return None;
+    }
+    let one_server =
+        System::by_name(system, &SystemParams::default()).is_ok_and(|s| s.nodes.len() == 1);
+    let why = match one_server {
+        true => format!("{system} runs one server, so it has no node-to-node links to proxy"),
+        false => format!("{system}'s peers cannot be sent through a proxy yet"),
+    };
+    Some(format!(
+        "{why}; systems whose links can: {}",
+        proxy_link_systems().join(", ")
+    ))
+}
+
 /// `system` with its peers dialing each other through a proxy container, which it includes,
 /// and the links the nemesis cuts (one per ordered pair of servers and peer port).
 pub fn system_with_proxy_links(system: &str, params: SystemParams) -> Result<(System, LinkPlan)> {
     match link_style(system) {
         Some(LinkStyle::Configured(ports)) => system_with_configured_links(system, params, &ports),
         Some(LinkStyle::Redirected) => system_with_redirected_links(system, params),
-        None if System::by_name(system, &params).is_ok_and(|s| s.nodes.len() == 1) => bail!(
-            "--links proxy: {system} runs one server, so it has no node-to-node links to proxy; \
-             systems that have them: {}",
-            proxy_link_systems().join(", ")
-        ),
         None => bail!(
-            "--links proxy: {system}'s peers cannot be sent through a proxy yet; systems that can: {}",
-            proxy_link_systems().join(", ")
+            "--links proxy: {}",
+            no_proxy_links_reason(system).unwrap_or_default()
         ),
     }
 }
@@ -235,6 +248,7 @@ mod tests {
         let e = links("postgres").unwrap_err().to_string();
         assert!(e.contains("postgres runs one server"), "{e}");
         assert!(e.contains("redis") && e.contains("testbed"), "{e}");
+        assert!(e.starts_with("--links proxy: "), "{e}");
         assert_eq!(
             proxy_link_systems(),
             ["etcd", "redis", "nats", "rabbitmq", "zookeeper", "testbed"]

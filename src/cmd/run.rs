@@ -63,8 +63,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub store: Option<String>,
     /// How nodes reach their peers: direct, or proxy (a Toxiproxy-compatible proxy container:
-    /// partitions by toxics, and latency faults; testbed, zookeeper, nats, etcd and rabbitmq so
-    /// far). Latency implies proxy.
+    /// partitions by toxics, and latency faults; testbed, zookeeper, nats, etcd, rabbitmq and
+    /// redis; postgres runs one server). Latency implies proxy.
     #[arg(long, value_name = "MODE")]
     pub links: Option<String>,
     /// Testbed only: switch on a bug in every node (repeatable; `faultline testbed-node
