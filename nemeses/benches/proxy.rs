@@ -18,6 +18,13 @@
 //!
 //! On a shared machine, compare the best trials as well as the medians: the best trial of each
 //! path is the one least disturbed by other processes.
+//!
+//! Each part also measures a third path, a bare relay (blocking threads, one read and one write
+//! per chunk: the least work any user-space TCP relay does), so the figures say how much of the
+//! overhead is the proxy's and how much any relay would add on this machine; and it prints the
+//! CPU time the whole process (endpoints and relay) spent per round trip or per MiB on each
+//! path. The difference to direct is what the relay costs in work, which, unlike the time
+//! ratios, does not depend on how the scheduler wakes three threads on few CPUs.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -71,8 +78,15 @@ fn main() {
     let sink_proxy = via("sink", sink);
     let async_echo_proxy = via("async-echo", async_echo);
 
+    // The least any TCP relay can do, for reference: blocking threads, one read and one write
+    // per chunk, no toxics, no event loop.
+    let echo_bare = spawn_bare_relay(echo);
+    let sink_bare = spawn_bare_relay(sink);
+    let async_echo_bare = spawn_bare_relay(async_echo);
+
     println!(
-        "proxy benchmark: loopback, {} CPUs, proxy on {}",
+        "proxy benchmark: loopback, {} CPUs, proxy on {}; \"bare relay\" is a minimal blocking \
+         relay for reference",
         cpus(),
         if on_bench_runtime {
             "a work-stealing runtime"
@@ -85,43 +99,49 @@ fn main() {
             "request-response, blocking endpoints: {MESSAGE_BYTES} B each way, \
              {rounds} round trips x {trials} trials per path"
         );
-        let (mut direct, mut proxied) = (Vec::new(), Vec::new());
-        for _ in 0..trials {
-            direct.extend(ping_pong(echo, rounds));
-            proxied.extend(ping_pong(echo_proxy, rounds));
-        }
-        print_latency(&mut direct, &mut proxied);
+        let paths = [echo, echo_proxy, echo_bare];
+        let runs = measure(trials, &paths, |addr| ping_pong(addr, rounds));
+        print_latency(runs, (trials * rounds) as f64);
 
         println!(
             "request-response, tokio endpoints: {MESSAGE_BYTES} B each way, \
              {rounds} round trips x {trials} trials per path"
         );
-        let (mut direct, mut proxied) = (Vec::new(), Vec::new());
-        for _ in 0..trials {
-            direct.extend(rt.block_on(async_ping_pong(async_echo, rounds)));
-            proxied.extend(rt.block_on(async_ping_pong(async_echo_proxy, rounds)));
-        }
-        print_latency(&mut direct, &mut proxied);
+        let paths = [async_echo, async_echo_proxy, async_echo_bare];
+        let runs = measure(trials, &paths, |addr| {
+            rt.block_on(async_ping_pong(addr, rounds))
+        });
+        print_latency(runs, (trials * rounds) as f64);
     }
     if only.is_empty() || only == "bulk" {
         let bytes = bulk_mib * (1 << 20);
         println!("bulk, blocking endpoints: {bulk_mib} MiB one way, {trials} trials per path");
-        let (mut direct, mut proxied) = (Vec::new(), Vec::new());
-        for _ in 0..trials {
-            direct.push(bulk(sink, bytes));
-            proxied.push(bulk(sink_proxy, bytes));
-        }
-        let (d_med, d_best) = (percentile(&mut direct, 0.5), percentile(&mut direct, 1.0));
-        let (p_med, p_best) = (percentile(&mut proxied, 0.5), percentile(&mut proxied, 1.0));
-        println!("  {:<10} {:>10} {:>10}", "MiB/s", "median", "best");
-        println!("  {:<10} {:>10.0} {:>10.0}", "direct", d_med, d_best);
-        println!("  {:<10} {:>10.0} {:>10.0}", "proxied", p_med, p_best);
+        let paths = [sink, sink_proxy, sink_bare];
+        let mut runs = measure(trials, &paths, |addr| vec![bulk(addr, bytes)]);
+        let direct_cpu_us = runs[0].cpu_us;
+        let (d_med, d_best) = (runs[0].median(), runs[0].best());
         println!(
-            "  {:<10} {:>9.0}% {:>9.0}%   target >= 70%: {}",
-            "ratio",
-            100.0 * p_med / d_med,
-            100.0 * p_best / d_best,
-            verdict(p_med / d_med >= 0.70)
+            "  {:<11} {:>8} {:>8} {:>8} {:>8} {:>11}",
+            "MiB/s", "median", "best", "ratio", "best", "CPU us/MiB"
+        );
+        for run in &mut runs {
+            let (med, best) = (run.median(), run.best());
+            println!(
+                "  {:<11} {:>8.0} {:>8.0} {:>7.0}% {:>7.0}% {:>11.0}",
+                run.name,
+                med,
+                best,
+                100.0 * med / d_med,
+                100.0 * best / d_best,
+                run.cpu_us / (trials * bulk_mib) as f64
+            );
+        }
+        let ratio = runs[1].median() / d_med;
+        println!(
+            "  proxied: {:.0}% of direct, target >= 70%: {}; its work: {:+.0} CPU us/MiB",
+            100.0 * ratio,
+            verdict(ratio >= 0.70),
+            (runs[1].cpu_us - direct_cpu_us) / (trials * bulk_mib) as f64
         );
     }
     if let Some(s) = server {
@@ -130,25 +150,94 @@ fn main() {
     drop(background);
 }
 
-fn print_latency(direct: &mut [f64], proxied: &mut [f64]) {
-    let (d50, d99) = (percentile(direct, 0.50), percentile(direct, 0.99));
-    let (p50, p99) = (percentile(proxied, 0.50), percentile(proxied, 0.99));
-    println!("  {:<10} {:>10} {:>10}", "", "p50 us", "p99 us");
-    println!("  {:<10} {:>10.1} {:>10.1}", "direct", d50, d99);
-    println!("  {:<10} {:>10.1} {:>10.1}", "proxied", p50, p99);
+/// One path's samples over every trial, and the CPU time the process spent on it.
+struct PathRun {
+    name: &'static str,
+    samples: Vec<f64>,
+    cpu_us: f64,
+}
+
+impl PathRun {
+    fn median(&mut self) -> f64 {
+        percentile(&mut self.samples, 0.5)
+    }
+
+    /// The highest sample (for throughputs, the best trial).
+    fn best(&mut self) -> f64 {
+        percentile(&mut self.samples, 1.0)
+    }
+}
+
+const PATH_NAMES: [&str; 3] = ["direct", "proxied", "bare relay"];
+
+/// Runs `trial` on each path in turn, `trials` times, so drift on a shared machine hits every
+/// path alike.
+fn measure(
+    trials: usize,
+    paths: &[SocketAddr; 3],
+    mut trial: impl FnMut(SocketAddr) -> Vec<f64>,
+) -> Vec<PathRun> {
+    let mut runs: Vec<PathRun> = PATH_NAMES
+        .iter()
+        .map(|&name| PathRun {
+            name,
+            samples: Vec::new(),
+            cpu_us: 0.0,
+        })
+        .collect();
+    for _ in 0..trials {
+        for (run, &addr) in runs.iter_mut().zip(paths) {
+            let before = process_cpu_us();
+            run.samples.extend(trial(addr));
+            run.cpu_us += process_cpu_us() - before;
+        }
+    }
+    runs
+}
+
+fn print_latency(mut runs: Vec<PathRun>, round_trips: f64) {
+    let (d50, d99) = (
+        percentile(&mut runs[0].samples, 0.50),
+        percentile(&mut runs[0].samples, 0.99),
+    );
+    let direct_cpu_us = runs[0].cpu_us;
     println!(
-        "  {:<10} {:>+10.1} {:>+10.1}",
-        "added",
+        "  {:<11} {:>8} {:>8} {:>8} {:>8} {:>10}",
+        "", "p50 us", "p99 us", "p50 x", "p99 x", "CPU us/rt"
+    );
+    for run in &mut runs {
+        let (p50, p99) = (
+            percentile(&mut run.samples, 0.50),
+            percentile(&mut run.samples, 0.99),
+        );
+        println!(
+            "  {:<11} {:>8.1} {:>8.1} {:>7.2}x {:>7.2}x {:>10.1}",
+            run.name,
+            p50,
+            p99,
+            p50 / d50,
+            p99 / d99,
+            run.cpu_us / round_trips
+        );
+    }
+    let p50 = percentile(&mut runs[1].samples, 0.50);
+    println!(
+        "  proxied: p50 {:+.1} us ({:.2}x), target <= 1.30x: {}; its work: {:+.1} CPU us per round trip",
         p50 - d50,
-        p99 - d99
-    );
-    println!(
-        "  {:<10} {:>9.2}x {:>9.2}x   target p50 <= 1.30x: {}",
-        "ratio",
         p50 / d50,
-        p99 / d99,
-        verdict(p50 / d50 <= 1.30)
+        verdict(p50 / d50 <= 1.30),
+        (runs[1].cpu_us - direct_cpu_us) / round_trips
     );
+}
+
+/// CPU time (user and system) of every thread of the process so far, in microseconds.
+fn process_cpu_us() -> f64 {
+    // SAFETY: getrusage fills the struct we own; RUSAGE_SELF covers every thread.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    assert_eq!(rc, 0, "getrusage");
+    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    us(ru.ru_utime) + us(ru.ru_stime)
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -237,6 +326,44 @@ fn spawn_server(handler: fn(TcpStream)) -> SocketAddr {
         }
     });
     addr
+}
+
+/// A minimal relay to `upstream`: per connection, one blocking thread per direction doing
+/// read then write_all with a 64 KiB buffer, passing on the half-close.
+fn spawn_bare_relay(upstream: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(upstream) else {
+                continue;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let (c2, s2) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
+            std::thread::spawn(move || pump(client, server));
+            std::thread::spawn(move || pump(s2, c2));
+        }
+    });
+    addr
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
 }
 
 fn serve_echo(mut s: TcpStream) {
