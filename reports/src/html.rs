@@ -586,6 +586,16 @@ fn faults_section(out: &mut String, p: &PageInput<'_>) {
         out.push_str("<p>No nemesis events: no faults were injected.</p>\n");
         return;
     }
+    if p.windows
+        .iter()
+        .any(|w| w.kind == crate::stalls::STALL_KIND)
+    {
+        out.push_str(
+            "<p class=\"note\"><code>client-stall</code> windows are not nemesis events: each \
+             spans acknowledgements the clients held on purpose (the plan's <code>[client]</code> \
+             ack stalls), from the first one's invocation to the last one's completion.</p>\n",
+        );
+    }
     const FAULTS_SHOWN_MAX: usize = 500;
     out.push_str("<table><tr><th>kind</th><th>start</th><th>end</th><th>from</th><th>duration</th><th>value</th></tr>\n");
     for w in p.windows.iter().take(FAULTS_SHOWN_MAX) {

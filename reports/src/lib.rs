@@ -15,6 +15,8 @@
 //! - A million-event history stays usable: the timeline data is columnar JSON and the page
 //!   renders one page of events at a time ([`timeline`]); plot points are thinned per pixel cell
 //!   ([`plots`]).
+//! - Client-side stalls, marked on the operations that held a message, are shaded and listed
+//!   like the nemesis's faults ([`stalls`]).
 //! - Plot text needs a font, found at run time; without one the plots are drawn without text and
 //!   the page says so ([`plots::font`]).
 
@@ -24,6 +26,7 @@ mod html;
 pub mod matrix;
 pub mod plots;
 pub mod results;
+pub mod stalls;
 pub mod store;
 pub mod timeline;
 
@@ -70,7 +73,10 @@ pub fn render_run(
         .ops()
         .map_err(|e| anyhow::anyhow!("history: {e}"))
         .context("cannot render a report of a malformed history")?;
-    let windows = history.fault_windows();
+    // The nemesis's faults and the clients' own stalls, in time order.
+    let mut windows = history.fault_windows();
+    windows.extend(stalls::windows(&ops));
+    windows.sort_by_key(|w| (w.start_time, w.start_index));
     let origin = history.events.iter().map(|e| e.time).min().unwrap_or(0);
     let last = history
         .events

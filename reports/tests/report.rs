@@ -294,3 +294,35 @@ fn an_empty_history_still_gets_a_report() {
     );
     assert!(dir.path().join("latency.png").is_file());
 }
+
+/// A queue history in which a client held one ack past its lease: no nemesis events at all.
+const STALLED: &str = r#"{"index":0,"time":0,"process":0,"type":"invoke","f":"consume","value":null}
+{"index":1,"time":1000000,"process":0,"type":"ok","f":"consume","value":{"id":"m1"}}
+{"index":2,"time":2000000,"process":0,"type":"invoke","f":"ack","value":{"id":"m1"}}
+{"index":3,"time":5000000,"process":1,"type":"invoke","f":"consume","value":null}
+{"index":4,"time":6000000,"process":1,"type":"ok","f":"consume","value":{"id":"m1"}}
+{"index":5,"time":9000000,"process":0,"type":"ok","f":"ack","value":{"stalled_ms":6500}}
+"#;
+
+#[test]
+fn client_stalls_are_shaded_and_listed_with_the_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = read_str(STALLED, None).unwrap();
+    let results = RunResults::new("q", vec![CheckResult::valid("stats", "3 ops")]);
+    let out = render_run(dir.path(), &history, &results, &json!({})).unwrap();
+    let page = Html::parse_document(&std::fs::read_to_string(&out.index).unwrap());
+    let cells = texts(&page, "table td");
+    let at = cells.iter().position(|c| c == "client-stall");
+    let row = &cells[at.expect("a client-stall row in the Faults table")..];
+    assert!(row[5].contains("\"stalled_acks\":1"), "{row:?}");
+    assert!(row[5].contains("\"held_ms_max\":6500"), "{row:?}");
+    assert!(texts(&page, "p.note")
+        .iter()
+        .any(|n| n.contains("client-stall windows are not nemesis events")));
+    let data = timeline_data(&page);
+    assert_eq!(
+        data["faults"],
+        json!([[0, 2, 5]]),
+        "from the ack's invocation to its completion"
+    );
+}
