@@ -22,7 +22,7 @@ use crate::clients::redis_stream::RedisStreamFactory;
 use crate::clients::zookeeper::ZooKeeperFactory;
 use crate::generator::{self, Gen, Rng};
 use crate::op::Invocation;
-use crate::stall::{option_duration, option_guarantee, option_probability, Stall};
+use crate::stall::{option_count, option_duration, option_guarantee, option_probability, Stall};
 use checkers::CheckOptions;
 use rand::RngExt;
 use serde_json::{json, Value};
@@ -82,6 +82,43 @@ pub struct RegisterOptions {
     pub value_count: i64,
     /// Include `cas` operations.
     pub cas: bool,
+}
+
+/// The `[client]` options of the register workloads (`register`, `cas-register`) on every
+/// system but the testbed, whose workloads read their own.
+pub const REGISTER_CLIENT_OPTIONS: &[&str] = &["ops-per-key"];
+
+/// Bound on `ops-per-key`: a key's operations are one linearizability search, whose cost grows
+/// fast with its length.
+pub const OPS_PER_KEY_MAX: u64 = 100_000;
+
+impl RegisterOptions {
+    /// `self` with a plan's `[client]` table applied; an error names the option. `ops-per-key`
+    /// lets a key live through a failover and its heal (a lost write is only seen by later
+    /// reads of the same key), at the price of a longer search per key.
+    pub fn with_table(
+        &self,
+        table: &std::collections::BTreeMap<String, Value>,
+    ) -> Result<RegisterOptions, String> {
+        let mut o = self.clone();
+        for (key, v) in table {
+            let set = match key.as_str() {
+                "ops-per-key" => option_count(v).and_then(|n| match n {
+                    1..=OPS_PER_KEY_MAX => {
+                        o.ops_per_key = n;
+                        Ok(())
+                    }
+                    _ => Err(format!("expected 1 to {OPS_PER_KEY_MAX}, not {n}")),
+                }),
+                _ => Err(format!(
+                    "unknown option for the register workloads; known: {}",
+                    REGISTER_CLIENT_OPTIONS.join(", ")
+                )),
+            };
+            set.map_err(|e| format!("client.{key}: {e}"))?;
+        }
+        Ok(o)
+    }
 }
 
 impl Default for RegisterOptions {
@@ -492,7 +529,8 @@ pub struct WorkloadOptions {
     /// Seeds the bugs of the in-memory systems.
     pub seed: u64,
     /// Workload tuning by name (a plan's `[client]` table): the testbed's workloads
-    /// (`clients::testbed::TestbedOptions::apply`) and the broker queues with acks
+    /// (`clients::testbed::TestbedOptions::apply`), the register workloads
+    /// ([`RegisterOptions::with_table`]) and the broker queues with acks
     /// ([`AckedQueueOptions`]) read it; any other workload refuses it.
     pub client: std::collections::BTreeMap<String, serde_json::Value>,
 }
@@ -569,7 +607,7 @@ impl AckedQueueOptions {
             .find(|(s, w, _)| *s == system && *w == workload)
         else {
             return Err(format!(
-                "client.{key}: {system:?}'s {workload:?} workload takes no client options (the testbed's workloads, NATS and RabbitMQ queues and the Redis stream do)"
+                "client.{key}: {system:?}'s {workload:?} workload takes no client options (the testbed's workloads, the register workloads, NATS and RabbitMQ queues and the Redis stream do)"
             ));
         };
         for (key, v) in table {
@@ -649,15 +687,24 @@ pub fn build(
     if system == crate::clients::testbed::SYSTEM {
         return crate::clients::testbed::build(workload, opts);
     }
-    let acked = AckedQueueOptions::from_table(system, workload, &opts.client)?;
+    let (acked, register_opts) = match workload {
+        "register" | "cas-register" => (
+            AckedQueueOptions::from_table(system, workload, &Default::default())?,
+            opts.register.with_table(&opts.client)?,
+        ),
+        _ => (
+            AckedQueueOptions::from_table(system, workload, &opts.client)?,
+            opts.register.clone(),
+        ),
+    };
     let w = match workload {
         "register" => register(&RegisterOptions {
             cas: false,
-            ..opts.register.clone()
+            ..register_opts
         }),
         "cas-register" => register(&RegisterOptions {
             cas: true,
-            ..opts.register.clone()
+            ..register_opts
         }),
         "queue" if system == "nats" => queue_with_acks(
             &QueueOptions {

@@ -1,12 +1,12 @@
 //! Client options, as a plan's `[client]` table gives them: the testbed workloads' (kept out of
-//! the client's source file, which the testbed's own tests include by path) and the broker
-//! queues' ack stalls.
+//! the client's source file, which the testbed's own tests include by path), the broker
+//! queues' ack stalls and the register workloads' key lifetime.
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use workloads::clients::testbed::{TestbedOptions, OPTION_NAMES};
-use workloads::workload::{AckedQueueOptions, ACKED_QUEUE_OPTIONS};
+use workloads::workload::{AckedQueueOptions, RegisterOptions, ACKED_QUEUE_OPTIONS};
 use workloads::{build, WorkloadOptions};
 
 fn table(entries: &[(&str, Value)]) -> BTreeMap<String, Value> {
@@ -128,4 +128,35 @@ fn every_broker_queue_option_is_accepted() {
         )
         .unwrap_or_else(|e| panic!("{system} {workload}: {e}"));
     }
+}
+
+#[test]
+fn register_workloads_take_ops_per_key_and_name_what_they_do_not_take() {
+    let o = RegisterOptions::default()
+        .with_table(&table(&[("ops-per-key", json!(2000))]))
+        .unwrap();
+    assert_eq!(o.ops_per_key, 2000);
+    assert_eq!(o.keys_in_flight, RegisterOptions::default().keys_in_flight);
+    let e = RegisterOptions::default()
+        .with_table(&table(&[("ops-per-key", json!(0))]))
+        .unwrap_err();
+    assert!(e.starts_with("client.ops-per-key: expected 1 to"), "{e}");
+    let e = RegisterOptions::default()
+        .with_table(&table(&[("ack-stall", json!("3s"))]))
+        .unwrap_err();
+    assert!(
+        e.starts_with("client.ack-stall:") && e.contains("ops-per-key"),
+        "{e}"
+    );
+    let with = |entries: &[(&str, Value)]| WorkloadOptions {
+        client: table(entries),
+        ..WorkloadOptions::default()
+    };
+    for (system, workload) in [("etcd", "register"), ("redis", "cas-register")] {
+        build(system, workload, &with(&[("ops-per-key", json!(500))]))
+            .unwrap_or_else(|e| panic!("{system} {workload}: {e}"));
+    }
+    // A queue does not take it.
+    let e = build("redis", "queue", &with(&[("ops-per-key", json!(500))])).err();
+    assert!(e.is_some_and(|e| e.contains("takes no client options")));
 }
