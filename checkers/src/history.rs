@@ -190,7 +190,30 @@ impl Op {
     pub fn is_info(&self) -> bool {
         self.outcome == EventType::Info
     }
+
+    /// How long the client held this operation on purpose before completing it (a client-side
+    /// stall, see [`STALLED_MS_KEY`]), when its completion says so.
+    pub fn stalled_ms(&self) -> Option<u64> {
+        if let Some(ms) = self
+            .complete_value
+            .get(STALLED_MS_KEY)
+            .and_then(Value::as_u64)
+        {
+            return Some(ms);
+        }
+        let error = self.error.as_deref()?;
+        let rest = &error[error.find(STALL_ERROR_MARK)? + STALL_ERROR_MARK.len()..];
+        rest.split(" ms").next()?.parse().ok()
+    }
 }
+
+/// How a client marks an operation it held on purpose (an ack stalled past its lease,
+/// SCENARIOS.md B1): an `ok` with no value of its own completes with `{"stalled_ms": N}`, a `fail`
+/// or `info` carries `after holding the message N ms` in its error. Written by the workloads'
+/// stall, read by [`Op::stalled_ms`].
+pub const STALLED_MS_KEY: &str = "stalled_ms";
+/// See [`STALLED_MS_KEY`]: the error text before the milliseconds.
+pub const STALL_ERROR_MARK: &str = "after holding the message ";
 
 /// A fault window: a nemesis start event and the matching stop (or the end of the history).
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -366,18 +366,11 @@ fn pump(mut from: TcpStream, mut to: TcpStream) {
     let _ = to.shutdown(Shutdown::Write);
 }
 
-fn serve_echo(mut s: TcpStream) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if s.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
+fn serve_echo(s: TcpStream) {
+    let Ok(back) = s.try_clone() else {
+        return;
+    };
+    pump(s, back);
 }
 
 async fn spawn_async_echo() -> SocketAddr {

@@ -3,30 +3,25 @@
 //!
 //! A stall (a client holding an acknowledgement past its lease, SCENARIOS.md B1) is not a
 //! nemesis event: the client decides it inside one operation, and marks that operation's
-//! completion (`{"stalled_ms": N}` on an `ok`, "after holding the message N ms" in the error of a
-//! `fail` or `info`; `workloads::stall::note`). The report finds those marks and turns each run
-//! of overlapping stalled operations into one window of kind [`STALL_KIND`] from the first
-//! invocation to the last completion, so a stall that explains a double commit is in view
-//! next to it. The history itself is not changed.
+//! completion (`checkers::history::STALLED_MS_KEY`, read by `Op::stalled_ms`). The report finds
+//! those marks and turns each run of overlapping stalled operations into one window of kind
+//! [`STALL_KIND`] from the first invocation to the last completion, so a stall that explains a
+//! double commit is in view next to it. The history itself is not changed.
 
 use checkers::{FaultWindow, Op};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The kind of the windows made here.
 pub const STALL_KIND: &str = "client-stall";
 
-/// The text a stalled `fail` or `info` carries in its error, before the milliseconds.
-const STALL_ERROR_MARK: &str = "after holding the message ";
-
-/// How long `op` was held on purpose, when its completion says so.
-pub fn stalled_ms(op: &Op) -> Option<u64> {
-    if let Some(ms) = op.complete_value.get("stalled_ms").and_then(Value::as_u64) {
-        return Some(ms);
-    }
-    let error = op.error.as_deref()?;
-    let rest = &error[error.find(STALL_ERROR_MARK)? + STALL_ERROR_MARK.len()..];
-    let digits = rest.split(" ms").next()?;
-    digits.parse().ok()
+/// Stalled operations that overlap in time, on their way to becoming one window.
+struct Run {
+    start_index: u64,
+    start_time: u64,
+    end_index: Option<u64>,
+    end_time: u64,
+    acks: u64,
+    held_ms_max: u64,
 }
 
 /// One window per run of overlapping stalled operations, in time order.
@@ -34,49 +29,46 @@ pub fn windows(ops: &[Op]) -> Vec<FaultWindow> {
     // A mark is in a completion, so every stalled operation has completed.
     let mut stalled: Vec<(&Op, u64, u64)> = ops
         .iter()
-        .filter_map(|op| Some((op, op.complete_time?, stalled_ms(op)?)))
+        .filter_map(|op| Some((op, op.complete_time?, op.stalled_ms()?)))
         .collect();
     stalled.sort_by_key(|(op, _, _)| (op.invoke_time, op.invoke_index));
-    let mut out: Vec<FaultWindow> = Vec::new();
-    let mut acks = 0u64;
-    let mut held_ms_max = 0u64;
-    for (op, complete_time, ms) in stalled {
-        let overlaps = out
-            .last()
-            .is_some_and(|w| w.end_time.is_some_and(|end| op.invoke_time <= end));
-        if !overlaps {
-            close(out.last_mut(), acks, held_ms_max);
-            out.push(FaultWindow {
-                kind: STALL_KIND.to_string(),
+    let mut runs: Vec<Run> = Vec::new();
+    for (op, complete_time, held_ms) in stalled {
+        match runs.last_mut() {
+            Some(run) if op.invoke_time <= run.end_time => {
+                if complete_time > run.end_time {
+                    (run.end_time, run.end_index) = (complete_time, op.complete_index);
+                }
+                run.acks += 1;
+                run.held_ms_max = run.held_ms_max.max(held_ms);
+            }
+            _ => runs.push(Run {
                 start_index: op.invoke_index,
                 start_time: op.invoke_time,
                 end_index: op.complete_index,
-                end_time: op.complete_time,
-                value: Value::Null,
-            });
-            (acks, held_ms_max) = (0, 0);
+                end_time: complete_time,
+                acks: 1,
+                held_ms_max: held_ms,
+            }),
         }
-        let w = out.last_mut().expect("a window is open");
-        if w.end_time.is_some_and(|end| complete_time > end) {
-            (w.end_time, w.end_index) = (Some(complete_time), op.complete_index);
-        }
-        acks += 1;
-        held_ms_max = held_ms_max.max(ms);
     }
-    close(out.last_mut(), acks, held_ms_max);
-    out
-}
-
-fn close(w: Option<&mut FaultWindow>, acks: u64, held_ms_max: u64) {
-    if let Some(w) = w {
-        w.value = json!({ "stalled_acks": acks, "held_ms_max": held_ms_max });
-    }
+    runs.into_iter()
+        .map(|r| FaultWindow {
+            kind: STALL_KIND.to_string(),
+            start_index: r.start_index,
+            start_time: r.start_time,
+            end_index: r.end_index,
+            end_time: Some(r.end_time),
+            value: json!({ "stalled_acks": r.acks, "held_ms_max": r.held_ms_max }),
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use checkers::formats::read_str;
+    use serde_json::Value;
 
     /// The stall windows of a history given as JSON lines.
     fn stall_windows(jsonl: &str) -> Vec<(u64, Option<u64>, Value)> {

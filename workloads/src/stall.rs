@@ -12,6 +12,7 @@
 //! means the same thing for every system.
 
 use crate::op::Completion;
+use checkers::history::{STALLED_MS_KEY, STALL_ERROR_MARK};
 use checkers::EventType;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -81,18 +82,20 @@ impl Staller {
 }
 
 /// Marks an acknowledgement that stalled, so the history shows which acks were held and for how
-/// long: an `ok` with no value gets `{"stalled_ms": N}`, a `fail` or `info` gets the stall in
-/// its error text. Unchanged when nothing stalled.
+/// long (the history's stall mark, `checkers::history::STALLED_MS_KEY`): an `ok` with no value
+/// gets `{"stalled_ms": N}`, a `fail` or `info` gets the stall in its error text. Unchanged when
+/// nothing stalled.
 pub fn note(mut c: Completion, stalled: Option<Duration>) -> Completion {
     let Some(d) = stalled else {
         return c;
     };
     let ms = d.as_millis() as u64;
+    let mark = format!("{STALL_ERROR_MARK}{ms} ms");
     match (c.kind, &mut c.error) {
-        (EventType::Ok, _) if c.value.is_null() => c.value = json!({ "stalled_ms": ms }),
+        (EventType::Ok, _) if c.value.is_null() => c.value = json!({ (STALLED_MS_KEY): ms }),
         (EventType::Ok, _) => {}
-        (_, Some(e)) => e.push_str(&format!(" (after holding the message {ms} ms)")),
-        (_, None) => c.error = Some(format!("after holding the message {ms} ms")),
+        (_, Some(e)) => e.push_str(&format!(" ({mark})")),
+        (_, None) => c.error = Some(mark),
     }
     c
 }

@@ -588,17 +588,20 @@ pub const ACKED_QUEUE_OPTIONS: &[(&str, &str, &[&str])] = &[
 ];
 
 impl AckedQueueOptions {
+    /// No stalls, the system's ack wait and guarantee.
+    pub const NONE: AckedQueueOptions = AckedQueueOptions {
+        ack_stall: Stall::NONE,
+        ack_wait: None,
+        guarantee: None,
+    };
+
     /// Reads a `[client]` table; an error names the option and what the workload accepts.
     pub fn from_table(
         system: &str,
         workload: &str,
         table: &std::collections::BTreeMap<String, Value>,
     ) -> Result<AckedQueueOptions, String> {
-        let mut o = AckedQueueOptions {
-            ack_stall: Stall::NONE,
-            ack_wait: None,
-            guarantee: None,
-        };
+        let mut o = AckedQueueOptions::NONE;
         let Some((key, _)) = table.iter().next() else {
             return Ok(o);
         };
@@ -689,7 +692,7 @@ pub fn build(
     }
     let (acked, register_opts) = match workload {
         "register" | "cas-register" => (
-            AckedQueueOptions::from_table(system, workload, &Default::default())?,
+            AckedQueueOptions::NONE,
             opts.register.with_table(&opts.client)?,
         ),
         _ => (
