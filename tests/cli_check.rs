@@ -232,3 +232,24 @@ fn convert_turns_a_jepsen_log_into_jsonl_that_checks_the_same() {
     assert_eq!(stats(&src)["ops"], stats(&dst)["ops"]);
     assert_eq!(stats(&src)["info"], stats(&dst)["info"]);
 }
+
+#[test]
+fn a_bad_client_option_in_a_plan_is_one_line_before_anything_starts() {
+    let plan = scratch(
+        "bad-client.toml",
+        b"system = \"etcd\"\nworkload = \"register\"\n[client]\nops-per-key = 0\n",
+    );
+    let out = faultline(&["run", "--plan", plan.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("client.ops-per-key: expected 1 to 100000, not 0"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no run started: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -130,6 +130,8 @@ impl Args {
             plan.name = plan.default_name();
         }
         plan.validate()?;
+        // Workload and [client] options too, before a run folder or a cluster exists.
+        faultline::run::check_workload(&plan)?;
         Ok(plan)
     }
 }
