@@ -71,7 +71,7 @@ pub struct CalibrationRun {
 pub struct ScenarioRow {
     pub plan: String,
     pub file: String,
-    /// SCENARIOS.md ids, e.g. `B1` or `L4, L7`.
+    /// docs/scenarios.md ids, e.g. `B1` or `L4, L7`.
     pub scenarios: String,
     pub bug: String,
     pub checker: String,

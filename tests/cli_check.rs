@@ -11,10 +11,10 @@ fn faultline(args: &[&str]) -> Output {
 }
 
 fn shared() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/histories/porcupine");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/porcupine");
     assert!(
         p.join("EXPECTED.md").exists(),
-        "missing {}: the shared histories must sit beside the repo",
+        "missing {}: the Porcupine histories ship in testdata/",
         p.display()
     );
     p

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 fn corpus() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/histories/porcupine");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/porcupine");
     assert!(
         dir.is_dir(),
         "the Porcupine corpus is missing: expected {}",

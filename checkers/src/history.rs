@@ -208,7 +208,7 @@ impl Op {
 }
 
 /// How a client marks an operation it held on purpose (an ack stalled past its lease,
-/// SCENARIOS.md B1): an `ok` with no value of its own completes with `{"stalled_ms": N}`, a `fail`
+/// docs/scenarios.md B1): an `ok` with no value of its own completes with `{"stalled_ms": N}`, a `fail`
 /// or `info` carries `after holding the message N ms` in its error. Written by the workloads'
 /// stall, read by [`Op::stalled_ms`].
 pub const STALLED_MS_KEY: &str = "stalled_ms";

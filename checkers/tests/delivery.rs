@@ -1,4 +1,4 @@
-//! The delivery checker, scenario by scenario (SCENARIOS.md rows B1, B3, B4, B7, L1, L2, L4,
+//! The delivery checker, scenario by scenario (docs/scenarios.md rows B1, B3, B4, B7, L1, L2, L4,
 //! L9, L10, I3, I8), each with the bug present and absent, then the guarantee table.
 
 mod stream_support;

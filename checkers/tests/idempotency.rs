@@ -1,4 +1,4 @@
-//! The idempotency checker: SCENARIOS.md I1 (identical requests with one idempotency key: one
+//! The idempotency checker: docs/scenarios.md I1 (identical requests with one idempotency key: one
 //! effect, equal responses) and I4 (concurrent "leave" commands: one state change).
 
 mod stream_support;

@@ -1,15 +1,15 @@
 //! Every history of Porcupine's test corpus gets the verdict Porcupine's own suite asserts
-//! (listed in shared/histories/porcupine/EXPECTED.md).
+//! (listed in testdata/porcupine/EXPECTED.md).
 
 use checkers::linear::Linearizable;
 use checkers::{formats, Budget, Checker, Verdict};
 use std::path::PathBuf;
 
 fn corpus() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/histories/porcupine");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/porcupine");
     assert!(
         dir.join("EXPECTED.md").is_file(),
-        "the Porcupine corpus is missing: expected {} (the shared/ folder beside the repo)",
+        "the Porcupine corpus is missing: expected {} (testdata/ at the repository root)",
         dir.display()
     );
     dir

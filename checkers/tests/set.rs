@@ -1,4 +1,4 @@
-//! The set checker: SCENARIOS.md I2 (no duplicate members, final count exact), plus lost,
+//! The set checker: docs/scenarios.md I2 (no duplicate members, final count exact), plus lost,
 //! stale, unexpected and never-read elements.
 
 mod stream_support;

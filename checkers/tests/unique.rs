@@ -1,4 +1,4 @@
-//! The unique checker: SCENARIOS.md B5 (a create on an existing id succeeds) and ids handed
+//! The unique checker: docs/scenarios.md B5 (a create on an existing id succeeds) and ids handed
 //! out twice.
 
 mod stream_support;

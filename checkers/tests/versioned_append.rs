@@ -1,4 +1,4 @@
-//! The versioned-append checker: SCENARIOS.md I6 (racing commits at one expected version:
+//! The versioned-append checker: docs/scenarios.md I6 (racing commits at one expected version:
 //! exactly one success, the rest conflict; stream gap- and duplicate-free).
 
 mod stream_support;

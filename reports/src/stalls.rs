@@ -1,7 +1,7 @@
 //! Client-side stalls as fault windows, so the plots shade them and the Faults table lists them
 //! like the nemesis's faults.
 //!
-//! A stall (a client holding an acknowledgement past its lease, SCENARIOS.md B1) is not a
+//! A stall (a client holding an acknowledgement past its lease, docs/scenarios.md B1) is not a
 //! nemesis event: the client decides it inside one operation, and marks that operation's
 //! completion (`checkers::history::STALLED_MS_KEY`, read by `Op::stalled_ms`). The report finds
 //! those marks and turns each run of overlapping stalled operations into one window of kind

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
-  faultline check ../shared/histories/porcupine/etcd/etcd_000.log --checker linearizable --model cas-register\n  \
+  faultline check testdata/porcupine/etcd/etcd_000.log --checker linearizable --model cas-register\n  \
   faultline check histories/*.log --checker stats\n  \
   faultline check run/history.jsonl --checker delivery --guarantee at-least-once --json\n\n\
 Exit codes: 0 valid, 1 invalid, 2 unknown, 3 bad input or harness error.")]

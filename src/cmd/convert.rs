@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Example:\n  faultline convert ../shared/histories/porcupine/kv/c01-ok.txt c01-ok.jsonl\n\n\
+    after_help = "Example:\n  faultline convert testdata/porcupine/kv/c01-ok.txt c01-ok.jsonl\n\n\
 Use - as OUT to write to standard output. Formats without timestamps (Jepsen logs, EDN without \
 :time) get the line number as time."
 )]

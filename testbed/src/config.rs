@@ -3,7 +3,7 @@
 //!
 //! Bugs are a closed enum rather than free-form strings so that a plan naming a bug that does
 //! not exist fails at start with the list of names, and so that each bug carries the scenario it
-//! reproduces (SCENARIOS.md id) and the checker that must flag it: the calibration table and the
+//! reproduces (docs/scenarios.md id) and the checker that must flag it: the calibration table and the
 //! docs are generated from this one list.
 
 use std::collections::BTreeSet;

@@ -1,6 +1,6 @@
 //! faultline's calibrated testbed: a small multi-node server whose bugs are switches.
 //!
-//! faultline must prove that it finds what its users fear (SCENARIOS.md). Real systems have
+//! faultline must prove that it finds what its users fear (docs/scenarios.md). Real systems have
 //! bugs we cannot turn on and off, so this crate is a target whose bugs we control: with no
 //! `--bug` it is correct, and each `--bug NAME` re-introduces exactly one scenario's mistake
 //! ([`config::BUGS`] maps each to its scenario id and the checker that must flag it). A

@@ -1,5 +1,5 @@
 //! Every switchable bug, as a specification: a short scripted scenario on three in-process
-//! nodes, recorded into a history and judged by the checker SCENARIOS.md names. With the bug on
+//! nodes, recorded into a history and judged by the checker docs/scenarios.md names. With the bug on
 //! the checker must flag the scenario's anomaly; with it off the same script must pass.
 
 // The testbed client is compiled from its source in workloads/ (see tests/common/mod.rs).

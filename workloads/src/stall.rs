@@ -1,5 +1,5 @@
 //! Client-side stalls: a consumer that holds a message past its lease or ack wait, then
-//! completes it (SCENARIOS.md B1, "double delivery on consumer timeout").
+//! completes it (docs/scenarios.md B1, "double delivery on consumer timeout").
 //!
 //! The fault lives in the client, not in the cluster, so it is a hook each client with acks
 //! calls between receiving a message and acknowledging it (the testbed, NATS JetStream,

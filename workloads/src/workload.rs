@@ -555,7 +555,7 @@ impl Default for WorkloadOptions {
 /// Redis stream), from a plan's `[client]` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AckedQueueOptions {
-    /// Acks that wait first (SCENARIOS.md B1: a consumer held past the broker's ack wait).
+    /// Acks that wait first (docs/scenarios.md B1: a consumer held past the broker's ack wait).
     pub ack_stall: Stall,
     /// NATS only: the consumer's ack wait (default 5 s).
     pub ack_wait: Option<Duration>,

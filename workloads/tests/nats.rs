@@ -123,7 +123,7 @@ async fn the_queue_workload_passes_the_delivery_checker() {
     run_and_expect_valid(run, &dir.path().join("history.jsonl")).await;
 }
 
-/// SCENARIOS.md B1 on a real broker: a consumer holds a message past the ack wait, JetStream
+/// docs/scenarios.md B1 on a real broker: a consumer holds a message past the ack wait, JetStream
 /// redelivers it to another consumer, and both acknowledge it. The stalled client's late ack
 /// and the second consumer's ack both report success (`double_ack` is confirmed by the
 /// server), so the history shows one message consumed twice and committed twice.

@@ -46,7 +46,7 @@ pub struct NatsFactory {
     /// Stream replicas (1 for a single server, 3 for a cluster).
     pub replicas: usize,
     pub connect_timeout: Duration,
-    /// Acks that wait first (a consumer held past the ack wait: SCENARIOS.md B1).
+    /// Acks that wait first (a consumer held past the ack wait: docs/scenarios.md B1).
     pub ack_stall: Stall,
     /// Seeds the stall decisions.
     pub seed: u64,
