@@ -338,3 +338,113 @@ fn a_shard_that_owns_nothing_exits_0_and_still_counts_as_present() {
     assert_eq!(merged.status.code(), Some(0), "{}", text(&merged));
     assert!(!text(&merged).contains("missing"));
 }
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// `false` (after printing why) without Docker or the base image; a panic under `CI=true`.
+fn docker_and_image_or_skip(test: &str) -> bool {
+    let missing = match faultline::cluster::docker::available() {
+        Err(e) => Some(format!("no Docker daemon ({e:#})")),
+        Ok(()) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let image = faultline::images::base_image_ref();
+            let exists = runtime.block_on(async {
+                let docker = faultline::cluster::docker::connect()?;
+                faultline::images::image_exists(&docker, &image).await
+            });
+            match exists {
+                Ok(true) => None,
+                Ok(false) => Some(format!(
+                    "the base image {image} does not exist; build it with `faultline images build`"
+                )),
+                Err(e) => Some(format!("cannot ask Docker for {image}: {e:#}")),
+            }
+        }
+    };
+    match missing {
+        None => true,
+        Some(why) if in_ci() => panic!("{test}: CI=true but {why}"),
+        Some(why) => {
+            eprintln!("SKIPPED {test}: {why}");
+            false
+        }
+    }
+}
+
+/// The testbed in Docker: two scenario plans with their bug on (found 10/10 in calibration,
+/// within a second) and one with it off (never flagged), as two shard processes, each starting
+/// its own clusters, against the same plans unsharded.
+#[test]
+fn testbed_shards_merged_equal_the_unsharded_matrix() {
+    if !docker_and_image_or_skip("testbed_shards_merged_equal_the_unsharded_matrix") {
+        return;
+    }
+    let dir = workdir("testbed");
+    let plans = dir.join("plans");
+    std::fs::create_dir_all(&plans).unwrap();
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/scenarios");
+    for name in ["b5-double-create", "i1-idempotency-race"] {
+        std::fs::copy(
+            scenarios.join(format!("{name}.toml")),
+            plans.join(format!("{name}.toml")),
+        )
+        .unwrap();
+    }
+    let b5 = std::fs::read_to_string(scenarios.join("b5-double-create.toml")).unwrap();
+    let off = b5
+        .replace("name = \"b5-double-create\"", "name = \"b5-bug-off\"")
+        .replace("bug = [\"double-create\"]", "bug = []");
+    assert_ne!(off, b5);
+    std::fs::write(plans.join("b5-bug-off.toml"), off).unwrap();
+
+    let run = |store: &str, extra: &[&str]| {
+        let mut cmd = faultline();
+        cmd.arg("test-all")
+            .arg("--plans")
+            .arg(plans.join("*.toml"))
+            .args(["--time-limit-each", "4s", "--seed", SEED, "--quiet"])
+            .arg("--store")
+            .arg(dir.join(store))
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let whole = run(
+        "whole",
+        &["--junit", dir.join("whole.xml").to_str().unwrap()],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert_eq!(whole.status.code(), Some(1), "{}", text(&whole));
+    let one = run("shard-1", &["--shard", "1/2"]);
+    let two = run("shard-2", &["--shard", "2/2"]);
+    for out in [
+        one.wait_with_output().unwrap(),
+        two.wait_with_output().unwrap(),
+    ] {
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(1)),
+            "{}",
+            text(&out)
+        );
+    }
+    let merged = merge(&dir, &["shard-1", "shard-2"], &[]);
+    assert_eq!(merged.status.code(), Some(1), "{}", text(&merged));
+    let want = junit_cases(&dir.join("whole.xml"));
+    assert_eq!(junit_cases(&dir.join("merged/junit.xml")), want);
+    let verdicts: Vec<&str> = want
+        .iter()
+        .map(|c| c.rsplit(" | ").next().unwrap())
+        .collect();
+    assert!(
+        verdicts.contains(&"failure") && verdicts.contains(&"passed"),
+        "{want:?}"
+    );
+    assert_eq!(run_folders(&dir.join("merged")), 3);
+}
