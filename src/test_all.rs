@@ -40,27 +40,51 @@ use tokio_util::sync::CancellationToken;
 
 /// Most runs of one plan.
 pub const TEST_COUNT_MAX: u32 = 10_000;
-/// Set-up, final phase and checking time assumed for a containerised run before one of its
-/// system has been measured (cluster start, recovery wait, final reads, checkers).
+/// Set-up, final phase and checking time assumed for a containerised run of a system without a
+/// start figure, before one of its runs has been measured (cluster start, recovery wait, final
+/// reads, checkers).
 const CLUSTER_OVERHEAD_S_GUESS: f64 = 45.0;
 /// The same for an in-memory run (no cluster: checking only).
 const IN_MEMORY_OVERHEAD_S_GUESS: f64 = 2.0;
 
+/// Final phase, teardown and checks of a containerised run, on top of its cluster's start (2 to
+/// 9 s measured for testbed runs of 4 s on the development machine).
+const CLUSTER_TAIL_S_GUESS: f64 = 10.0;
+
+/// Start to ready of each known system's cluster, median seconds of
+/// `faultline cluster bench --system S --repeat 3` (README "Figures"; the testbed's measured the
+/// same way with a debug build on a loaded machine).
+const CLUSTER_READY_S: &[(&str, f64)] = &[
+    ("etcd", 4.2),
+    ("redis", 7.9),
+    ("nats", 2.8),
+    ("rabbitmq", 41.8),
+    ("zookeeper", 5.1),
+    ("postgres", 8.8),
+    ("testbed", 7.6),
+];
+
 /// The set-up, final phase and checking time a run of `system` typically adds to its time limit:
-/// what `--time-limit-total` assumes before a run of the system was measured, and what
-/// `--shard` balances on.
+/// its cluster's measured start plus [`CLUSTER_TAIL_S_GUESS`], 2 s in memory, 45 s for a system
+/// without a figure. What `--time-limit-total` assumes before a run of the system was measured,
+/// and what `--shard` balances on.
 pub fn typical_overhead_s(system: &str) -> f64 {
     if crate::plan::is_in_memory(system) {
-        IN_MEMORY_OVERHEAD_S_GUESS
-    } else {
-        CLUSTER_OVERHEAD_S_GUESS
+        return IN_MEMORY_OVERHEAD_S_GUESS;
     }
+    let base = crate::plan::cluster_system(system);
+    CLUSTER_READY_S
+        .iter()
+        .find(|(name, _)| *name == base)
+        .map_or(CLUSTER_OVERHEAD_S_GUESS, |(_, ready_s)| {
+            ready_s + CLUSTER_TAIL_S_GUESS
+        })
 }
 
 /// How long a run of `plan` is expected to take, in whole milliseconds (the unit `--shard`
 /// balances in).
 pub fn expected_run_ms(plan: &Plan) -> u64 {
-    plan.time_limit_ms + (typical_overhead_s(&plan.system) * 1e3) as u64
+    plan.time_limit_ms + (typical_overhead_s(&plan.system) * 1e3).round() as u64
 }
 /// Seeds are kept below this so that people can read and type them.
 const SEED_MODULUS: u64 = 1_000_000_000;
@@ -789,6 +813,20 @@ fn one_line(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_is_expected_to_take_its_time_limit_plus_its_systems_start_and_tail() {
+        assert_eq!(typical_overhead_s("memory-stale"), 2.0);
+        assert_eq!(typical_overhead_s("rabbitmq"), 51.8);
+        assert_eq!(typical_overhead_s("postgres-check-then-insert"), 18.8);
+        assert_eq!(typical_overhead_s("my-own-system"), 45.0);
+        let plan = Plan {
+            system: "nats".into(),
+            time_limit_ms: 60_000,
+            ..Plan::default()
+        };
+        assert_eq!(expected_run_ms(&plan), 72_800);
+    }
 
     #[test]
     fn seeds_are_distinct_stable_and_depend_on_the_master_seed() {
