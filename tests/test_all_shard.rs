@@ -337,6 +337,12 @@ fn a_shard_that_owns_nothing_exits_0_and_still_counts_as_present() {
     let merged = merge(&dir, &["shard-1", "shard-2"], &[]);
     assert_eq!(merged.status.code(), Some(0), "{}", text(&merged));
     assert!(!text(&merged).contains("missing"));
+    // Merging into a store that already has runs (earlier nights) adds beside them.
+    let again = merge(&dir, &["shard-1", "shard-2"], &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(run_folders(&dir.join("merged")), 2);
+    let cases = junit_cases(&dir.join("merged/junit.xml"));
+    assert_eq!(cases.len(), 1, "the JUnit file is this merge's: {cases:?}");
 }
 
 fn in_ci() -> bool {
