@@ -7,9 +7,11 @@
 pub mod calibrate;
 pub mod cluster;
 pub mod images;
+pub mod merge;
 pub mod nemesis;
 pub mod plan;
 pub mod run;
+pub mod shard;
 pub mod store;
 pub mod test_all;
 pub mod units;

@@ -23,6 +23,8 @@ enum Command {
     Run(Box<cmd::run::Args>),
     /// Run a matrix of plans, each several times with derived seeds: one table, one exit code.
     TestAll(cmd::test_all::Args),
+    /// Merge the stores of `test-all --shard K/N` jobs into one store, JUnit file and summary.
+    Merge(cmd::merge::Args),
     /// Measure detection: every testbed scenario with its bug on and off, over several seeds.
     Calibrate(cmd::calibrate::Args),
     /// Check history files (faultline JSONL, Jepsen EDN, Jepsen logs) with a checker.
@@ -61,6 +63,7 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => cmd::run::run(*args),
         Command::TestAll(args) => cmd::test_all::run(args),
+        Command::Merge(args) => cmd::merge::run(args),
         Command::Calibrate(args) => cmd::calibrate::run(args),
         Command::Check(args) => cmd::check::run(args),
         Command::Convert(args) => cmd::convert::run(args),
