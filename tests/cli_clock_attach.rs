@@ -93,7 +93,7 @@ fn clock_attach_shifts_a_static_binary_reports_it_and_resets_it() {
     ok_line(&faultline(&["clock-attach", "--pid", &pid, "--reset"]));
     assert_eq!(clock_gettime_ms(), 0);
     let line = ok_line(&faultline(&["clock-attach", "--pid", &pid, "--status"]));
-    assert!(line.contains("patched []"), "{line}");
+    assert!(line.contains(" go false patched []"), "{line}");
     let _ = child.kill();
     let _ = child.wait();
 }

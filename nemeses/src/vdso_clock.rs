@@ -459,6 +459,16 @@ fn read_vdso(pid: i32, mem: &Mem) -> Result<Vdso> {
     })
 }
 
+/// Whether the executable of `pid` is a Go program (it carries Go's build-information header).
+/// A Go program reads the clock from the vDSO without libc even when a preloaded shim is mapped,
+/// so only the vDSO patch reaches it.
+pub fn is_go_binary(pid: i32) -> Result<bool> {
+    const GO_BUILDINFO: &[u8] = b"\xff Go buildinf:";
+    let path = format!("/proc/{pid}/exe");
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {path}"))?;
+    Ok(bytes.windows(GO_BUILDINFO.len()).any(|w| w == GO_BUILDINFO))
+}
+
 /// Blocks SIGINT, SIGTERM, SIGHUP and SIGQUIT in the calling thread (and threads it starts), so
 /// that Ctrl-C cannot end a process half-way through a patch; for `faultline clock-attach`.
 pub fn block_termination_signals() {

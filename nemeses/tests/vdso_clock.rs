@@ -9,7 +9,7 @@
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 use nemeses::clock::ClockSetting;
-use nemeses::vdso_clock::{apply, reset, status};
+use nemeses::vdso_clock::{apply, is_go_binary, reset, status};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -141,6 +141,7 @@ fn offset(ms: i64) -> ClockSetting {
 fn a_static_binary_follows_bumps_and_returns_to_real_time_on_reset() {
     let mut t = Target::start(&static_probe(), &["serve"]);
     assert_eq!(t.offset_ms("clock_gettime"), 0);
+    assert!(!is_go_binary(t.pid()).unwrap());
 
     let r = apply(t.pid(), &offset(HOUR_MS), 1).unwrap();
     assert!(r.injected && r.threads == 1, "{r}");
@@ -206,6 +207,7 @@ fn a_go_program_with_busy_threads_follows_bumps_and_reset() {
     let Some(go) = go_probe() else { return };
     let mut t = Target::start(&go, &[]);
     assert_eq!(t.offset_ms("time_now"), 0);
+    assert!(is_go_binary(t.pid()).unwrap());
     let r = apply(t.pid(), &offset(HOUR_MS), 10).unwrap();
     assert!(
         r.threads > 1,

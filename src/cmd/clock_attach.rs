@@ -5,8 +5,9 @@
 //! wall clock, and never the host clock.
 //!
 //! Prints one line, `ok <what was done>`, or fails with exit code 3 and one line of error.
-//! `--status` prints `status pid P patched [..] gen G ack A offset_ns O ...`, where `ack` is the
-//! last generation under which the process read the clock through the patch.
+//! `--status` prints `status pid P go BOOL patched [..] gen G ack A offset_ns O ...`, where `go`
+//! says whether the process is a Go program and `ack` is the last generation under which it read
+//! the clock through the patch.
 
 use anyhow::{bail, Result};
 
@@ -58,8 +59,9 @@ pub fn run(args: Args) -> Result<i32> {
     });
     if args.status {
         let s = vdso_clock::status(args.pid)?;
+        let go = vdso_clock::is_go_binary(args.pid)?;
         println!(
-            "status pid {} patched [{}] gen {} ack {} offset_ns {} strobe_amplitude_ns {} strobe_period_ns {}",
+            "status pid {} go {go} patched [{}] gen {} ack {} offset_ns {} strobe_amplitude_ns {} strobe_period_ns {}",
             args.pid,
             s.patched.join(","),
             s.gen,
