@@ -26,6 +26,18 @@
 //!
 //! A change that fails any check is reported as [`Verification::Unverified`] with the reason; the
 //! driver records it as `clock-unverified`, never as skew.
+//!
+//! Servers the shim cannot reach. A Go program reads the clock from the vDSO without libc (the
+//! shim may be mapped and still never called), and a static binary never loads it. With a helper
+//! configured ([`Clocks::with_vdso_helper`]: faultline's binary inside the nodes), such a server
+//! gets its offset by `faultline clock-attach`, which patches the running process's vDSO
+//! ([`crate::vdso_clock`]). The choice is per node and sticky: the vDSO patch when the server
+//! does not have the shim loaded or is a Go program, else the shim. A node on the patch keeps
+//! its shim control file at zero, so a call that passes through both adds the offset once. The
+//! same probes verify it; without a probe, the patch's own acknowledgement (the generation
+//! under which the process last read the clock through it) stands in for the shim's. A patched
+//! server that is restarted starts with a fresh vDSO, so [`Clocks::reapply`] patches it again
+//! while its fault is active.
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -368,6 +380,9 @@ struct ClockState {
     last_gen: u64,
     /// Nodes whose server is reached through the vDSO patch, by the server pid last patched.
     vdso: BTreeMap<String, u32>,
+    /// Server processes found to be reached by the shim (pid per node), so that the check is
+    /// not repeated for every change.
+    shim_ok: BTreeMap<String, u32>,
     /// The setting in force per skewed node, to apply again to a restarted server.
     settings: BTreeMap<String, ClockSetting>,
 }
@@ -613,6 +628,19 @@ impl Clocks {
             Some(_) => self.shim_status(node).await?,
             None => None,
         };
+        let on_patch = self.state.lock().expect("lock").vdso.contains_key(node);
+        if status.is_none() && on_patch && self.vdso_helper.is_some() {
+            // The patched server is down: nothing to patch now (a restart re-applies), and the
+            // shim must stay at zero so that no call ever gets the offset twice.
+            if setting.is_real() {
+                let mut st = self.state.lock().expect("lock");
+                st.skewed.remove(node);
+                st.settings.remove(node);
+            }
+            return Ok(Verification::Unverified {
+                reason: format!("no server process found on {node}"),
+            });
+        }
         if let Some(status) = status {
             if self.via(node, &status).await? == Via::Vdso {
                 self.attach(node, status.pid, gen, &setting).await?;
@@ -641,14 +669,27 @@ impl Clocks {
         if self.vdso_helper.is_none() || status.maps_error.is_some() {
             return Ok(Via::Shim);
         }
-        if self.state.lock().expect("lock").vdso.contains_key(node) {
-            return Ok(Via::Vdso);
+        {
+            let st = self.state.lock().expect("lock");
+            if st.vdso.contains_key(node) {
+                return Ok(Via::Vdso);
+            }
+            if st.shim_ok.get(node) == Some(&status.pid) {
+                return Ok(Via::Shim);
+            }
         }
         if !status.loaded {
             return Ok(Via::Vdso);
         }
-        let go = self.helper_status(node, status.pid).await?.go;
-        Ok(if go { Via::Vdso } else { Via::Shim })
+        if self.helper_status(node, status.pid).await?.go {
+            return Ok(Via::Vdso);
+        }
+        self.state
+            .lock()
+            .expect("lock")
+            .shim_ok
+            .insert(node.to_string(), status.pid);
+        Ok(Via::Shim)
     }
 
     /// Runs `faultline clock-attach` in `node` on process `pid`.
