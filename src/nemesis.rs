@@ -7,8 +7,10 @@
 //! clock fault reached the server, or shows that it did not).
 //!
 //! Use in `faultline run`:
-//! 1. start the cluster with [`clock_shim_files`] in `ClusterOptions::files`, so every node
-//!    process loads the clock shim from its first start (no restart needed later);
+//! 1. start the cluster with [`add_clock_fault_options`] applied to its `ClusterOptions` (the
+//!    clock shim, loaded by every node process from its first start; faultline's binary and
+//!    CAP_SYS_PTRACE for the vDSO patch of Go and static servers), and set
+//!    `NemesisConfig::clock_vdso_helper` to [`CLOCK_VDSO_HELPER`];
 //! 2. `let ctl = Arc::new(ClusterControl::new(cluster.clone()))`,
 //!    `let nemesis = Arc::new(Nemesis::new(ctl, recorder, NemesisConfig::default()))`;
 //! 3. `nemesis.prepare(&kinds)`, then `nemesis.run(&schedule, cancel)` alongside the workload,
