@@ -41,6 +41,10 @@ enum Command {
     Cluster(cmd::cluster::Args),
     /// Remove containers and networks that killed faultline runs left behind.
     Clean(cmd::clean::Args),
+    /// Hidden: shift the wall clock of one running process by patching its vDSO (run inside a
+    /// node by the clock nemesis; see `nemeses::vdso_clock`).
+    #[command(hide = true)]
+    ClockAttach(cmd::clock_attach::Args),
 }
 
 /// Exit code for bad input or a harness error.
@@ -72,6 +76,7 @@ fn main() {
         Command::Images(args) => cmd::images::run(args),
         Command::Cluster(args) => cmd::cluster::run(args),
         Command::Clean(args) => cmd::clean::run(args),
+        Command::ClockAttach(args) => cmd::clock_attach::run(args),
     };
     let code = match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 pub mod calibrate;
 pub mod check;
 pub mod clean;
+pub mod clock_attach;
 pub mod cluster;
 pub mod convert;
 pub mod images;
