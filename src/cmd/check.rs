@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 #[command(after_help = "Examples:\n  \
   faultline check testdata/porcupine/etcd/etcd_000.log --checker linearizable --model cas-register\n  \
   faultline check histories/*.log --checker stats\n  \
-  faultline check run/history.jsonl --checker delivery --guarantee at-least-once --json\n\n\
+  faultline check run/history.jsonl --checker delivery --guarantee at-least-once --json\n  \
+  faultline check txns.edn --checker list-append --consistency-model snapshot-isolation\n\n\
 Exit codes: 0 valid, 1 invalid, 2 unknown, 3 bad input or harness error.")]
 pub struct Args {
     /// History files: faultline JSONL, Jepsen EDN, or Jepsen log lines (detected from content).
@@ -47,6 +48,11 @@ pub struct Args {
     /// Redeliveries allowed before a message must be dead-lettered.
     #[arg(long, value_name = "N")]
     pub max_retries: Option<u32>,
+
+    /// Isolation level the list-append and rw-register checkers judge against: read-committed,
+    /// repeatable-read, snapshot-isolation, serializable (default), strict-serializable.
+    #[arg(long, value_name = "MODEL")]
+    pub consistency_model: Option<String>,
 
     /// Give up with `unknown` after this long per file (e.g. 30s, 500ms, 2m).
     #[arg(long, value_name = "DURATION", value_parser = faultline::units::duration)]
@@ -122,6 +128,7 @@ pub fn run(args: Args) -> Result<i32> {
         initial: args.initial.clone(),
         guarantee: args.guarantee.clone(),
         max_retries: args.max_retries,
+        consistency_model: args.consistency_model.clone(),
     };
     // Build once up front so that a bad option is one error, not one per file.
     let checker = checkers::by_name(&args.checker, &options)
