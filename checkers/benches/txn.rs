@@ -12,6 +12,7 @@
 //! list) overrides the sizes; files are cached under the target dir.
 
 use checkers::formats::read_path;
+use checkers::stream::check_jsonl;
 use checkers::{by_name, run_checker, Budget, CheckOptions, Verdict};
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
@@ -214,6 +215,22 @@ fn generate(path: &Path, txns: u64, flavour: Flavour) -> std::io::Result<()> {
     g.out.flush()
 }
 
+/// CPU time (user + system) of this process so far, in seconds, from /proc (Linux; ticks of
+/// 10 ms). On a loaded machine it says what the work cost when wall time says little.
+fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat; after the ")" they are the 12th and 13th.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -221,53 +238,121 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Checks one generated history in this process and prints its cells: streamed from the JSONL
+/// file as `faultline check` does (time to read and check, peak memory), or, with `memory`,
+/// read whole into a `History` first and the check alone timed.
+fn run_one(flavour: Flavour, txns: u64, memory: bool, dir: &Path) {
+    let name = match flavour {
+        Flavour::Serializable => "serializable",
+        Flavour::Snapshot => "snapshot",
+    };
+    let path = dir.join(format!("txn-{name}-{txns}-v{GENERATOR_VERSION}.jsonl"));
+    if !path.exists() {
+        generate(&path, txns, flavour).expect("generate the history");
+    }
+    // Peak memory from here: a fresh process, so the generator's memory is not counted.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let options = CheckOptions {
+        consistency_model: Some("serializable".into()),
+        ..CheckOptions::default()
+    };
+    let started = Instant::now();
+    let cpu_started = cpu_s();
+    let r = if memory {
+        let history = read_path(&path, None).expect("read the history");
+        let checker = by_name("list-append", &options).expect("checker");
+        let check_started = Instant::now();
+        let cpu_check_started = cpu_s();
+        let r = run_checker(checker.as_ref(), &history, &Budget::default()).expect("check");
+        println!(
+            "{name:<14} {txns:>10} {:>8} {:>8} {:>9} {:>10} {:>9.2} {:>8.2}",
+            "",
+            "",
+            "",
+            "",
+            check_started.elapsed().as_secs_f64(),
+            cpu_s() - cpu_check_started
+        );
+        r
+    } else {
+        let file = std::fs::File::open(&path).expect("open the history");
+        let r = check_jsonl(
+            std::io::BufReader::with_capacity(1 << 20, file),
+            "list-append",
+            &options,
+        )
+        .expect("a streaming checker")
+        .expect("check");
+        let secs = started.elapsed().as_secs_f64();
+        let cpu = cpu_s() - cpu_started;
+        let peak = peak_rss_mib().map_or("?".to_string(), |m| format!("{m:.0}"));
+        println!(
+            "{name:<14} {txns:>10} {secs:>8.2} {cpu:>8.2} {peak:>9} {:>10.0} {:>9} {:>8}  {} ({})",
+            txns as f64 / secs,
+            "",
+            "",
+            r.verdict,
+            r.details["counts"]
+        );
+        r
+    };
+    let expected = match flavour {
+        Flavour::Serializable => Verdict::Valid,
+        Flavour::Snapshot => Verdict::Invalid,
+    };
+    assert_eq!(r.verdict, expected, "{}", r.summary);
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+}
+
+/// Histories above this size are not read whole (the in-memory `History` of a million
+/// transactions takes several GB); only the streamed check runs.
+const IN_MEMORY_TXNS_MAX: u64 = 100_000;
+
 fn main() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-data");
+    std::fs::create_dir_all(&dir).expect("bench data dir");
+    // A child run: FLAVOUR:TXNS:stream|memory.
+    if let Ok(one) = std::env::var("FAULTLINE_BENCH_ONE") {
+        let parts: Vec<&str> = one.split(':').collect();
+        let flavour = match parts[0] {
+            "serializable" => Flavour::Serializable,
+            _ => Flavour::Snapshot,
+        };
+        run_one(
+            flavour,
+            parts[1].parse().expect("a count"),
+            parts[2] == "memory",
+            &dir,
+        );
+        return;
+    }
     let sizes: Vec<u64> = std::env::var("FAULTLINE_BENCH_TXNS")
         .ok()
         .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000]);
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-data");
-    std::fs::create_dir_all(&dir).expect("bench data dir");
-    println!("list-append, {MOPS_PER_TXN} micro-ops per transaction, {PROCESSES} processes, {ACTIVE_KEYS} active keys");
+    println!("list-append, {MOPS_PER_TXN} micro-ops per transaction, {PROCESSES} processes, {ACTIVE_KEYS} active keys; judged as serializable");
+    println!("stream s: read the JSONL file and check (what `faultline check` does), wall and CPU time, peak memory of that; check s: the check alone on a History in memory, wall and CPU time");
     println!(
-        "{:<14} {:>10} {:>9} {:>9} {:>10} {:>10}  verdict (anomalies)",
-        "flavour", "txns", "read s", "check s", "peak MiB", "txns/s"
+        "{:<14} {:>10} {:>8} {:>8} {:>9} {:>10} {:>9} {:>8}  verdict (anomalies)",
+        "flavour", "txns", "stream s", "cpu s", "peak MiB", "txns/s", "check s", "cpu s"
     );
-    for flavour in [Flavour::Serializable, Flavour::Snapshot] {
-        let name = match flavour {
-            Flavour::Serializable => "serializable",
-            Flavour::Snapshot => "snapshot",
-        };
+    let me = std::env::current_exe().expect("the bench's own path");
+    for flavour in ["serializable", "snapshot"] {
         for &txns in &sizes {
-            let path = dir.join(format!("txn-{name}-{txns}-v{GENERATOR_VERSION}.jsonl"));
-            if !path.exists() {
-                generate(&path, txns, flavour).expect("generate the history");
+            // Each run in a process of its own, so peak memory is its own.
+            let modes: &[&str] = if txns <= IN_MEMORY_TXNS_MAX {
+                &["stream", "memory"]
+            } else {
+                &["stream"]
+            };
+            for mode in modes {
+                let status = std::process::Command::new(&me)
+                    .env("FAULTLINE_BENCH_ONE", format!("{flavour}:{txns}:{mode}"))
+                    .status()
+                    .expect("run the bench child");
+                assert!(status.success(), "{flavour} {txns} {mode}: {status}");
             }
-            let _ = std::fs::write("/proc/self/clear_refs", "5");
-            let read_started = Instant::now();
-            let history = read_path(&path, None).expect("read the history");
-            let read_s = read_started.elapsed().as_secs_f64();
-            let options = CheckOptions {
-                consistency_model: Some("serializable".into()),
-                ..CheckOptions::default()
-            };
-            let checker = by_name("list-append", &options).expect("checker");
-            let check_started = Instant::now();
-            let r = run_checker(checker.as_ref(), &history, &Budget::default()).expect("check");
-            let check_s = check_started.elapsed().as_secs_f64();
-            let expected = match flavour {
-                Flavour::Serializable => Verdict::Valid,
-                Flavour::Snapshot => Verdict::Invalid,
-            };
-            assert_eq!(r.verdict, expected, "{}", r.summary);
-            let peak = peak_rss_mib().map_or("?".to_string(), |m| format!("{m:.0}"));
-            println!(
-                "{name:<14} {txns:>10} {read_s:>9.2} {check_s:>9.2} {peak:>10} {:>10.0}  {} ({})",
-                txns as f64 / check_s,
-                r.verdict,
-                r.details["counts"]
-            );
-            drop(history);
         }
     }
 }

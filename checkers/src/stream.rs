@@ -51,6 +51,8 @@ pub const STREAMING_CHECKERS: &[&str] = &[
     "versioned-append",
     "counter",
     "bank",
+    "list-append",
+    "rw-register",
 ];
 
 /// Builds the streaming checker called `name`; `None` when it has no streaming form, `Err` when
@@ -72,6 +74,14 @@ pub fn streaming_by_name(
         "versioned-append" => boxed(crate::versioned_append::VersionedAppend::new(options)),
         "counter" => boxed(crate::counter::Counter::new(options)),
         "bank" => boxed(crate::bank::Bank::new(options)),
+        "list-append" => boxed(crate::txn::TxnStream::new(
+            crate::txn::Family::ListAppend,
+            options,
+        )),
+        "rw-register" => boxed(crate::txn::TxnStream::new(
+            crate::txn::Family::RwRegister,
+            options,
+        )),
         _ => return None,
     })
 }

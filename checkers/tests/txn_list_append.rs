@@ -339,6 +339,19 @@ fn edn_and_jsonl_read_the_same() {
         let r = check(LA, "serializable", &h);
         assert_eq!(kinds(&r), ["G1c"], "{}", r.summary);
     }
+    // Streamed from JSONL (as `faultline check` does), never holding the history: the same.
+    let options = checkers::CheckOptions {
+        consistency_model: Some("serializable".into()),
+        ..Default::default()
+    };
+    let streamed = checkers::stream::check_jsonl(jsonl.as_bytes(), LA, &options)
+        .expect("a streaming form")
+        .expect("readable");
+    assert_eq!(kinds(&streamed), ["G1c"]);
+    assert_eq!(
+        streamed.anomalies[0].explanation,
+        check(LA, "serializable", &read_str(jsonl, None).unwrap()).anomalies[0].explanation
+    );
 }
 
 #[test]
@@ -346,7 +359,10 @@ fn a_micro_op_of_the_wrong_family_names_its_line() {
     let h = serial(&["ok [[:append :x 1]]", "ok [[:w :x 2]]"]);
     let c = checkers::by_name(LA, &Default::default()).unwrap();
     let e = c.check(&h, &Default::default()).unwrap_err();
-    assert_eq!(e.line, 4);
+    assert_eq!(
+        e.line, 3,
+        "the invocation, the first event with the bad micro-op"
+    );
     assert!(e.message.contains("rw-register"), "{}", e.message);
     let bad = checkers::CheckOptions {
         consistency_model: Some("linearizable".into()),
@@ -362,4 +378,28 @@ fn other_operations_are_ignored_and_none_at_all_is_unknown() {
     let r = check(LA, "serializable", &h);
     assert_eq!(r.verdict, checkers::Verdict::Unknown);
     assert!(r.summary.contains("read 1"), "{}", r.summary);
+}
+
+#[test]
+fn a_second_read_showing_others_appends_is_allowed_by_read_committed_only() {
+    // T1 reads x, T2 appends and commits, T1 appends and reads again: PostgreSQL's read
+    // committed does exactly this.
+    let h = log("0 :invoke :txn [[:r :x nil] [:append :x 2] [:r :x nil]]\n\
+                 1 :invoke :txn [[:append :x 1]]\n\
+                 1 :ok :txn [[:append :x 1]]\n\
+                 0 :ok :txn [[:r :x []] [:append :x 2] [:r :x [1 2]]]");
+    let r = check(LA, "read-committed", &h);
+    assert_eq!(r.verdict, Valid, "{}", r.summary);
+    assert!(
+        kinds(&r).contains(&"nonrepeatable-read".to_string()),
+        "{:?}",
+        kinds(&r)
+    );
+    assert_eq!(check(LA, "repeatable-read", &h).verdict, Invalid);
+    // Missing its own append is wrong at every level.
+    let h = serial(&[
+        "ok [[:r :x nil] [:append :x 1] [:r :x [7]]]",
+        "ok [[:append :x 7]]",
+    ]);
+    assert!(kinds(&check(LA, "read-committed", &h)).contains(&"internal".to_string()));
 }

@@ -127,3 +127,21 @@ fn nothing_is_assumed_about_the_order_of_two_writes() {
     ]);
     assert_eq!(check(RW, "strict-serializable", &h).verdict, Valid);
 }
+
+#[test]
+fn a_second_read_showing_a_new_value_is_allowed_by_read_committed_only() {
+    let h = log_of(&[
+        "0 :invoke :txn [[:r :x nil] [:r :x nil]]",
+        "1 :invoke :txn [[:w :x 1]]",
+        "1 :ok :txn [[:w :x 1]]",
+        "0 :ok :txn [[:r :x nil] [:r :x 1]]",
+    ]);
+    let r = check(RW, "read-committed", &h);
+    assert_eq!(r.verdict, Valid, "{}", r.summary);
+    assert!(kinds(&r).contains(&"nonrepeatable-read".to_string()));
+    assert_eq!(check(RW, "snapshot-isolation", &h).verdict, Invalid);
+}
+
+fn log_of(lines: &[&str]) -> checkers::History {
+    txn_support::log(&lines.join("\n"))
+}

@@ -49,6 +49,12 @@ impl EdgeList {
     pub fn len(&self) -> usize {
         self.0.len()
     }
+
+    /// The edges as (from, to, kinds).
+    #[cfg(test)]
+    pub fn into_inner(self) -> Vec<(u32, u32, u8)> {
+        self.0
+    }
 }
 
 /// A directed graph over `0..n` in adjacency-array form; each node's targets are sorted.

@@ -333,40 +333,53 @@ impl<'a> Analysis<'a> {
         }
     }
 
-    /// A transaction's reads after its own micro-ops on a key must show exactly what those
-    /// imply: the list it read plus its appends since, or (with no read before) end with its
-    /// appends.
+    /// A transaction's reads after its own micro-ops on a key must end with its own appends
+    /// since (`internal` otherwise); before those, a read after an earlier read must show what
+    /// that one showed, or under read committed a longer list (`nonrepeatable-read`: others'
+    /// appends committed in between, which read committed allows and the stronger models do
+    /// not); anything else is `internal`.
     fn check_internal(&self, r: u32, d: &mut Direct) {
         let t = self.t;
-        // key -> (known whole list?, elements)
-        let mut state: Vec<(u32, bool, Vec<u64>)> = Vec::new();
+        // key -> (last read, if any; own appends since)
+        let mut state: Vec<(u32, Option<Vec<u64>>, Vec<u64>)> = Vec::new();
         for m in t.mops(r) {
             let slot = state.iter().position(|s| s.0 == m.key);
             match m.kind {
                 MopKind::Append => match slot {
                     Some(i) => state[i].2.push(m.value),
-                    None => state.push((m.key, false, vec![m.value])),
+                    None => state.push((m.key, None, vec![m.value])),
                 },
                 MopKind::Read if m.known => {
                     let read = t.list(m);
                     if let Some(i) = slot {
-                        let (_, whole, expected) = &state[i];
-                        let fits = if *whole {
-                            read == expected.as_slice()
-                        } else {
-                            read.ends_with(expected)
+                        let (_, base, own) = &state[i];
+                        let expected = match base {
+                            Some(b) => [b.as_slice(), own.as_slice()].concat(),
+                            None => own.clone(),
                         };
-                        if !fits {
-                            let expected = if *whole {
-                                t.show_list(expected)
+                        let kind = if !read.ends_with(own) {
+                            Some("internal")
+                        } else {
+                            let before = &read[..read.len() - own.len()];
+                            match base {
+                                Some(b) if before == b.as_slice() => None,
+                                Some(b) if before.starts_with(b) => Some("nonrepeatable-read"),
+                                Some(_) => Some("internal"),
+                                None => None,
+                            }
+                        };
+                        if let Some(kind) = kind {
+                            let expected = if base.is_some() {
+                                t.show_list(&expected)
                             } else {
-                                format!("a list ending in {}", t.show_list(expected))
+                                format!("a list ending in {}", t.show_list(&expected))
                             };
-                            d.add("internal", || {
+                            d.add(kind, || {
                                 (
                                     txn_events(t, r),
                                     format!(
-                                        "internal inconsistency: {} read key {} as {} where its own earlier micro-ops imply {expected}",
+                                        "{}: {} read key {} as {} where its own earlier micro-ops imply {expected}",
+                                        if kind == "internal" { "internal inconsistency" } else { "non-repeatable read" },
                                         txn_label(t, r),
                                         t.show_key(m.key),
                                         t.show_list(read)
@@ -376,9 +389,9 @@ impl<'a> Analysis<'a> {
                             });
                             return;
                         }
-                        state[i] = (m.key, true, read.to_vec());
+                        state[i] = (m.key, Some(read.to_vec()), Vec::new());
                     } else {
-                        state.push((m.key, true, read.to_vec()));
+                        state.push((m.key, Some(read.to_vec()), Vec::new()));
                     }
                 }
                 _ => {}

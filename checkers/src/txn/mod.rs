@@ -36,16 +36,19 @@
 //! - **Every consistency model is judged at once.** Each anomaly rules out a set of models
 //!   (`Model::prohibiting`); the result names the strongest models the history still satisfies,
 //!   what rules out each stronger one, and judges the verdict against `--consistency-model`.
-//!   Deliberate difference from Elle: internal inconsistency (a transaction not seeing its own
-//!   writes) rules out every model here, read committed included; Elle counts it only from
-//!   snapshot isolation and read atomic up. Every SQL database reads its own writes at any level.
+//!   Deliberate difference from Elle: Elle's one `internal` anomaly is split in two. A
+//!   transaction not seeing its own writes (`internal`) rules out every model here, read
+//!   committed included (Elle counts it only from snapshot isolation and read atomic up; every
+//!   SQL database reads its own writes at every level). A second read showing others' writes
+//!   committed since the first (`nonrepeatable-read`, Adya's P2) is allowed by read committed
+//!   only.
 
 mod graph;
 mod list_append;
 mod rw_register;
 
-use crate::history::{EventType, History, HistoryError};
-use crate::stream::Findings;
+use crate::history::{EventType, History, HistoryError, Process};
+use crate::stream::{EventRef, Findings, StreamChecker, ValueRef};
 use crate::verdict::{Budget, CheckResult};
 use crate::{CheckOptions, Checker};
 use graph::{Cycle, EdgeList, Graph, SearchLimits, RT};
@@ -142,7 +145,7 @@ impl Model {
             return REALTIME;
         }
         match kind {
-            "G-single" | "G-nonadjacent" | "lost-update" => ITEM,
+            "G-single" | "G-nonadjacent" | "lost-update" | "nonrepeatable-read" => ITEM,
             "G2-item" => G2,
             _ => ALL,
         }
@@ -290,53 +293,33 @@ impl Txns {
     /// Reads every `txn` operation of `history`. A micro-op of the wrong shape, or of the other
     /// family, is an error naming its line.
     pub fn read(history: &History, family: Family) -> Result<Txns, HistoryError> {
-        let ops = history.ops()?;
-        let mut txns = Txns::default();
-        let mut ignored: FxHashMap<String, u64> = FxHashMap::default();
-        for op in &ops {
-            if op.f != "txn" {
-                *ignored.entry(op.f.clone()).or_default() += 1;
-                continue;
-            }
-            // An ok transaction's completion carries what it read; otherwise only the invocation
-            // says what it meant to do, and its reads are unknown.
-            let (value, reads_known, at) = match (op.outcome, op.complete_index) {
-                (EventType::Ok, Some(at)) if !op.complete_value.is_null() => {
-                    (&op.complete_value, true, at)
-                }
-                _ => (&op.invoke_value, false, op.invoke_index),
-            };
-            let line = || line_of(history, at);
-            let mop_start = txns.mops.len() as u32;
-            let Value::Array(list) = value else {
-                return Err(HistoryError {
-                    line: line(),
-                    message: format!(
-                        "{} txn has value {}; expected a list of micro-ops like [[\"append\", 1, 2], [\"r\", 1, null]] (see docs/history.md)",
-                        op.outcome, short(value)
-                    ),
-                });
-            };
-            for mop in list {
-                txns.push_mop(mop, family, reads_known)
-                    .map_err(|message| HistoryError {
-                        line: line(),
-                        message: format!("micro-op {}: {message}", short(mop)),
-                    })?;
-            }
-            txns.txns.push(Txn {
-                process: op.process,
-                invoke_index: op.invoke_index,
-                complete_index: op.complete_index,
-                outcome: op.outcome,
-                mop_start,
-                mop_len: txns.mops.len() as u32 - mop_start,
-            });
+        let mut b = TxnBuilder::new(family);
+        for (pos, e) in history.events.iter().enumerate() {
+            b.push(pos + 1, &EventRef::of(e))?;
         }
-        let mut ignored: Vec<(String, u64)> = ignored.into_iter().collect();
-        ignored.sort();
-        txns.ignored = ignored;
-        Ok(txns)
+        Ok(b.finish())
+    }
+
+    /// Parses micro-ops from `value` (of the event on `line`) onto the end of `mops`.
+    fn parse_mops(
+        &mut self,
+        value: &Value,
+        reads_known: bool,
+        family: Family,
+        line: usize,
+    ) -> Result<(), HistoryError> {
+        let err = |message: String| HistoryError { line, message };
+        let Value::Array(list) = value else {
+            return Err(err(format!(
+                "txn has value {}; expected a list of micro-ops like [[\"append\", 1, 2], [\"r\", 1, null]] (see docs/history.md)",
+                short(value)
+            )));
+        };
+        for mop in list {
+            self.push_mop(mop, family, reads_known)
+                .map_err(|message| err(format!("micro-op {}: {message}", short(mop))))?;
+        }
+        Ok(())
     }
 
     fn push_mop(&mut self, mop: &Value, family: Family, reads_known: bool) -> Result<(), String> {
@@ -405,12 +388,176 @@ impl Txns {
     }
 }
 
-/// The 1-based line of the event with history index `index` (indices strictly increase).
-fn line_of(history: &History, index: u64) -> usize {
-    history
-        .events
-        .binary_search_by_key(&index, |e| e.index)
-        .map_or(0, |pos| pos + 1)
+/// An invocation waiting for its completion.
+struct OpenOp {
+    /// The transaction's slot; `None` for an operation that is not a transaction.
+    slot: Option<usize>,
+    f: Box<str>,
+    line: usize,
+    /// The invocation's micro-ops (reads unknown), used unless an `ok` completion says more.
+    mops: Vec<Mop>,
+}
+
+/// Builds [`Txns`] one event at a time, pairing invocations and completions by the rules of
+/// [`crate::Pairer`] without keeping any event: the JSONL path never holds the history.
+pub(crate) struct TxnBuilder {
+    family: Family,
+    txns: Txns,
+    open: FxHashMap<u64, OpenOp>,
+    retired: rustc_hash::FxHashSet<u64>,
+    ignored: FxHashMap<String, u64>,
+}
+
+impl TxnBuilder {
+    pub fn new(family: Family) -> Self {
+        TxnBuilder {
+            family,
+            txns: Txns::default(),
+            open: FxHashMap::default(),
+            retired: Default::default(),
+            ignored: FxHashMap::default(),
+        }
+    }
+
+    /// Feeds the event on `line` (1-based).
+    pub fn push(&mut self, line: usize, e: &EventRef<'_>) -> Result<(), HistoryError> {
+        let Process::Client(p) = e.process else {
+            return Ok(());
+        };
+        let err = |message: String| HistoryError { line, message };
+        if e.kind == EventType::Invoke {
+            if self.retired.contains(&p) {
+                return Err(err(format!("process {p} invokes again after an info completion; a process that got info must never invoke again (its worker continues under a new process id)")));
+            }
+            if let Some(o) = self.open.get(&p) {
+                return Err(err(format!("process {p} invokes {:?} while its invocation at line {} is still open; expected a completion first", e.f, o.line)));
+            }
+            let mut open = OpenOp {
+                slot: None,
+                f: e.f.into(),
+                line,
+                mops: Vec::new(),
+            };
+            if e.f == "txn" {
+                let start = self.txns.mops.len();
+                with_value(e.value, |v| {
+                    self.txns.parse_mops(v, false, self.family, line)
+                })?;
+                open.mops = self.txns.mops.split_off(start);
+                self.txns.txns.push(Txn {
+                    process: p,
+                    invoke_index: e.index,
+                    complete_index: None,
+                    outcome: EventType::Info,
+                    mop_start: 0,
+                    mop_len: 0,
+                });
+                open.slot = Some(self.txns.txns.len() - 1);
+            } else {
+                *self.ignored.entry(e.f.to_string()).or_default() += 1;
+            }
+            self.open.insert(p, open);
+            return Ok(());
+        }
+        let Some(open) = self.open.remove(&p) else {
+            return Err(err(format!("{} completion of {:?} on process {p} has no open invocation; expected an invoke on process {p} before it", e.kind, e.f)));
+        };
+        if *open.f != *e.f {
+            return Err(err(format!("{} completion of {:?} on process {p} does not match its invocation of {:?} at line {}", e.kind, e.f, open.f, open.line)));
+        }
+        if e.kind == EventType::Info {
+            self.retired.insert(p);
+        }
+        let Some(slot) = open.slot else {
+            return Ok(());
+        };
+        let start = self.txns.mops.len() as u32;
+        // An ok transaction's completion carries what it read; otherwise only the invocation
+        // says what it meant to do, and its reads are unknown.
+        if e.kind == EventType::Ok && !e.value.is_null() {
+            with_value(e.value, |v| {
+                self.txns.parse_mops(v, true, self.family, line)
+            })?;
+        } else {
+            self.txns.mops.extend(open.mops);
+        }
+        let t = &mut self.txns.txns[slot];
+        t.complete_index = Some(e.index);
+        t.outcome = e.kind;
+        t.mop_start = start;
+        t.mop_len = self.txns.mops.len() as u32 - start;
+        Ok(())
+    }
+
+    /// The transactions; those never completed are `info` with their invocation's micro-ops.
+    pub fn finish(mut self) -> Txns {
+        let mut open: Vec<OpenOp> = self
+            .open
+            .into_values()
+            .filter(|o| o.slot.is_some())
+            .collect();
+        open.sort_unstable_by_key(|o| o.slot);
+        for o in open {
+            let start = self.txns.mops.len() as u32;
+            self.txns.mops.extend(o.mops);
+            let t = &mut self.txns.txns[o.slot.expect("a transaction")];
+            t.mop_start = start;
+            t.mop_len = self.txns.mops.len() as u32 - start;
+        }
+        let mut ignored: Vec<(String, u64)> = self.ignored.into_iter().collect();
+        ignored.sort();
+        self.txns.ignored = ignored;
+        self.txns
+    }
+}
+
+/// Calls `f` with the value as a tree, parsing it first when it is JSON text.
+fn with_value<R>(
+    v: ValueRef<'_>,
+    f: impl FnOnce(&Value) -> Result<R, HistoryError>,
+) -> Result<R, HistoryError> {
+    match v {
+        ValueRef::Null => f(&Value::Null),
+        ValueRef::Tree(v) => f(v),
+        ValueRef::Json(text) => {
+            let parsed: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+            f(&parsed)
+        }
+    }
+}
+
+/// The JSONL streaming form of the checkers: transactions are built as the file is read, the
+/// history is never held.
+pub struct TxnStream {
+    builder: TxnBuilder,
+    family: Family,
+    model: Model,
+}
+
+impl TxnStream {
+    pub fn new(family: Family, options: &CheckOptions) -> Result<Self, String> {
+        let checker = TxnChecker::new(family, options)?;
+        Ok(TxnStream {
+            builder: TxnBuilder::new(family),
+            family,
+            model: checker.model,
+        })
+    }
+}
+
+impl StreamChecker for TxnStream {
+    fn name(&self) -> &str {
+        self.family.name()
+    }
+
+    fn event(&mut self, line: usize, e: &EventRef<'_>) -> Result<(), HistoryError> {
+        self.builder.push(line, e)
+    }
+
+    fn finish(self: Box<Self>) -> CheckResult {
+        let txns = self.builder.finish();
+        check_txns(&txns, self.family, self.model, &Budget::default())
+    }
 }
 
 fn short(v: &Value) -> String {

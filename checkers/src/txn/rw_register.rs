@@ -239,23 +239,36 @@ impl<'a> Analysis<'a> {
         }
     }
 
-    /// After a transaction wrote or read a key, its next read of the key must show that value.
+    /// After a transaction wrote a key, its next read of the key must show that value
+    /// (`internal` otherwise); a read after a read must show the same value, unless under read
+    /// committed (`nonrepeatable-read`).
     fn check_internal(&self, r: u32, d: &mut Direct) {
         let t = self.t;
-        let mut state: Vec<(u32, u64)> = Vec::new();
+        // key -> (value, set by a write of its own)
+        let mut state: Vec<(u32, u64, bool)> = Vec::new();
         for m in t.mops(r) {
             if m.kind == MopKind::Read && !m.known {
                 continue;
             }
             let slot = state.iter().position(|s| s.0 == m.key);
             if let (MopKind::Read, Some(i)) = (m.kind, slot) {
-                let expected = state[i].1;
+                let (_, expected, own) = state[i];
                 if m.value != expected {
-                    d.add("internal", || {
+                    let kind = if own {
+                        "internal"
+                    } else {
+                        "nonrepeatable-read"
+                    };
+                    d.add(kind, || {
                         (
                             txn_events(t, r),
                             format!(
-                                "internal inconsistency: {} read key {} = {} where its own earlier micro-ops imply {}",
+                                "{}: {} read key {} = {} where its own earlier micro-ops imply {}",
+                                if own {
+                                    "internal inconsistency"
+                                } else {
+                                    "non-repeatable read"
+                                },
                                 txn_label(t, r),
                                 t.show_key(m.key),
                                 t.show(m.value),
@@ -267,9 +280,10 @@ impl<'a> Analysis<'a> {
                     return;
                 }
             }
+            let own = m.kind == MopKind::Write;
             match slot {
-                Some(i) => state[i].1 = m.value,
-                None => state.push((m.key, m.value)),
+                Some(i) => state[i] = (m.key, m.value, own),
+                None => state.push((m.key, m.value, own)),
             }
         }
     }
