@@ -403,3 +403,21 @@ fn a_second_read_showing_others_appends_is_allowed_by_read_committed_only() {
     ]);
     assert!(kinds(&check(LA, "read-committed", &h)).contains(&"internal".to_string()));
 }
+
+#[test]
+fn snapshot_isolation_without_g_single() {
+    // The shape of Elle's histories/si-without-g-single.edn, with keys of our own: four
+    // transactions whose only cycles have adjacent rw edges, so snapshot isolation holds and
+    // serializability does not.
+    let h = serial(&[
+        "ok [[:append :c 1]]",
+        "ok [[:append :b 1] [:r :c nil]]",
+        "ok [[:r :a nil] [:r :b nil] [:append :c 2]]",
+        "ok [[:append :a 1] [:r :c [1]]]",
+    ]);
+    let r = check(LA, "snapshot-isolation", &h);
+    assert_eq!(r.verdict, Valid, "{}", r.summary);
+    assert_eq!(kinds(&r), ["G2-item"]);
+    assert_eq!(strongest(&r), ["snapshot-isolation"]);
+    assert_eq!(check(LA, "serializable", &h).verdict, Invalid);
+}

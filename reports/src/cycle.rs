@@ -85,8 +85,9 @@ pub fn push_cycle_svg(out: &mut String, data: &Value) -> bool {
             out,
             "<path d=\"M{sx:.1},{sy:.1} Q{cx:.1},{cy:.1} {ex:.1},{ey:.1}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" marker-end=\"url(#arrow-{id})\"/>\
              <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" text-anchor=\"middle\" fill=\"{color}\">",
-            (x1 + x2) / 4.0 + cx / 2.0,
-            (y1 + y2) / 4.0 + cy / 2.0
+            // The curve's midpoint, moved off the line to the outside of the bend.
+            (x1 + x2) / 4.0 + cx / 2.0 + uy * 12.0,
+            (y1 + y2) / 4.0 + cy / 2.0 - ux * 12.0 + 4.0
         );
         push_html(out, kind);
         out.push_str("</text>");

@@ -51,7 +51,7 @@ pub struct Args {
 
     /// Isolation level the list-append and rw-register checkers judge against: read-committed,
     /// repeatable-read, snapshot-isolation, serializable (default), strict-serializable.
-    #[arg(long, value_name = "MODEL")]
+    #[arg(long, value_name = "MODEL", value_parser = consistency_model_name)]
     pub consistency_model: Option<String>,
 
     /// Give up with `unknown` after this long per file (e.g. 30s, 500ms, 2m).
@@ -92,6 +92,17 @@ fn checker_name(s: &str) -> Result<String, String> {
             checkers::CHECKER_NAMES.join(", ")
         ))
     }
+}
+
+fn consistency_model_name(s: &str) -> Result<String, String> {
+    checkers::txn::Model::parse(s)
+        .map(|m| m.name().to_string())
+        .ok_or_else(|| {
+            format!(
+                "expected one of: {}",
+                checkers::txn::Model::NAMES.join(", ")
+            )
+        })
 }
 
 fn format_name(s: &str) -> Result<Format, String> {

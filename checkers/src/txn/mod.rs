@@ -696,7 +696,7 @@ fn check_txns(txns: &Txns, family: Family, model: Model, budget: &Budget) -> Che
     for c in &cycles.found {
         let kind = c.classify();
         direct.add(kind, || {
-            explain_cycle(txns, c, kind, inference.as_ref(), &label_of)
+            explain_cycle(txns, c, inference.as_ref(), &label_of)
         });
     }
     let mut incomplete: Vec<Model> = Vec::new();
@@ -755,8 +755,14 @@ fn check_txns(txns: &Txns, family: Family, model: Model, budget: &Budget) -> Che
         }
     );
     for (m, by) in &ruled_out {
+        // Name only the weakest models ruled out; every stronger one is out too.
         if !ruled_out.iter().any(|(o, _)| o != m && m.implies(*o)) {
-            let _ = write!(summary, "; not {} ({})", m.name(), by.join(", "));
+            let _ = write!(
+                summary,
+                "; {} and every stronger model ruled out by {}",
+                m.name(),
+                by.join(", ")
+            );
         }
     }
     summary.push_str(&ignored_note(&txns.ignored));
@@ -831,7 +837,6 @@ pub(crate) fn txn_label(txns: &Txns, t: u32) -> String {
 fn explain_cycle(
     txns: &Txns,
     c: &Cycle,
-    kind: &str,
     inference: &dyn Inference,
     label: &dyn Fn(u32) -> String,
 ) -> (Vec<u64>, String, Value) {
@@ -885,7 +890,7 @@ fn explain_cycle(
         steps_data.push(json!({"from": name(a), "to": name(b), "type": edge, "text": reason}));
     }
     let explanation = format!(
-        "{kind}: a cycle of {} transactions. Let {}. Then: {}; so T1 precedes itself.",
+        "a cycle of {} transactions. Let {}. Then: {}; so T1 precedes itself.",
         names.len(),
         lets.join(", "),
         steps_text.join("; ")
