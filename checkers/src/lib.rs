@@ -21,6 +21,7 @@ pub mod registry;
 pub mod set;
 pub mod stats;
 pub mod stream;
+pub mod txn;
 pub mod unique;
 pub mod verdict;
 pub mod versioned_append;

@@ -17,6 +17,8 @@ pub const CHECKER_NAMES: &[&str] = &[
     "versioned-append",
     "counter",
     "bank",
+    "list-append",
+    "rw-register",
 ];
 
 /// Options for building a checker; `None` means the checker's default.
@@ -32,6 +34,10 @@ pub struct CheckOptions {
     pub guarantee: Option<String>,
     /// Maximum redeliveries before a message must be dead-lettered.
     pub max_retries: Option<u32>,
+    /// Isolation level the transactional checkers (list-append, rw-register) judge against:
+    /// read-committed, repeatable-read, snapshot-isolation, serializable (default),
+    /// strict-serializable.
+    pub consistency_model: Option<String>,
 }
 
 /// Builds the checker called `name`, or says which names exist.
@@ -45,6 +51,14 @@ pub fn by_name(name: &str, _options: &CheckOptions) -> Result<Box<dyn Checker>, 
         "delivery" | "set" | "unique" | "idempotency" | "versioned-append" | "counter" | "bank" => {
             crate::stream::checker(name, _options).expect("a streaming checker's name")
         }
+        "list-append" => Ok(Box::new(crate::txn::TxnChecker::new(
+            crate::txn::Family::ListAppend,
+            _options,
+        )?)),
+        "rw-register" => Ok(Box::new(crate::txn::TxnChecker::new(
+            crate::txn::Family::RwRegister,
+            _options,
+        )?)),
         other => Err(format!(
             "unknown checker {other:?}; expected one of: {}",
             CHECKER_NAMES.join(", ")

@@ -5,7 +5,8 @@
 //! for its verdict at the end. The same code serves both entry points, so they cannot disagree:
 //! [`check_jsonl`] feeds events straight from a JSONL file (ten million events never sit in
 //! memory), and [`Streamed`] implements [`Checker`] by feeding the events of an in-memory
-//! [`History`].
+//! [`History`]. The transactional checkers (`crate::txn`) use the JSONL entry point too, so the
+//! history is never held, but keep every transaction: their graph needs them all.
 //!
 //! Streaming must not weaken validation. [`StreamPairer`] enforces the same pairing contract as
 //! [`crate::Pairer`] but keeps only open invocations (one per process) and the set of processes
@@ -51,6 +52,8 @@ pub const STREAMING_CHECKERS: &[&str] = &[
     "versioned-append",
     "counter",
     "bank",
+    "list-append",
+    "rw-register",
 ];
 
 /// Builds the streaming checker called `name`; `None` when it has no streaming form, `Err` when
@@ -72,6 +75,14 @@ pub fn streaming_by_name(
         "versioned-append" => boxed(crate::versioned_append::VersionedAppend::new(options)),
         "counter" => boxed(crate::counter::Counter::new(options)),
         "bank" => boxed(crate::bank::Bank::new(options)),
+        "list-append" => boxed(crate::txn::TxnStream::new(
+            crate::txn::Family::ListAppend,
+            options,
+        )),
+        "rw-register" => boxed(crate::txn::TxnStream::new(
+            crate::txn::Family::RwRegister,
+            options,
+        )),
         _ => return None,
     })
 }

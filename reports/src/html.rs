@@ -260,6 +260,7 @@ fn anomaly(out: &mut String, p: &PageInput<'_>, a: &Anomaly) {
     let lin = (a.kind == "nonlinearizable")
         .then(|| Linearization::of(&a.data))
         .flatten();
+    crate::cycle::push_cycle_svg(out, &a.data);
     match lin {
         Some(lin) => linearization(out, p, &lin),
         None if a.kind == "nonlinearizable" => {

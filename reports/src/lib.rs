@@ -21,6 +21,7 @@
 //!   the page says so ([`plots::font`]).
 
 pub mod ci;
+mod cycle;
 pub mod escape;
 mod html;
 mod junit;

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 #[command(after_help = "Examples:\n  \
   faultline check testdata/porcupine/etcd/etcd_000.log --checker linearizable --model cas-register\n  \
   faultline check histories/*.log --checker stats\n  \
-  faultline check run/history.jsonl --checker delivery --guarantee at-least-once --json\n\n\
+  faultline check run/history.jsonl --checker delivery --guarantee at-least-once --json\n  \
+  faultline check txns.edn --checker list-append --consistency-model snapshot-isolation\n\n\
 Exit codes: 0 valid, 1 invalid, 2 unknown, 3 bad input or harness error.")]
 pub struct Args {
     /// History files: faultline JSONL, Jepsen EDN, or Jepsen log lines (detected from content).
@@ -47,6 +48,11 @@ pub struct Args {
     /// Redeliveries allowed before a message must be dead-lettered.
     #[arg(long, value_name = "N")]
     pub max_retries: Option<u32>,
+
+    /// Isolation level the list-append and rw-register checkers judge against: read-committed,
+    /// repeatable-read, snapshot-isolation, serializable (default), strict-serializable.
+    #[arg(long, value_name = "MODEL", value_parser = consistency_model_name)]
+    pub consistency_model: Option<String>,
 
     /// Give up with `unknown` after this long per file (e.g. 30s, 500ms, 2m).
     #[arg(long, value_name = "DURATION", value_parser = faultline::units::duration)]
@@ -88,6 +94,17 @@ fn checker_name(s: &str) -> Result<String, String> {
     }
 }
 
+fn consistency_model_name(s: &str) -> Result<String, String> {
+    checkers::txn::Model::parse(s)
+        .map(|m| m.name().to_string())
+        .ok_or_else(|| {
+            format!(
+                "expected one of: {}",
+                checkers::txn::Model::NAMES.join(", ")
+            )
+        })
+}
+
 fn format_name(s: &str) -> Result<Format, String> {
     Format::parse(s).ok_or_else(|| format!("expected one of: {}", Format::NAMES.join(", ")))
 }
@@ -122,6 +139,7 @@ pub fn run(args: Args) -> Result<i32> {
         initial: args.initial.clone(),
         guarantee: args.guarantee.clone(),
         max_retries: args.max_retries,
+        consistency_model: args.consistency_model.clone(),
     };
     // Build once up front so that a bad option is one error, not one per file.
     let checker = checkers::by_name(&args.checker, &options)

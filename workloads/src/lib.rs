@@ -26,6 +26,7 @@ pub mod recorder;
 pub mod runner;
 pub mod schedule;
 pub mod stall;
+pub mod txn;
 pub mod workload;
 
 pub use client::{Client, ClientFactory};

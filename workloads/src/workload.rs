@@ -661,7 +661,16 @@ pub const CATALOG: &[(&str, &[&str])] = &[
     ("rabbitmq", &["queue"]),
     ("testbed", crate::clients::testbed::WORKLOADS),
     ("zookeeper", &["register", "cas-register"]),
-    ("postgres", &["idempotency", "versioned-append", "set"]),
+    (
+        "postgres",
+        &[
+            "idempotency",
+            "versioned-append",
+            "set",
+            "list-append",
+            "rw-register",
+        ],
+    ),
     ("postgres-check-then-insert", &["idempotency"]),
     ("memory", &["register", "cas-register", "queue"]),
     ("memory-stale", &["register", "cas-register"]),
@@ -690,11 +699,16 @@ pub fn build(
     if system == crate::clients::testbed::SYSTEM {
         return crate::clients::testbed::build(workload, opts);
     }
+    let mut txn_opts = crate::txn::TxnOptions::default();
     let (acked, register_opts) = match workload {
         "register" | "cas-register" => (
             AckedQueueOptions::NONE,
             opts.register.with_table(&opts.client)?,
         ),
+        "list-append" | "rw-register" => {
+            txn_opts = crate::txn::TxnOptions::with_table(&opts.client)?;
+            (AckedQueueOptions::NONE, opts.register.clone())
+        }
         _ => (
             AckedQueueOptions::from_table(system, workload, &opts.client)?,
             opts.register.clone(),
@@ -740,6 +754,8 @@ pub fn build(
         "idempotency" => idempotency(&opts.idempotency),
         "versioned-append" => versioned_append(&opts.versioned_append),
         "set" => set(),
+        "list-append" => crate::txn::list_append(&txn_opts),
+        "rw-register" => crate::txn::rw_register(&txn_opts),
         other => unreachable!("catalog lists workload {other:?} without a builder"),
     };
     let factory: Arc<dyn ClientFactory> = match system {
@@ -768,6 +784,8 @@ pub fn build(
         "postgres" => Arc::new(PostgresFactory::new(match workload {
             "idempotency" => PostgresWorkload::Idempotency(IdempotencyMode::UniqueConstraint),
             "versioned-append" => PostgresWorkload::VersionedAppend,
+            "list-append" => PostgresWorkload::ListAppend(txn_opts.isolation),
+            "rw-register" => PostgresWorkload::RwRegister(txn_opts.isolation),
             _ => PostgresWorkload::Set,
         })),
         "postgres-check-then-insert" => Arc::new(PostgresFactory::new(

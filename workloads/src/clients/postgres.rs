@@ -10,6 +10,12 @@
 //!   holds exactly V events, with (stream, version) as primary key, so two writers at the same
 //!   expected version cannot both win.
 //! - Set (`add`, `read`).
+//! - Transactions (`txn`, docs/history.md): list-append keeps each key's list in one row as
+//!   comma-separated text, appended with `INSERT ... ON CONFLICT DO UPDATE SET v = v || ...`
+//!   (so under read committed an append re-reads the newest committed row rather than losing
+//!   one); rw-register keeps one integer per row. Each transaction runs at the plan's isolation
+//!   level (`BEGIN ISOLATION LEVEL ...`), every micro-op one statement. Nothing is retried: a
+//!   serialization failure or deadlock is `fail`, as the server rolled the transaction back.
 //!
 //! How answers map to the history: an error reported by the server (constraint violation,
 //! serialization failure, shutdown) means the transaction was rolled back: `fail`. A connection
@@ -40,6 +46,8 @@ pub enum PostgresWorkload {
     Idempotency(IdempotencyMode),
     VersionedAppend,
     Set,
+    ListAppend(crate::txn::Isolation),
+    RwRegister(crate::txn::Isolation),
 }
 
 /// Opens PostgreSQL clients. Nodes are `host:port`.
@@ -100,6 +108,8 @@ impl ClientFactory for PostgresFactory {
             }
             PostgresWorkload::VersionedAppend => "postgres versioned append".into(),
             PostgresWorkload::Set => "postgres set".into(),
+            PostgresWorkload::ListAppend(i) => format!("postgres list-append ({})", i.name()),
+            PostgresWorkload::RwRegister(i) => format!("postgres rw-register ({})", i.name()),
         }
     }
 
@@ -337,6 +347,108 @@ impl PostgresClient {
     }
 }
 
+/// What a server error during `COMMIT` means: class 40 (serialization failure, deadlock) rolled
+/// the transaction back; anything else (the server shutting down, a lost connection) leaves it
+/// unknown.
+fn commit_error(e: tokio_postgres::Error) -> Completion {
+    match e.as_db_error() {
+        Some(db) if db.code().code().starts_with("40") => {
+            Completion::fail(format!("{}: {}", db.code().code(), db.message()))
+        }
+        _ => Completion::info(format!("commit: {e}")),
+    }
+}
+
+impl PostgresClient {
+    /// Runs one transaction of micro-ops at `isolation`; `ok` carries every read's result.
+    async fn txn(&mut self, op: &Invocation, isolation: crate::txn::Isolation) -> Completion {
+        use crate::txn::Isolation;
+        use tokio_postgres::IsolationLevel;
+        let Some(mops) = op.value.as_array() else {
+            return Completion::fail("txn needs a list of micro-ops");
+        };
+        let level = match isolation {
+            Isolation::ReadCommitted => IsolationLevel::ReadCommitted,
+            Isolation::RepeatableRead => IsolationLevel::RepeatableRead,
+            Isolation::Serializable => IsolationLevel::Serializable,
+        };
+        let lists = matches!(self.workload, PostgresWorkload::ListAppend(_));
+        let t = self.t.clone();
+        let tx = match self
+            .client
+            .build_transaction()
+            .isolation_level(level)
+            .start()
+            .await
+        {
+            Ok(tx) => tx,
+            Err(e) => return effect_error(e),
+        };
+        let mut done = Vec::with_capacity(mops.len());
+        for mop in mops {
+            let (Some(f), Some(k), arg) = (
+                mop.get(0).and_then(Value::as_str),
+                mop.get(1).and_then(Value::as_i64),
+                mop.get(2).cloned().unwrap_or(Value::Null),
+            ) else {
+                return Completion::fail(format!("bad micro-op {mop}"));
+            };
+            let result = match (f, lists) {
+                ("r", true) => {
+                    let q = format!("SELECT v FROM {t}lists WHERE k = $1");
+                    tx.query_opt(q.as_str(), &[&k]).await.map(|row| {
+                        let text: Option<String> = row.map(|r| r.get(0));
+                        let items: Vec<Value> = text
+                            .unwrap_or_default()
+                            .split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(|s| {
+                                s.parse::<i64>()
+                                    .map_or(Value::String(s.into()), |n| json!(n))
+                            })
+                            .collect();
+                        json!(["r", k, items])
+                    })
+                }
+                ("append", true) => {
+                    let v = arg.to_string();
+                    let q = format!(
+                        "INSERT INTO {t}lists AS l (k, v) VALUES ($1, $2) \
+                         ON CONFLICT (k) DO UPDATE SET v = l.v || ',' || excluded.v"
+                    );
+                    tx.execute(q.as_str(), &[&k, &v]).await.map(|_| mop.clone())
+                }
+                ("r", false) => {
+                    let q = format!("SELECT v FROM {t}registers WHERE k = $1");
+                    tx.query_opt(q.as_str(), &[&k])
+                        .await
+                        .map(|row| json!(["r", k, row.map(|r| r.get::<_, i64>(0))]))
+                }
+                ("w", false) => {
+                    let Some(v) = arg.as_i64() else {
+                        return Completion::fail(format!("bad micro-op {mop}"));
+                    };
+                    let q = format!(
+                        "INSERT INTO {t}registers (k, v) VALUES ($1, $2) \
+                         ON CONFLICT (k) DO UPDATE SET v = excluded.v"
+                    );
+                    tx.execute(q.as_str(), &[&k, &v]).await.map(|_| mop.clone())
+                }
+                _ => return Completion::fail(format!("unknown micro-op {mop}")),
+            };
+            match result {
+                Ok(v) => done.push(v),
+                // Before COMMIT nothing is durable: a server error rolled the transaction back.
+                Err(e) => return effect_error(e),
+            }
+        }
+        match tx.commit().await {
+            Ok(()) => Completion::ok(Value::Array(done)),
+            Err(e) => commit_error(e),
+        }
+    }
+}
+
 #[async_trait]
 impl Client for PostgresClient {
     async fn setup(&mut self) -> anyhow::Result<()> {
@@ -348,7 +460,9 @@ impl Client for PostgresClient {
              CREATE TABLE IF NOT EXISTS {t}events (stream text, version bigint, event text NOT NULL,
                  PRIMARY KEY (stream, version));
              CREATE TABLE IF NOT EXISTS {t}set (set text NOT NULL, elem text NOT NULL);
-             TRUNCATE {t}requests, {t}requests_loose, {t}effects, {t}events, {t}set;"
+             CREATE TABLE IF NOT EXISTS {t}lists (k bigint PRIMARY KEY, v text NOT NULL);
+             CREATE TABLE IF NOT EXISTS {t}registers (k bigint PRIMARY KEY, v bigint NOT NULL);
+             TRUNCATE {t}requests, {t}requests_loose, {t}effects, {t}events, {t}set, {t}lists, {t}registers;"
         );
         self.client
             .batch_execute(&ddl)
@@ -363,6 +477,9 @@ impl Client for PostgresClient {
             (PostgresWorkload::VersionedAppend, "append") => self.append(op).await,
             (PostgresWorkload::VersionedAppend, "read") => self.read_stream(op).await,
             (PostgresWorkload::Set, _) => self.set_op(op).await,
+            (PostgresWorkload::ListAppend(i) | PostgresWorkload::RwRegister(i), "txn") => {
+                self.txn(op, i).await
+            }
             (_, other) => Completion::fail(format!("postgres: unknown operation {other:?}")),
         }
     }
