@@ -444,6 +444,8 @@ struct Reorder {
     ops: [u64; 4],
     /// By offset: (this offset, the other's).
     offsets: (u64, u64),
+    /// The broker's delivery count on the late delivery itself (0: not given).
+    broker_delivery: u32,
 }
 
 /// The highest committed offset of one (group, partition) and the commit that set it.
@@ -880,9 +882,9 @@ impl State {
                 return Err(HistoryError {
                     line,
                     message: format!(
-                        "ok {:?} acknowledges message {:?} but its invocation produced {}; expected the same id (or a null value)",
+                        "ok {:?} acknowledges message {} but its invocation produced {}; expected the same id (or a null value)",
                         e.f,
-                        id,
+                        id.to_key(),
                         self.id(msg)
                     ),
                 });
@@ -1033,6 +1035,9 @@ impl State {
         let produce_ok = m.produce_ok;
         let produce_invoke = m.produce_invoke;
         let offset = r.offset.unwrap_or(NONE);
+        let broker_delivery = r
+            .delivery
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
         // Order of first deliveries, per consumer and partition.
         let st = self.order.entry((consumer, part)).or_insert(OrderState {
             last_offset: NONE,
@@ -1052,6 +1057,7 @@ impl State {
                 by_offset: true,
                 ops: [st.last_offset_at, at, NONE, NONE],
                 offsets: (offset, st.last_offset),
+                broker_delivery,
             });
         } else if offset == NONE
             && produce_ok != NONE
@@ -1066,6 +1072,7 @@ impl State {
                 by_offset: false,
                 ops: [produce_ok, st.max_invoke, st.max_invoke_at, at],
                 offsets: (NONE, NONE),
+                broker_delivery,
             });
         }
         if offset != NONE && (st.last_offset == NONE || offset > st.last_offset) {
@@ -1078,19 +1085,21 @@ impl State {
             st.max_invoke_msg = msg;
             st.max_invoke_at = at;
         }
-        // Judged at the end: a later redelivery, or an earlier one the history cannot show,
-        // would explain it.
+        // Judged at the end, once every consume whose outcome is unknown is known: one begun
+        // earlier may have delivered the message first, unseen.
         if let Some(v) = violation {
             self.reorders.push(v);
         }
     }
 
     /// Turns an order violation into an anomaly: `reordered` when nothing explains it,
-    /// `maybe-reordered` (reported only) when the message was delivered more than once or a
-    /// consume that may have delivered it unseen (it got info, or never completed) began first.
+    /// `maybe-reordered` (reported only) when the late delivery is itself a redelivery by the
+    /// broker's own count on it, or a consume that may have delivered the message unseen (it
+    /// got info, or never completed) began first. Deliveries after the late one never explain
+    /// it: a redelivery later cannot excuse an earlier reorder.
     fn reorder_finding(&mut self, r: &Reorder, first_uncertain_consume: u64) {
         let m = &self.msgs[r.msg as usize];
-        let redelivered = m.deliveries > 1 || m.broker_deliveries > 1;
+        let redelivered = r.broker_delivery > 1;
         let hidden = first_uncertain_consume < m.first_delivery;
         let (id, other) = (self.ids.key(r.msg), self.ids.key(r.other));
         let part = if r.part == NO_PART {
@@ -1109,7 +1118,8 @@ impl State {
         };
         let kind = if redelivered {
             why.push_str(&format!(
-                " But {id} was delivered more than once, so this may be a redelivery."
+                " But the broker counted this delivery of {id} as its delivery number {}, so an earlier delivery the history does not show may have come in order.",
+                r.broker_delivery
             ));
             "maybe-reordered"
         } else if hidden {

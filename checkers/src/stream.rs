@@ -19,7 +19,7 @@ use crate::formats::stream::for_each_event;
 pub use crate::formats::stream::{EventRef, ValueRef};
 use crate::formats::ReadError;
 use crate::history::{EventType, FaultWindow, History, HistoryError, Process};
-use crate::verdict::{Anomaly, Budget, CheckResult};
+use crate::verdict::{Anomaly, Budget, CheckResult, OpTally};
 use crate::{CheckOptions, Checker};
 use hashbrown::HashTable;
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
@@ -109,11 +109,47 @@ impl Checker for Streamed {
     }
 }
 
+/// A streaming checker that counts what it is fed, so that one that saw no `ok` completion
+/// answers `unknown` ("no completed operations to check") instead of `valid`: a check of
+/// nothing passes nothing. An anomaly proved anyway (from `fail` or `info` ops alone) stands.
+struct Guarded {
+    inner: Box<dyn StreamChecker>,
+    tally: OpTally,
+}
+
+impl StreamChecker for Guarded {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn event(&mut self, line: usize, e: &EventRef<'_>) -> Result<(), HistoryError> {
+        self.tally.push(e.process, e.kind);
+        self.inner.event(line, e)
+    }
+
+    fn finish(self: Box<Self>) -> CheckResult {
+        let name = self.inner.name().to_string();
+        let result = self.inner.finish();
+        if self.tally.ok == 0 && result.verdict != crate::Verdict::Invalid {
+            return CheckResult::nothing_checked(&name, &self.tally);
+        }
+        result
+    }
+}
+
+fn guarded(inner: Box<dyn StreamChecker>) -> Box<dyn StreamChecker> {
+    Box::new(Guarded {
+        inner,
+        tally: OpTally::default(),
+    })
+}
+
 /// Feeds every event of `history` to `checker` and returns its verdict.
 pub fn check_events(
-    mut checker: Box<dyn StreamChecker>,
+    checker: Box<dyn StreamChecker>,
     history: &History,
 ) -> Result<CheckResult, HistoryError> {
+    let mut checker = guarded(checker);
     for (pos, e) in history.events.iter().enumerate() {
         checker.event(pos + 1, &EventRef::of(e))?;
     }
@@ -133,11 +169,11 @@ pub fn check_jsonl(
     let started = std::time::Instant::now();
     let checker = streaming_by_name(checker_name, options)?;
     Some((|| {
-        let mut checker = checker.map_err(|message| ReadError {
+        let mut checker = guarded(checker.map_err(|message| ReadError {
             line: 0,
             column: None,
             message,
-        })?;
+        })?);
         for_each_event(reader, |line, e| checker.event(line, e))?;
         let mut result = checker.finish();
         result.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
