@@ -23,8 +23,8 @@
 
 use crate::formats::stream::fast::Scan;
 use crate::stream::{
-    bad_value, plural, EventRef, FaultTracker, Findings, Id, Interner, Step, StreamChecker,
-    StreamPairer, ValueRef,
+    bad_value, plural, AnomalyKind, EventRef, FaultTracker, Findings, Id, Interner, Step,
+    StreamChecker, StreamPairer, ValueRef,
 };
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -69,31 +69,80 @@ impl Guarantee {
     }
 }
 
-/// Every kind the delivery checker reports, in the order the summary lists them.
-pub const KINDS: &[&str] = &[
-    "lost",
-    "duplicated",
-    "double-committed",
-    "stranded",
-    "unexpected",
-    "failed-but-delivered",
-    "reordered",
-    "maybe-reordered",
-    "offset-conflict",
-    "offset-order",
-    "offset-gap",
-    "offset-regression",
-    "retries-exceeded",
-    "recovered",
-];
+/// Every kind the delivery checker reports (docs/history.md), in the order the summary lists
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Lost,
+    Duplicated,
+    DoubleCommitted,
+    Stranded,
+    Unexpected,
+    FailedButDelivered,
+    Reordered,
+    MaybeReordered,
+    OffsetConflict,
+    OffsetOrder,
+    OffsetGap,
+    OffsetRegression,
+    RetriesExceeded,
+    Recovered,
+}
 
-/// Whether an anomaly of `kind` makes the verdict invalid under `g`.
-pub fn counts(kind: &str, g: Guarantee) -> bool {
-    match kind {
-        "lost" | "stranded" => g != Guarantee::AtMostOnce,
-        "duplicated" | "double-committed" => g != Guarantee::AtLeastOnce,
-        "recovered" | "maybe-reordered" => false,
-        _ => true,
+impl Kind {
+    pub const ALL: [Kind; 14] = [
+        Kind::Lost,
+        Kind::Duplicated,
+        Kind::DoubleCommitted,
+        Kind::Stranded,
+        Kind::Unexpected,
+        Kind::FailedButDelivered,
+        Kind::Reordered,
+        Kind::MaybeReordered,
+        Kind::OffsetConflict,
+        Kind::OffsetOrder,
+        Kind::OffsetGap,
+        Kind::OffsetRegression,
+        Kind::RetriesExceeded,
+        Kind::Recovered,
+    ];
+
+    /// Whether an anomaly of this kind makes the verdict invalid under `g`.
+    pub fn counts(self, g: Guarantee) -> bool {
+        match self {
+            Kind::Lost | Kind::Stranded => g != Guarantee::AtMostOnce,
+            Kind::Duplicated | Kind::DoubleCommitted => g != Guarantee::AtLeastOnce,
+            Kind::Recovered | Kind::MaybeReordered => false,
+            Kind::Unexpected
+            | Kind::FailedButDelivered
+            | Kind::Reordered
+            | Kind::OffsetConflict
+            | Kind::OffsetOrder
+            | Kind::OffsetGap
+            | Kind::OffsetRegression
+            | Kind::RetriesExceeded => true,
+        }
+    }
+}
+
+impl crate::stream::AnomalyKind for Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Lost => "lost",
+            Kind::Duplicated => "duplicated",
+            Kind::DoubleCommitted => "double-committed",
+            Kind::Stranded => "stranded",
+            Kind::Unexpected => "unexpected",
+            Kind::FailedButDelivered => "failed-but-delivered",
+            Kind::Reordered => "reordered",
+            Kind::MaybeReordered => "maybe-reordered",
+            Kind::OffsetConflict => "offset-conflict",
+            Kind::OffsetOrder => "offset-order",
+            Kind::OffsetGap => "offset-gap",
+            Kind::OffsetRegression => "offset-regression",
+            Kind::RetriesExceeded => "retries-exceeded",
+            Kind::Recovered => "recovered",
+        }
     }
 }
 
@@ -511,7 +560,7 @@ struct State {
     /// (partition, offset, message) seen besides a message's first offset.
     extra_offsets: Vec<(u32, u64, u32)>,
     faults: FaultTracker,
-    findings: Findings,
+    findings: Findings<Kind>,
     uses_acks: bool,
     drain_seen: bool,
     drain_empty_all: Option<u64>,
@@ -617,7 +666,7 @@ impl State {
                     if m.first_delivery != NONE {
                         let at = m.first_delivery;
                         let id = self.id(msg);
-                        self.findings.add("unexpected", || {
+                        self.findings.add(Kind::Unexpected, || {
                             (
                                 vec![at, e.index],
                                 format!("Message {id} was delivered at event {at}, before its first produce began at event {}.", e.index),
@@ -922,7 +971,7 @@ impl State {
             if max >= offset && other != msg {
                 let part_name = self.part_name(part);
                 let (id, other_id) = (self.id(msg), self.id(other));
-                self.findings.add("offset-order", || {
+                self.findings.add(Kind::OffsetOrder, || {
                     (
                         vec![at, invoke_index, e.index],
                         format!("On {part_name}, message {other_id} was acknowledged at offset {max} (event {at}) before the produce of message {id} began (event {invoke_index}), yet {id} got the lower or equal offset {offset}."),
@@ -978,7 +1027,7 @@ impl State {
         m.flags |= STORED_TWICE;
         let id = self.id(msg);
         let (p1, p2) = (self.part_name(first_part), self.part_name(part));
-        self.findings.add("duplicated", || {
+        self.findings.add(Kind::Duplicated, || {
             (
                 vec![first_at, at],
                 format!("Message {id} is stored twice: at offset {first} of {p1} (event {first_at}) and at offset {offset} of {p2} (event {at})."),
@@ -1121,12 +1170,12 @@ impl State {
                 " But the broker counted this delivery of {id} as its delivery number {}, so an earlier delivery the history does not show may have come in order.",
                 r.broker_delivery
             ));
-            "maybe-reordered"
+            Kind::MaybeReordered
         } else if hidden {
             why.push_str(&format!(" But a consume begun at event {first_uncertain_consume} had an unknown outcome and may have delivered {id} first, unseen."));
-            "maybe-reordered"
+            Kind::MaybeReordered
         } else {
-            "reordered"
+            Kind::Reordered
         };
         let ops: Vec<u64> = r.ops.iter().copied().filter(|&o| o != NONE).collect();
         let data = if r.by_offset {
@@ -1150,7 +1199,7 @@ impl State {
             return;
         }
         let (group, part) = (self.groups.key(slot.0).to_string(), self.part_name(slot.1));
-        self.findings.add("offset-regression", || {
+        self.findings.add(Kind::OffsetRegression, || {
             (
                 vec![floor.at, invoke, at],
                 if commit {
@@ -1235,7 +1284,7 @@ impl StreamChecker for Delivery {
                     (NONE, "")
                 };
                 if at != NONE {
-                    st.findings.add("unexpected", || {
+                    st.findings.add(Kind::Unexpected, || {
                         (
                             vec![at],
                             format!("Message {key} was {what} (event {at}) but never produced."),
@@ -1261,7 +1310,7 @@ impl StreamChecker for Delivery {
                         _ => String::new(),
                     };
                     let (pi, po) = (m.produce_invoke, m.produce_ok);
-                    st.findings.add("lost", || {
+                    st.findings.add(Kind::Lost, || {
                         (
                             vec![pi, po, drain_at],
                             format!("Message {key} was produced{when} and acknowledged (events {pi}-{po}), but never delivered by the end of the final drain (event {drain_at}) and never dead-lettered."),
@@ -1276,7 +1325,7 @@ impl StreamChecker for Delivery {
             if !is_ok && is_delivered {
                 let (po, fd) = (m.produce_other, m.first_delivery);
                 if m.flags & PRODUCED_INFO == 0 && m.flags & PRODUCED_FAIL != 0 {
-                    st.findings.add("failed-but-delivered", || {
+                    st.findings.add(Kind::FailedButDelivered, || {
                         (
                             vec![po, fd],
                             format!("Every produce of message {key} failed (event {po}), yet it was delivered (event {fd})."),
@@ -1284,7 +1333,7 @@ impl StreamChecker for Delivery {
                         )
                     });
                 } else if m.flags & PRODUCED_INFO != 0 {
-                    st.findings.add("recovered", || {
+                    st.findings.add(Kind::Recovered, || {
                         (
                             vec![po, fd],
                             format!("The produce of message {key} was indeterminate (event {po}), and it was delivered (event {fd}): it did happen."),
@@ -1337,7 +1386,7 @@ impl StreamChecker for Delivery {
                     why.push('.');
                 }
                 let deliveries = m.deliveries;
-                st.findings.add("duplicated", || {
+                st.findings.add(Kind::Duplicated, || {
                     (
                         ops,
                         why,
@@ -1350,7 +1399,7 @@ impl StreamChecker for Delivery {
                 let mut ops = vec![m.ack_ok];
                 ops.extend(&extra);
                 let (first, n) = (m.ack_ok, m.acks_ok);
-                st.findings.add("double-committed", || {
+                st.findings.add(Kind::DoubleCommitted, || {
                     (
                         ops,
                         format!("Message {key} was acknowledged successfully {n} times (events {first} and {}): two consumers completed it.", extra.first().copied().unwrap_or(NONE)),
@@ -1366,7 +1415,7 @@ impl StreamChecker for Delivery {
             {
                 if drain_complete {
                     let (fd, n) = (m.first_delivery, m.deliveries);
-                    st.findings.add("stranded", || {
+                    st.findings.add(Kind::Stranded, || {
                         (
                             vec![fd, drain_at],
                             format!("Message {key} was delivered {} (first at event {fd}) but never acknowledged nor dead-lettered by the end of the final drain (event {drain_at}).", plural(u64::from(n), "time")),
@@ -1389,7 +1438,7 @@ impl StreamChecker for Delivery {
                     } else {
                         format!("it was dead-lettered only at event {}", m.dead_letter)
                     };
-                    st.findings.add("retries-exceeded", || {
+                    st.findings.add(Kind::RetriesExceeded, || {
                         (
                             ops,
                             format!("Message {key} was delivered {total} times (last seen at event {last}), more than the {} allowed by --max-retries {n}; {dead}.", u64::from(n) + 1),
@@ -1419,7 +1468,7 @@ impl StreamChecker for Delivery {
                         evidence_at(&st.msgs[m1 as usize]),
                         evidence_at(&st.msgs[m2 as usize]),
                     ];
-                    st.findings.add("offset-conflict", || {
+                    st.findings.add(Kind::OffsetConflict, || {
                         (
                             ops,
                             format!("Messages {a} and {b} both sit at offset {o1} of {part}."),
@@ -1434,7 +1483,7 @@ impl StreamChecker for Delivery {
                         evidence_at(&st.msgs[m2 as usize]),
                     ];
                     let (from, to) = (o1 + 1, o2 - 1);
-                    st.findings.add("offset-gap", || {
+                    st.findings.add(Kind::OffsetGap, || {
                         (
                             ops,
                             if from == to {
@@ -1450,9 +1499,15 @@ impl StreamChecker for Delivery {
         }
 
         let findings = std::mem::take(&mut st.findings);
-        let summary_parts = findings.finish(|k| counts(k, g));
-        let counted_kinds: Vec<&str> = KINDS.iter().copied().filter(|k| counts(k, g)).collect();
-        let reported_kinds: Vec<&str> = KINDS.iter().copied().filter(|k| !counts(k, g)).collect();
+        let summary_parts = findings.finish(|k| k.counts(g));
+        let names = |counted: bool| -> Vec<&str> {
+            Kind::ALL
+                .iter()
+                .filter(|k| k.counts(g) == counted)
+                .map(|k| k.name())
+                .collect()
+        };
+        let (counted_kinds, reported_kinds) = (names(true), names(false));
 
         let no_ops =
             st.figures.produce_ops == 0 && st.figures.consume_ops == 0 && st.figures.drain_ops == 0;
@@ -1460,14 +1515,14 @@ impl StreamChecker for Delivery {
         if no_ops {
             unknown.push("the history has no produce, consume or drain operations: is it a delivery history?".to_string());
         }
-        if undecided_lost > 0 && counts("lost", g) {
+        if undecided_lost > 0 && Kind::Lost.counts(g) {
             unknown.push(format!(
                 "{} acknowledged but never delivered, and {}: lost cannot be told from not yet consumed",
                 plural(undecided_lost, "message was"),
                 if st.drain_seen { "the final drain never came back empty" } else { "the history has no final drain" }
             ));
         }
-        if undecided_stranded > 0 && counts("stranded", g) {
+        if undecided_stranded > 0 && Kind::Stranded.counts(g) {
             unknown.push(format!(
                 "{} delivered but never acknowledged, with no complete final drain to show whether it was redelivered",
                 plural(undecided_stranded, "message was")

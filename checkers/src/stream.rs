@@ -686,17 +686,37 @@ impl Interner {
 /// How many anomalies of one kind a result lists; the counts stay exact beyond it.
 pub const ANOMALIES_PER_KIND_MAX: usize = 1000;
 
-/// Anomalies found so far: exact counts per kind, evidence for the first
-/// [`ANOMALIES_PER_KIND_MAX`] of each.
-#[derive(Debug, Default)]
-pub struct Findings {
-    kinds: Vec<(&'static str, u64, Vec<Anomaly>)>,
+/// A kind of anomaly. A checker's kinds are a closed set, best an enum, so that whether a
+/// kind counts toward the verdict is an exhaustive match, never a default arm that silently
+/// counts (or excuses) a kind added later. Plain names (`&'static str`) still work.
+pub trait AnomalyKind: Copy + Eq + 'static {
+    /// The kind as results and documents name it, e.g. `lost`.
+    fn name(self) -> &'static str;
 }
 
-impl Findings {
+impl AnomalyKind for &'static str {
+    fn name(self) -> &'static str {
+        self
+    }
+}
+
+/// Anomalies found so far: exact counts per kind, evidence for the first
+/// [`ANOMALIES_PER_KIND_MAX`] of each.
+#[derive(Debug)]
+pub struct Findings<K: AnomalyKind = &'static str> {
+    kinds: Vec<(K, u64, Vec<Anomaly>)>,
+}
+
+impl<K: AnomalyKind> Default for Findings<K> {
+    fn default() -> Self {
+        Findings { kinds: Vec::new() }
+    }
+}
+
+impl<K: AnomalyKind> Findings<K> {
     /// Records one anomaly of `kind`; `make` (ops, explanation, data) runs only while the kind's
     /// list has room, so a flood of anomalies costs a counter increment each.
-    pub fn add(&mut self, kind: &'static str, make: impl FnOnce() -> (Vec<u64>, String, Value)) {
+    pub fn add(&mut self, kind: K, make: impl FnOnce() -> (Vec<u64>, String, Value)) {
         let slot = match self.kinds.iter().position(|(k, _, _)| *k == kind) {
             Some(i) => i,
             None => {
@@ -711,7 +731,7 @@ impl Findings {
             ops.sort_unstable();
             ops.dedup();
             list.push(Anomaly {
-                kind: kind.to_string(),
+                kind: kind.name().to_string(),
                 ops,
                 explanation,
                 data,
@@ -719,7 +739,7 @@ impl Findings {
         }
     }
 
-    pub fn count(&self, kind: &str) -> u64 {
+    pub fn count(&self, kind: K) -> u64 {
         self.kinds
             .iter()
             .find(|(k, _, _)| *k == kind)
@@ -729,24 +749,25 @@ impl Findings {
     /// The anomalies (each marked `"counted": true|false` in its data), the counts per kind, and
     /// a sentence naming the counted and the reported-only kinds found; `counted` says which
     /// kinds make the verdict invalid.
-    pub fn finish(self, counted: impl Fn(&str) -> bool) -> FindingsSummary {
+    pub fn finish(self, counted: impl Fn(K) -> bool) -> FindingsSummary {
         let mut anomalies = Vec::new();
         let mut counts = Map::new();
         let mut truncated = Vec::new();
         let mut counted_parts = Vec::new();
         let mut reported_parts = Vec::new();
         let mut kinds = self.kinds;
-        kinds.sort_by_key(|(k, _, _)| !counted(k));
+        kinds.sort_by_key(|(k, _, _)| !counted(*k));
         for (kind, count, list) in kinds {
             let is_counted = counted(kind);
-            counts.insert(kind.to_string(), json!(count));
+            let name = kind.name();
+            counts.insert(name.to_string(), json!(count));
             if count > list.len() as u64 {
-                truncated.push(kind);
+                truncated.push(name);
             }
             if is_counted {
-                counted_parts.push(format!("{kind} {count}"));
+                counted_parts.push(format!("{name} {count}"));
             } else {
-                reported_parts.push(format!("{kind} {count}"));
+                reported_parts.push(format!("{name} {count}"));
             }
             for mut a in list {
                 a.data = match a.data {

@@ -1,7 +1,8 @@
 //! Checker results are data: a verdict, a one-paragraph explanation and the evidence.
 //!
 //! Every checker answers `valid`, `invalid` or `unknown`; `unknown` always carries the reason
-//! (a budget ran out, an op the model does not support). Results compose with
+//! (a budget ran out, an op the model does not support), and `invalid` always carries the
+//! anomalies that prove it ([`CheckResult::invalid`] refuses none). Results compose with
 //! [`Verdict::combine`]: invalid beats unknown beats valid.
 
 use serde::{Deserialize, Serialize};
@@ -99,7 +100,13 @@ impl CheckResult {
         }
     }
 
+    /// An `invalid` result. It must carry the anomalies that prove it: an invalid verdict
+    /// without evidence is a programmer error, and panics.
     pub fn invalid(checker: &str, summary: impl Into<String>, anomalies: Vec<Anomaly>) -> Self {
+        assert!(
+            !anomalies.is_empty(),
+            "an invalid result carries the anomalies that prove it (checker {checker})"
+        );
         CheckResult {
             verdict: Verdict::Invalid,
             anomalies,
