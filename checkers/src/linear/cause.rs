@@ -50,8 +50,8 @@ impl CauseKind {
 }
 
 /// A likely cause: its kind and the ops (partition positions) that show it, in the order the
-/// kind defines: `UnwrittenRead` [read]; `FailedCas` [cas]; `LostWrite` [write, later read];
-/// `StaleRead` [read, replacing write].
+/// kind defines: `UnwrittenRead`: the read; `FailedCas`: the cas; `LostWrite`: the write, then
+/// a later read; `StaleRead`: the read, then the replacing write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cause {
     pub kind: CauseKind,
