@@ -927,6 +927,22 @@ impl<'de: 'a, 'a> Deserialize<'de> for IdField<'a> {
     }
 }
 
+/// Ends a streaming checker's summary the way every one of them does: the ops it ignored (by
+/// `f`, with their counts), then why the verdict is unknown, when it is.
+pub fn end_summary(
+    summary: &mut String,
+    ignored: &std::collections::BTreeMap<String, u64>,
+    unknown_reason: Option<&str>,
+) {
+    if !ignored.is_empty() {
+        let names: Vec<String> = ignored.iter().map(|(k, v)| format!("{k} ({v})")).collect();
+        summary.push_str(&format!(" Ignored ops: {}.", names.join(", ")));
+    }
+    if let Some(r) = unknown_reason {
+        summary.push_str(&format!(" Unknown: {r}."));
+    }
+}
+
 /// Marks a verdict sentence.
 pub fn verdict_word(invalid: bool, unknown: bool) -> &'static str {
     if invalid {

@@ -360,17 +360,7 @@ impl StreamChecker for Delivery {
         if max_retries.is_none() {
             summary.push_str(" Retries not checked (no --max-retries).");
         }
-        if !st.ignored.is_empty() {
-            let names: Vec<String> = st
-                .ignored
-                .iter()
-                .map(|(k, v)| format!("{k} ({v})"))
-                .collect();
-            summary.push_str(&format!(" Ignored ops: {}.", names.join(", ")));
-        }
-        if let Some(r) = &unknown_reason {
-            summary.push_str(&format!(" Unknown: {r}."));
-        }
+        end_summary(&mut summary, &st.ignored, unknown_reason.as_deref());
         let details = json!({
             "guarantee": g.name(),
             "max_retries": max_retries,

@@ -28,8 +28,8 @@
 
 use crate::formats::stream::fast::Scan;
 use crate::stream::{
-    bad_value, plural, AnomalyKind, EventRef, FaultTracker, Findings, Id, Interner, Step,
-    StreamChecker, StreamPairer, ValueRef,
+    bad_value, end_summary, plural, AnomalyKind, EventRef, FaultTracker, Findings, Id, Interner,
+    Step, StreamChecker, StreamPairer, ValueRef,
 };
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use rustc_hash::{FxHashMap, FxHashSet};
