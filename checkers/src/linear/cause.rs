@@ -6,7 +6,8 @@
 //! real-time intervals without another search:
 //!
 //! - **read of an unwritten value**: a read returned a value that no write (acknowledged or
-//!   not) could have produced, and that is not the initial value;
+//!   not) invoked before the read completed could have produced, and that is not the initial
+//!   value;
 //! - **failed cas**: the op the search could not place is a failed cas (an observed mismatch)
 //!   that no order of the other ops explains;
 //! - **lost write**: an acknowledged write that no read or cas ever observed, while a read
@@ -15,6 +16,9 @@
 //! - **stale read**: a read returned a value that a write of another value had certainly
 //!   replaced: that write was invoked after every write of the value read completed, and
 //!   completed before the read was invoked.
+//!
+//! "Every write of the value" means every write that could have produced the read: one invoked
+//! before the read completed (a value written again later cannot excuse an earlier read).
 //!
 //! Each shape is a sufficient witness of non-linearizability on its own, so naming one never
 //! contradicts the search; it is only a *likely* cause because a partition may hold several.
@@ -84,24 +88,37 @@ pub fn register_cause<V: Eq + Hash + Clone>(
     ops: &[Seen<V>],
     unplaceable: Option<usize>,
 ) -> Option<Cause> {
-    // A value's age: one past the last completion of any write of it (u64::MAX when one may
-    // still be pending); 0 for the initial value, written before everything. A value of age
-    // `a` is certainly written before any op invoked at `a` or later.
-    let mut last_written: HashMap<&V, u64> = HashMap::new();
+    // A value's age as a read sees it: one past the last completion of any write of it that
+    // could have produced the read (one invoked before the read completed; u64::MAX when such a
+    // write may still be pending); 0 for the initial value, written before everything. A value
+    // of age `a` is certainly written before any op invoked at `a` or later. Per value: its
+    // writes by invocation, with the running maximum of their ages.
+    let mut writes_of: HashMap<&V, Vec<(u64, u64)>> = HashMap::new();
     for op in ops {
         let new = match &op.view {
             RegisterView::Write(v) | RegisterView::Cas(_, v) => v,
             _ => continue,
         };
         let age = op.ret.map_or(u64::MAX, |r| r.saturating_add(1));
-        let slot = last_written.entry(new).or_insert(0);
-        *slot = (*slot).max(age);
+        writes_of.entry(new).or_default().push((op.call, age));
     }
-    let written = |v: &V| -> Option<u64> {
-        match last_written.get(v) {
-            Some(&r) => Some(r),
-            None if v == initial => Some(0),
-            None => None,
+    for list in writes_of.values_mut() {
+        list.sort_unstable();
+        let mut max = 0;
+        for entry in list.iter_mut() {
+            max = max.max(entry.1);
+            entry.1 = max;
+        }
+    }
+    // The age of `v` for a read that completed at `before`; `None`: nothing could have
+    // produced it by then.
+    let age_for = |v: &V, before: u64| -> Option<u64> {
+        let list = writes_of.get(v).map_or(&[][..], Vec::as_slice);
+        let k = list.partition_point(|&(call, _)| call < before);
+        match (k, v == initial) {
+            (0, true) => Some(0),
+            (0, false) => None,
+            (k, _) => Some(list[k - 1].1),
         }
     };
     let reads: Vec<usize> = (0..ops.len())
@@ -113,7 +130,8 @@ pub fn register_cause<V: Eq + Hash + Clone>(
     };
 
     // 1. A read of a value no write produced.
-    let unwritten = |i: usize| written(read_value(i)).is_none();
+    let read_age = |i: usize| age_for(read_value(i), ops[i].ret.expect("a completed read"));
+    let unwritten = |i: usize| read_age(i).is_none();
     if let Some(i) = unplaceable
         .filter(|i| reads.contains(i))
         .filter(|&i| unwritten(i))
@@ -139,7 +157,7 @@ pub fn register_cause<V: Eq + Hash + Clone>(
     // the value each read (the "oldest" value read from a position on).
     let mut by_call: Vec<(u64, u64, usize)> = reads
         .iter()
-        .map(|&i| (ops[i].call, written(read_value(i)).unwrap_or(0), i))
+        .map(|&i| (ops[i].call, read_age(i).unwrap_or(0), i))
         .collect();
     by_call.sort_unstable();
     let mut oldest_from = vec![(u64::MAX, usize::MAX); by_call.len() + 1];
@@ -219,7 +237,7 @@ pub fn register_cause<V: Eq + Hash + Clone>(
     }
     let stale = |r: usize| -> Option<usize> {
         let v = read_value(r);
-        let age = written(v)?;
+        let age = read_age(r)?;
         let k = writes.partition_point(|&(ret, _, _, _)| ret < ops[r].call);
         let (a, b) = tops[k];
         let other = match a {
@@ -295,6 +313,25 @@ mod tests {
             op(Read(1), 7, Some(8)),
         ];
         assert_eq!(register_cause(&0, &ops, Some(3)), None);
+    }
+
+    #[test]
+    fn only_writes_invoked_before_the_read_completed_could_have_produced_it() {
+        // 7 is read before any write of 7 began: unwritten then.
+        let ops = [op(Read(7), 0, Some(1)), op(Write(7), 2, Some(3))];
+        let cause = register_cause(&0, &ops, Some(0)).unwrap();
+        assert_eq!(cause.kind, CauseKind::UnwrittenRead);
+        // 1 was replaced by 5 before the read began; writing 1 again later does not excuse it.
+        let ops = [
+            op(Write(1), 0, Some(1)),
+            op(Write(5), 2, Some(3)),
+            op(Read(5), 4, Some(5)),
+            op(Read(1), 6, Some(7)),
+            op(Write(1), 8, Some(9)),
+        ];
+        let cause = register_cause(&0, &ops, Some(3)).unwrap();
+        assert_eq!(cause.kind, CauseKind::StaleRead);
+        assert_eq!(cause.ops, [3, 1]);
     }
 
     #[test]
