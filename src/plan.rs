@@ -272,6 +272,14 @@ impl Plan {
         if self.time_limit_ms == 0 || self.time_limit_ms > 24 * 3600 * 1000 {
             return Err("--time-limit: expected more than 0 and at most 24h".into());
         }
+        // An op timeout of 0 would make every op `info` (checked: nothing); more than an hour
+        // is longer than any run should wait for one op.
+        if self.op_timeout_ms == 0 || self.op_timeout_ms > OP_TIMEOUT_MS_MAX {
+            return Err(format!(
+                "--op-timeout: expected more than 0 and at most 1h, not {}",
+                format_ms(self.op_timeout_ms)
+            ));
+        }
         if self.nemesis_interval_ms < 100 {
             return Err("--nemesis-interval: expected at least 100ms".into());
         }
@@ -384,6 +392,9 @@ impl Plan {
 }
 
 /// `60s`, `500ms`, `2m`, `1h` or bare seconds, to milliseconds.
+/// The longest `--op-timeout` a plan may give.
+const OP_TIMEOUT_MS_MAX: u64 = 3600 * 1000;
+
 pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
     crate::units::duration(s).map(|d| d.as_millis() as u64)
 }
@@ -446,6 +457,14 @@ mod tests {
             "{e}"
         );
         plan_from("system = \"redis\"\nworkload = \"queue\"\nnemesis = [\"latency\"]\n").unwrap();
+        let e = plan_from("op_timeout = \"0s\"\n").unwrap_err();
+        assert_eq!(
+            e,
+            "--op-timeout: expected more than 0 and at most 1h, not 0s"
+        );
+        let e = plan_from("op_timeout = \"2h\"\n").unwrap_err();
+        assert!(e.starts_with("--op-timeout: "), "{e}");
+        plan_from("op_timeout = \"250ms\"\n").unwrap();
     }
 
     #[test]

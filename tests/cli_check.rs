@@ -132,9 +132,56 @@ fn a_bad_file_among_good_ones_is_reported_and_exits_3() {
 }
 
 #[test]
-fn bad_input_empty() {
-    let e = bad_input("empty.jsonl", b"");
-    assert!(e.contains("empty history"), "{e}");
+fn an_empty_file_is_a_verdict_unknown_not_a_read_error() {
+    for (name, bytes) in [
+        ("empty.jsonl", &b""[..]),
+        ("blank.edn", b"\n  \n; nothing here\n"),
+        (
+            "only-nemesis.jsonl",
+            b"{\"index\":0,\"process\":\"nemesis\",\"type\":\"info\",\"f\":\"start-partition\"}\n",
+        ),
+    ] {
+        let p = scratch(name, bytes);
+        for checker in ["linearizable", "stats", "delivery"] {
+            let out = faultline(&["check", "--checker", checker, p.to_str().unwrap()]);
+            let text = String::from_utf8(out.stdout).unwrap();
+            assert_eq!(out.status.code(), Some(2), "{name} {checker}: {text}");
+            assert!(
+                text.contains("unknown") && text.contains("no completed operations to check"),
+                "{name} {checker}: {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_input_a_json_array_says_what_it_is() {
+    let e = bad_input(
+        "array.json",
+        b"[{\"index\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"read\"}]\n",
+    );
+    assert!(e.contains("JSON array") && e.contains("--format"), "{e}");
+}
+
+#[test]
+fn a_zero_op_timeout_is_a_one_line_error() {
+    let out = faultline(&[
+        "run",
+        "--system",
+        "memory",
+        "--workload",
+        "register",
+        "--nemesis",
+        "none",
+        "--op-timeout",
+        "0s",
+        "--time-limit",
+        "1s",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--op-timeout"), "{err}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Linearizability checker figures: per-file and total check times over Porcupine's 70 etcd
 //! histories and its kv histories, then synthetic histories of 1,700-2,000 ops over 10 keys.
 //!
-//! `cargo bench -p checkers --bench linear` (add `-- --runs N` for more repetitions).
+//! `cargo bench -p checkers --bench linear` (add `-- --runs N` for more repetitions), then
+//! issue 16's slow shapes once each (`-- --slow-shapes` runs only those).
 //! Times are the median of the runs of the check alone (the history is parsed beforehand);
 //! "memo bytes" is the peak size of the largest partition's memo table (what the memory cap
 //! counts); the last line is the peak resident memory of the whole bench process.
@@ -37,13 +38,20 @@ struct Figure {
 }
 
 fn measure(checker: &Linearizable, history: &History, runs: usize) -> Figure {
+    measure_within(checker, history, runs, &Budget::default())
+}
+
+fn measure_within(
+    checker: &Linearizable,
+    history: &History,
+    runs: usize,
+    budget: &Budget,
+) -> Figure {
     let mut times = Vec::with_capacity(runs);
     let mut last = None;
     for _ in 0..runs {
         let started = Instant::now();
-        let result = checker
-            .check(history, &Budget::default())
-            .expect("well-formed");
+        let result = checker.check(history, budget).expect("well-formed");
         times.push(started.elapsed().as_secs_f64() * 1e3);
         last = Some(result);
     }
@@ -74,8 +82,46 @@ fn header() {
     );
 }
 
+/// The history shapes of issue 16, where faultline was slower than Porcupine or gave up:
+/// (name, ops, keys, client workers, per mille timed out). Seeded; linearizable by construction.
+const SLOW_SHAPES: &[(&str, usize, usize, usize, u32)] = &[
+    ("20k ops 3 keys 20% info", 20_000, 3, 10, 200),
+    ("2k ops 1 key 20 clients", 2_000, 1, 20, 200),
+    ("5k ops 1 key 50 clients", 5_000, 1, 50, 200),
+    ("200k ops 100 keys 5% info", 200_000, 100, 20, 50),
+    ("1k ops 1 key 50 clients", 1_000, 1, 50, 200),
+];
+
+/// Each slow shape gets at most this long per run: an `unknown` row says it ran out.
+const SLOW_SHAPE_TIME_LIMIT_S: u64 = 60;
+
+fn slow_shapes(cas: &Linearizable, runs: usize) {
+    println!(
+        "\n== Issue 16's shapes (cas-register, values 0..5, seed 16), {runs} runs each, {SLOW_SHAPE_TIME_LIMIT_S} s and 4 GiB per run"
+    );
+    header();
+    let budget = Budget {
+        time_limit: Some(std::time::Duration::from_secs(SLOW_SHAPE_TIME_LIMIT_S)),
+        ..Budget::default()
+    };
+    for &(name, ops, keys, workers, info) in SLOW_SHAPES {
+        let history = register_history(&SynthParams {
+            seed: 16,
+            ops,
+            keys,
+            processes: workers,
+            values: 5,
+            info_per_mille: info,
+            cas: true,
+        });
+        let f = measure_within(cas, &history, runs, &budget);
+        row(name, ops, &f);
+    }
+}
+
 fn main() {
     let mut runs = 5usize;
+    let mut only_slow_shapes = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--runs" {
@@ -84,10 +130,16 @@ fn main() {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(runs)
                 .max(1);
+        } else if a == "--slow-shapes" {
+            only_slow_shapes = true;
         }
     }
     let cas = Linearizable::new(Some("cas-register"), None).expect("model");
     let kv = Linearizable::new(Some("kv"), None).expect("model");
+    if only_slow_shapes {
+        slow_shapes(&cas, runs);
+        return;
+    }
 
     println!("== Porcupine etcd histories (cas-register), {runs} runs each");
     header();
@@ -169,6 +221,7 @@ fn main() {
         let bad = if bad { " bad" } else { "" };
         row(&format!("{workers} workers {infos} info{bad}"), ops, &f);
     }
+    slow_shapes(&cas, 1);
     if let Some(rss) = peak_rss_bytes() {
         println!(
             "\npeak resident memory of the whole bench process: {:.1} MiB",

@@ -7,7 +7,9 @@
 //! look wrong. Transfers are paired (the contract is checked) but their amounts do not matter to
 //! conservation.
 
-use crate::stream::{bad_value, plural, EventRef, Findings, Step, StreamChecker, StreamPairer};
+use crate::stream::{
+    bad_value, end_summary, plural, EventRef, Findings, Step, StreamChecker, StreamPairer,
+};
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use serde_json::{json, Value};
 use std::borrow::Cow;
@@ -138,17 +140,7 @@ impl StreamChecker for Bank {
             plural(self.reads, "ok read"),
             parts.sentence()
         );
-        if !self.ignored.is_empty() {
-            let names: Vec<String> = self
-                .ignored
-                .iter()
-                .map(|(k, v)| format!("{k} ({v})"))
-                .collect();
-            summary.push_str(&format!(" Ignored ops: {}.", names.join(", ")));
-        }
-        if let Some(r) = &unknown_reason {
-            summary.push_str(&format!(" Unknown: {r}."));
-        }
+        end_summary(&mut summary, &self.ignored, unknown_reason.as_deref());
         let details = json!({
             "total": self.total.as_ref().map(|(t, _)| *t as i64),
             "total_source": self.total.as_ref().map(|(_, s)| s.clone()),

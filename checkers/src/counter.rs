@@ -15,7 +15,8 @@
 //! when it ends). Sums are `i128`, so no realistic history overflows them.
 
 use crate::stream::{
-    bad_value, plural, EventRef, Findings, Id, Interner, Step, StreamChecker, StreamPairer,
+    bad_value, end_summary, plural, EventRef, Findings, Id, Interner, Step, StreamChecker,
+    StreamPairer,
 };
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use serde_json::{json, Value};
@@ -218,17 +219,7 @@ impl StreamChecker for Counter {
             plural(reads, "ok read"),
             parts.sentence()
         );
-        if !self.ignored.is_empty() {
-            let names: Vec<String> = self
-                .ignored
-                .iter()
-                .map(|(k, v)| format!("{k} ({v})"))
-                .collect();
-            summary.push_str(&format!(" Ignored ops: {}.", names.join(", ")));
-        }
-        if let Some(r) = &unknown_reason {
-            summary.push_str(&format!(" Unknown: {r}."));
-        }
+        end_summary(&mut summary, &self.ignored, unknown_reason.as_deref());
         let details = json!({
             "initial": self.initial as i64,
             "adds": self.adds,

@@ -11,7 +11,8 @@
 //! needs the whole history and is made at the end.
 
 use crate::stream::{
-    bad_value, plural, EventRef, Findings, Id, Interner, Step, StreamChecker, StreamPairer,
+    bad_value, end_summary, plural, EventRef, Findings, Id, Interner, Step, StreamChecker,
+    StreamPairer,
 };
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use serde_json::{json, Value};
@@ -295,17 +296,7 @@ impl StreamChecker for Idempotency {
             plural(self.requests, "request"),
             parts.sentence()
         );
-        if !self.ignored.is_empty() {
-            let names: Vec<String> = self
-                .ignored
-                .iter()
-                .map(|(k, v)| format!("{k} ({v})"))
-                .collect();
-            summary.push_str(&format!(" Ignored ops: {}.", names.join(", ")));
-        }
-        if let Some(r) = &unknown_reason {
-            summary.push_str(&format!(" Unknown: {r}."));
-        }
+        end_summary(&mut summary, &self.ignored, unknown_reason.as_deref());
         let details = json!({
             "keys": self.state.len(),
             "requests": self.requests,

@@ -28,7 +28,7 @@ pub mod versioned_append;
 
 pub use history::{Event, EventType, FaultWindow, History, HistoryError, Op, Pairer, Process};
 pub use registry::{by_name, CheckOptions, CHECKER_NAMES};
-pub use verdict::{Anomaly, Budget, CheckResult, Verdict};
+pub use verdict::{Anomaly, Budget, CheckResult, OpTally, Verdict, NOTHING_CHECKED};
 
 /// The role of a checker: judge a whole history within a budget.
 ///

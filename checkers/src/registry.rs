@@ -38,16 +38,31 @@ pub struct CheckOptions {
     /// read-committed, repeatable-read, snapshot-isolation, serializable (default),
     /// strict-serializable.
     pub consistency_model: Option<String>,
+    /// Whose conventions to read the history with: `faultline` (default) or `knossos`
+    /// (linearizable only; see [`crate::linear::Compat`]).
+    pub compat: Option<String>,
 }
 
 /// Builds the checker called `name`, or says which names exist.
 pub fn by_name(name: &str, _options: &CheckOptions) -> Result<Box<dyn Checker>, String> {
     match name {
         "stats" => Ok(Box::new(Stats)),
-        "linearizable" => Ok(Box::new(crate::linear::Linearizable::new(
-            _options.model.as_deref(),
-            _options.initial.clone(),
-        )?)),
+        "linearizable" => {
+            let compat = _options.compat.as_deref().map_or(
+                Ok(crate::linear::Compat::default()),
+                crate::linear::Compat::parse,
+            )?;
+            Ok(Box::new(
+                crate::linear::Linearizable::new(
+                    _options.model.as_deref(),
+                    _options.initial.clone(),
+                )?
+                .with_compat(compat),
+            ))
+        }
+        _ if _options.compat.is_some() => Err(format!(
+            "--compat applies to the linearizable checker only, not {name:?}"
+        )),
         "delivery" | "set" | "unique" | "idempotency" | "versioned-append" | "counter" | "bank" => {
             crate::stream::checker(name, _options).expect("a streaming checker's name")
         }

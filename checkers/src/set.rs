@@ -11,7 +11,8 @@
 //! per read.
 
 use crate::stream::{
-    bad_value, plural, EventRef, Findings, Id, IdField, Interner, Step, StreamChecker, StreamPairer,
+    bad_value, end_summary, plural, EventRef, Findings, Id, IdField, Interner, Step, StreamChecker,
+    StreamPairer,
 };
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use serde_json::json;
@@ -83,13 +84,39 @@ enum Pending {
     Ignored,
 }
 
+/// Every kind the set checker reports (docs/history.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Duplicate,
+    Unexpected,
+    Recovered,
+    FailedButRead,
+    Lost,
+    NeverRead,
+    Stale,
+}
+
+impl crate::stream::AnomalyKind for Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Duplicate => "duplicate",
+            Kind::Unexpected => "unexpected",
+            Kind::Recovered => "recovered",
+            Kind::FailedButRead => "failed-but-read",
+            Kind::Lost => "lost",
+            Kind::NeverRead => "never-read",
+            Kind::Stale => "stale",
+        }
+    }
+}
+
 /// The set checker; see the module docs.
 pub struct SetChecker {
     linearizable: bool,
     pairer: StreamPairer<Pending>,
     sets: Interner,
     state: Vec<SetState>,
-    findings: Findings,
+    findings: Findings<Kind>,
     adds: u64,
     ignored: std::collections::BTreeMap<String, u64>,
 }
@@ -224,7 +251,7 @@ impl StreamChecker for SetChecker {
                     if el.last_present_ord == ord {
                         let key = s.elems.key(elem);
                         let set_name = self.sets.key(set);
-                        self.findings.add("duplicate", || {
+                        self.findings.add(Kind::Duplicate, || {
                             (
                                 vec![open.invoke_index, e.index],
                                 format!("The read of set {set_name} at event {} lists element {key} more than once.", e.index),
@@ -283,7 +310,7 @@ impl StreamChecker for SetChecker {
                     || el.first_read_at < el.add_invoke
                 {
                     let at = el.first_read_at;
-                    findings.add("unexpected", || {
+                    findings.add(Kind::Unexpected, || {
                         (
                             vec![at],
                             if el.add_invoke == NONE {
@@ -300,7 +327,7 @@ impl StreamChecker for SetChecker {
                     if el.first_read_at != NONE {
                         let (other, at) = (el.other_add, el.first_read_at);
                         if el.flags & ADD_INFO != 0 {
-                            findings.add("recovered", || {
+                            findings.add(Kind::Recovered, || {
                                 (
                                     vec![other, at],
                                     format!("The add of {key} to set {set_name} was indeterminate (event {other}); the read at event {at} shows it happened."),
@@ -308,7 +335,7 @@ impl StreamChecker for SetChecker {
                                 )
                             });
                         } else {
-                            findings.add("failed-but-read", || {
+                            findings.add(Kind::FailedButRead, || {
                                 (
                                     vec![other, at],
                                     format!("Every add of {key} to set {set_name} failed (event {other}), yet the read at event {at} contains it."),
@@ -326,7 +353,7 @@ impl StreamChecker for SetChecker {
                 let (ai, ko) = (el.add_invoke, el.known_at);
                 if !in_final {
                     if final_read.seq >= el.known_seq {
-                        findings.add("lost", || {
+                        findings.add(Kind::Lost, || {
                             (
                                 vec![ai, ko, final_read.invoke, final_read.complete],
                                 format!("The add of {key} to set {set_name} was acknowledged (event {ko}), but the final read, begun later (event {}), lacks it.", final_read.invoke),
@@ -334,7 +361,7 @@ impl StreamChecker for SetChecker {
                             )
                         });
                     } else if el.first_read_at == NONE {
-                        findings.add("never-read", || {
+                        findings.add(Kind::NeverRead, || {
                             (
                                 vec![ai, ko],
                                 format!("The add of {key} to set {set_name} was acknowledged (event {ko}) after the final read began: no read could be expected to see it."),
@@ -357,7 +384,7 @@ impl StreamChecker for SetChecker {
                             format!("{} begun after that lacked it", plural(missed, "read")),
                         ),
                     };
-                    findings.add("stale", || {
+                    findings.add(Kind::Stale, || {
                         (
                             ops,
                             format!("The add of {key} to set {set_name} was acknowledged (event {ko}), yet {which}; the final read (event {}) has it.", final_read.complete),
@@ -368,9 +395,9 @@ impl StreamChecker for SetChecker {
             }
         }
         let parts = findings.finish(|k| match k {
-            "stale" => linearizable,
-            "never-read" | "recovered" => false,
-            _ => true,
+            Kind::Stale => linearizable,
+            Kind::NeverRead | Kind::Recovered => false,
+            Kind::Duplicate | Kind::Unexpected | Kind::FailedButRead | Kind::Lost => true,
         });
         let mut unknown = Vec::new();
         if self.adds == 0 && reads == 0 {
@@ -402,17 +429,7 @@ impl StreamChecker for SetChecker {
                 " Stale reads are reported only (use --guarantee linearizable to count them).",
             );
         }
-        if !self.ignored.is_empty() {
-            let names: Vec<String> = self
-                .ignored
-                .iter()
-                .map(|(k, v)| format!("{k} ({v})"))
-                .collect();
-            summary.push_str(&format!(" Ignored ops: {}.", names.join(", ")));
-        }
-        if let Some(r) = &unknown_reason {
-            summary.push_str(&format!(" Unknown: {r}."));
-        }
+        end_summary(&mut summary, &self.ignored, unknown_reason.as_deref());
         let details = json!({
             "guarantee": if linearizable { "linearizable" } else { "eventual" },
             "elements": elements,

@@ -1,8 +1,9 @@
 //! The `stats` checker: counts, not judgement.
 //!
 //! It proves the plumbing end to end (read, pair, report) and gives a person the shape of a
-//! history at a glance. Its verdict is `valid` for any well-formed history; a malformed one is
-//! rejected before it gets here.
+//! history at a glance. Its verdict is `valid` for any well-formed history with at least one
+//! completed (`ok`) operation and `unknown` for one without (counts of nothing vouch for
+//! nothing); a malformed one is rejected before it gets here.
 
 use crate::{CheckResult, Checker, EventType, History, HistoryError, Process};
 use serde_json::json;
@@ -104,6 +105,12 @@ impl Checker for Stats {
             s.nemesis_events,
             duration
         );
+        if s.ok == 0 {
+            // Counts of nothing vouch for nothing: say so rather than pass.
+            let mut result = CheckResult::nothing_checked("stats", &crate::OpTally::of(history));
+            result.summary = format!("{}: {summary}", crate::NOTHING_CHECKED);
+            return Ok(result.with_details(json!(s)));
+        }
         Ok(CheckResult::valid("stats", summary).with_details(json!(s)))
     }
 }

@@ -20,7 +20,7 @@ use crate::formats::stream::for_each_event;
 pub use crate::formats::stream::{EventRef, ValueRef};
 use crate::formats::ReadError;
 use crate::history::{EventType, FaultWindow, History, HistoryError, Process};
-use crate::verdict::{Anomaly, Budget, CheckResult};
+use crate::verdict::{Anomaly, Budget, CheckResult, OpTally};
 use crate::{CheckOptions, Checker};
 use hashbrown::HashTable;
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
@@ -120,11 +120,47 @@ impl Checker for Streamed {
     }
 }
 
+/// A streaming checker that counts what it is fed, so that one that saw no `ok` completion
+/// answers `unknown` ("no completed operations to check") instead of `valid`: a check of
+/// nothing passes nothing. An anomaly proved anyway (from `fail` or `info` ops alone) stands.
+struct Guarded {
+    inner: Box<dyn StreamChecker>,
+    tally: OpTally,
+}
+
+impl StreamChecker for Guarded {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn event(&mut self, line: usize, e: &EventRef<'_>) -> Result<(), HistoryError> {
+        self.tally.push(e.process, e.kind);
+        self.inner.event(line, e)
+    }
+
+    fn finish(self: Box<Self>) -> CheckResult {
+        let name = self.inner.name().to_string();
+        let result = self.inner.finish();
+        if self.tally.ok == 0 && result.verdict != crate::Verdict::Invalid {
+            return CheckResult::nothing_checked(&name, &self.tally);
+        }
+        result
+    }
+}
+
+fn guarded(inner: Box<dyn StreamChecker>) -> Box<dyn StreamChecker> {
+    Box::new(Guarded {
+        inner,
+        tally: OpTally::default(),
+    })
+}
+
 /// Feeds every event of `history` to `checker` and returns its verdict.
 pub fn check_events(
-    mut checker: Box<dyn StreamChecker>,
+    checker: Box<dyn StreamChecker>,
     history: &History,
 ) -> Result<CheckResult, HistoryError> {
+    let mut checker = guarded(checker);
     for (pos, e) in history.events.iter().enumerate() {
         checker.event(pos + 1, &EventRef::of(e))?;
     }
@@ -144,11 +180,11 @@ pub fn check_jsonl(
     let started = std::time::Instant::now();
     let checker = streaming_by_name(checker_name, options)?;
     Some((|| {
-        let mut checker = checker.map_err(|message| ReadError {
+        let mut checker = guarded(checker.map_err(|message| ReadError {
             line: 0,
             column: None,
             message,
-        })?;
+        })?);
         for_each_event(reader, |line, e| checker.event(line, e))?;
         let mut result = checker.finish();
         result.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -661,17 +697,37 @@ impl Interner {
 /// How many anomalies of one kind a result lists; the counts stay exact beyond it.
 pub const ANOMALIES_PER_KIND_MAX: usize = 1000;
 
-/// Anomalies found so far: exact counts per kind, evidence for the first
-/// [`ANOMALIES_PER_KIND_MAX`] of each.
-#[derive(Debug, Default)]
-pub struct Findings {
-    kinds: Vec<(&'static str, u64, Vec<Anomaly>)>,
+/// A kind of anomaly. A checker's kinds are a closed set, best an enum, so that whether a
+/// kind counts toward the verdict is an exhaustive match, never a default arm that silently
+/// counts (or excuses) a kind added later. Plain names (`&'static str`) still work.
+pub trait AnomalyKind: Copy + Eq + 'static {
+    /// The kind as results and documents name it, e.g. `lost`.
+    fn name(self) -> &'static str;
 }
 
-impl Findings {
+impl AnomalyKind for &'static str {
+    fn name(self) -> &'static str {
+        self
+    }
+}
+
+/// Anomalies found so far: exact counts per kind, evidence for the first
+/// [`ANOMALIES_PER_KIND_MAX`] of each.
+#[derive(Debug)]
+pub struct Findings<K: AnomalyKind = &'static str> {
+    kinds: Vec<(K, u64, Vec<Anomaly>)>,
+}
+
+impl<K: AnomalyKind> Default for Findings<K> {
+    fn default() -> Self {
+        Findings { kinds: Vec::new() }
+    }
+}
+
+impl<K: AnomalyKind> Findings<K> {
     /// Records one anomaly of `kind`; `make` (ops, explanation, data) runs only while the kind's
     /// list has room, so a flood of anomalies costs a counter increment each.
-    pub fn add(&mut self, kind: &'static str, make: impl FnOnce() -> (Vec<u64>, String, Value)) {
+    pub fn add(&mut self, kind: K, make: impl FnOnce() -> (Vec<u64>, String, Value)) {
         let slot = match self.kinds.iter().position(|(k, _, _)| *k == kind) {
             Some(i) => i,
             None => {
@@ -686,7 +742,7 @@ impl Findings {
             ops.sort_unstable();
             ops.dedup();
             list.push(Anomaly {
-                kind: kind.to_string(),
+                kind: kind.name().to_string(),
                 ops,
                 explanation,
                 data,
@@ -694,7 +750,7 @@ impl Findings {
         }
     }
 
-    pub fn count(&self, kind: &str) -> u64 {
+    pub fn count(&self, kind: K) -> u64 {
         self.kinds
             .iter()
             .find(|(k, _, _)| *k == kind)
@@ -704,24 +760,25 @@ impl Findings {
     /// The anomalies (each marked `"counted": true|false` in its data), the counts per kind, and
     /// a sentence naming the counted and the reported-only kinds found; `counted` says which
     /// kinds make the verdict invalid.
-    pub fn finish(self, counted: impl Fn(&str) -> bool) -> FindingsSummary {
+    pub fn finish(self, counted: impl Fn(K) -> bool) -> FindingsSummary {
         let mut anomalies = Vec::new();
         let mut counts = Map::new();
         let mut truncated = Vec::new();
         let mut counted_parts = Vec::new();
         let mut reported_parts = Vec::new();
         let mut kinds = self.kinds;
-        kinds.sort_by_key(|(k, _, _)| !counted(k));
+        kinds.sort_by_key(|(k, _, _)| !counted(*k));
         for (kind, count, list) in kinds {
             let is_counted = counted(kind);
-            counts.insert(kind.to_string(), json!(count));
+            let name = kind.name();
+            counts.insert(name.to_string(), json!(count));
             if count > list.len() as u64 {
-                truncated.push(kind);
+                truncated.push(name);
             }
             if is_counted {
-                counted_parts.push(format!("{kind} {count}"));
+                counted_parts.push(format!("{name} {count}"));
             } else {
-                reported_parts.push(format!("{kind} {count}"));
+                reported_parts.push(format!("{name} {count}"));
             }
             for mut a in list {
                 a.data = match a.data {
@@ -878,6 +935,22 @@ impl<'de: 'a, 'a> Deserialize<'de> for IdField<'a> {
             }
         }
         d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// Ends a streaming checker's summary the way every one of them does: the ops it ignored (by
+/// `f`, with their counts), then why the verdict is unknown, when it is.
+pub fn end_summary(
+    summary: &mut String,
+    ignored: &std::collections::BTreeMap<String, u64>,
+    unknown_reason: Option<&str>,
+) {
+    if !ignored.is_empty() {
+        let names: Vec<String> = ignored.iter().map(|(k, v)| format!("{k} ({v})")).collect();
+        summary.push_str(&format!(" Ignored ops: {}.", names.join(", ")));
+    }
+    if let Some(r) = unknown_reason {
+        summary.push_str(&format!(" Unknown: {r}."));
     }
 }
 

@@ -7,7 +7,8 @@
 //! is then no proof of anything).
 
 use crate::stream::{
-    bad_value, plural, EventRef, Findings, Id, IdField, Interner, Step, StreamChecker, StreamPairer,
+    bad_value, end_summary, plural, EventRef, Findings, Id, IdField, Interner, Step, StreamChecker,
+    StreamPairer,
 };
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use serde_json::json;
@@ -195,17 +196,7 @@ impl StreamChecker for Unique {
             plural(self.generates.len() as u64, "id"),
             parts.sentence()
         );
-        if !self.ignored.is_empty() {
-            let names: Vec<String> = self
-                .ignored
-                .iter()
-                .map(|(k, v)| format!("{k} ({v})"))
-                .collect();
-            summary.push_str(&format!(" Ignored ops: {}.", names.join(", ")));
-        }
-        if let Some(r) = &unknown_reason {
-            summary.push_str(&format!(" Unknown: {r}."));
-        }
+        end_summary(&mut summary, &self.ignored, unknown_reason.as_deref());
         let details = json!({
             "create_ids": self.creates.len(),
             "created": self.creates.iter().filter(|s| s.count > 0).count(),

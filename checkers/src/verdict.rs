@@ -1,7 +1,8 @@
 //! Checker results are data: a verdict, a one-paragraph explanation and the evidence.
 //!
 //! Every checker answers `valid`, `invalid` or `unknown`; `unknown` always carries the reason
-//! (a budget ran out, an op the model does not support). Results compose with
+//! (a budget ran out, an op the model does not support), and `invalid` always carries the
+//! anomalies that prove it ([`CheckResult::invalid`] refuses none). Results compose with
 //! [`Verdict::combine`]: invalid beats unknown beats valid.
 
 use serde::{Deserialize, Serialize};
@@ -99,7 +100,13 @@ impl CheckResult {
         }
     }
 
+    /// An `invalid` result. It must carry the anomalies that prove it: an invalid verdict
+    /// without evidence is a programmer error, and panics.
     pub fn invalid(checker: &str, summary: impl Into<String>, anomalies: Vec<Anomaly>) -> Self {
+        assert!(
+            !anomalies.is_empty(),
+            "an invalid result carries the anomalies that prove it (checker {checker})"
+        );
         CheckResult {
             verdict: Verdict::Invalid,
             anomalies,
@@ -116,9 +123,64 @@ impl CheckResult {
         }
     }
 
+    /// `unknown` for a history that gave the checker nothing to judge: no events, only nemesis
+    /// events, or no operation that completed `ok`. A check of nothing passes nothing.
+    pub fn nothing_checked(checker: &str, tally: &OpTally) -> Self {
+        CheckResult::unknown(checker, format!("{NOTHING_CHECKED} ({})", tally.describe()))
+            .with_details(serde_json::json!({ "tally": tally }))
+    }
+
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = details;
         self
+    }
+}
+
+/// The reason every checker gives when it had nothing to judge.
+pub const NOTHING_CHECKED: &str = "no completed operations to check";
+
+/// Counts of a history's events by what they were, for deciding (and saying) that a checker
+/// had nothing to judge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OpTally {
+    pub events: u64,
+    pub nemesis: u64,
+    pub ok: u64,
+    pub fail: u64,
+    pub info: u64,
+}
+
+impl OpTally {
+    /// Counts one event; only completions count as operations.
+    pub fn push(&mut self, process: crate::Process, kind: crate::EventType) {
+        use crate::EventType;
+        self.events += 1;
+        match (process, kind) {
+            (crate::Process::Nemesis, _) => self.nemesis += 1,
+            (_, EventType::Invoke) => {}
+            (_, EventType::Ok) => self.ok += 1,
+            (_, EventType::Fail) => self.fail += 1,
+            (_, EventType::Info) => self.info += 1,
+        }
+    }
+
+    pub fn of(history: &crate::History) -> Self {
+        let mut t = OpTally::default();
+        for e in &history.events {
+            t.push(e.process, e.kind);
+        }
+        t
+    }
+
+    /// "an empty history", or "12 events: 0 ok, 3 failed, 4 indeterminate; 2 nemesis events".
+    pub fn describe(&self) -> String {
+        if self.events == 0 {
+            return "an empty history".to_string();
+        }
+        format!(
+            "{} events: {} ok, {} failed, {} indeterminate completions; {} nemesis events",
+            self.events, self.ok, self.fail, self.info, self.nemesis
+        )
     }
 }
 

@@ -12,7 +12,8 @@
 //! then holds the event once is what the final read shows.
 
 use crate::stream::{
-    bad_value, plural, EventRef, Findings, Id, IdField, Interner, Step, StreamChecker, StreamPairer,
+    bad_value, end_summary, plural, EventRef, Findings, Id, IdField, Interner, Step, StreamChecker,
+    StreamPairer,
 };
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use rustc_hash::FxHashMap;
@@ -422,17 +423,7 @@ impl StreamChecker for VersionedAppend {
             not_checked,
             parts.sentence()
         );
-        if !self.ignored.is_empty() {
-            let names: Vec<String> = self
-                .ignored
-                .iter()
-                .map(|(k, v)| format!("{k} ({v})"))
-                .collect();
-            summary.push_str(&format!(" Ignored ops: {}.", names.join(", ")));
-        }
-        if let Some(r) = &unknown_reason {
-            summary.push_str(&format!(" Unknown: {r}."));
-        }
+        end_summary(&mut summary, &self.ignored, unknown_reason.as_deref());
         let details = json!({
             "streams": self.streams.len(),
             "appends": self.appends,

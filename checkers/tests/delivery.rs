@@ -667,6 +667,60 @@ fn files_stream_when_they_are_jsonl_and_fall_back_otherwise() {
 }
 
 #[test]
+fn a_later_redelivery_does_not_excuse_an_earlier_reorder() {
+    // m1 was acknowledged before m2 was produced, yet consumer 2's first delivery of m1 came
+    // after m2's, and the broker counted it as delivery 1: a real reorder. m1 was redelivered
+    // afterwards (delivery 2), which cannot explain what came before it.
+    let fixture = |late: &str| {
+        format!(
+            r#"
+            0 invoke produce "m1"
+            0 ok produce
+            0 invoke produce "m2"
+            0 ok produce
+            2 invoke consume
+            2 ok consume [{{"id":"m2","delivery":1}}]
+            2 invoke consume
+            2 ok consume [{late}]
+            2 invoke consume
+            2 ok consume [{{"id":"m1","delivery":2}}]
+            3 invoke drain
+            3 ok drain []
+            "#
+        )
+    };
+    let r = check(
+        "delivery",
+        AT_LEAST,
+        &fixture(r#"{"id":"m1","delivery":1}"#),
+    );
+    assert_eq!(outcome(&r), "invalid reordered | reported duplicated");
+    // The broker says the late delivery was itself a redelivery: an earlier one, unseen, may
+    // have come in order.
+    let r = check(
+        "delivery",
+        AT_LEAST,
+        &fixture(r#"{"id":"m1","delivery":2}"#),
+    );
+    assert_eq!(outcome(&r), "valid | reported duplicated,maybe-reordered");
+    assert!(anomaly(&r, "maybe-reordered")
+        .explanation
+        .contains("the broker counted this delivery of \"m1\" as its delivery number 2"));
+}
+
+#[test]
+fn a_mismatched_produce_ack_names_the_id_plainly() {
+    let e = check_err(
+        "delivery",
+        EXACTLY,
+        "0 invoke produce 7
+0 ok produce 999",
+    );
+    assert!(e.contains("acknowledges message 999 but"), "{e}");
+    assert!(!e.contains("Int("), "{e}");
+}
+
+#[test]
 fn out_of_order_redeliveries_are_only_maybe_reordered() {
     // m1's first delivery went to consumer 1, whose consume timed out: the broker redelivers m1
     // to consumer 2 after m2. Nothing proves an order violation.

@@ -58,12 +58,16 @@ fn a_read_after_a_completed_write_must_see_it() {
     assert_eq!(
         a.explanation,
         "after op 0 the register holds 1; op 2 (process 1) read nil between lines 3 and 4 \
-         cannot take effect there, and no order of the other pending operations lets it."
+         cannot take effect there, and no order of the other pending operations lets it. \
+         Likely cause: a lost write: the acknowledged write 1 (op 0, process 0), completed at \
+         line 2, was never observed, while op 2 (process 1), invoked at line 3 after it \
+         completed, did read nil, an older value."
     );
     assert_eq!(
         a.data,
         json!({"key": null, "prefix": [0], "unplaceable": [2],
-               "states": ["the register holds 1"], "model": "register"})
+               "states": ["the register holds 1"], "model": "register",
+               "cause": "lost-write", "cause_ops": [0, 2]})
     );
     assert_eq!(a.ops, vec![0, 2, 3]);
 }
@@ -443,7 +447,8 @@ fn timestamps_become_seconds_in_the_explanation() {
         r.anomalies[0].explanation,
         "key \"r1\": after op 0 the register holds 3; op 2 (process 4) read 4 between 1.200 s \
          and 1.310 s cannot take effect there, and no order of the other pending operations \
-         lets it."
+         lets it. Likely cause: a read of a value no write produced: op 2 (process 4) did \
+         read 4 between 1.200 s and 1.310 s, and no write of that value exists."
     );
     assert!(r.summary.starts_with("not linearizable"), "{}", r.summary);
 }

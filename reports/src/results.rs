@@ -200,7 +200,16 @@ mod tests {
         let results = vec![
             CheckResult::valid("a", ""),
             CheckResult::unknown("b", "budget"),
-            CheckResult::invalid("c", "", vec![]),
+            CheckResult::invalid(
+                "c",
+                "",
+                vec![checkers::Anomaly {
+                    kind: "x".into(),
+                    ops: vec![0],
+                    explanation: "x".into(),
+                    data: serde_json::Value::Null,
+                }],
+            ),
         ];
         assert_eq!(combined_verdict(&results), Verdict::Invalid);
         assert_eq!(combined_verdict(&results[..2]), Verdict::Unknown);

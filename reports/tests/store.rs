@@ -45,7 +45,16 @@ fn runs_are_listed_newest_first_with_their_verdicts_and_latest_points_at_the_new
         "etcd",
         "a",
         Some("2024-05-03T10:00:00Z"),
-        Some(CheckResult::invalid("lin", "", vec![])),
+        Some(CheckResult::invalid(
+            "lin",
+            "",
+            vec![checkers::Anomaly {
+                kind: "x".into(),
+                ops: vec![0],
+                explanation: "x".into(),
+                data: serde_json::Value::Null,
+            }],
+        )),
     );
     run(
         s,

@@ -41,6 +41,12 @@ pub struct Args {
     #[arg(long, value_name = "JSON", value_parser = json_value)]
     pub initial: Option<Value>,
 
+    /// Read the history with another tool's conventions (linearizable only): `knossos` drops
+    /// every failed op and reads a nil read as "value unknown", as Knossos does, so verdicts on
+    /// Jepsen EDN histories equal Knossos's. Default: faultline's (docs/history.md).
+    #[arg(long, value_name = "TOOL", value_parser = compat_name)]
+    pub compat: Option<String>,
+
     /// Delivery guarantee to check against: at-most-once, at-least-once, exactly-once.
     #[arg(long)]
     pub guarantee: Option<String>,
@@ -105,6 +111,10 @@ fn consistency_model_name(s: &str) -> Result<String, String> {
         })
 }
 
+fn compat_name(s: &str) -> Result<String, String> {
+    checkers::linear::Compat::parse(s).map(|_| s.to_string())
+}
+
 fn format_name(s: &str) -> Result<Format, String> {
     Format::parse(s).ok_or_else(|| format!("expected one of: {}", Format::NAMES.join(", ")))
 }
@@ -140,6 +150,7 @@ pub fn run(args: Args) -> Result<i32> {
         guarantee: args.guarantee.clone(),
         max_retries: args.max_retries,
         consistency_model: args.consistency_model.clone(),
+        compat: args.compat.clone(),
     };
     // Build once up front so that a bad option is one error, not one per file.
     let checker = checkers::by_name(&args.checker, &options)

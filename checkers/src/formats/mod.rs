@@ -72,10 +72,6 @@ impl ReadError {
             message: message.into(),
         }
     }
-
-    fn whole(message: impl Into<String>) -> Self {
-        ReadError::at(0, None, message)
-    }
 }
 
 impl fmt::Display for ReadError {
@@ -129,7 +125,14 @@ fn line_col(bytes: &[u8], pos: usize) -> (usize, usize) {
 }
 
 /// Reads a history from text, detecting its format unless `format` forces one.
+///
+/// A text with no history lines at all (empty, blank, only EDN comments, `[]`) reads as an
+/// empty history: that is not malformed input but a history with nothing in it, and every
+/// checker answers it `unknown` ("no completed operations to check").
 pub fn read_str(text: &str, format: Option<Format>) -> Result<History, ReadError> {
+    if first_meaningful_line(text).is_none() {
+        return Ok(History::default());
+    }
     let format = match format {
         Some(f) => f,
         None => detect(text)?,
@@ -145,19 +148,26 @@ pub fn read_str(text: &str, format: Option<Format>) -> Result<History, ReadError
     Ok(history)
 }
 
-/// Guesses the format from the first meaningful characters.
-pub fn detect(text: &str) -> Result<Format, ReadError> {
-    let first = text
-        .lines()
+fn first_meaningful_line(text: &str) -> Option<&str> {
+    text.lines()
         .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with(';'));
-    let Some(first) = first else {
-        return Err(ReadError::whole(
-            "empty history; expected at least one event (JSONL, EDN or Jepsen log lines)",
-        ));
+        .find(|l| !l.is_empty() && !l.starts_with(';'))
+}
+
+/// Guesses the format from the first meaningful characters. A text without any reads as JSONL
+/// (an empty history).
+pub fn detect(text: &str) -> Result<Format, ReadError> {
+    let Some(first) = first_meaningful_line(text) else {
+        return Ok(Format::Jsonl);
     };
     if first.starts_with("{\"") || first == "{" || first.starts_with("{ \"") {
         Ok(Format::Jsonl)
+    } else if looks_like_json_array(text) {
+        Err(ReadError::at(
+            1,
+            None,
+            "this is a JSON array (it starts with [ and its first element is a JSON object or value); faultline reads JSON Lines, one event object per line, not an array: write one event per line (e.g. jq -c '.[]'), or force a format with --format edn|jsonl|jepsen-log",
+        ))
     } else if first.starts_with('{') || first.starts_with('[') || first.starts_with('(') {
         Ok(Format::Edn)
     } else if first.contains("jepsen.util - ") || looks_like_log_line(first) {
@@ -172,6 +182,18 @@ pub fn detect(text: &str) -> Result<Format, ReadError> {
             ),
         ))
     }
+}
+
+/// True when `text` starts like a JSON array (`[` then a JSON object, string, number, `[` or
+/// `]`, with commas between elements), which an EDN vector of op maps never does: EDN op maps
+/// have keyword keys (`{:type`), JSON objects string keys (`{"type"`).
+fn looks_like_json_array(text: &str) -> bool {
+    let rest = text.trim_start();
+    let Some(rest) = rest.strip_prefix('[') else {
+        return false;
+    };
+    let rest = rest.trim_start();
+    rest.starts_with("{\"") || rest.starts_with("{ \"") || rest.starts_with("{}")
 }
 
 fn looks_like_log_line(line: &str) -> bool {
@@ -206,11 +228,6 @@ fn read_jsonl(text: &str) -> Result<History, ReadError> {
         })?;
         check_index_order(&events, &event, line_no)?;
         events.push(event);
-    }
-    if events.is_empty() {
-        return Err(ReadError::whole(
-            "empty history; expected at least one event",
-        ));
     }
     Ok(History::new(events))
 }
@@ -298,11 +315,6 @@ fn read_edn(text: &str) -> Result<History, ReadError> {
         }
         maps.push((line, value));
     }
-    if maps.is_empty() {
-        return Err(ReadError::whole(
-            "empty history; expected at least one op map",
-        ));
-    }
     let has_time = maps.iter().any(|(_, m)| m.get("time").is_some());
     let mut events = Vec::with_capacity(maps.len());
     for (pos, (line, map)) in maps.into_iter().enumerate() {
@@ -366,8 +378,8 @@ fn edn_event(pos: usize, line: usize, map: Value, has_time: bool) -> Result<Even
         other => other.to_string(),
     });
     let mut kind = kind;
-    if kind != EventType::Invoke && value.as_str() == Some("timed-out") {
-        kind = EventType::Info;
+    if value.as_str() == Some("timed-out") {
+        kind = timed_out_kind(kind, &f);
         value = Value::Null;
         error.get_or_insert_with(|| "timed-out".to_string());
     }
@@ -381,6 +393,19 @@ fn edn_event(pos: usize, line: usize, map: Value, has_time: bool) -> Result<Even
         value,
         error,
     })
+}
+
+/// The type of a completion whose value is Jepsen's `:timed-out`. The op may or may not have
+/// taken effect, so it is `info`, whatever type the line gives, with one exception: a read
+/// logged `:fail` (Jepsen's etcd logs do this). A read takes no effect, so "did not take
+/// effect" and "may have" are the same for it; it stays `fail`, observes nothing, and, as in
+/// Jepsen, its process goes on to invoke again (an `info` would retire the process).
+fn timed_out_kind(kind: EventType, f: &str) -> EventType {
+    match kind {
+        EventType::Invoke => EventType::Invoke,
+        EventType::Fail if f == "read" => EventType::Fail,
+        _ => EventType::Info,
+    }
 }
 
 /// Keys are strings in the model; numbers and other values keep their JSON text.
@@ -422,11 +447,6 @@ fn read_jepsen_log(text: &str) -> Result<History, ReadError> {
         };
         let event = log_event(events.len(), line_no, body)?;
         events.push(event);
-    }
-    if events.is_empty() {
-        return Err(ReadError::whole(
-            "no history lines; expected lines like \"INFO  jepsen.util - 3\t:ok\t:read\t1\"",
-        ));
     }
     Ok(History {
         events,
@@ -486,12 +506,13 @@ fn log_event(pos: usize, line: usize, body: &str) -> Result<Event, ReadError> {
     };
     let mut error = None;
     if value.as_str() == Some("timed-out") {
-        // Jepsen records a timeout as the value; whatever the type says, the op is indeterminate.
-        if kind != EventType::Invoke {
-            kind = EventType::Info;
-        }
+        kind = timed_out_kind(kind, &f);
         value = Value::Null;
         error = Some("timed-out".to_string());
+    } else if kind == EventType::Fail && f == "cas" {
+        // Porcupine reads a Jepsen log's failed cas as an observed mismatch (etcd's compare
+        // failed), and so does faultline: the error says so to the register model.
+        error = Some(crate::linear::models::CAS_MISMATCH.to_string());
     }
     Ok(Event {
         index: pos as u64,

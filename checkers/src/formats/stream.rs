@@ -176,6 +176,15 @@ where
                     };
                     ReadError::at(line_no, Some(e.column() + start), message)
                 })?;
+                // A raw value is only skipped over by serde, never built: build the numbers
+                // in it, so that a number out of range (`1e309`) is refused here as the
+                // whole-history reader refuses it.
+                for raw in [slow.key, slow.value].into_iter().flatten() {
+                    if raw.get().bytes().any(|b| b.is_ascii_digit()) {
+                        serde_json::from_str::<Value>(raw.get())
+                            .map_err(|e| ReadError::at(line_no, None, super::jsonl_message(&e)))?;
+                    }
+                }
                 slow_key = match slow.key {
                     None => None,
                     Some(k) if k.get().starts_with('"') => Some(
@@ -216,11 +225,6 @@ where
         last_index = Some(event.index);
         on_event(line_no, &event).map_err(|e| ReadError::at(e.line, None, e.message))?;
         events += 1;
-    }
-    if events == 0 {
-        return Err(ReadError::whole(
-            "empty history; expected at least one event",
-        ));
     }
     Ok(events)
 }
@@ -414,6 +418,7 @@ pub(crate) mod fast {
                 }
                 (sc.i > start).then_some(())
             };
+            let start = self.i;
             if self.b.get(self.i) == Some(&b'-') {
                 self.i += 1;
             }
@@ -432,6 +437,13 @@ pub(crate) mod fast {
                     self.i += 1;
                 }
                 digits(self)?;
+            }
+            // serde_json rejects a number too large for an f64 (`1e309`: "number out of
+            // range"); so must the scanner, or the two readers would disagree.
+            let text = &self.s[start..self.i];
+            let plain = text.len() <= 18 && !text.contains(['.', 'e', 'E']);
+            if !plain && !text.parse::<f64>().is_ok_and(f64::is_finite) {
+                return None;
             }
             Some(())
         }
@@ -591,9 +603,32 @@ mod tests {
     }
 
     #[test]
+    fn the_scanner_and_serde_agree_on_numbers_out_of_range() {
+        let huge = format!("1{}", "0".repeat(400));
+        for value in [
+            "1e309", "-1e309", "1.5e400", "1e-400", "1.25", "12e3", &huge,
+        ] {
+            let line = format!(
+                "{{\"index\":0,\"process\":1,\"type\":\"invoke\",\"f\":\"a\",\"value\":{value}}}\n"
+            );
+            let streamed = events(&line).is_ok();
+            let whole =
+                crate::formats::read_str(&line, Some(crate::formats::Format::Jsonl)).is_ok();
+            assert_eq!(streamed, whole, "{value}: scanner and serde disagree");
+            let finite = value.parse::<f64>().unwrap().is_finite();
+            assert_eq!(whole, finite, "{value}");
+        }
+    }
+
+    #[test]
+    fn no_events_is_an_empty_history_not_an_error() {
+        assert_eq!(events("").unwrap().len(), 0);
+        assert_eq!(events("\n\n").unwrap().len(), 0);
+    }
+
+    #[test]
     fn bad_lines_name_their_line() {
         let cases = [
-            ("", "empty history"),
             ("{\"index\":0,\"process\":1,\"type\":\"invoke\",\"f\":\"a\"}\n{\"index\":0,\"process\":1,\"type\":\"ok\",\"f\":\"a\"}\n", "line 2: index 0 does not follow 0"),
             ("{\"index\":0,\"process\":1,\"type\":\"invoke\"}\n", "line 1, column 39: missing field `f`"),
             ("{\"index\":0,\"process\":1,\"type\":\"done\",\"f\":\"a\"}\n", "line 1, column 36: unknown variant `done`"),

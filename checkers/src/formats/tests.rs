@@ -90,12 +90,51 @@ fn a_timed_out_ok_is_indeterminate() {
     assert_eq!(h.events[1].kind, EventType::Info);
 }
 
+#[test]
+fn a_read_logged_fail_timed_out_observes_nothing_and_its_process_goes_on() {
+    // The shape of Jepsen's etcd logs: the read timed out, Jepsen logged it :fail, and the
+    // same process invoked again.
+    let h = read(concat!(
+        "INFO  jepsen.util - 3\t:invoke\t:read\tnil\n",
+        "INFO  jepsen.util - 3\t:fail\t:read\t:timed-out\n",
+        "INFO  jepsen.util - 3\t:invoke\t:write\t4\n",
+        "INFO  jepsen.util - 3\t:ok\t:write\t4\n",
+    ));
+    let ops = h.ops().unwrap();
+    assert_eq!(ops.len(), 2);
+    assert_eq!(ops[0].outcome, EventType::Fail);
+    assert_eq!(ops[0].error.as_deref(), Some("timed-out"));
+    assert!(ops[0].complete_value.is_null());
+    assert_eq!(ops[1].outcome, EventType::Ok);
+}
+
+#[test]
+fn a_log_s_failed_cas_is_an_observed_mismatch() {
+    let h = read("1 :invoke :cas [1 2]\n1 :fail :cas [1 2]\n");
+    assert_eq!(h.events[1].error.as_deref(), Some("cas-mismatch"));
+    // EDN keeps Jepsen's meaning: the failure says only that it did not take effect.
+    let h = read("{:process 1, :type :invoke, :f :cas, :value [1 2]}\n{:process 1, :type :fail, :f :cas, :value [1 2]}\n");
+    assert_eq!(h.events[1].error, None);
+}
+
 // --- bad input: one message naming the line (and column), never a panic ---
 
 #[test]
-fn empty_input() {
-    assert!(read_err("").contains("empty history"));
-    assert!(read_err("\n  \n").contains("empty history"));
+fn no_history_lines_read_as_an_empty_history() {
+    for text in ["", "\n  \n", "; only a comment\n", "[]", "[\n]\n"] {
+        let h = read(text);
+        assert!(h.events.is_empty(), "{text:?}");
+    }
+    let forced = read_str("\n", Some(Format::JepsenLog)).unwrap();
+    assert!(forced.events.is_empty());
+}
+
+#[test]
+fn a_json_array_is_named_as_such() {
+    let e = read_err("[{\"index\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"read\"}]");
+    assert!(e.contains("JSON array"), "{e}");
+    assert!(e.contains("--format"), "{e}");
+    assert!(!e.contains("empty keyword"), "{e}");
 }
 
 #[test]

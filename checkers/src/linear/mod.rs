@@ -112,6 +112,7 @@
 //! assert!(result.anomalies[0].explanation.contains("read 2"));
 //! ```
 
+pub mod cause;
 mod memo;
 pub mod models;
 mod run;
@@ -121,8 +122,8 @@ pub mod synth;
 use crate::{Budget, CheckResult, Checker, History, HistoryError, Op};
 use std::hash::Hash;
 
-pub use models::{BuiltinModel, MODEL_NAMES};
-pub use run::check_model;
+pub use models::{BuiltinModel, Compat, MODEL_NAMES};
+pub use run::{check_model, check_model_threads};
 
 /// A sequential specification the history is checked against.
 ///
@@ -187,6 +188,15 @@ pub trait Model: Send + Sync {
     /// A state as a person reads it, e.g. `the register holds 3`.
     fn describe_state(&self, state: &Self::State) -> String;
 
+    /// How an op reads as a register op, for naming a likely cause when a partition is not
+    /// linearizable (see [`cause`]): states are values, the initial state the initial value.
+    /// `None`, the default, means the model is not a register (or this op is not a register
+    /// op), and no cause is named for its partition.
+    fn register_view(&self, input: &Self::Input) -> Option<cause::RegisterView<Self::State>> {
+        let _ = input;
+        None
+    }
+
     /// Approximate bytes one state occupies, counted against the memory cap. The default is
     /// its inline size; add heap bytes for states that own allocations.
     fn state_bytes(&self, state: &Self::State) -> usize {
@@ -200,6 +210,7 @@ pub trait Model: Send + Sync {
 pub struct Linearizable {
     model: Option<String>,
     initial: Option<serde_json::Value>,
+    compat: Compat,
 }
 
 impl Linearizable {
@@ -217,7 +228,14 @@ impl Linearizable {
         Ok(Linearizable {
             model: model.map(str::to_string),
             initial,
+            compat: Compat::default(),
         })
+    }
+
+    /// Reads ops with `compat`'s conventions (e.g. Knossos's for Jepsen EDN histories).
+    pub fn with_compat(mut self, compat: Compat) -> Self {
+        self.compat = compat;
+        self
     }
 }
 
@@ -232,7 +250,7 @@ impl Checker for Linearizable {
             None => BuiltinModel::detect(history),
         };
         match model {
-            Ok(model) => model.check(history, budget),
+            Ok(model) => model.with_compat(self.compat).check(history, budget),
             Err(reason) => Ok(CheckResult::unknown("linearizable", reason)),
         }
     }

@@ -1,6 +1,7 @@
 //! From a history to a result: decode ops, split them into partitions, search the partitions in
 //! parallel under one budget, and turn the outcome into a verdict with evidence.
 
+use super::cause::{register_cause, Cause, CauseKind, Seen};
 use super::memo::{Control, StopReason};
 use super::search::{search, Failure, Outcome, PartOp, SearchStats};
 use super::Model;
@@ -32,9 +33,22 @@ struct PartResult<S> {
 /// A malformed history is an `Err`; an op the model cannot decode, or a budget that runs out,
 /// gives an `unknown` verdict with the reason.
 pub fn check_model<M: Model>(
+    model: M,
+    history: &History,
+    budget: &Budget,
+) -> Result<CheckResult, HistoryError> {
+    check_model_threads(model, history, budget, HELPERS_AFTER)
+}
+
+/// [`check_model`] with helper threads brought in after `helpers_after` instead of the usual
+/// millisecond; `Duration::ZERO` runs every history of several partitions on every core, so
+/// that tests reach the parallel path with small histories.
+#[doc(hidden)]
+pub fn check_model_threads<M: Model>(
     mut model: M,
     history: &History,
     budget: &Budget,
+    helpers_after: Duration,
 ) -> Result<CheckResult, HistoryError> {
     let started = Instant::now();
     let deadline = budget.time_limit.map(|t| started + t);
@@ -107,9 +121,30 @@ pub fn check_model<M: Model>(
         });
     }
     parts.sort_by(|a, b| a.key.cmp(&b.key));
+    let definite: usize = parts
+        .iter()
+        .map(|p| p.ops.iter().filter(|o| !o.info).count())
+        .sum();
+    if definite == 0 {
+        // Nothing completed that constrains an order: a check of nothing passes nothing.
+        let tally = crate::OpTally::of(history);
+        let mut result = CheckResult::nothing_checked(CHECKER, &tally);
+        if tally.ok > 0 {
+            let reason = format!(
+                "{}: the {} model kept no completed op of the {} ok ones as a constraint ({})",
+                crate::NOTHING_CHECKED,
+                model.name(),
+                tally.ok,
+                tally.describe()
+            );
+            result.summary.clone_from(&reason);
+            result.unknown_reason = Some(reason);
+        }
+        return Ok(result);
+    }
 
     let control = Control::new(deadline, budget.memory_bytes_max);
-    let results = run_partitions(&model, &parts, &control);
+    let results = run_partitions(&model, &parts, &control, helpers_after);
     Ok(conclude(
         &model, &ops, &places, &parts, results, &control, dropped, budget,
     ))
@@ -126,12 +161,13 @@ fn cores() -> usize {
 /// core), large ones get every core after a millisecond.
 const HELPERS_AFTER: Duration = Duration::from_millis(1);
 
-/// Searches every partition, largest first, on up to one thread per core; the first invalid
-/// partition cancels the others.
+/// Searches every partition, largest first, on up to one thread per core. An invalid partition
+/// does not stop the others: a user wants every bad key, not the first one found.
 fn run_partitions<M: Model>(
     model: &M,
     parts: &[Partition<M::Input>],
     control: &Control,
+    helpers_after: Duration,
 ) -> Vec<Option<PartResult<M::State>>> {
     let started = Instant::now();
     let mut order: Vec<usize> = (0..parts.len()).collect();
@@ -151,9 +187,6 @@ fn run_partitions<M: Model>(
         let part_started = Instant::now();
         let init = model.init(part.key.as_deref());
         let (outcome, stats) = search(model, init, &part.ops, control, poll);
-        if matches!(outcome, Outcome::Invalid(_)) {
-            control.stop(StopReason::Cancelled);
-        }
         let result = PartResult {
             outcome,
             stats,
@@ -173,7 +206,7 @@ fn run_partitions<M: Model>(
             let helping = std::cell::Cell::new(false);
             let call_helpers = || {
                 if !helping.get()
-                    && started.elapsed() >= HELPERS_AFTER
+                    && started.elapsed() >= helpers_after
                     && next.load(Ordering::Relaxed) < order.len()
                 {
                     helping.set(true);
@@ -255,8 +288,9 @@ fn conclude<M: Model>(
     budget: &Budget,
 ) -> CheckResult {
     let name = model.name().to_string();
-    let mut anomalies = Vec::new();
-    let mut invalid_keys = Vec::new();
+    // (ops in the partition, anomaly): reported largest partition first.
+    let mut invalid: Vec<(usize, Option<String>, Anomaly)> = Vec::new();
+    let mut undecided_keys: Vec<Option<String>> = Vec::new();
     let mut stopped = None;
     let mut decided = 0usize;
     let mut total = SearchStats::default();
@@ -266,6 +300,7 @@ fn conclude<M: Model>(
         let info_ops = part.ops.iter().filter(|o| o.info).count();
         let key = part.key.clone().map_or(Value::Null, Value::String);
         let Some(result) = result else {
+            undecided_keys.push(part.key.clone());
             per_partition.push(json!({"key": key, "ops": part.ops.len(), "info_ops": info_ops, "verdict": "not checked"}));
             continue;
         };
@@ -276,13 +311,15 @@ fn conclude<M: Model>(
             }
             Outcome::Invalid(failure) => {
                 decided += 1;
-                invalid_keys.push(part.key.clone());
-                anomalies.push(evidence(model, part, failure, ops, places));
+                let anomaly = evidence(model, part, failure, ops, places);
+                invalid.push((part.ops.len(), part.key.clone(), anomaly));
                 "invalid"
             }
-            Outcome::Stopped(StopReason::Cancelled) => "cancelled",
             Outcome::Stopped(reason) => {
-                stopped.get_or_insert(*reason);
+                if *reason != StopReason::Cancelled {
+                    stopped.get_or_insert(*reason);
+                }
+                undecided_keys.push(part.key.clone());
                 "unknown"
             }
         };
@@ -303,16 +340,21 @@ fn conclude<M: Model>(
             "elapsed_ms": result.elapsed_ms,
         }));
     }
-    // Valid needs every partition decided; a partition may also never have started because
-    // the time ran out between partitions.
-    let undecided = anomalies.is_empty() && decided < parts.len();
-    if undecided && stopped.is_none() {
+    // Largest partition first; ties by key, so the order is stable.
+    invalid.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let invalid_keys: Vec<Option<String>> = invalid.iter().map(|(_, k, _)| k.clone()).collect();
+    let anomalies: Vec<Anomaly> = invalid.into_iter().map(|(_, _, a)| a).collect();
+    // A partition may also never have started because the time ran out between partitions.
+    if !undecided_keys.is_empty() && stopped.is_none() {
         stopped = Some(control.reason().unwrap_or(StopReason::Cancelled));
     }
+    let key_json = |k: &Option<String>| k.clone().map_or(Value::Null, Value::String);
     let details = json!({
         "model": name,
         "partitions": parts.len(),
         "partitions_decided": decided,
+        "invalid_keys": invalid_keys.iter().map(key_json).collect::<Vec<_>>(),
+        "undecided_keys": undecided_keys.iter().map(key_json).collect::<Vec<_>>(),
         "ops": op_count,
         "ops_dropped": dropped,
         "states_explored": total.configurations,
@@ -327,39 +369,40 @@ fn conclude<M: Model>(
         parts.len(),
         if parts.len() == 1 { "" } else { "s" },
     );
-    let result = if !anomalies.is_empty() {
-        let keys: Vec<String> = invalid_keys
-            .iter()
-            .flatten()
-            .map(|k| format!("{k:?}"))
-            .collect();
-        let place = match keys.len() {
-            0 => "the history".to_string(),
-            1 => format!("key {}", keys[0]),
-            _ => format!("keys {}", keys.join(", ")),
-        };
+    let limit = stopped.map(|reason| match reason {
+        StopReason::TimeLimit => format!(
+            "the time limit of {:.3} s ran out",
+            budget.time_limit.map_or(0.0, |t| t.as_secs_f64())
+        ),
+        StopReason::MemoryCap => format!(
+            "the search's memo tables reached the memory cap of {}",
+            bytes_text(control.memory_bytes_max())
+        ),
+        StopReason::Cancelled => "the search stopped".to_string(),
+    });
+    let undecided_text = match &limit {
+        Some(limit) if !undecided_keys.is_empty() => format!(
+            "; {} undecided ({limit}): {}",
+            plural_partitions(undecided_keys.len()),
+            keys_text(&undecided_keys)
+        ),
+        _ => String::new(),
+    };
+    let result = if let Some(first) = anomalies.first() {
         let summary = format!(
-            "not linearizable: {scope}; no valid order exists for {place}. {}",
-            anomalies[0].explanation
+            "not linearizable: {scope}; no valid order exists for {} ({} of {}){undecided_text}. {}",
+            keys_text(&invalid_keys),
+            anomalies.len(),
+            plural_partitions(parts.len()),
+            first.explanation
         );
         CheckResult::invalid(CHECKER, summary, anomalies)
-    } else if let Some(reason) = stopped {
-        let limit = match reason {
-            StopReason::TimeLimit => format!(
-                "the time limit of {:.3} s ran out",
-                budget.time_limit.map_or(0.0, |t| t.as_secs_f64())
-            ),
-            StopReason::MemoryCap => format!(
-                "the search's memo tables reached the memory cap of {}",
-                bytes_text(control.memory_bytes_max())
-            ),
-            StopReason::Cancelled => "the search stopped".to_string(),
-        };
+    } else if let Some(limit) = limit {
         CheckResult::unknown(
             CHECKER,
             format!(
-                "{limit} before the search finished: {decided} of {} partitions decided, none invalid; {} states explored ({scope})",
-                parts.len(),
+                "{limit} before the search finished: {decided} of {} decided, none invalid{undecided_text}; {} states explored ({scope})",
+                plural_partitions(parts.len()),
                 total.configurations
             ),
         )
@@ -373,6 +416,31 @@ fn conclude<M: Model>(
         )
     };
     result.with_details(details)
+}
+
+fn plural_partitions(n: usize) -> String {
+    if n == 1 {
+        "1 partition".to_string()
+    } else {
+        format!("{n} partitions")
+    }
+}
+
+/// Keys shown in a summary; long lists keep their first few and say how many in all.
+const KEYS_NAMED_MAX: usize = 10;
+
+/// `the history` (one unkeyed partition), `key "a"`, `keys "a", "b", … (12 in all)`.
+fn keys_text(keys: &[Option<String>]) -> String {
+    let named: Vec<String> = keys.iter().flatten().map(|k| format!("{k:?}")).collect();
+    match named.len() {
+        0 => "the history".to_string(),
+        1 => format!("key {}", named[0]),
+        n if n <= KEYS_NAMED_MAX => format!("keys {}", named.join(", ")),
+        n => format!(
+            "keys {}, … ({n} in all)",
+            named[..KEYS_NAMED_MAX].join(", ")
+        ),
+    }
 }
 
 fn bytes_text(bytes: u64) -> String {
@@ -459,19 +527,96 @@ fn evidence<M: Model>(
             ),
         )
     };
+    let mut sentence = sentence;
+    let mut data = json!({
+        "key": part.key,
+        "prefix": prefix,
+        "unplaceable": unplaceable,
+        "states": states,
+        "model": model.name(),
+    });
+    let unplaceable_op = (failure.unplaceable != usize::MAX).then_some(failure.unplaceable);
+    if let Some(cause) = likely_cause(model, part, unplaceable_op) {
+        let cause_ops: Vec<u64> = cause.ops.iter().map(|&p| invoke(p)).collect();
+        involved.extend(&cause_ops);
+        sentence.push(' ');
+        sentence.push_str(&cause_sentence(model, part, &cause, ops, places));
+        data["cause"] = json!(cause.kind.as_str());
+        data["cause_ops"] = json!(cause_ops);
+    }
     involved.sort_unstable();
     involved.dedup();
     Anomaly {
         kind: "nonlinearizable".to_string(),
         ops: involved,
         explanation: sentence,
-        data: json!({
-            "key": part.key,
-            "prefix": prefix,
-            "unplaceable": unplaceable,
-            "states": states,
-            "model": model.name(),
-        }),
+        data,
+    }
+}
+
+/// The likely cause of a failed partition, when its model reads as a register.
+fn likely_cause<M: Model>(
+    model: &M,
+    part: &Partition<M::Input>,
+    unplaceable: Option<usize>,
+) -> Option<Cause> {
+    let seen: Option<Vec<Seen<M::State>>> = part
+        .ops
+        .iter()
+        .map(|o| {
+            model.register_view(&o.input).map(|view| Seen {
+                view,
+                call: o.call,
+                ret: (!o.info).then_some(o.ret),
+            })
+        })
+        .collect();
+    register_cause(&model.init(part.key.as_deref()), &seen?, unplaceable)
+}
+
+/// The likely cause as a sentence with the ops' places.
+fn cause_sentence<M: Model>(
+    model: &M,
+    part: &Partition<M::Input>,
+    cause: &Cause,
+    ops: &[Op],
+    places: &Places,
+) -> String {
+    let op = |k: usize| &ops[part.ops[cause.ops[k]].src];
+    let what = |k: usize| model.describe_op(&part.ops[cause.ops[k]].input);
+    let done = |o: &Op| {
+        o.complete_index
+            .map_or("never".to_string(), |i| places.at(i))
+    };
+    match cause.kind {
+        CauseKind::UnwrittenRead => {
+            let r = op(0);
+            format!(
+                "Likely cause: a read of a value no write produced: op {} (process {}) did {} {}, and no write of that value exists.",
+                r.invoke_index, r.process, what(0), places.interval(r)
+            )
+        }
+        CauseKind::FailedCas => {
+            let c = op(0);
+            format!(
+                "Likely cause: a failed cas that contradicts every order: op {} (process {}) {} {}.",
+                c.invoke_index, c.process, what(0), places.interval(c)
+            )
+        }
+        CauseKind::LostWrite => {
+            let (w, r) = (op(0), op(1));
+            format!(
+                "Likely cause: a lost write: the acknowledged {} (op {}, process {}), completed at {}, was never observed, while op {} (process {}), invoked at {} after it completed, did {}, an older value.",
+                what(0), w.invoke_index, w.process, done(w), r.invoke_index, r.process, places.at(r.invoke_index), what(1)
+            )
+        }
+        CauseKind::StaleRead => {
+            let (r, w) = (op(0), op(1));
+            format!(
+                "Likely cause: a stale read: op {} (process {}) did {}, invoked at {}, though {} (op {}, process {}), invoked after every write of that value completed, had completed at {}.",
+                r.invoke_index, r.process, what(0), places.at(r.invoke_index), what(1), w.invoke_index, w.process, done(w)
+            )
+        }
     }
 }
 

@@ -401,12 +401,32 @@ impl<'a, M: Model> Search<'a, M> {
         }
     }
 
+    /// The `Model` contract: an op the model calls read-only leaves the state as it was (the
+    /// search places such ops greedily and keeps no undo state for them). A model that breaks
+    /// it would make the search unsound, so debug builds check every step of one.
+    #[inline]
+    fn assert_read_only(&self, op: usize, next: &M::State) {
+        if cfg!(debug_assertions) && self.read_only[op] {
+            assert!(
+                *next == self.state,
+                "the {} model broke its contract: {} is read-only (is_read_only) but changed {} into {}",
+                self.model.name(),
+                self.model.describe_op(&self.ops[op].input),
+                self.model.describe_state(&self.state),
+                self.model.describe_state(next),
+            );
+        }
+    }
+
     /// Tries `op` in the current configuration; true when the search descended.
     fn try_op(&mut self, op: usize, bound: u64) -> Result<bool, StopReason> {
         let ops = self.ops;
         let o = &ops[op];
         self.stats.steps += 1;
         if let Some(mut alts) = self.model.branches(&self.state, &o.input) {
+            for alt in &alts {
+                self.assert_read_only(op, alt);
+            }
             if o.info {
                 let current = &self.state;
                 alts.retain(|s| s != current);
@@ -424,6 +444,7 @@ impl<'a, M: Model> Search<'a, M> {
         let Some(s) = self.model.step(&self.state, &o.input) else {
             return Ok(false);
         };
+        self.assert_read_only(op, &s);
         if o.info && s == self.state {
             // An optional op that changes nothing is never needed.
             return Ok(false);
@@ -485,7 +506,8 @@ impl<'a, M: Model> Search<'a, M> {
                         let i = e as usize;
                         if self.read_only[i] {
                             self.stats.steps += 1;
-                            if self.model.step(&self.state, &self.ops[i].input).is_some() {
+                            if let Some(next) = self.model.step(&self.state, &self.ops[i].input) {
+                                self.assert_read_only(i, &next);
                                 greedy = Some(i);
                                 break;
                             }

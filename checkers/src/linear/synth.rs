@@ -180,6 +180,9 @@ pub fn register_history(p: &SynthParams) -> History {
         let mut done = event(op.end, kind, value);
         if op.timed_out {
             done.error = Some("timed-out".to_string());
+        } else if kind == EventType::Fail {
+            // A cas that found another value, as faultline's clients record it.
+            done.error = Some(super::models::CAS_MISMATCH.to_string());
         }
         events.push((op.end, 1, done));
     }

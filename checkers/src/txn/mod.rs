@@ -659,7 +659,7 @@ fn check_txns(txns: &Txns, family: Family, model: Model, budget: &Budget) -> Che
         return CheckResult::unknown(
             checker,
             format!(
-                "no ok transactions (f \"txn\") to check{}",
+                "no completed operations to check: no ok transactions (f \"txn\"){}",
                 ignored_note(&txns.ignored)
             ),
         );

@@ -288,7 +288,16 @@ mod tests {
         if let Some(v) = verdict {
             let result = match v {
                 Verdict::Valid => CheckResult::valid("c", "ok"),
-                Verdict::Invalid => CheckResult::invalid("c", "bad", vec![]),
+                Verdict::Invalid => CheckResult::invalid(
+                    "c",
+                    "bad",
+                    vec![checkers::Anomaly {
+                        kind: "x".into(),
+                        ops: vec![0],
+                        explanation: "x".into(),
+                        data: serde_json::Value::Null,
+                    }],
+                ),
                 Verdict::Unknown => CheckResult::unknown("c", "budget"),
             };
             let mut r = RunResults::new(test, vec![result]);

@@ -2,6 +2,7 @@
 //! of Porcupine's key-value histories). A get of a key never written returns "".
 
 use super::{input_value, shorten, unknown_f};
+use crate::linear::cause::RegisterView;
 use crate::linear::Model;
 use crate::Op;
 use serde_json::Value;
@@ -92,6 +93,14 @@ impl Model for Kv {
 
     fn is_read_only(&self, input: &KvOp) -> bool {
         matches!(input, KvOp::Get(_))
+    }
+
+    fn register_view(&self, input: &KvOp) -> Option<RegisterView<String>> {
+        match input {
+            KvOp::Get(v) => Some(RegisterView::Read(v.clone())),
+            KvOp::Put(v) => Some(RegisterView::Write(v.clone())),
+            KvOp::Append(_) => None,
+        }
     }
 
     fn describe_op(&self, input: &KvOp) -> String {

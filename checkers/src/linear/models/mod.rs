@@ -18,7 +18,7 @@ mod set;
 pub use kv::{Kv, KvOp};
 pub use multi::{MultiOp, MultiRegister};
 pub use queue::{FifoQueue, QueueOp, UnorderedQueue};
-pub use register::{Register, RegisterOp};
+pub use register::{Register, RegisterOp, CAS_MISMATCH};
 pub use set::{Set, SetOp};
 
 use super::check_model;
@@ -148,7 +148,46 @@ pub enum BuiltinModel {
     Set(Set),
 }
 
+/// Whose conventions a history is read with, for the conventions that differ between tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compat {
+    /// faultline's: a failed cas with error `cas-mismatch` is an observation, other failed ops
+    /// are dropped; a read of nil saw nil.
+    #[default]
+    Faultline,
+    /// Knossos's: every failed op is dropped and a read of nil means "value unknown", so that
+    /// verdicts on Jepsen's EDN histories equal Knossos's.
+    Knossos,
+}
+
+impl Compat {
+    pub const NAMES: &'static [&'static str] = &["faultline", "knossos"];
+
+    pub fn parse(name: &str) -> Result<Compat, String> {
+        match name {
+            "faultline" => Ok(Compat::Faultline),
+            "knossos" => Ok(Compat::Knossos),
+            other => Err(format!(
+                "unknown compat {other:?}; expected one of: {}",
+                Compat::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
 impl BuiltinModel {
+    /// The same model reading ops with `compat`'s conventions (only the register models have
+    /// conventions that differ).
+    pub fn with_compat(self, compat: Compat) -> Self {
+        match (self, compat) {
+            (BuiltinModel::Register(m), Compat::Knossos) => BuiltinModel::Register(m.knossos()),
+            (BuiltinModel::MultiRegister(m), Compat::Knossos) => {
+                BuiltinModel::MultiRegister(m.knossos())
+            }
+            (model, _) => model,
+        }
+    }
+
     /// The model called `name`, starting from `initial` (the model's default when `None`).
     pub fn build(name: &str, initial: Option<&Value>) -> Result<Self, String> {
         let model = match name {

@@ -5,7 +5,8 @@
 //! - `read` with an object `{k: v}` of the values read; `write` with an object of the values
 //!   written.
 //!
-//! A read of nil means the register was never written. An unanswered txn keeps its writes and
+//! A read of nil means the register was never written (with [`MultiRegister::knossos`]: that
+//! the value is unknown, as Knossos reads it). An unanswered txn keeps its writes and
 //! drops its reads (they got no answer). Ops may span keys, so the model is one partition.
 
 use super::{input_value, show_list, unknown_f, Interner};
@@ -22,6 +23,8 @@ pub struct MultiRegister {
     /// Initial value of every register, unless `per_key` says otherwise.
     initial: u32,
     per_key: HashMap<String, u32>,
+    /// Knossos's conventions: a read of nil tells nothing.
+    knossos: bool,
 }
 
 /// One read or write of a register inside an op.
@@ -51,6 +54,12 @@ impl MultiRegister {
             Some(v) => m.initial = m.values.id(v),
         }
         Ok(m)
+    }
+
+    /// Knossos's conventions: a micro-op reading nil means "value unknown" and is dropped.
+    pub fn knossos(mut self) -> Self {
+        self.knossos = true;
+        self
     }
 
     fn key(&mut self, k: &Value) -> u32 {
@@ -135,6 +144,12 @@ impl Model for MultiRegister {
 
     fn decode(&mut self, op: &Op) -> Result<Option<MultiOp>, String> {
         let mut micro = self.micro_ops(op)?;
+        if self.knossos {
+            micro.retain(|m| m.write || m.value != 0);
+            if micro.is_empty() {
+                return Ok(None);
+            }
+        }
         if op.is_info() {
             micro.retain(|m| m.write);
             if micro.is_empty() {

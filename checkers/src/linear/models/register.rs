@@ -1,12 +1,20 @@
 //! `register` and `cas-register`: one value per key, read / write (/ cas).
 //!
 //! A read returns the value (nil: never written). A write sets it. A cas `[old new]` sets `new`
-//! and succeeds only when the register holds `old`. A failed cas is an observed compare failure:
-//! it changed nothing and saw a value other than `old` at some instant of its interval (that is
-//! how etcd, ZooKeeper and Porcupine's etcd model report it). An unanswered cas may have
-//! swapped or not.
+//! and succeeds only when the register holds `old`. An unanswered cas may have swapped or not.
+//!
+//! What a failed cas means depends on who recorded it, so the op says it: a `fail` whose error
+//! is `cas-mismatch` is an observed compare failure: it changed nothing and saw a value other
+//! than `old` at some instant of its interval (faultline's clients write that error only after
+//! a real comparison; the Jepsen log reader marks a failed cas so, as Porcupine reads etcd
+//! logs). Any other failed cas only did not take effect, Jepsen's meaning of `:fail`, and
+//! proves nothing: it is dropped like every other failed op.
+//!
+//! [`Register::knossos`] reads as Knossos does: every failed op is dropped, and a read of nil
+//! means "value unknown" (Knossos's register models accept it in any state).
 
 use super::{input_value, unknown_f, Interner};
+use crate::linear::cause::RegisterView;
 use crate::linear::Model;
 use crate::Op;
 use serde_json::Value;
@@ -15,9 +23,14 @@ use serde_json::Value;
 #[derive(Debug, Clone)]
 pub struct Register {
     cas: bool,
+    /// Knossos's conventions: failed ops dropped, nil reads tell nothing.
+    knossos: bool,
     values: Interner,
     initial: u32,
 }
+
+/// The error with which a failed cas says it observed another value than its `old`.
+pub const CAS_MISMATCH: &str = "cas-mismatch";
 
 /// A register operation; values are ids of the model's [`Interner`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,9 +51,16 @@ impl Register {
         let initial = initial.map_or(0, |v| values.id(v));
         Register {
             cas,
+            knossos: false,
             values,
             initial,
         }
+    }
+
+    /// Knossos's conventions (see the module docs).
+    pub fn knossos(mut self) -> Self {
+        self.knossos = true;
+        self
     }
 
     fn cas_args(&mut self, op: &Op) -> Result<(u32, u32), String> {
@@ -71,6 +91,7 @@ impl Model for Register {
     fn decode(&mut self, op: &Op) -> Result<Option<RegisterOp>, String> {
         match op.f.as_str() {
             "read" if op.is_info() => Ok(None),
+            "read" if self.knossos && op.value().is_null() => Ok(None),
             "read" => Ok(Some(RegisterOp::Read(self.values.id(op.value())))),
             "write" => Ok(Some(RegisterOp::Write(self.values.id(input_value(op))))),
             "cas" if self.cas => {
@@ -94,7 +115,8 @@ impl Model for Register {
     }
 
     fn decode_failed(&mut self, op: &Op) -> Result<Option<RegisterOp>, String> {
-        if op.f == "cas" && self.cas {
+        let observed = !self.knossos && op.error.as_deref() == Some(CAS_MISMATCH);
+        if op.f == "cas" && self.cas && observed {
             let (old, new) = self.cas_args(op)?;
             return Ok(Some(RegisterOp::CasFailed(old, new)));
         }
@@ -117,6 +139,15 @@ impl Model for Register {
 
     fn is_read_only(&self, input: &RegisterOp) -> bool {
         matches!(input, RegisterOp::Read(_) | RegisterOp::CasFailed(..))
+    }
+
+    fn register_view(&self, input: &RegisterOp) -> Option<RegisterView<u32>> {
+        Some(match *input {
+            RegisterOp::Read(v) => RegisterView::Read(v),
+            RegisterOp::Write(v) => RegisterView::Write(v),
+            RegisterOp::Cas(old, new) => RegisterView::Cas(old, new),
+            RegisterOp::CasFailed(old, _) => RegisterView::CasFailed(old),
+        })
     }
 
     fn describe_op(&self, input: &RegisterOp) -> String {
