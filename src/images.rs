@@ -533,12 +533,21 @@ pub fn human_size(bytes: i64) -> String {
 }
 
 /// Step lines (always printed, on stderr) and, on a terminal, a spinner with the elapsed time
-/// and the latest thing mmdebstrap said.
+/// and the latest thing mmdebstrap said. Off a terminal (a CI log) the spinner is hidden, and
+/// a plain line repeats the latest thing said every [`PLAIN_PROGRESS_INTERVAL_S`], so a
+/// minutes-long build is never silent.
 struct Progress {
     bar: ProgressBar,
     t0: Instant,
     tty: bool,
+    /// Stops the plain-line task when the build ends.
+    plain: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// How often the current build step is repeated when stderr is not a terminal.
+const PLAIN_PROGRESS_INTERVAL_S: u64 = 10;
+/// Bound on the plain-line task (a build never takes a day).
+const PLAIN_PROGRESS_LINES_MAX: u64 = 24 * 3600 / PLAIN_PROGRESS_INTERVAL_S;
 
 impl Progress {
     fn new() -> Progress {
@@ -554,14 +563,29 @@ impl Progress {
         } else {
             ProgressBar::hidden()
         };
+        let t0 = Instant::now();
+        // The hidden bar still holds the latest message; a plain line repeats it.
+        let plain = (!tty && tokio::runtime::Handle::try_current().is_ok()).then(|| {
+            let bar = bar.clone();
+            tokio::spawn(async move {
+                for _ in 0..PLAIN_PROGRESS_LINES_MAX {
+                    tokio::time::sleep(Duration::from_secs(PLAIN_PROGRESS_INTERVAL_S)).await;
+                    let step = bar.message();
+                    let step = if step.is_empty() { "working" } else { &step };
+                    eprintln!("{}", plain_line(t0.elapsed(), step));
+                }
+            })
+        });
         Progress {
             bar,
-            t0: Instant::now(),
+            t0,
             tty,
+            plain,
         }
     }
 
     fn step(&self, what: &str) {
+        self.bar.set_message(what.to_string());
         let line = format!("[{:6.1} s] {what}", self.t0.elapsed().as_secs_f64());
         if self.tty {
             self.bar.suspend(|| eprintln!("{line}"));
@@ -572,12 +596,45 @@ impl Progress {
 
     fn finish(&self) {
         self.bar.finish_and_clear();
+        if let Some(t) = &self.plain {
+            t.abort();
+        }
     }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// One progress line for a log: elapsed time and the current build step.
+fn plain_line(elapsed: Duration, step: &str) -> String {
+    format!("[{:6.1} s] building: {step}", elapsed.as_secs_f64())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn off_a_terminal_the_latest_build_step_is_what_the_periodic_line_repeats() {
+        if std::io::stderr().is_terminal() {
+            return; // the spinner case; the tests run with stderr captured
+        }
+        let progress = Progress::new();
+        assert!(progress.plain.is_some(), "a periodic line off a terminal");
+        progress.step("resolving packages");
+        progress.bar.set_message("I: downloading packages...");
+        let step = progress.bar.message();
+        assert_eq!(
+            plain_line(Duration::from_secs(20), &step),
+            "[  20.0 s] building: I: downloading packages..."
+        );
+        progress.finish();
+        tokio::task::yield_now().await;
+        assert!(progress.plain.as_ref().unwrap().is_finished() || progress.bar.is_finished());
+    }
 
     #[test]
     fn the_recipe_hash_follows_packages_and_options_but_not_comments() {

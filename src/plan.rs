@@ -173,9 +173,14 @@ impl PlanFile {
 
     /// Lays `self` (the file) over `plan`; `origin` names the file in errors.
     pub fn apply(&self, plan: &mut Plan, origin: &str) -> Result<(), String> {
+        // A flag is named as it is typed (`--time-limit`), a plan file's key as it is written.
+        let place = |key: &str| match origin {
+            "flags" => format!("--{}", key.replace('_', "-")),
+            _ => format!("{origin}: {key}"),
+        };
         let dur = |key: &str, v: &Option<String>| -> Result<Option<u64>, String> {
             v.as_deref()
-                .map(|s| parse_duration_ms(s).map_err(|e| format!("{origin}: {key}: {e}")))
+                .map(|s| parse_duration_ms(s).map_err(|e| format!("{}: {e}", place(key))))
                 .transpose()
         };
         if let Some(v) = &self.name {

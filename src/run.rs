@@ -7,7 +7,7 @@
 //! 2. the cluster (images built on first use), the recorder streaming `history.jsonl`;
 //! 3. the main phase: workers and the nemesis side by side until the time limit or Ctrl-C;
 //! 4. the final heal (always, whatever ended the main phase), a bounded wait for recovery, the
-//!    final phase (final reads, drains) unless the user interrupted;
+//!    final phase (final reads, drains), also after a first Ctrl-C; a second Ctrl-C skips it;
 //! 5. node logs, teardown (always), then the checkers on whatever history was recorded, results,
 //!    the report, and the exit code (0 valid, 1 invalid, 2 unknown, 3 harness error).
 //!
@@ -67,6 +67,8 @@ const FINAL_PHASE_S: u64 = 60;
 const GRACE_S: u64 = 5;
 /// How often the progress line refreshes.
 const PROGRESS_TICK_MS: u64 = 250;
+/// How often a plain progress line is printed when stderr is not a terminal (a CI log).
+const PLAIN_PROGRESS_INTERVAL_S: u64 = 10;
 
 /// The faultline.log of a run: timestamped lines, also echoed to stderr when not quiet.
 #[derive(Clone)]
@@ -147,25 +149,21 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome> {
     let mut plan_json = plan_json(&plan, &started_at);
     dir.write_json("plan.json", &plan_json)?;
 
-    // Ctrl-C / SIGTERM: the first one stops the workload and the nemesis (which heals); the run
-    // then tears down, checks and reports what it has.
+    // Ctrl-C / SIGTERM, the usual convention: the first stops the workload and the nemesis
+    // (which heals) and lets the final phase run; a second skips the final phase; teardown,
+    // checks and the report always follow.
     let cancel = CancellationToken::new();
-    let signal_task = {
-        let cancel = cancel.clone();
-        let log = log.clone();
-        tokio::spawn(async move {
-            if let Ok(sig) = cluster::shutdown_signal().await {
-                log.line(format!(
-                    "{sig}: stopping the workload, healing, tearing down; the partial history will still be checked"
-                ));
-                cancel.cancel();
-            }
-        })
-    };
+    let hurry = CancellationToken::new();
+    // Answered until the run returns (teardown and checks included), however it returns.
+    let _signals = AbortOnDrop(tokio::spawn(answer_signals(
+        cancel.clone(),
+        hurry.clone(),
+        log.clone(),
+    )));
 
     let mut harness_errors = Vec::new();
     let mut interrupted = false;
-    let recorded = drive(&plan, &dir, &log, &cancel, &mut plan_json).await;
+    let recorded = drive(&plan, &dir, &log, &cancel, &hurry, &mut plan_json).await;
     match &recorded {
         Ok(r) => interrupted = r.interrupted,
         Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
@@ -179,7 +177,6 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome> {
         }
     }
     interrupted |= cancel.is_cancelled();
-    signal_task.abort();
     dir.write_json("plan.json", &plan_json)?;
 
     // Check whatever was recorded, even after a failure or an interruption.
@@ -254,6 +251,49 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome> {
         report,
         harness_errors,
     })
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Signals bounded in number (a held-down Ctrl-C repeats): enough to say each time what happens.
+const SIGNALS_ANSWERED_MAX: u32 = 100;
+
+/// Answers Ctrl-C / SIGTERM: the first cancels `cancel` (stop gracefully), the second `hurry`
+/// (skip the final phase), every later one says that cleanup is in progress.
+async fn answer_signals(cancel: CancellationToken, hurry: CancellationToken, log: RunLog) {
+    for count in 1..=SIGNALS_ANSWERED_MAX {
+        let Ok(sig) = cluster::shutdown_signal().await else {
+            return;
+        };
+        log.line(signal_message(sig, count));
+        match count {
+            1 => cancel.cancel(),
+            2 => hurry.cancel(),
+            _ => {}
+        }
+    }
+}
+
+/// What the `count`th signal does, in one line.
+fn signal_message(sig: &str, count: u32) -> String {
+    match count {
+        1 => format!(
+            "{sig}: stopping gracefully: the workload stops, faults are healed, the final phase runs, then teardown and the checks of the partial history; press Ctrl-C again to skip the final phase (teardown still happens)"
+        ),
+        2 => format!(
+            "{sig} again: skipping the final phase; cleanup is in progress (teardown, then the checks); it is not skipped, so the cluster is never left behind"
+        ),
+        _ => format!(
+            "{sig}: cleanup is in progress (teardown, then the checks); waiting for it to finish"
+        ),
+    }
 }
 
 /// The user stopped the run (Ctrl-C or SIGTERM) before it could record anything: not a harness
@@ -342,6 +382,7 @@ async fn drive(
     dir: &RunDir,
     log: &RunLog,
     cancel: &CancellationToken,
+    hurry: &CancellationToken,
     plan_json: &mut Value,
 ) -> Result<Recorded> {
     let (workload, factory) =
@@ -365,7 +406,7 @@ async fn drive(
     if crate::plan::is_in_memory(&plan.system) {
         log.line("in-memory system: no cluster, no faults");
         plan_json["cluster"] = json!({"in_memory": plan.system});
-        let interrupted = drive_in_memory(plan, dir, log, cancel, workload, factory).await?;
+        let interrupted = drive_in_memory(plan, dir, log, cancel, hurry, workload, factory).await?;
         return Ok(Recorded {
             checkers,
             interrupted,
@@ -428,7 +469,7 @@ async fn drive(
     });
 
     let result = drive_on_cluster(
-        plan, dir, log, cancel, &cluster, workload, factory, &kinds, shapes, link_plan,
+        plan, dir, log, cancel, hurry, &cluster, workload, factory, &kinds, shapes, link_plan,
     )
     .await;
 
@@ -456,6 +497,7 @@ async fn drive_on_cluster(
     dir: &RunDir,
     log: &RunLog,
     cancel: &CancellationToken,
+    hurry: &CancellationToken,
     cluster: &Arc<Cluster>,
     workload: workloads::Workload,
     factory: Arc<dyn workloads::ClientFactory>,
@@ -599,14 +641,17 @@ async fn drive_on_cluster(
     warn_if_slow(plan, main.invoked, main.elapsed_ms, log);
 
     let interrupted = cancel.is_cancelled();
-    if !interrupted {
-        if let Some(final_gen) = workload.final_generator {
+    // A first Ctrl-C still runs the final phase (it is what tells lost from late); a second
+    // one (`hurry`) skips it.
+    if let (Some(final_gen), false) = (workload.final_generator, hurry.is_cancelled()) {
+        {
             log.line("waiting for the cluster to recover");
-            if let Err(e) = cluster
-                .wait_ready(Duration::from_secs(RECOVERY_WAIT_S))
-                .await
-            {
-                log.line(format!("recovery: {}", one_line(&e)));
+            let recovery = cluster.wait_ready(Duration::from_secs(RECOVERY_WAIT_S));
+            tokio::select! {
+                r = recovery => if let Err(e) = r {
+                    log.line(format!("recovery: {}", one_line(&e)));
+                },
+                _ = hurry.cancelled() => log.line("recovery wait cut short"),
             }
             log.line("final phase");
             let fin = runner
@@ -616,7 +661,7 @@ async fn drive_on_cluster(
                         time_limit: Duration::from_secs(FINAL_PHASE_S),
                         grace: Duration::from_secs(GRACE_S),
                     },
-                    cancel,
+                    hurry,
                 )
                 .await?;
             log.line(format!(
@@ -644,6 +689,7 @@ async fn drive_in_memory(
     dir: &RunDir,
     log: &RunLog,
     cancel: &CancellationToken,
+    hurry: &CancellationToken,
     workload: workloads::Workload,
     factory: Arc<dyn workloads::ClientFactory>,
 ) -> Result<bool> {
@@ -674,12 +720,12 @@ async fn drive_in_memory(
         main.info,
         main.elapsed_ms / 1e3
     ));
-    if let (Some(final_gen), false) = (workload.final_generator, cancel.is_cancelled()) {
+    if let (Some(final_gen), false) = (workload.final_generator, hurry.is_cancelled()) {
         let limits = PhaseLimits {
             time_limit: Duration::from_secs(FINAL_PHASE_S),
             grace: Duration::from_secs(GRACE_S),
         };
-        runner.run_phase(final_gen, limits, cancel).await?;
+        runner.run_phase(final_gen, limits, hurry).await?;
     }
     progress.finish_and_clear();
     if let Err(e) = runner.close().await {
@@ -723,9 +769,12 @@ fn client_addresses(cluster: &Cluster) -> Vec<String> {
         .collect()
 }
 
-/// A live progress line (ops/s, ok / fail / info, current faults); a no-op bar when quiet.
+/// A live progress line (ops/s, ok / fail / info, current faults) on a terminal; when stderr
+/// is not a terminal (a CI log), a plain line every [`PLAIN_PROGRESS_INTERVAL_S`] instead; a
+/// no-op when quiet. Finishing the returned bar stops either.
 fn progress_bar(plan: &Plan, recorder: &Recorder, log: &RunLog) -> ProgressBar {
-    let bar = if log.echo && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = if log.echo && tty {
         ProgressBar::new(plan.time_limit_ms / 1000)
     } else {
         ProgressBar::hidden()
@@ -735,34 +784,61 @@ fn progress_bar(plan: &Plan, recorder: &Recorder, log: &RunLog) -> ProgressBar {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
+    let plain = log.echo && !tty;
     let recorder = recorder.clone();
     let ticker = bar.clone();
     let started = Instant::now();
     tokio::spawn(async move {
+        let mut printed_s = 0;
         // Bounded: the bar stops ticking when it is finished (or after a day, whichever first).
         for _ in 0..(24 * 3600 * 1000 / PROGRESS_TICK_MS) {
             if ticker.is_finished() {
                 break;
             }
             let s = recorder.stats();
-            let faults = if s.active_faults.is_empty() {
-                "no fault".to_string()
-            } else {
-                s.active_faults
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("+")
-            };
-            ticker.set_position(started.elapsed().as_secs());
+            let elapsed_s = started.elapsed().as_secs();
+            if plain && elapsed_s >= printed_s + PLAIN_PROGRESS_INTERVAL_S {
+                printed_s = elapsed_s - elapsed_s % PLAIN_PROGRESS_INTERVAL_S;
+                eprintln!("faultline: {}", plain_progress_line(elapsed_s, &s));
+            }
+            ticker.set_position(elapsed_s);
             ticker.set_message(format!(
                 "{:.0} ops/s  ok {}  fail {}  info {}  [{}]",
-                s.ops_per_s, s.total.ok, s.total.fail, s.total.info, faults
+                s.ops_per_s,
+                s.total.ok,
+                s.total.fail,
+                s.total.info,
+                active_faults(&s)
             ));
             tokio::time::sleep(Duration::from_millis(PROGRESS_TICK_MS)).await;
         }
     });
     bar
+}
+
+/// The faults on right now, joined with '+', or "no fault".
+fn active_faults(s: &workloads::LiveStats) -> String {
+    if s.active_faults.is_empty() {
+        return "no fault".to_string();
+    }
+    s.active_faults
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// One self-contained progress line for a log: elapsed time, ops, outcomes, active fault.
+fn plain_progress_line(elapsed_s: u64, s: &workloads::LiveStats) -> String {
+    format!(
+        "progress: {elapsed_s} s, {} ops ({} ok, {} fail, {} info), {:.0} ops/s, fault: {}",
+        s.invoked,
+        s.total.ok,
+        s.total.fail,
+        s.total.info,
+        s.ops_per_s,
+        active_faults(s)
+    )
 }
 
 /// Reads the recorded history back and runs the workload's checkers on it.

@@ -11,18 +11,70 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// What each checker of `CHECKER_NAMES` catches, one line each, for `check --help`.
+const CHECKER_HELP: &[(&str, &str)] = &[
+    (
+        "stats",
+        "counts ops by function and outcome; never invalid (a first look)",
+    ),
+    (
+        "linearizable",
+        "stale reads, lost writes: no real-time order of the ops explains them",
+    ),
+    (
+        "delivery",
+        "lost, duplicated, reordered, double-committed messages; offset errors",
+    ),
+    (
+        "set",
+        "lost, stale, unexpected and duplicate elements of a grow-only set",
+    ),
+    ("unique", "an id created or handed out twice"),
+    (
+        "idempotency",
+        "a key with more than one effect, or differing responses to one request",
+    ),
+    (
+        "versioned-append",
+        "two appends accepted at one version; reads that disagree on a stream",
+    ),
+    ("counter", "a read outside the bounds the increments allow"),
+    (
+        "bank",
+        "a read whose balances do not sum to the conserved total",
+    ),
+];
+
+/// The text after the options: the checkers, examples (each fits a line), exit codes.
+fn after_help() -> String {
+    let mut text = String::from("Checkers:\n");
+    for name in checkers::CHECKER_NAMES {
+        let what = CHECKER_HELP
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, w)| *w);
+        text.push_str(&format!("  {name:<17} {what}\n"));
+    }
+    text.push_str(
+        "\nExamples:\n  \
+faultline check testdata/porcupine/etcd/etcd_000.log \\\n      \
+--checker linearizable --model cas-register\n  \
+faultline check histories/*.log --checker stats\n  \
+faultline check run/history.jsonl --checker delivery \\\n      \
+--guarantee at-least-once --json\n\n\
+Exit codes: 0 valid, 1 invalid, 2 unknown, 3 bad input or harness error.",
+    );
+    text
+}
+
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  \
-  faultline check testdata/porcupine/etcd/etcd_000.log --checker linearizable --model cas-register\n  \
-  faultline check histories/*.log --checker stats\n  \
-  faultline check run/history.jsonl --checker delivery --guarantee at-least-once --json\n\n\
-Exit codes: 0 valid, 1 invalid, 2 unknown, 3 bad input or harness error.")]
+#[command(after_help = after_help())]
 pub struct Args {
     /// History files: faultline JSONL, Jepsen EDN, or Jepsen log lines (detected from content).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
-    /// The checker to run (see the list below for what each one catches).
+    /// The checker to run (the list below says what each one catches).
     #[arg(long, short = 'c', default_value = "linearizable", value_parser = checker_name)]
     pub checker: String,
 
@@ -49,7 +101,7 @@ pub struct Args {
     pub max_retries: Option<u32>,
 
     /// Give up with `unknown` after this long per file (e.g. 30s, 500ms, 2m).
-    #[arg(long, value_name = "DURATION", value_parser = faultline::units::duration)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = faultline::units::duration)]
     pub time_limit: Option<Duration>,
 
     /// Give up with `unknown` when a checker's search state would exceed this (e.g. 512MiB, 4GiB).
