@@ -89,6 +89,20 @@ impl RunLog {
         })
     }
 
+    /// A log that appends to an existing run's log (for `faultline report` on a killed run).
+    fn append(path: &std::path::Path, echo: bool) -> Result<RunLog> {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .with_context(|| format!("{}: cannot open the run log", path.display()))?;
+        Ok(RunLog {
+            file: Arc::new(Mutex::new(file)),
+            started: Instant::now(),
+            echo,
+        })
+    }
+
     pub fn line(&self, msg: impl AsRef<str>) {
         let msg = msg.as_ref();
         let t = self.started.elapsed().as_secs_f64();
@@ -506,6 +520,7 @@ async fn drive_on_cluster(
     link_plan: Option<nemeses::partition::LinkPlan>,
 ) -> Result<bool> {
     let recorder = Recorder::create(dir.history())?;
+    point_latest(dir, log);
     let nodes = client_addresses(cluster);
     anyhow::ensure!(
         !nodes.is_empty(),
@@ -694,6 +709,7 @@ async fn drive_in_memory(
     factory: Arc<dyn workloads::ClientFactory>,
 ) -> Result<bool> {
     let recorder = Recorder::create(dir.history())?;
+    point_latest(dir, log);
     let mut config = RunnerConfig::new(
         plan.concurrency as usize,
         vec!["memory".to_string()],
@@ -867,6 +883,16 @@ fn check_history(
             )
         }
     };
+    let results = run_checkers(&history, specs, log);
+    (Ok(history), results)
+}
+
+/// The workload's checkers on a history, one result each (a checker that fails is `unknown`).
+fn run_checkers(
+    history: &checkers::History,
+    specs: &[workloads::workload::CheckerSpec],
+    log: &RunLog,
+) -> Vec<CheckResult> {
     let budget = Budget {
         time_limit: Some(Duration::from_secs(300)),
         ..Budget::default()
@@ -877,14 +903,104 @@ fn check_history(
         let r = checkers::by_name(&spec.name, &spec.options)
             .map_err(|e| e.to_string())
             .and_then(|c| {
-                checkers::run_checker(c.as_ref(), &history, &budget).map_err(|e| e.to_string())
+                checkers::run_checker(c.as_ref(), history, &budget).map_err(|e| e.to_string())
             });
         results.push(match r {
             Ok(r) => r,
             Err(e) => CheckResult::unknown(&spec.name, format!("checker failed: {e}")),
         });
     }
-    (Ok(history), results)
+    results
+}
+
+/// Points `store/latest` at this run as soon as it has a history, so that a controller killed
+/// from here on leaves the link on its run.
+fn point_latest(dir: &RunDir, log: &RunLog) {
+    if let Err(e) = reports::store::point_latest(&dir.store, &dir.test, &dir.timestamp) {
+        log.line(format!("store/latest: {}", one_line(&e)));
+    }
+}
+
+/// The summary of the `run` result of a run that never wrote its results.
+const UNFINISHED: &str = "the run did not finish: its controller stopped before writing results.json (killed, e.g. kill -9); `faultline report` checked the history it had recorded, so anomalies found are real but their absence proves less";
+
+/// A run folder whose controller died (kill -9) has `plan.json` and `history.jsonl` but no
+/// `results.json`. This checks the history with the plan's workload checkers, as the run would
+/// have, adds an `unknown` result saying the run did not finish, and writes `results.json`.
+/// `None` when the folder already has results. A last line cut short by the kill (no newline
+/// at its end) was never completely written, so it is left out, and the `run` result says so.
+pub fn finish_unfinished(run_dir: &std::path::Path) -> Result<Option<reports::RunResults>> {
+    let dir = run_dir_of(run_dir)?;
+    if dir.results().exists() {
+        return Ok(None);
+    }
+    for needed in [dir.plan(), dir.history()] {
+        anyhow::ensure!(
+            needed.is_file(),
+            "{}: missing; a run folder without results.json needs plan.json and history.jsonl to be checked",
+            needed.display()
+        );
+    }
+    let plan_json = reports::results::read_plan(&dir.plan())?;
+    let plan = plan_of(&plan_json).with_context(|| format!("{}", dir.plan().display()))?;
+    let bytes = std::fs::read(dir.history())
+        .with_context(|| format!("{}: cannot read", dir.history().display()))?;
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let history =
+        checkers::formats::read_bytes(&bytes[..complete], Some(checkers::formats::Format::Jsonl))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.history().display()))?;
+    let log = RunLog::append(&dir.log(), false)?;
+    log.line("faultline report: the run did not finish; checking its history");
+    let mut results = run_checkers(&history, &default_checkers(&plan), &log);
+    let cut = if complete < bytes.len() {
+        format!(
+            " (its last line, cut short by the kill, was left out: {} bytes)",
+            bytes.len() - complete
+        )
+    } else {
+        String::new()
+    };
+    results.push(CheckResult::unknown("run", format!("{UNFINISHED}{cut}")));
+    let mut run_results = reports::RunResults::new(plan.name.clone(), results);
+    run_results.seed = Some(plan.seed);
+    run_results.command = plan_json["command"].as_str().map(str::to_string);
+    run_results.started_at = plan_json["started_at"].as_str().map(str::to_string);
+    dir.write_json("results.json", &run_results)?;
+    for r in &run_results.results {
+        log.line(format!("{}: {} — {}", r.checker, r.verdict, r.summary));
+    }
+    Ok(Some(run_results))
+}
+
+/// A run folder `store/<test>/<timestamp>` as a [`RunDir`].
+fn run_dir_of(path: &std::path::Path) -> Result<RunDir> {
+    let name = |p: Option<&std::path::Path>| {
+        p.and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let test_dir = path.parent();
+    Ok(RunDir {
+        path: path.to_path_buf(),
+        store: test_dir
+            .and_then(|t| t.parent())
+            .map(PathBuf::from)
+            .unwrap_or_default(),
+        test: name(test_dir),
+        timestamp: name(Some(path)),
+    })
+}
+
+/// The plan a `plan.json` was written from: its plan keys, without what the run added (seed
+/// and rerun command, start time, versions, cluster).
+fn plan_of(plan_json: &Value) -> Result<Plan> {
+    let keys = serde_json::to_value(Plan::default()).context("serialising a plan")?;
+    let keys = keys.as_object().expect("a plan serialises to an object");
+    let mut v = plan_json.clone();
+    v.as_object_mut()
+        .context("expected a JSON object")?
+        .retain(|k, _| keys.contains_key(k));
+    serde_json::from_value(v).context("not the plan of a faultline run")
 }
 
 fn plan_json(plan: &Plan, started_at: &str) -> Value {

@@ -241,3 +241,82 @@ fn a_second_ctrl_c_says_cleanup_is_in_progress_and_skips_the_final_phase() {
         "{err}"
     );
 }
+
+/// The one run folder under `store/<test>/`, once it exists.
+fn only_run_folder(store: &Path, test: &str) -> Option<PathBuf> {
+    let mut runs = std::fs::read_dir(store.join(test)).ok()?;
+    runs.next().map(|e| e.unwrap().path())
+}
+
+#[test]
+fn a_run_killed_with_sigkill_can_still_be_checked_and_reported_and_is_latest() {
+    let store = scratch("kill-9");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "run",
+            "--system",
+            "memory",
+            "--nemesis",
+            "none",
+            "--time-limit",
+            "60s",
+        ])
+        .args(["--name", "killed", "--seed", "5", "--quiet", "--store"])
+        .arg(&store)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("faultline run starts");
+    // Bounded: kill -9 once the history holds some operations (or after 30 s).
+    let t0 = std::time::Instant::now();
+    let mut dir = None;
+    while t0.elapsed().as_secs() < 30 {
+        dir = only_run_folder(&store, "killed");
+        let lines = dir
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(d.join("history.jsonl")).ok())
+            .map_or(0, |h| h.lines().count());
+        if lines > 50 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    signal(&child, "KILL");
+    child.wait().unwrap();
+    let dir = dir.expect("a run folder");
+    assert!(
+        !dir.join("results.json").exists(),
+        "killed before its results"
+    );
+    let latest = std::fs::read_link(store.join("latest")).expect("store/latest");
+    assert_eq!(
+        store.join(latest),
+        dir,
+        "latest is the killed run: it has a history"
+    );
+
+    let out = faultline(&["report", dir.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("the run did not finish"), "{err}");
+    assert!(dir.join("index.html").is_file(), "the report is written");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["verdict"], "unknown", "{results}");
+    let checkers: Vec<&str> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["checker"].as_str().unwrap())
+        .collect();
+    assert!(
+        checkers.len() >= 2,
+        "the workload's checkers ran, then `run`: {checkers:?}"
+    );
+    let run = &results["results"].as_array().unwrap().last().unwrap()["summary"];
+    assert!(run.as_str().unwrap().contains("did not finish"), "{run}");
+    // A second report finds the results and just renders.
+    let again = faultline(&["report", dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(!stderr(&again).contains("did not finish"));
+}

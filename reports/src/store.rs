@@ -135,7 +135,8 @@ fn url_segment(s: &str) -> String {
 }
 
 /// Writes `store/index.html` listing every run, newest first, and points `store/latest` at the
-/// newest run.
+/// newest run that has a history (a run stopped while its cluster started has none, and is
+/// listed but never `latest`).
 pub fn render_store_index(store: &Path) -> Result<StoreIndex> {
     if !store.is_dir() {
         bail!(
@@ -149,9 +150,9 @@ pub fn render_store_index(store: &Path) -> Result<StoreIndex> {
     write_atomic(&index, page.as_bytes())?;
     // The page the index links to, kept current with every run (test-all renders it too).
     crate::matrix::render_plans_page(store)?;
-    let latest = match runs.first() {
+    let latest = match runs.iter().find(|r| r.dir.join(HISTORY_FILE).is_file()) {
         Some(newest) => {
-            update_latest(store, newest)?;
+            point_latest(store, &newest.test, &newest.timestamp)?;
             Some(newest.dir.clone())
         }
         None => None,
@@ -163,8 +164,10 @@ pub fn render_store_index(store: &Path) -> Result<StoreIndex> {
     })
 }
 
+/// Points `store/latest` at `store/<test>/<timestamp>` (a run calls this as soon as its history
+/// exists, so the link is right even if the controller is then killed).
 #[cfg(unix)]
-fn update_latest(store: &Path, newest: &StoreRun) -> Result<()> {
+pub fn point_latest(store: &Path, test: &str, timestamp: &str) -> Result<()> {
     let link = store.join(LATEST_LINK);
     if let Ok(meta) = std::fs::symlink_metadata(&link) {
         if !meta.file_type().is_symlink() {
@@ -174,8 +177,9 @@ fn update_latest(store: &Path, newest: &StoreRun) -> Result<()> {
             );
         }
     }
-    let target = Path::new(&newest.test).join(&newest.timestamp);
-    let tmp = store.join(format!(".{LATEST_LINK}.tmp"));
+    let target = Path::new(test).join(timestamp);
+    // A temporary name of this process's own: two runs moving the link at once never collide.
+    let tmp = store.join(format!(".{LATEST_LINK}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(&target, &tmp)
         .with_context(|| format!("{}: cannot create symlink", tmp.display()))?;
@@ -184,9 +188,9 @@ fn update_latest(store: &Path, newest: &StoreRun) -> Result<()> {
 }
 
 #[cfg(not(unix))]
-fn update_latest(store: &Path, newest: &StoreRun) -> Result<()> {
+pub fn point_latest(store: &Path, test: &str, timestamp: &str) -> Result<()> {
     // No portable atomic symlink: write the newest run's relative path into a file instead.
-    let target = format!("{}/{}\n", newest.test, newest.timestamp);
+    let target = format!("{test}/{timestamp}\n");
     write_atomic(&store.join(LATEST_LINK), target.as_bytes())
 }
 
