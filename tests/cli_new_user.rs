@@ -320,3 +320,47 @@ fn a_run_killed_with_sigkill_can_still_be_checked_and_reported_and_is_latest() {
     assert_eq!(again.status.code(), Some(0));
     assert!(!stderr(&again).contains("did not finish"));
 }
+
+#[test]
+fn check_groups_many_anomalies_by_kind_and_points_to_json_for_the_rest() {
+    // One consume delivers 30 messages nobody produced: 30 `unexpected`.
+    let dir = scratch("many-anomalies");
+    let mut lines = vec![
+        r#"{"index":0,"time":0,"process":0,"type":"invoke","f":"consume","value":null}"#
+            .to_string(),
+    ];
+    let ids: Vec<String> = (0..30).map(|i| i.to_string()).collect();
+    lines.push(format!(
+        r#"{{"index":1,"time":1000,"process":0,"type":"ok","f":"consume","value":[{}]}}"#,
+        ids.join(",")
+    ));
+    let path = dir.join("history.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let out = faultline(&["check", "--checker", "delivery", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    let heading = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("unexpected × 30"));
+    assert!(
+        heading.is_some_and(|h| h.contains("never written")),
+        "{text}"
+    );
+    let listed = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- "))
+        .count();
+    assert_eq!(listed, 3, "{text}");
+    assert!(text.contains("... and 27 more unexpected"), "{text}");
+    assert!(text.contains("--json lists every one"), "{text}");
+    let json = faultline(&[
+        "check",
+        "--checker",
+        "delivery",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let all = v["result"]["anomalies"].as_array().map(Vec::len);
+    assert_eq!(all, Some(30), "--json lists all");
+}

@@ -305,15 +305,7 @@ fn print_one(o: &FileOutcome, timing: bool) {
         ms(r.elapsed_ms)
     );
     println!("  {}", r.summary);
-    for a in r.anomalies.iter().take(20) {
-        println!("  - {}: {}", a.kind, a.explanation);
-    }
-    if r.anomalies.len() > 20 {
-        println!(
-            "  ... and {} more anomalies (--json shows all)",
-            r.anomalies.len() - 20
-        );
-    }
+    print_anomalies(&r.anomalies);
     if timing {
         println!(
             "  timing: read {}, check {}, peak memory {}",
@@ -321,6 +313,32 @@ fn print_one(o: &FileOutcome, timing: bool) {
             ms(r.elapsed_ms),
             mib(o.peak_rss_bytes)
         );
+    }
+}
+
+/// Anomalies listed per kind in the terminal before the rest are only counted.
+const ANOMALIES_PER_KIND_SHOWN: usize = 3;
+
+/// One line per kind (count and meaning), its first few anomalies, and a count of the rest
+/// with a pointer to `--json`, so a history with thousands of anomalies stays readable.
+fn print_anomalies(anomalies: &[checkers::Anomaly]) {
+    let mut hidden = 0;
+    for (kind, group) in reports::by_kind(anomalies) {
+        match reports::kind_meaning(kind) {
+            Some(meaning) => println!("  {kind} × {}: {meaning}", group.len()),
+            None => println!("  {kind} × {}", group.len()),
+        }
+        for a in group.iter().take(ANOMALIES_PER_KIND_SHOWN) {
+            println!("    - {}", a.explanation);
+        }
+        let rest = group.len().saturating_sub(ANOMALIES_PER_KIND_SHOWN);
+        if rest > 0 {
+            println!("    ... and {rest} more {kind}");
+        }
+        hidden += rest;
+    }
+    if hidden > 0 {
+        println!("  ({hidden} anomalies not listed here: --json lists every one)");
     }
 }
 
