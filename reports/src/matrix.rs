@@ -18,7 +18,7 @@
 //!   as not passing, runs without results (killed) are shown but not counted.
 
 use crate::ci::anomaly_summary;
-use crate::escape::{markdown_inline, push_html, truncate, xml};
+use crate::escape::{markdown_inline, push_html, truncate, url_segment, xml};
 use crate::html::{head, verdict_badge};
 use crate::results::{write_atomic, RunResults, INDEX_FILE};
 use crate::store::{scan_store, StoreRun};
@@ -804,18 +804,6 @@ pub fn render_plans_page(store: &Path) -> Result<PathBuf> {
 
 fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_string(), |p| format!("{p:.0}%"))
-}
-
-fn url_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
 }
 
 fn run_href(run: &StoreRun) -> String {

@@ -7,7 +7,7 @@
 //! files: directory names are not trusted to sort. `latest` is a relative symlink, replaced
 //! atomically (a new link renamed over the old), so a reader never finds it missing.
 
-use crate::escape::push_html;
+use crate::escape::{push_html, url_segment};
 use crate::html::{head, verdict_badge};
 use crate::results::{write_atomic, RunResults, HISTORY_FILE, INDEX_FILE, RESULTS_FILE};
 use anyhow::{bail, Context, Result};
@@ -119,19 +119,6 @@ fn newest_mtime_ns(paths: &[&Path]) -> i128 {
         .map(|d| d.as_nanos() as i128)
         .max()
         .unwrap_or(0)
-}
-
-/// Percent-encodes one path segment for an `href` (then HTML-escaped by the caller).
-fn url_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
 }
 
 /// Writes `store/index.html` listing every run, newest first, and points `store/latest` at the
