@@ -229,9 +229,8 @@ pub async fn ensure_base(docker: &Docker) -> Result<String> {
     if image_exists(docker, &image).await? {
         return Ok(image);
     }
-    let lock_path = std::env::temp_dir().join("faultline-images.lock");
-    let lock = std::fs::File::create(&lock_path)
-        .with_context(|| format!("creating {}", lock_path.display()))?;
+    let lock_path = build_lock_path()?;
+    let lock = open_lock(&lock_path)?;
     let lock = tokio::task::spawn_blocking(move || lock.lock().map(|_| lock))
         .await?
         .with_context(|| format!("locking {}", lock_path.display()))?;
@@ -255,6 +254,47 @@ pub async fn ensure_base(docker: &Docker) -> Result<String> {
     );
     drop(lock);
     Ok(out.image)
+}
+
+/// Where the build lock lives: a folder of faultline's own, private to the user, in the
+/// runtime directory (`$XDG_RUNTIME_DIR`, or `/run` for root) or else `~/.cache`; never a fixed
+/// name in the world-writable temp dir, where another user could plant a link.
+fn build_lock_path() -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let base = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None if root => PathBuf::from("/run"),
+        None => std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".cache"))
+            .ok_or_else(|| {
+                anyhow!(
+                    "neither XDG_RUNTIME_DIR nor HOME is set: nowhere to put the image build lock"
+                )
+            })?,
+    };
+    let dir = base.join("faultline");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir.join("images.lock"))
+}
+
+/// Opens (or creates) the lock file without truncating it and without following a symlink.
+fn open_lock(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .with_context(|| format!("opening the image build lock {}", path.display()))
 }
 
 async fn untag(docker: &Docker, image: &str) -> Result<()> {
@@ -533,12 +573,21 @@ pub fn human_size(bytes: i64) -> String {
 }
 
 /// Step lines (always printed, on stderr) and, on a terminal, a spinner with the elapsed time
-/// and the latest thing mmdebstrap said.
+/// and the latest thing mmdebstrap said. Off a terminal (a CI log) the spinner is hidden, and
+/// a plain line repeats the latest thing said every [`PLAIN_PROGRESS_INTERVAL_S`], so a
+/// minutes-long build is never silent.
 struct Progress {
     bar: ProgressBar,
     t0: Instant,
     tty: bool,
+    /// Stops the plain-line task when the build ends.
+    plain: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// How often the current build step is repeated when stderr is not a terminal.
+const PLAIN_PROGRESS_INTERVAL_S: u64 = 10;
+/// Bound on the plain-line task (a build never takes a day).
+const PLAIN_PROGRESS_LINES_MAX: u64 = 24 * 3600 / PLAIN_PROGRESS_INTERVAL_S;
 
 impl Progress {
     fn new() -> Progress {
@@ -554,14 +603,29 @@ impl Progress {
         } else {
             ProgressBar::hidden()
         };
+        let t0 = Instant::now();
+        // The hidden bar still holds the latest message; a plain line repeats it.
+        let plain = (!tty && tokio::runtime::Handle::try_current().is_ok()).then(|| {
+            let bar = bar.clone();
+            tokio::spawn(async move {
+                for _ in 0..PLAIN_PROGRESS_LINES_MAX {
+                    tokio::time::sleep(Duration::from_secs(PLAIN_PROGRESS_INTERVAL_S)).await;
+                    let step = bar.message();
+                    let step = if step.is_empty() { "working" } else { &step };
+                    eprintln!("{}", plain_line(t0.elapsed(), step));
+                }
+            })
+        });
         Progress {
             bar,
-            t0: Instant::now(),
+            t0,
             tty,
+            plain,
         }
     }
 
     fn step(&self, what: &str) {
+        self.bar.set_message(what.to_string());
         let line = format!("[{:6.1} s] {what}", self.t0.elapsed().as_secs_f64());
         if self.tty {
             self.bar.suspend(|| eprintln!("{line}"));
@@ -572,12 +636,76 @@ impl Progress {
 
     fn finish(&self) {
         self.bar.finish_and_clear();
+        if let Some(t) = &self.plain {
+            t.abort();
+        }
     }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// One progress line for a log: elapsed time and the current build step.
+fn plain_line(elapsed: Duration, step: &str) -> String {
+    format!("[{:6.1} s] building: {step}", elapsed.as_secs_f64())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_build_lock_is_private_kept_and_never_a_followed_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = build_lock_path().unwrap();
+        assert!(
+            !path.starts_with(std::env::temp_dir()),
+            "{}",
+            path.display()
+        );
+        let dir_mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o077, 0, "private folder: {dir_mode:o}");
+        // Not truncated: what is in the file stays.
+        let dir = std::env::temp_dir().join(format!("faultline-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lock = dir.join("images.lock");
+        std::fs::write(&lock, "kept").unwrap();
+        drop(open_lock(&lock).unwrap());
+        assert_eq!(std::fs::read_to_string(&lock).unwrap(), "kept");
+        // A symlink in its place is refused, and its target untouched.
+        let target = dir.join("target");
+        std::fs::write(&target, "victim").unwrap();
+        let link = dir.join("link.lock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(open_lock(&link).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "victim");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn off_a_terminal_the_latest_build_step_is_what_the_periodic_line_repeats() {
+        if std::io::stderr().is_terminal() {
+            return; // the spinner case; the tests run with stderr captured
+        }
+        let progress = Progress::new();
+        assert!(progress.plain.is_some(), "a periodic line off a terminal");
+        progress.step("resolving packages");
+        progress.bar.set_message("I: downloading packages...");
+        let step = progress.bar.message();
+        assert_eq!(
+            plain_line(Duration::from_secs(20), &step),
+            "[  20.0 s] building: I: downloading packages..."
+        );
+        progress.finish();
+        tokio::task::yield_now().await;
+        assert!(progress.plain.as_ref().unwrap().is_finished() || progress.bar.is_finished());
+    }
 
     #[test]
     fn the_recipe_hash_follows_packages_and_options_but_not_comments() {

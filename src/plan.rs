@@ -173,9 +173,14 @@ impl PlanFile {
 
     /// Lays `self` (the file) over `plan`; `origin` names the file in errors.
     pub fn apply(&self, plan: &mut Plan, origin: &str) -> Result<(), String> {
+        // A flag is named as it is typed (`--time-limit`), a plan file's key as it is written.
+        let place = |key: &str| match origin {
+            "flags" => format!("--{}", key.replace('_', "-")),
+            _ => format!("{origin}: {key}"),
+        };
         let dur = |key: &str, v: &Option<String>| -> Result<Option<u64>, String> {
             v.as_deref()
-                .map(|s| parse_duration_ms(s).map_err(|e| format!("{origin}: {key}: {e}")))
+                .map(|s| parse_duration_ms(s).map_err(|e| format!("{}: {e}", place(key))))
                 .transpose()
         };
         if let Some(v) = &self.name {
@@ -357,7 +362,7 @@ impl Plan {
         let plan_file = self
             .plan_file
             .as_ref()
-            .map(|f| format!(" --plan {f}"))
+            .map(|f| format!(" --plan {}", shell_quote(f)))
             .unwrap_or_default();
         let links = if self.links == "proxy" {
             " --links proxy"
@@ -367,20 +372,23 @@ impl Plan {
         let bugs: String = if self.bugs.is_empty() && self.system == "testbed" {
             " --bug none".into()
         } else {
-            self.bugs.iter().map(|b| format!(" --bug {b}")).collect()
+            self.bugs
+                .iter()
+                .map(|b| format!(" --bug {}", shell_quote(b)))
+                .collect()
         };
         format!(
             "faultline run{plan_file} --name {} --system {} --workload {} --nemesis {} --nemesis-interval {} --time-limit {} --concurrency {} --rate {} --keys {} --read-mode {} --op-timeout {}{links}{bugs} --seed {}",
-            self.name,
-            self.system,
-            self.workload,
-            nemesis,
+            shell_quote(&self.name),
+            shell_quote(&self.system),
+            shell_quote(&self.workload),
+            shell_quote(&nemesis),
             format_ms(self.nemesis_interval_ms),
             format_ms(self.time_limit_ms),
             self.concurrency,
             self.rate_ops_per_s,
             self.keys,
-            self.read_mode,
+            shell_quote(&self.read_mode),
             format_ms(self.op_timeout_ms),
             self.seed
         )
@@ -389,6 +397,16 @@ impl Plan {
     pub fn time_limit(&self) -> Duration {
         Duration::from_millis(self.time_limit_ms)
     }
+}
+
+/// `s` as one POSIX shell word: as is when it holds only characters no shell treats specially,
+/// else in single quotes (a `'` inside becomes `'\''`).
+pub fn shell_quote(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// `60s`, `500ms`, `2m`, `1h` or bare seconds, to milliseconds.
@@ -410,6 +428,22 @@ fn format_ms(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rerun_command_quotes_what_a_shell_would_split_or_expand() {
+        assert_eq!(shell_quote("etcd-register"), "etcd-register");
+        assert_eq!(shell_quote("plans/a b.toml"), "'plans/a b.toml'");
+        assert_eq!(shell_quote("it's $HOME"), "'it'\\''s $HOME'");
+        assert_eq!(shell_quote(""), "''");
+        let plan = Plan {
+            name: "my test; rm -rf x".into(),
+            plan_file: Some("plans/my plan.toml".into()),
+            ..Plan::default()
+        };
+        let cmd = plan.rerun_command();
+        assert!(cmd.contains(" --name 'my test; rm -rf x' "), "{cmd}");
+        assert!(cmd.contains(" --plan 'plans/my plan.toml' "), "{cmd}");
+    }
 
     fn plan_from(toml_text: &str) -> Result<Plan, String> {
         let dir = std::env::temp_dir().join(format!("faultline-plan-{}", std::process::id()));

@@ -7,7 +7,7 @@
 //! 2. the cluster (images built on first use), the recorder streaming `history.jsonl`;
 //! 3. the main phase: workers and the nemesis side by side until the time limit or Ctrl-C;
 //! 4. the final heal (always, whatever ended the main phase), a bounded wait for recovery, the
-//!    final phase (final reads, drains) unless the user interrupted;
+//!    final phase (final reads, drains), also after a first Ctrl-C; a second Ctrl-C skips it;
 //! 5. node logs, teardown (always), then the checkers on whatever history was recorded, results,
 //!    the report, and the exit code (0 valid, 1 invalid, 2 unknown, 3 harness error).
 //!
@@ -67,6 +67,8 @@ const FINAL_PHASE_S: u64 = 60;
 const GRACE_S: u64 = 5;
 /// How often the progress line refreshes.
 const PROGRESS_TICK_MS: u64 = 250;
+/// How often a plain progress line is printed when stderr is not a terminal (a CI log).
+const PLAIN_PROGRESS_INTERVAL_S: u64 = 10;
 
 /// The faultline.log of a run: timestamped lines, also echoed to stderr when not quiet.
 #[derive(Clone)]
@@ -80,6 +82,20 @@ impl RunLog {
     fn create(path: &std::path::Path, echo: bool) -> Result<RunLog> {
         let file = std::fs::File::create(path)
             .with_context(|| format!("{}: cannot create the run log", path.display()))?;
+        Ok(RunLog {
+            file: Arc::new(Mutex::new(file)),
+            started: Instant::now(),
+            echo,
+        })
+    }
+
+    /// A log that appends to an existing run's log (for `faultline report` on a killed run).
+    fn append(path: &std::path::Path, echo: bool) -> Result<RunLog> {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .with_context(|| format!("{}: cannot open the run log", path.display()))?;
         Ok(RunLog {
             file: Arc::new(Mutex::new(file)),
             started: Instant::now(),
@@ -147,25 +163,21 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome> {
     let mut plan_json = plan_json(&plan, &started_at);
     dir.write_json("plan.json", &plan_json)?;
 
-    // Ctrl-C / SIGTERM: the first one stops the workload and the nemesis (which heals); the run
-    // then tears down, checks and reports what it has.
+    // Ctrl-C / SIGTERM, the usual convention: the first stops the workload and the nemesis
+    // (which heals) and lets the final phase run; a second skips the final phase; teardown,
+    // checks and the report always follow.
     let cancel = CancellationToken::new();
-    let signal_task = {
-        let cancel = cancel.clone();
-        let log = log.clone();
-        tokio::spawn(async move {
-            if let Ok(sig) = cluster::shutdown_signal().await {
-                log.line(format!(
-                    "{sig}: stopping the workload, healing, tearing down; the partial history will still be checked"
-                ));
-                cancel.cancel();
-            }
-        })
-    };
+    let hurry = CancellationToken::new();
+    // Answered until the run returns (teardown and checks included), however it returns.
+    let _signals = AbortOnDrop(tokio::spawn(answer_signals(
+        cancel.clone(),
+        hurry.clone(),
+        log.clone(),
+    )));
 
     let mut harness_errors = Vec::new();
     let mut interrupted = false;
-    let recorded = drive(&plan, &dir, &log, &cancel, &mut plan_json).await;
+    let recorded = drive(&plan, &dir, &log, &cancel, &hurry, &mut plan_json).await;
     match &recorded {
         Ok(r) => interrupted = r.interrupted,
         Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
@@ -179,7 +191,6 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome> {
         }
     }
     interrupted |= cancel.is_cancelled();
-    signal_task.abort();
     dir.write_json("plan.json", &plan_json)?;
 
     // Check whatever was recorded, even after a failure or an interruption.
@@ -254,6 +265,49 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome> {
         report,
         harness_errors,
     })
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Signals bounded in number (a held-down Ctrl-C repeats): enough to say each time what happens.
+const SIGNALS_ANSWERED_MAX: u32 = 100;
+
+/// Answers Ctrl-C / SIGTERM: the first cancels `cancel` (stop gracefully), the second `hurry`
+/// (skip the final phase), every later one says that cleanup is in progress.
+async fn answer_signals(cancel: CancellationToken, hurry: CancellationToken, log: RunLog) {
+    for count in 1..=SIGNALS_ANSWERED_MAX {
+        let Ok(sig) = cluster::shutdown_signal().await else {
+            return;
+        };
+        log.line(signal_message(sig, count));
+        match count {
+            1 => cancel.cancel(),
+            2 => hurry.cancel(),
+            _ => {}
+        }
+    }
+}
+
+/// What the `count`th signal does, in one line.
+fn signal_message(sig: &str, count: u32) -> String {
+    match count {
+        1 => format!(
+            "{sig}: stopping gracefully: the workload stops, faults are healed, the final phase runs, then teardown and the checks of the partial history; press Ctrl-C again to skip the final phase (teardown still happens)"
+        ),
+        2 => format!(
+            "{sig} again: skipping the final phase; cleanup is in progress (teardown, then the checks); it is not skipped, so the cluster is never left behind"
+        ),
+        _ => format!(
+            "{sig}: cleanup is in progress (teardown, then the checks); waiting for it to finish"
+        ),
+    }
 }
 
 /// The user stopped the run (Ctrl-C or SIGTERM) before it could record anything: not a harness
@@ -342,6 +396,7 @@ async fn drive(
     dir: &RunDir,
     log: &RunLog,
     cancel: &CancellationToken,
+    hurry: &CancellationToken,
     plan_json: &mut Value,
 ) -> Result<Recorded> {
     let (workload, factory) =
@@ -365,7 +420,7 @@ async fn drive(
     if crate::plan::is_in_memory(&plan.system) {
         log.line("in-memory system: no cluster, no faults");
         plan_json["cluster"] = json!({"in_memory": plan.system});
-        let interrupted = drive_in_memory(plan, dir, log, cancel, workload, factory).await?;
+        let interrupted = drive_in_memory(plan, dir, log, cancel, hurry, workload, factory).await?;
         return Ok(Recorded {
             checkers,
             interrupted,
@@ -426,7 +481,7 @@ async fn drive(
     });
 
     let result = drive_on_cluster(
-        plan, dir, log, cancel, &cluster, workload, factory, &kinds, shapes, link_plan,
+        plan, dir, log, cancel, hurry, &cluster, workload, factory, &kinds, shapes, link_plan,
     )
     .await;
 
@@ -454,6 +509,7 @@ async fn drive_on_cluster(
     dir: &RunDir,
     log: &RunLog,
     cancel: &CancellationToken,
+    hurry: &CancellationToken,
     cluster: &Arc<Cluster>,
     workload: workloads::Workload,
     factory: Arc<dyn workloads::ClientFactory>,
@@ -462,6 +518,7 @@ async fn drive_on_cluster(
     link_plan: Option<nemeses::partition::LinkPlan>,
 ) -> Result<bool> {
     let recorder = Recorder::create(dir.history())?;
+    point_latest(dir, log);
     let nodes = client_addresses(cluster);
     anyhow::ensure!(
         !nodes.is_empty(),
@@ -603,14 +660,17 @@ async fn drive_on_cluster(
     warn_if_slow(plan, main.invoked, main.elapsed_ms, log);
 
     let interrupted = cancel.is_cancelled();
-    if !interrupted {
-        if let Some(final_gen) = workload.final_generator {
+    // A first Ctrl-C still runs the final phase (it is what tells lost from late); a second
+    // one (`hurry`) skips it.
+    if let (Some(final_gen), false) = (workload.final_generator, hurry.is_cancelled()) {
+        {
             log.line("waiting for the cluster to recover");
-            if let Err(e) = cluster
-                .wait_ready(Duration::from_secs(RECOVERY_WAIT_S))
-                .await
-            {
-                log.line(format!("recovery: {}", one_line(&e)));
+            let recovery = cluster.wait_ready(Duration::from_secs(RECOVERY_WAIT_S));
+            tokio::select! {
+                r = recovery => if let Err(e) = r {
+                    log.line(format!("recovery: {}", one_line(&e)));
+                },
+                _ = hurry.cancelled() => log.line("recovery wait cut short"),
             }
             log.line("final phase");
             let fin = runner
@@ -620,7 +680,7 @@ async fn drive_on_cluster(
                         time_limit: Duration::from_secs(FINAL_PHASE_S),
                         grace: Duration::from_secs(GRACE_S),
                     },
-                    cancel,
+                    hurry,
                 )
                 .await?;
             log.line(format!(
@@ -648,10 +708,12 @@ async fn drive_in_memory(
     dir: &RunDir,
     log: &RunLog,
     cancel: &CancellationToken,
+    hurry: &CancellationToken,
     workload: workloads::Workload,
     factory: Arc<dyn workloads::ClientFactory>,
 ) -> Result<bool> {
     let recorder = Recorder::create(dir.history())?;
+    point_latest(dir, log);
     let mut config = RunnerConfig::new(
         plan.concurrency as usize,
         vec!["memory".to_string()],
@@ -678,12 +740,12 @@ async fn drive_in_memory(
         main.info,
         main.elapsed_ms / 1e3
     ));
-    if let (Some(final_gen), false) = (workload.final_generator, cancel.is_cancelled()) {
+    if let (Some(final_gen), false) = (workload.final_generator, hurry.is_cancelled()) {
         let limits = PhaseLimits {
             time_limit: Duration::from_secs(FINAL_PHASE_S),
             grace: Duration::from_secs(GRACE_S),
         };
-        runner.run_phase(final_gen, limits, cancel).await?;
+        runner.run_phase(final_gen, limits, hurry).await?;
     }
     progress.finish_and_clear();
     if let Err(e) = runner.close().await {
@@ -727,9 +789,12 @@ fn client_addresses(cluster: &Cluster) -> Vec<String> {
         .collect()
 }
 
-/// A live progress line (ops/s, ok / fail / info, current faults); a no-op bar when quiet.
+/// A live progress line (ops/s, ok / fail / info, current faults) on a terminal; when stderr
+/// is not a terminal (a CI log), a plain line every [`PLAIN_PROGRESS_INTERVAL_S`] instead; a
+/// no-op when quiet. Finishing the returned bar stops either.
 fn progress_bar(plan: &Plan, recorder: &Recorder, log: &RunLog) -> ProgressBar {
-    let bar = if log.echo && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = if log.echo && tty {
         ProgressBar::new(plan.time_limit_ms / 1000)
     } else {
         ProgressBar::hidden()
@@ -739,34 +804,61 @@ fn progress_bar(plan: &Plan, recorder: &Recorder, log: &RunLog) -> ProgressBar {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
+    let plain = log.echo && !tty;
     let recorder = recorder.clone();
     let ticker = bar.clone();
     let started = Instant::now();
     tokio::spawn(async move {
+        let mut printed_s = 0;
         // Bounded: the bar stops ticking when it is finished (or after a day, whichever first).
         for _ in 0..(24 * 3600 * 1000 / PROGRESS_TICK_MS) {
             if ticker.is_finished() {
                 break;
             }
             let s = recorder.stats();
-            let faults = if s.active_faults.is_empty() {
-                "no fault".to_string()
-            } else {
-                s.active_faults
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("+")
-            };
-            ticker.set_position(started.elapsed().as_secs());
+            let elapsed_s = started.elapsed().as_secs();
+            if plain && elapsed_s >= printed_s + PLAIN_PROGRESS_INTERVAL_S {
+                printed_s = elapsed_s - elapsed_s % PLAIN_PROGRESS_INTERVAL_S;
+                eprintln!("faultline: {}", plain_progress_line(elapsed_s, &s));
+            }
+            ticker.set_position(elapsed_s);
             ticker.set_message(format!(
                 "{:.0} ops/s  ok {}  fail {}  info {}  [{}]",
-                s.ops_per_s, s.total.ok, s.total.fail, s.total.info, faults
+                s.ops_per_s,
+                s.total.ok,
+                s.total.fail,
+                s.total.info,
+                active_faults(&s)
             ));
             tokio::time::sleep(Duration::from_millis(PROGRESS_TICK_MS)).await;
         }
     });
     bar
+}
+
+/// The faults on right now, joined with '+', or "no fault".
+fn active_faults(s: &workloads::LiveStats) -> String {
+    if s.active_faults.is_empty() {
+        return "no fault".to_string();
+    }
+    s.active_faults
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// One self-contained progress line for a log: elapsed time, ops, outcomes, active fault.
+fn plain_progress_line(elapsed_s: u64, s: &workloads::LiveStats) -> String {
+    format!(
+        "progress: {elapsed_s} s, {} ops ({} ok, {} fail, {} info), {:.0} ops/s, fault: {}",
+        s.invoked,
+        s.total.ok,
+        s.total.fail,
+        s.total.info,
+        s.ops_per_s,
+        active_faults(s)
+    )
 }
 
 /// Reads the recorded history back and runs the workload's checkers on it.
@@ -795,6 +887,16 @@ fn check_history(
             )
         }
     };
+    let results = run_checkers(&history, specs, log);
+    (Ok(history), results)
+}
+
+/// The workload's checkers on a history, one result each (a checker that fails is `unknown`).
+fn run_checkers(
+    history: &checkers::History,
+    specs: &[workloads::workload::CheckerSpec],
+    log: &RunLog,
+) -> Vec<CheckResult> {
     let budget = Budget {
         time_limit: Some(Duration::from_secs(300)),
         ..Budget::default()
@@ -805,14 +907,104 @@ fn check_history(
         let r = checkers::by_name(&spec.name, &spec.options)
             .map_err(|e| e.to_string())
             .and_then(|c| {
-                checkers::run_checker(c.as_ref(), &history, &budget).map_err(|e| e.to_string())
+                checkers::run_checker(c.as_ref(), history, &budget).map_err(|e| e.to_string())
             });
         results.push(match r {
             Ok(r) => r,
             Err(e) => CheckResult::unknown(&spec.name, format!("checker failed: {e}")),
         });
     }
-    (Ok(history), results)
+    results
+}
+
+/// Points `store/latest` at this run as soon as it has a history, so that a controller killed
+/// from here on leaves the link on its run.
+fn point_latest(dir: &RunDir, log: &RunLog) {
+    if let Err(e) = reports::store::point_latest(&dir.store, &dir.test, &dir.timestamp) {
+        log.line(format!("store/latest: {}", one_line(&e)));
+    }
+}
+
+/// The summary of the `run` result of a run that never wrote its results.
+const UNFINISHED: &str = "the run did not finish: its controller stopped before writing results.json (killed, e.g. kill -9); `faultline report` checked the history it had recorded, so anomalies found are real but their absence proves less";
+
+/// A run folder whose controller died (kill -9) has `plan.json` and `history.jsonl` but no
+/// `results.json`. This checks the history with the plan's workload checkers, as the run would
+/// have, adds an `unknown` result saying the run did not finish, and writes `results.json`.
+/// `None` when the folder already has results. A last line cut short by the kill (no newline
+/// at its end) was never completely written, so it is left out, and the `run` result says so.
+pub fn finish_unfinished(run_dir: &std::path::Path) -> Result<Option<reports::RunResults>> {
+    let dir = run_dir_of(run_dir)?;
+    if dir.results().exists() {
+        return Ok(None);
+    }
+    for needed in [dir.plan(), dir.history()] {
+        anyhow::ensure!(
+            needed.is_file(),
+            "{}: missing; a run folder without results.json needs plan.json and history.jsonl to be checked",
+            needed.display()
+        );
+    }
+    let plan_json = reports::results::read_plan(&dir.plan())?;
+    let plan = plan_of(&plan_json).with_context(|| format!("{}", dir.plan().display()))?;
+    let bytes = std::fs::read(dir.history())
+        .with_context(|| format!("{}: cannot read", dir.history().display()))?;
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let history =
+        checkers::formats::read_bytes(&bytes[..complete], Some(checkers::formats::Format::Jsonl))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.history().display()))?;
+    let log = RunLog::append(&dir.log(), false)?;
+    log.line("faultline report: the run did not finish; checking its history");
+    let mut results = run_checkers(&history, &default_checkers(&plan), &log);
+    let cut = if complete < bytes.len() {
+        format!(
+            " (its last line, cut short by the kill, was left out: {} bytes)",
+            bytes.len() - complete
+        )
+    } else {
+        String::new()
+    };
+    results.push(CheckResult::unknown("run", format!("{UNFINISHED}{cut}")));
+    let mut run_results = reports::RunResults::new(plan.name.clone(), results);
+    run_results.seed = Some(plan.seed);
+    run_results.command = plan_json["command"].as_str().map(str::to_string);
+    run_results.started_at = plan_json["started_at"].as_str().map(str::to_string);
+    dir.write_json("results.json", &run_results)?;
+    for r in &run_results.results {
+        log.line(format!("{}: {} — {}", r.checker, r.verdict, r.summary));
+    }
+    Ok(Some(run_results))
+}
+
+/// A run folder `store/<test>/<timestamp>` as a [`RunDir`].
+fn run_dir_of(path: &std::path::Path) -> Result<RunDir> {
+    let name = |p: Option<&std::path::Path>| {
+        p.and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let test_dir = path.parent();
+    Ok(RunDir {
+        path: path.to_path_buf(),
+        store: test_dir
+            .and_then(|t| t.parent())
+            .map(PathBuf::from)
+            .unwrap_or_default(),
+        test: name(test_dir),
+        timestamp: name(Some(path)),
+    })
+}
+
+/// The plan a `plan.json` was written from: its plan keys, without what the run added (seed
+/// and rerun command, start time, versions, cluster).
+fn plan_of(plan_json: &Value) -> Result<Plan> {
+    let keys = serde_json::to_value(Plan::default()).context("serialising a plan")?;
+    let keys = keys.as_object().expect("a plan serialises to an object");
+    let mut v = plan_json.clone();
+    v.as_object_mut()
+        .context("expected a JSON object")?
+        .retain(|k, _| keys.contains_key(k));
+    serde_json::from_value(v).context("not the plan of a faultline run")
 }
 
 fn plan_json(plan: &Plan, started_at: &str) -> Value {

@@ -28,11 +28,22 @@ impl RunDir {
             } else {
                 format!("{base}-{attempt}")
             };
-            let path = store.join(test).join(&timestamp);
-            if path.exists() {
-                continue;
+            let parent = store.join(test);
+            std::fs::create_dir_all(&parent)
+                .with_context(|| format!("{}: cannot create the test folder", parent.display()))?;
+            let path = parent.join(&timestamp);
+            // `create_dir` fails if the folder exists: of two processes that pick one name in
+            // the same second, exactly one gets it and the other tries the next suffix.
+            match std::fs::create_dir(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("{}: cannot create the run folder", path.display())
+                    })
+                }
             }
-            std::fs::create_dir_all(path.join("nodes"))
+            std::fs::create_dir(path.join("nodes"))
                 .with_context(|| format!("{}: cannot create the run folder", path.display()))?;
             return Ok(RunDir {
                 path,
@@ -143,6 +154,21 @@ mod tests {
             std::fs::read_to_string(a.path.join("x.json")).unwrap(),
             "{\n  \"k\": 1\n}"
         );
+        std::fs::remove_dir_all(&store).unwrap();
+    }
+
+    #[test]
+    fn runs_started_at_once_never_share_a_folder() {
+        let store = std::env::temp_dir().join(format!("faultline-race-{}", std::process::id()));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || RunDir::create(&store, "t").unwrap().path)
+            })
+            .collect();
+        let paths: std::collections::HashSet<PathBuf> =
+            threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(paths.len(), 8);
         std::fs::remove_dir_all(&store).unwrap();
     }
 }

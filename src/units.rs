@@ -8,6 +8,11 @@ use std::time::Duration;
 /// Parses durations like `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
 pub fn duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
+    if s.starts_with('-') {
+        return Err(format!(
+            "{s:?}: durations are positive; expected e.g. 30s, 500ms, 2m"
+        ));
+    }
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
@@ -22,7 +27,7 @@ pub fn duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         other => return Err(format!("unknown unit {other:?}; expected ms, s, m or h")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is too long a duration"))
 }
 
 /// Parses sizes like `512MiB`, `4GiB`, `100MB`, or a bare number of bytes.
@@ -50,4 +55,23 @@ pub fn bytes(s: &str) -> Result<u64, String> {
         }
     };
     Ok((n * scale) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_their_units_and_refuse_negative_or_huge_values() {
+        assert_eq!(duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(duration("-5s")
+            .unwrap_err()
+            .contains("durations are positive"));
+        assert!(duration("99999999999999999999h")
+            .unwrap_err()
+            .contains("too long"));
+        assert!(duration("abc").unwrap_err().contains("not a duration"));
+    }
 }

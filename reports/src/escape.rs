@@ -140,9 +140,30 @@ pub fn truncate(s: &str, max_chars: usize) -> Cow<'_, str> {
     }
 }
 
+/// Percent-encodes one path segment for an `href` (the caller HTML-escapes the result too):
+/// only unreserved characters (RFC 3986) stay as they are.
+pub fn url_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_segments_keep_unreserved_characters_and_encode_the_rest() {
+        assert_eq!(url_segment("etcd-register_1.x~"), "etcd-register_1.x~");
+        assert_eq!(url_segment("a b/c?\"<"), "a%20b%2Fc%3F%22%3C");
+        assert_eq!(url_segment("é"), "%C3%A9");
+    }
 
     #[test]
     fn html_escapes_markup_and_quotes() {

@@ -22,8 +22,13 @@ use std::sync::OnceLock;
 pub(crate) const CSS: &str = include_str!("assets/report.css");
 pub(crate) const SCRIPT: &str = include_str!("assets/timeline.js");
 
-/// Anomalies rendered in the page per checker; the rest are counted (results.json has them all).
-pub const ANOMALIES_SHOWN_MAX: usize = 100;
+/// Anomalies of one kind shown in full under its heading; the rest are behind "show all".
+pub const ANOMALIES_FIRST_SHOWN: usize = 3;
+/// Anomalies per page behind "show all" (each page its own collapsed block).
+pub const ANOMALIES_PAGE_SIZE: usize = 100;
+/// Anomalies of one kind rendered in the page at all; the rest are counted (results.json has
+/// them all), which keeps a page with a million anomalies openable.
+pub const ANOMALIES_SHOWN_MAX: usize = 2_000;
 /// Event links shown per anomaly.
 const OPS_SHOWN_MAX: usize = 60;
 /// Characters of an anomaly's data shown.
@@ -222,15 +227,8 @@ fn checker_block(out: &mut String, p: &PageInput<'_>, i: usize, c: &CheckResult)
         push_html(out, reason);
         out.push_str("</p>\n");
     }
-    for a in c.anomalies.iter().take(ANOMALIES_SHOWN_MAX) {
-        anomaly(out, p, a);
-    }
-    if c.anomalies.len() > ANOMALIES_SHOWN_MAX {
-        let _ = writeln!(
-            out,
-            "<p class=\"note\">{} more anomalies are not shown here; results.json lists them all.</p>",
-            c.anomalies.len() - ANOMALIES_SHOWN_MAX
-        );
+    for (kind, group) in by_kind(&c.anomalies) {
+        kind_group(out, p, kind, &group);
     }
     if !c.details.is_null() {
         out.push_str("<details><summary>details</summary><pre>");
@@ -239,6 +237,106 @@ fn checker_block(out: &mut String, p: &PageInput<'_>, i: usize, c: &CheckResult)
         out.push_str("</pre></details>\n");
     }
     out.push_str("</section>\n");
+}
+
+/// Anomalies grouped by kind, kinds in order of first appearance, each group in history order.
+pub fn by_kind(anomalies: &[Anomaly]) -> Vec<(&str, Vec<&Anomaly>)> {
+    let mut groups: Vec<(&str, Vec<&Anomaly>)> = vec![];
+    for a in anomalies {
+        match groups.iter_mut().find(|(k, _)| *k == a.kind) {
+            Some((_, g)) => g.push(a),
+            None => groups.push((&a.kind, vec![a])),
+        }
+    }
+    groups
+}
+
+/// What an anomaly kind means, in a sentence (the vocabulary of docs/history.md).
+pub fn kind_meaning(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "nonlinearizable" => "no order of the operations that respects real time explains what the clients saw",
+        "lost" => "acknowledged as done, yet never seen by the end (never delivered, or missing from the final read)",
+        "duplicated" => "delivered again after it was acknowledged, or stored twice",
+        "double-committed" => "two acks of one message both succeeded: two consumers processed it",
+        "stranded" => "delivered but never acked nor dead-lettered by the end of the drain",
+        "unexpected" => "seen but never written, or seen before its write began",
+        "failed-but-delivered" => "every write of it failed, yet it was delivered",
+        "failed-but-read" => "every add of it failed, yet it was read",
+        "recovered" => "no write got ok (some were indeterminate), yet it was delivered: fine, listed",
+        "reordered" => "on one partition, a consumer's first deliveries went backwards",
+        "maybe-reordered" => "out of order, but a redelivery could explain it",
+        "offset-conflict" => "two messages at one offset of a partition",
+        "offset-order" => "a write acknowledged before another began got a higher or equal offset",
+        "offset-gap" => "offsets missing between the lowest and highest known offset of a partition",
+        "offset-regression" => "a consumer group's committed offset went backwards",
+        "retries-exceeded" => "delivered more times than the retry limit allows",
+        "stale" => "missing from a read that began after its add had completed",
+        "duplicate" => "one read lists an element twice",
+        "never-read" => "added after the final read began, so no read could show it",
+        _ => return None,
+    })
+}
+
+/// One kind: a heading with the count and the meaning, the first few in full, the rest behind
+/// "show all" in pages (each a collapsed block, so thousands stay usable).
+fn kind_group(out: &mut String, p: &PageInput<'_>, kind: &str, group: &[&Anomaly]) {
+    out.push_str("<div class=\"kind-group\"><h4><span class=\"kind\">");
+    push_html(out, kind);
+    let _ = write!(
+        out,
+        "</span> <span class=\"count\">× {}</span>",
+        group.len()
+    );
+    if let Some(meaning) = kind_meaning(kind) {
+        out.push_str(" <span class=\"meaning\">— ");
+        push_html(out, meaning);
+        out.push_str("</span>");
+    }
+    out.push_str("</h4>\n");
+    for a in group.iter().take(ANOMALIES_FIRST_SHOWN) {
+        anomaly(out, p, a);
+    }
+    let shown = group.len().min(ANOMALIES_SHOWN_MAX);
+    if shown > ANOMALIES_FIRST_SHOWN {
+        let _ = write!(
+            out,
+            "<details class=\"show-all\"><summary>show all {} (",
+            group.len()
+        );
+        push_html(out, kind);
+        let _ = writeln!(
+            out,
+            ": {} more)</summary>",
+            group.len() - ANOMALIES_FIRST_SHOWN
+        );
+        let rest = &group[ANOMALIES_FIRST_SHOWN..shown];
+        let paged = rest.len() > ANOMALIES_PAGE_SIZE;
+        for (i, page) in rest.chunks(ANOMALIES_PAGE_SIZE).enumerate() {
+            let first = ANOMALIES_FIRST_SHOWN + i * ANOMALIES_PAGE_SIZE + 1;
+            if paged {
+                let _ = writeln!(
+                    out,
+                    "<details class=\"page\"><summary>{first}–{}</summary>",
+                    first + page.len() - 1
+                );
+            }
+            for a in page {
+                anomaly(out, p, a);
+            }
+            if paged {
+                out.push_str("</details>\n");
+            }
+        }
+        out.push_str("</details>\n");
+    }
+    if group.len() > shown {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">{} more are not shown here; results.json lists them all.</p>",
+            group.len() - shown
+        );
+    }
+    out.push_str("</div>\n");
 }
 
 fn anomaly(out: &mut String, p: &PageInput<'_>, a: &Anomaly) {

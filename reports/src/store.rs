@@ -7,7 +7,7 @@
 //! files: directory names are not trusted to sort. `latest` is a relative symlink, replaced
 //! atomically (a new link renamed over the old), so a reader never finds it missing.
 
-use crate::escape::push_html;
+use crate::escape::{push_html, url_segment};
 use crate::html::{head, verdict_badge};
 use crate::results::{write_atomic, RunResults, HISTORY_FILE, INDEX_FILE, RESULTS_FILE};
 use anyhow::{bail, Context, Result};
@@ -121,21 +121,9 @@ fn newest_mtime_ns(paths: &[&Path]) -> i128 {
         .unwrap_or(0)
 }
 
-/// Percent-encodes one path segment for an `href` (then HTML-escaped by the caller).
-fn url_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
 /// Writes `store/index.html` listing every run, newest first, and points `store/latest` at the
-/// newest run.
+/// newest run that has a history (a run stopped while its cluster started has none, and is
+/// listed but never `latest`).
 pub fn render_store_index(store: &Path) -> Result<StoreIndex> {
     if !store.is_dir() {
         bail!(
@@ -149,9 +137,9 @@ pub fn render_store_index(store: &Path) -> Result<StoreIndex> {
     write_atomic(&index, page.as_bytes())?;
     // The page the index links to, kept current with every run (test-all renders it too).
     crate::matrix::render_plans_page(store)?;
-    let latest = match runs.first() {
+    let latest = match runs.iter().find(|r| r.dir.join(HISTORY_FILE).is_file()) {
         Some(newest) => {
-            update_latest(store, newest)?;
+            point_latest(store, &newest.test, &newest.timestamp)?;
             Some(newest.dir.clone())
         }
         None => None,
@@ -163,8 +151,10 @@ pub fn render_store_index(store: &Path) -> Result<StoreIndex> {
     })
 }
 
+/// Points `store/latest` at `store/<test>/<timestamp>` (a run calls this as soon as its history
+/// exists, so the link is right even if the controller is then killed).
 #[cfg(unix)]
-fn update_latest(store: &Path, newest: &StoreRun) -> Result<()> {
+pub fn point_latest(store: &Path, test: &str, timestamp: &str) -> Result<()> {
     let link = store.join(LATEST_LINK);
     if let Ok(meta) = std::fs::symlink_metadata(&link) {
         if !meta.file_type().is_symlink() {
@@ -174,8 +164,9 @@ fn update_latest(store: &Path, newest: &StoreRun) -> Result<()> {
             );
         }
     }
-    let target = Path::new(&newest.test).join(&newest.timestamp);
-    let tmp = store.join(format!(".{LATEST_LINK}.tmp"));
+    let target = Path::new(test).join(timestamp);
+    // A temporary name of this process's own: two runs moving the link at once never collide.
+    let tmp = store.join(format!(".{LATEST_LINK}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(&target, &tmp)
         .with_context(|| format!("{}: cannot create symlink", tmp.display()))?;
@@ -184,9 +175,9 @@ fn update_latest(store: &Path, newest: &StoreRun) -> Result<()> {
 }
 
 #[cfg(not(unix))]
-fn update_latest(store: &Path, newest: &StoreRun) -> Result<()> {
+pub fn point_latest(store: &Path, test: &str, timestamp: &str) -> Result<()> {
     // No portable atomic symlink: write the newest run's relative path into a file instead.
-    let target = format!("{}/{}\n", newest.test, newest.timestamp);
+    let target = format!("{test}/{timestamp}\n");
     write_atomic(&store.join(LATEST_LINK), target.as_bytes())
 }
 

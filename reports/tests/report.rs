@@ -326,3 +326,45 @@ fn client_stalls_are_shaded_and_listed_with_the_faults() {
         "from the ack's invocation to its completion"
     );
 }
+
+fn delivery_anomaly(kind: &str, n: usize) -> Anomaly {
+    Anomaly {
+        kind: kind.into(),
+        ops: vec![1],
+        explanation: format!("{kind} number {n}"),
+        data: serde_json::Value::Null,
+    }
+}
+
+#[test]
+fn many_anomalies_are_grouped_by_kind_a_few_in_full_the_rest_behind_show_all_in_pages() {
+    let mut anomalies: Vec<Anomaly> = (0..254)
+        .map(|n| delivery_anomaly("double-committed", n))
+        .collect();
+    anomalies.insert(10, delivery_anomaly("lost", 0));
+    anomalies.push(delivery_anomaly("lost", 1));
+    let results = RunResults::new(
+        "nats-ack-stall",
+        vec![CheckResult::invalid("delivery", "256 anomalies", anomalies)],
+    );
+    let (_dir, page) = render(&results);
+    // One heading per kind, in order of first appearance, with its count and meaning.
+    let headings = texts(&page, ".kind-group > h4");
+    assert_eq!(headings.len(), 2, "{headings:?}");
+    assert!(
+        headings[0].starts_with("double-committed × 254 — two acks"),
+        "{headings:?}"
+    );
+    assert!(headings[1].starts_with("lost × 2 — "), "{headings:?}");
+    // The first three in full, the rest behind "show all", 100 a page.
+    let first = texts(&page, ".kind-group > .anomaly");
+    assert_eq!(first.len(), 3 + 2, "{first:?}");
+    assert!(first[0].contains("double-committed number 0"));
+    let show_all = texts(&page, ".kind-group > details.show-all > summary");
+    assert_eq!(show_all, ["show all 254 (double-committed: 251 more)"]);
+    let pages = texts(&page, "details.show-all > details.page > summary");
+    assert_eq!(pages, ["4–103", "104–203", "204–254"]);
+    let behind = texts(&page, "details.show-all .anomaly");
+    assert_eq!(behind.len(), 251);
+    assert!(behind[250].contains("double-committed number 253"));
+}

@@ -124,3 +124,30 @@ fn a_latest_that_is_not_a_link_is_left_alone() {
         "{err}"
     );
 }
+
+#[test]
+fn latest_skips_a_newer_run_that_recorded_no_history() {
+    let store = tempfile::tempdir().unwrap();
+    let s = store.path();
+    let valid = Some(CheckResult::valid("lin", ""));
+    run(s, "etcd", "old", Some("2024-05-01T10:00:00Z"), valid);
+    // Stopped while its cluster started: results (unknown), no history.
+    let unknown = Some(CheckResult::unknown("run", "interrupted"));
+    run(s, "etcd", "new", Some("2024-05-02T10:00:00Z"), unknown);
+    std::fs::remove_file(s.join("etcd/new/history.jsonl")).unwrap();
+    let (rows, latest) = index(s);
+    assert_eq!(rows, ["etcd unknown", "etcd valid"], "both listed");
+    assert_eq!(latest, "etcd/old");
+}
+
+#[test]
+fn point_latest_moves_the_link_to_the_named_run() {
+    let store = tempfile::tempdir().unwrap();
+    let s = store.path();
+    run(s, "etcd", "a", Some("2024-05-01T10:00:00Z"), None);
+    reports::store::point_latest(s, "etcd", "a").unwrap();
+    assert_eq!(
+        std::fs::read_link(s.join("latest")).unwrap(),
+        Path::new("etcd/a")
+    );
+}

@@ -1,12 +1,19 @@
 //! The Docker connection, the labels faultline puts on everything it creates, and removal by
 //! label.
 //!
-//! Why bollard directly and not testcontainers: every testcontainers-rs release that talks to
-//! the Engine API (0.16 to 0.28) pins the API version of the bollard it was built with (1.44 up
-//! to 1.53) and never negotiates, and Docker Engine 20.10 (API 1.41, what Debian bookworm ships)
-//! answers every such request with "client version 1.53 is too new". So the controller asks the
-//! daemon for its API version first (one unversioned `GET /version` on the socket) and speaks
-//! `min(daemon, bollard)` from then on. That works with old and new engines alike.
+//! The container lifecycle (create with network, labels and files; start, exec, stop, pause,
+//! logs) goes through testcontainers (`cluster/mod.rs`). This module keeps the bollard calls
+//! testcontainers does not offer: the image import and image listing (`images.rs`), the run's
+//! network with its labels (testcontainers creates networks without labels), kill with a signal,
+//! network disconnect and connect, copying into a running container and out of any, inspect,
+//! and listing and removal by label for teardown and `faultline clean`.
+//!
+//! The API version: bollard 0.21 builds each request path by joining an absolute path onto
+//! `/v1.53/`, which drops the version prefix, so its requests (and testcontainers' requests,
+//! which go through it) are unversioned and the daemon answers in its own version; that is why
+//! both work with Docker 20.10 (API 1.41), which refuses a `/v1.53/...` request outright. The
+//! controller still asks the daemon for its API version once and tells bollard the lower of the
+//! two, so a bollard that does send the prefix keeps working.
 //!
 //! Removal never depends on in-memory bookkeeping: every container and network a run creates
 //! carries `faultline=1` and `faultline.run=<run-id>`, so teardown, the signal path, the panic
@@ -319,6 +326,20 @@ pub async fn remove_run_resources(docker: &Docker, run: &RunResources) -> Result
         }
     }
     Ok(removed)
+}
+
+/// Removes (force, with anonymous volumes) one container by name or id; gone already is fine.
+pub async fn remove_container(docker: &Docker, name: &str) -> Result<()> {
+    let opts = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    match docker.remove_container(name, Some(opts)).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(anyhow!("removing container {name}: {e}")),
+    }
 }
 
 /// Removes everything of one run.

@@ -3,8 +3,15 @@
 //! disconnect, exec), node logs, and teardown that nothing can skip.
 //!
 //! Design decisions:
-//! - Docker is driven with bollard directly (see `docker.rs` for why not testcontainers: no
-//!   testcontainers-rs release negotiates the API version, and Docker 20.10 refuses them all).
+//! - Containers are driven through testcontainers (create with network, labels and files,
+//!   start, exec, stop, pause, logs); bollard is kept for what testcontainers does not offer
+//!   (see `docker.rs`): the labeled network, kill with a signal, network disconnect/connect,
+//!   copying a file into a running node, reading files out, inspect, and removal by label.
+//! - testcontainers creates a container and, if the daemon answers 404, pulls the image. So the
+//!   image is checked (never pulled) and the network created before any node is made: neither
+//!   can be missing, and nothing is ever pulled.
+//! - Nodes find each other by host name: on a user-defined network Docker's DNS answers a
+//!   container's host name (testcontainers sets no network aliases, and needs none).
 //! - Everything a run creates carries `faultline.run=<run-id>`; teardown removes by that label,
 //!   so it is correct even for a half-built cluster. Four paths lead there: `teardown()` (normal
 //!   end), `Drop` (a panic, an early `?` return, or a cancelled future, e.g. when Ctrl-C wins a
@@ -31,17 +38,18 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkCreateRequest,
-    NetworkDisconnectRequest, NetworkingConfig, PortBinding,
+    EndpointSettings, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
+    PortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, DownloadFromContainerOptions, KillContainerOptions, LogsOptions,
-    UploadToContainerOptions,
+    DownloadFromContainerOptions, KillContainerOptions, UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
+use testcontainers::core::{CopyDataSource, ExecCommand, IntoContainerPort};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt};
 
 pub use docker::Removed;
 pub use system::{
@@ -61,6 +69,12 @@ const PORT_PICK_ATTEMPTS_MAX: usize = 3;
 const CANCEL_SETTLE_MS: u64 = 500;
 /// Log lines quoted in an error when a node dies or never gets ready.
 const ERROR_LOG_LINES: usize = 15;
+/// Longest testcontainers may take to create, copy files into and start one node (readiness is
+/// waited for separately, with the system's own bound).
+const NODE_START_TIMEOUT_S: u64 = 120;
+
+/// A node's container as testcontainers holds it.
+type NodeContainer = ContainerAsync<GenericImage>;
 
 /// Runs started by this process and not yet torn down, for [`remove_live_runs`].
 static LIVE_RUNS: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -110,6 +124,8 @@ pub struct Cluster {
     network: String,
     system: System,
     nodes: Vec<Node>,
+    /// Node name -> its testcontainers handle (lifecycle calls go through it).
+    containers: HashMap<String, NodeContainer>,
     ips: Mutex<HashMap<String, IpAddr>>,
     logs_dir: Option<PathBuf>,
     ready_in: Duration,
@@ -148,17 +164,23 @@ impl Cluster {
             network,
             system,
             nodes: vec![],
+            containers: HashMap::new(),
             ips: Mutex::new(HashMap::new()),
             logs_dir: opts.logs_dir.clone(),
             ready_in: Duration::ZERO,
             torn_down: false,
         };
         cluster.create_network().await?;
+        let staged = StagedFiles::new(&cluster.run_id)?;
         let specs = cluster.system.nodes.clone();
-        let launches = specs.iter().map(|spec| cluster.launch_node(spec, &opts));
+        let launches = specs
+            .iter()
+            .map(|spec| cluster.launch_node(spec, &opts, &staged));
         let launched = futures_util::future::join_all(launches).await;
-        for node in launched {
-            cluster.nodes.push(node?);
+        for launch in launched {
+            let (node, container) = launch?;
+            cluster.containers.insert(node.name.clone(), container);
+            cluster.nodes.push(node);
         }
         let ready_timeout = opts.ready_timeout.unwrap_or(cluster.system.ready_timeout);
         if let Err(e) = cluster.wait_ready(ready_timeout).await {
@@ -188,99 +210,88 @@ impl Cluster {
         format!("fl-{}-{node}", self.run_id)
     }
 
-    async fn create_node(&self, spec: &NodeSpec, opts: &ClusterOptions) -> Result<Node> {
-        let name = self.container_name(&spec.name);
-        let ports = pick_host_ports(&spec.ports)?;
+    /// What testcontainers is asked to make for one node: image, name, host name, run network,
+    /// labels, command, environment, files, loopback ports, NET_ADMIN and `ClusterOptions::cap_add`.
+    fn node_request(
+        &self,
+        spec: &NodeSpec,
+        opts: &ClusterOptions,
+        ports: &BTreeMap<String, (u16, u16)>,
+        files: &[(String, CopyDataSource)],
+    ) -> ContainerRequest<GenericImage> {
+        let (repository, tag) = image_parts(&self.system.image);
         let mut labels = docker::run_labels(&self.run_id, &self.system.name);
         labels.insert(docker::LABEL_NODE.into(), spec.name.clone());
-        let env: Vec<String> = spec
-            .env
-            .iter()
-            .chain(opts.env.iter())
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let body = ContainerCreateBody {
-            image: Some(self.system.image.clone()),
-            hostname: Some(spec.name.clone()),
-            cmd: Some(spec.cmd.clone()),
-            env: Some(env),
-            labels: Some(labels),
-            exposed_ports: Some(
-                spec.ports
-                    .iter()
-                    .map(|p| format!("{}/tcp", p.container_port))
-                    .collect(),
-            ),
-            host_config: Some(HostConfig {
-                cap_add: Some(
-                    std::iter::once("NET_ADMIN".to_string())
-                        .chain(opts.cap_add.iter().cloned())
-                        .collect(),
-                ),
-                port_bindings: Some(port_bindings(&ports)),
-                network_mode: Some(self.network.clone()),
-                ..Default::default()
-            }),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    self.network.clone(),
-                    EndpointSettings {
-                        aliases: Some(vec![spec.name.clone()]),
-                        ..Default::default()
-                    },
-                )])),
-            }),
-            ..Default::default()
-        };
-        let created = self
-            .docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(name.clone()),
-                    ..Default::default()
-                }),
-                body,
-            )
-            .await
-            .with_context(|| format!("creating the container of node {}", spec.name))?;
-        let mut files = spec.files.clone();
-        files.extend(opts.files.iter().cloned());
-        files.push(NodeFile {
-            path: format!("{}/.keep", spec.data_dir),
-            contents: vec![],
-            mode: 0o644,
+        let mut request = GenericImage::new(repository, tag)
+            .with_container_name(self.container_name(&spec.name))
+            .with_hostname(spec.name.clone())
+            .with_network(self.network.clone())
+            .with_labels(labels)
+            .with_cmd(spec.cmd.clone())
+            .with_cap_add("NET_ADMIN")
+            .with_startup_timeout(Duration::from_secs(NODE_START_TIMEOUT_S));
+        for (k, v) in spec.env.iter().chain(opts.env.iter()) {
+            request = request.with_env_var(k.clone(), v.clone());
+        }
+        for cap in &opts.cap_add {
+            request = request.with_cap_add(cap.clone());
+        }
+        for (container_port, host_port) in ports.values() {
+            request = request.with_mapped_port(*host_port, container_port.tcp());
+        }
+        // testcontainers publishes mapped ports on every interface; nodes listen on loopback only.
+        let bindings = port_bindings(ports);
+        request = request.with_host_config_modifier(move |host| {
+            host.port_bindings = Some(bindings.clone());
         });
-        self.upload(&created.id, &files)
-            .await
-            .with_context(|| format!("copying files into node {}", spec.name))?;
-        Ok(Node {
-            name: spec.name.clone(),
-            role: spec.role.clone(),
-            container_id: created.id,
-            container_name: name,
-            ports,
-        })
+        for (target, source) in files {
+            request = request.with_copy_to(target.clone(), source.clone());
+        }
+        request
     }
 
     /// Creates and starts one node. If Docker says a host port picked for it was taken by
     /// another process meanwhile, the container is removed and made again with other ports
     /// (bounded attempts).
-    async fn launch_node(&self, spec: &NodeSpec, opts: &ClusterOptions) -> Result<Node> {
+    async fn launch_node(
+        &self,
+        spec: &NodeSpec,
+        opts: &ClusterOptions,
+        staged: &StagedFiles,
+    ) -> Result<(Node, NodeContainer)> {
+        let name = self.container_name(&spec.name);
+        let keep = NodeFile {
+            path: format!("{}/.keep", spec.data_dir),
+            contents: vec![],
+            mode: 0o644,
+        };
+        let files = spec
+            .files
+            .iter()
+            .chain(opts.files.iter())
+            .chain([&keep])
+            .map(|f| Ok((f.path.clone(), staged.source(&spec.name, f)?)))
+            .collect::<Result<Vec<_>>>()
+            .with_context(|| format!("staging the files of node {}", spec.name))?;
         let mut attempt = 1;
         loop {
-            let node = self.create_node(spec, opts).await?;
-            match self.docker.start_container(&node.container_id, None).await {
-                Ok(()) => return Ok(node),
-                Err(e) if attempt < PORT_PICK_ATTEMPTS_MAX && is_port_taken(&e) => {
+            let ports = pick_host_ports(&spec.ports)?;
+            let request = self.node_request(spec, opts, &ports, &files);
+            match request.start().await {
+                Ok(container) => {
+                    let node = Node {
+                        name: spec.name.clone(),
+                        role: spec.role.clone(),
+                        container_id: container.id().to_string(),
+                        container_name: name,
+                        ports,
+                    };
+                    return Ok((node, container));
+                }
+                Err(e) if attempt < PORT_PICK_ATTEMPTS_MAX && is_port_taken(&e.to_string()) => {
                     attempt += 1;
-                    self.docker
-                        .remove_container(
-                            &node.container_id,
-                            Some(bollard::query_parameters::RemoveContainerOptions {
-                                force: true,
-                                ..Default::default()
-                            }),
-                        )
+                    // A failed start leaves the created container behind: remove it by name.
+                    docker::remove_container(&self.docker, &name)
                         .await
                         .with_context(|| format!("removing node {} to retry", spec.name))?;
                 }
@@ -289,6 +300,7 @@ impl Cluster {
         }
     }
 
+    /// Copies files into an existing container (testcontainers copies only at creation).
     async fn upload(&self, container: &str, files: &[NodeFile]) -> Result<()> {
         if files.is_empty() {
             return Ok(());
@@ -305,6 +317,13 @@ impl Cluster {
             )
             .await?;
         Ok(())
+    }
+
+    fn container(&self, node: &str) -> Result<&NodeContainer> {
+        self.node(node)?;
+        self.containers
+            .get(node)
+            .ok_or_else(|| anyhow!("node {node} has no container"))
     }
 
     /// The run id on every label.
@@ -433,9 +452,9 @@ impl Cluster {
         cmd: &[&str],
         timeout: Duration,
     ) -> Result<ExecOutput> {
-        let id = self.container_id(node)?.to_string();
+        let container = self.container(node)?;
         let what = format!("`{}` in node {node}", cmd.join(" "));
-        tokio::time::timeout(timeout, exec_in(&self.docker, &id, cmd))
+        tokio::time::timeout(timeout, exec_in(container, cmd))
             .await
             .map_err(|_| anyhow!("{what} did not finish within {} s", timeout.as_secs()))?
             .with_context(|| format!("running {what}"))
@@ -458,26 +477,23 @@ impl Cluster {
     /// Starts a stopped or killed node again, with the data it had. Does not wait for readiness:
     /// see [`Cluster::wait_node_ready`].
     pub async fn start(&self, node: &str) -> Result<()> {
-        let id = self.container_id(node)?;
-        self.docker
-            .start_container(id, None)
+        self.container(node)?
+            .start()
             .await
             .with_context(|| format!("starting node {node}"))
     }
 
     /// Freezes every process of the node (SIGSTOP-like, through the cgroup freezer).
     pub async fn pause(&self, node: &str) -> Result<()> {
-        let id = self.container_id(node)?;
-        self.docker
-            .pause_container(id)
+        self.container(node)?
+            .pause()
             .await
             .with_context(|| format!("pausing node {node}"))
     }
 
     pub async fn unpause(&self, node: &str) -> Result<()> {
-        let id = self.container_id(node)?;
-        self.docker
-            .unpause_container(id)
+        self.container(node)?
+            .unpause()
             .await
             .with_context(|| format!("resuming node {node}"))
     }
@@ -534,8 +550,7 @@ impl Cluster {
 
     /// The node's stdout and stderr so far.
     pub async fn logs(&self, node: &str) -> Result<String> {
-        let id = self.container_id(node)?;
-        container_logs(&self.docker, id, None)
+        container_logs(self.container(node)?)
             .await
             .with_context(|| format!("reading the logs of node {node}"))
     }
@@ -545,7 +560,7 @@ impl Cluster {
     pub async fn collect_logs(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for n in &self.nodes {
-            let text = container_logs(&self.docker, &n.container_id, None).await?;
+            let text = container_logs(self.container(&n.name)?).await?;
             let path = dir.join(format!("{}.log", n.name));
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
             let spec = self.system.node(&n.name).expect("nodes come from the spec");
@@ -630,13 +645,15 @@ impl Cluster {
     }
 
     async fn log_tail(&self, node: &str) -> String {
-        let Ok(id) = self.container_id(node) else {
+        let Ok(container) = self.container(node) else {
             return String::new();
         };
-        let tail = container_logs(&self.docker, id, Some(ERROR_LOG_LINES))
+        let logs = container_logs(container)
             .await
             .unwrap_or_else(|e| format!("(logs unavailable: {e})"));
-        tail.lines()
+        let lines: Vec<&str> = logs.lines().collect();
+        lines[lines.len().saturating_sub(ERROR_LOG_LINES)..]
+            .iter()
             .map(|l| format!("  {node}| {l}"))
             .collect::<Vec<_>>()
             .join("\n")
@@ -731,12 +748,29 @@ impl Cluster {
             Some(dir) => self.collect_logs(&dir).await,
             None => Ok(()),
         };
+        // Each node through testcontainers first, then whatever carries the run label (the
+        // network, and anything a failed or cancelled step left behind).
+        let containers: Vec<(String, NodeContainer)> = self.containers.drain().collect();
+        let removals = containers.into_iter().map(|(name, c)| async move {
+            let id = c.id().to_string();
+            c.rm().await.map(|()| id).map_err(|e| (name, e))
+        });
+        let mut by_testcontainers = vec![];
+        for r in futures_util::future::join_all(removals).await {
+            match r {
+                Ok(id) => by_testcontainers.push(id),
+                // The label sweep below removes it; it says so if it cannot.
+                Err((name, e)) => eprintln!("faultline: removing node {name}: {e}"),
+            }
+        }
         let removed = docker::remove_run(&self.docker, &self.run_id).await;
         if removed.is_ok() {
             self.torn_down = true;
             forget_live_run(&self.run_id);
         }
-        let removed = removed?;
+        let mut removed = removed?;
+        by_testcontainers.retain(|id| !removed.containers.contains(id));
+        removed.containers.extend(by_testcontainers);
         logs.context("collecting node logs")?;
         Ok(removed)
     }
@@ -758,6 +792,13 @@ impl Drop for Cluster {
                 Ok(r)
             }
         });
+        // The handles' own Drop asks Docker to remove what the sweep already removed; it needs
+        // a tokio runtime, so without one they are let go (nothing of theirs is left to remove).
+        if tokio::runtime::Handle::try_current().is_err() {
+            for (_, c) in self.containers.drain() {
+                std::mem::forget(c);
+            }
+        }
         match result {
             Ok(_) => forget_live_run(&self.run_id),
             Err(e) => eprintln!(
@@ -832,8 +873,7 @@ fn port_bindings(
         .collect()
 }
 
-fn is_port_taken(e: &bollard::errors::Error) -> bool {
-    let s = e.to_string();
+fn is_port_taken(s: &str) -> bool {
     s.contains("port is already allocated") || s.contains("address already in use")
 }
 
@@ -869,43 +909,19 @@ fn tar_of(files: &[NodeFile]) -> Result<Vec<u8>> {
     Ok(b.into_inner()?)
 }
 
-async fn exec_in(docker: &Docker, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
-    let exec = docker
-        .create_exec(
-            container,
-            CreateExecOptions {
-                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
+/// Runs `cmd` through testcontainers; the output is stdout followed by stderr.
+async fn exec_in(container: &NodeContainer, cmd: &[&str]) -> Result<ExecOutput> {
+    let mut exec = container
+        .exec(ExecCommand::new(cmd.iter().copied()))
         .await?;
-    let mut output = Vec::new();
-    match docker
-        .start_exec(
-            &exec.id,
-            Some(StartExecOptions {
-                detach: false,
-                tty: false,
-                output_capacity: None,
-            }),
-        )
-        .await?
-    {
-        StartExecResults::Attached {
-            output: mut out, ..
-        } => {
-            while let Some(chunk) = out.next().await {
-                output.extend_from_slice(&chunk?.into_bytes());
-            }
-        }
-        StartExecResults::Detached => bail!("exec started detached"),
-    }
-    let exit_code = docker
-        .inspect_exec(&exec.id)
-        .await?
-        .exit_code
+    let mut output = exec.stdout_to_vec().await?;
+    output.extend(exec.stderr_to_vec().await?);
+    // `ExecResult::exit_code` borrows the result across an await, and the result is not `Sync`
+    // (it owns its output streams), so that future is not `Send`: it runs on a blocking thread.
+    let handle = tokio::runtime::Handle::current();
+    let exit_code = tokio::task::spawn_blocking(move || handle.block_on(exec.exit_code()))
+        .await
+        .context("the exec status thread")??
         .ok_or_else(|| anyhow!("exec finished without an exit code"))?;
     Ok(ExecOutput {
         exit_code,
@@ -913,21 +929,76 @@ async fn exec_in(docker: &Docker, container: &str, cmd: &[&str]) -> Result<ExecO
     })
 }
 
-async fn container_logs(docker: &Docker, id: &str, tail: Option<usize>) -> Result<String> {
-    let mut stream = docker.logs(
-        id,
-        Some(LogsOptions {
-            stdout: true,
-            stderr: true,
-            tail: tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into()),
-            ..Default::default()
-        }),
-    );
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        out.extend_from_slice(&chunk?.into_bytes());
+/// A node's whole log through testcontainers: stdout, then stderr (testcontainers reads the two
+/// streams apart; most servers write their log to one of them).
+async fn container_logs(container: &NodeContainer) -> Result<String> {
+    let mut out = container.stdout_to_vec().await?;
+    let err = container.stderr_to_vec().await?;
+    if !out.is_empty() && !err.is_empty() && !out.ends_with(b"\n") {
+        out.push(b'\n');
     }
+    out.extend(err);
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Node files on their way into containers. testcontainers copies bytes with mode 0644 (its
+/// mode option is not public) and a host file with that file's mode, so a file with another mode
+/// (a script, a binary) is written once into a folder of the run's own and copied from there.
+/// The folder is made with `create_dir` (never an existing one) and removed on drop.
+struct StagedFiles {
+    dir: PathBuf,
+}
+
+impl StagedFiles {
+    const DEFAULT_MODE: u32 = 0o644;
+
+    fn new(run_id: &str) -> Result<StagedFiles> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!("faultline-files-{run_id}"));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        Ok(StagedFiles { dir })
+    }
+
+    fn source(&self, node: &str, file: &NodeFile) -> Result<CopyDataSource> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        assert!(
+            file.path.starts_with('/'),
+            "node file paths are absolute: {}",
+            file.path
+        );
+        if file.mode == Self::DEFAULT_MODE {
+            return Ok(CopyDataSource::Data(file.contents.clone()));
+        }
+        let dir = self.dir.join(node);
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(sanitize(&file.path));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(file.mode)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        std::io::Write::write_all(&mut f, &file.contents)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode))?;
+        Ok(CopyDataSource::File(path))
+    }
+}
+
+impl Drop for StagedFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `repository:tag` split where the tag begins (a registry port is not a tag).
+fn image_parts(image: &str) -> (String, String) {
+    match image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
+        _ => (image.to_string(), "latest".to_string()),
+    }
 }
 
 /// Copies `path` out of a container into folder `into` (a tar stream unpacked there).

@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Workload time limit of every run, replacing each plan's (e.g. 10s).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub time_limit_each: Option<String>,
     /// Exit 1 when a scenario is detected in fewer of its bug-on runs than this (0: never).
     #[arg(long, value_name = "N", default_value_t = 0)]

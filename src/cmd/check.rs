@@ -11,19 +11,80 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// What each checker of `CHECKER_NAMES` catches, one line each, for `check --help`.
+const CHECKER_HELP: &[(&str, &str)] = &[
+    (
+        "stats",
+        "counts ops by function and outcome; never invalid (a first look)",
+    ),
+    (
+        "linearizable",
+        "stale reads, lost writes: no real-time order of the ops explains them",
+    ),
+    (
+        "delivery",
+        "lost, duplicated, reordered, double-committed messages; offset errors",
+    ),
+    (
+        "set",
+        "lost, stale, unexpected and duplicate elements of a grow-only set",
+    ),
+    ("unique", "an id created or handed out twice"),
+    (
+        "idempotency",
+        "a key with more than one effect, or differing responses to one request",
+    ),
+    (
+        "versioned-append",
+        "two appends accepted at one version; reads that disagree on a stream",
+    ),
+    ("counter", "a read outside the bounds the increments allow"),
+    (
+        "bank",
+        "a read whose balances do not sum to the conserved total",
+    ),
+    (
+        "list-append",
+        "G0, G1, G-single, G2-item cycles among list-append txns",
+    ),
+    (
+        "rw-register",
+        "G1, G-single, G2-item cycles among read-write register txns",
+    ),
+];
+
+/// The text after the options: the checkers, examples (each fits a line), exit codes.
+fn after_help() -> String {
+    let mut text = String::from("Checkers:\n");
+    for name in checkers::CHECKER_NAMES {
+        let what = CHECKER_HELP
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, w)| *w);
+        text.push_str(&format!("  {name:<17} {what}\n"));
+    }
+    text.push_str(
+        "\nExamples:\n  \
+faultline check testdata/porcupine/etcd/etcd_000.log \\\n      \
+--checker linearizable --model cas-register\n  \
+faultline check histories/*.log --checker stats\n  \
+faultline check run/history.jsonl --checker delivery \\\n      \
+--guarantee at-least-once --json\n  \
+faultline check txns.edn --checker list-append \\\n      \
+--consistency-model snapshot-isolation\n\n\
+Exit codes: 0 valid, 1 invalid, 2 unknown, 3 bad input or harness error.",
+    );
+    text
+}
+
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  \
-  faultline check testdata/porcupine/etcd/etcd_000.log --checker linearizable --model cas-register\n  \
-  faultline check histories/*.log --checker stats\n  \
-  faultline check run/history.jsonl --checker delivery --guarantee at-least-once --json\n  \
-  faultline check txns.edn --checker list-append --consistency-model snapshot-isolation\n\n\
-Exit codes: 0 valid, 1 invalid, 2 unknown, 3 bad input or harness error.")]
+#[command(after_help = after_help())]
 pub struct Args {
     /// History files: faultline JSONL, Jepsen EDN, or Jepsen log lines (detected from content).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
-    /// The checker to run (see the list below for what each one catches).
+    /// The checker to run (the list below says what each one catches).
     #[arg(long, short = 'c', default_value = "linearizable", value_parser = checker_name)]
     pub checker: String,
 
@@ -61,7 +122,7 @@ pub struct Args {
     pub consistency_model: Option<String>,
 
     /// Give up with `unknown` after this long per file (e.g. 30s, 500ms, 2m).
-    #[arg(long, value_name = "DURATION", value_parser = faultline::units::duration)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = faultline::units::duration)]
     pub time_limit: Option<Duration>,
 
     /// Give up with `unknown` when a checker's search state would exceed this (e.g. 512MiB, 4GiB).
@@ -282,15 +343,7 @@ fn print_one(o: &FileOutcome, timing: bool) {
         ms(r.elapsed_ms)
     );
     println!("  {}", r.summary);
-    for a in r.anomalies.iter().take(20) {
-        println!("  - {}: {}", a.kind, a.explanation);
-    }
-    if r.anomalies.len() > 20 {
-        println!(
-            "  ... and {} more anomalies (--json shows all)",
-            r.anomalies.len() - 20
-        );
-    }
+    print_anomalies(&r.anomalies);
     if timing {
         println!(
             "  timing: read {}, check {}, peak memory {}",
@@ -298,6 +351,32 @@ fn print_one(o: &FileOutcome, timing: bool) {
             ms(r.elapsed_ms),
             mib(o.peak_rss_bytes)
         );
+    }
+}
+
+/// Anomalies listed per kind in the terminal before the rest are only counted.
+const ANOMALIES_PER_KIND_SHOWN: usize = 3;
+
+/// One line per kind (count and meaning), its first few anomalies, and a count of the rest
+/// with a pointer to `--json`, so a history with thousands of anomalies stays readable.
+fn print_anomalies(anomalies: &[checkers::Anomaly]) {
+    let mut hidden = 0;
+    for (kind, group) in reports::by_kind(anomalies) {
+        match reports::kind_meaning(kind) {
+            Some(meaning) => println!("  {kind} × {}: {meaning}", group.len()),
+            None => println!("  {kind} × {}", group.len()),
+        }
+        for a in group.iter().take(ANOMALIES_PER_KIND_SHOWN) {
+            println!("    - {}", a.explanation);
+        }
+        let rest = group.len().saturating_sub(ANOMALIES_PER_KIND_SHOWN);
+        if rest > 0 {
+            println!("    ... and {rest} more {kind}");
+        }
+        hidden += rest;
+    }
+    if hidden > 0 {
+        println!("  ({hidden} anomalies not listed here: --json lists every one)");
     }
 }
 

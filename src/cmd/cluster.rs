@@ -46,13 +46,13 @@ pub struct UpArgs {
     #[arg(long, value_name = "N")]
     pub nodes: Option<usize>,
     /// How long to hold the cluster once ready (e.g. 30s, 5m); default: until Ctrl-C.
-    #[arg(long, value_name = "DURATION", value_parser = faultline::units::duration)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = faultline::units::duration)]
     pub hold: Option<Duration>,
     /// Collect node logs into this folder at teardown.
     #[arg(long, value_name = "DIR")]
     pub logs: Option<PathBuf>,
     /// Longest wait for the cluster to be ready (default: the system's).
-    #[arg(long, value_name = "DURATION", value_parser = faultline::units::duration)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = faultline::units::duration)]
     pub ready_timeout: Option<Duration>,
 }
 

@@ -2,7 +2,9 @@
 //!
 //! The report is a pure function of the run directory (`history.jsonl`, `results.json`,
 //! `plan.json`), so it can be rebuilt after an upgrade, on another machine, or from a copied
-//! run. A missing or malformed file is a one-line error naming it (exit 3).
+//! run. A missing or malformed file is a one-line error naming it (exit 3). A run whose
+//! controller was killed (no `results.json`) is checked first, its results written saying that
+//! the run did not finish.
 
 use anyhow::Result;
 use std::path::PathBuf;
@@ -13,7 +15,8 @@ use std::path::PathBuf;
   faultline report store/latest --store store\n\n\
 Exit codes: 0 written, 3 a missing or malformed file.")]
 pub struct Args {
-    /// The run directory: holds history.jsonl, results.json and plan.json.
+    /// The run directory: holds history.jsonl, results.json and plan.json (without results.json,
+    /// the history is checked first and results.json written).
     #[arg(value_name = "RUN_DIR")]
     pub run_dir: PathBuf,
 
@@ -23,6 +26,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<i32> {
+    if let Some(r) = faultline::run::finish_unfinished(&args.run_dir)? {
+        eprintln!(
+            "faultline: the run did not finish (no results.json: its controller was stopped, e.g. kill -9); checked its history: verdict {}; wrote results.json",
+            r.verdict
+        );
+    }
     let rendered = reports::regenerate(&args.run_dir)?;
     for note in &rendered.notes {
         eprintln!("faultline: note: {note}");

@@ -13,7 +13,8 @@ use std::path::PathBuf;
     after_help = "With no options: the default plan, a 3-node etcd cluster, the register \
 workload, partitions and kills every 10 s, for 60 s.\n\nExamples:\n  \
 faultline run\n  \
-faultline run --system etcd --workload register --nemesis partition,kill --time-limit 60s --concurrency 10 --rate 500 --seed 7\n  \
+faultline run --system etcd --workload register --nemesis partition,kill \\\n      \
+--time-limit 60s --concurrency 10 --rate 500 --seed 7\n  \
 faultline run --plan plans/etcd-register.toml --seed 7\n\n\
 Exit codes: 0 valid, 1 an anomaly was found (invalid), 2 unknown, 3 harness error."
 )]
@@ -36,10 +37,10 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     pub nemesis: Option<Vec<String>>,
     /// Time between fault changes (e.g. 10s).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub nemesis_interval: Option<String>,
     /// How long the workload runs before the final heal and checks (e.g. 60s).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub time_limit: Option<String>,
     /// Concurrent client processes.
     #[arg(long)]
@@ -57,7 +58,7 @@ pub struct Args {
     #[arg(long)]
     pub keys: Option<u32>,
     /// Per-operation timeout; slower operations are recorded as indeterminate (info).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub op_timeout: Option<String>,
     /// Store folder for runs.
     #[arg(long, value_name = "DIR")]

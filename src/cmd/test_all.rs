@@ -32,10 +32,10 @@ pub struct Args {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Workload time limit of every run, replacing each plan's time_limit (e.g. 60s).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub time_limit_each: Option<String>,
     /// Bound on the whole matrix (e.g. 30m): runs that would not fit are skipped and reported.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub time_limit_total: Option<String>,
     /// Stop after the first run that is not valid; the rest are reported skipped.
     #[arg(long)]

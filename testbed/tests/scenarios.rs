@@ -5,8 +5,8 @@
 // The testbed client is compiled from its source in workloads/ (see tests/common/mod.rs).
 pub use workloads::{client, generator, op, stall, workload};
 mod common;
-#[path = "../../workloads/src/clients/testbed.rs"]
-#[allow(dead_code)]
+#[path = "../../workloads/src/clients/testbed/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod tb;
 
 use checkers::{CheckOptions, EventType};

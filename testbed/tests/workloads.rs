@@ -6,8 +6,8 @@
 
 pub use workloads::{client, generator, op, stall, workload};
 mod common;
-#[path = "../../workloads/src/clients/testbed.rs"]
-#[allow(dead_code)]
+#[path = "../../workloads/src/clients/testbed/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod tb;
 
 use checkers::{Budget, Verdict};

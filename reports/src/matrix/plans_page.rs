@@ -5,7 +5,7 @@
 //! unknown and invalid both count as not passing, runs without results (killed) are shown but
 //! not counted.
 
-use crate::escape::push_html;
+use crate::escape::{push_html, url_segment};
 use crate::html::{head, verdict_badge};
 use crate::results::{write_atomic, RunResults, INDEX_FILE};
 use crate::store::{scan_store, StoreRun};
@@ -130,18 +130,6 @@ pub fn render_plans_page(store: &Path) -> Result<PathBuf> {
 
 fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_string(), |p| format!("{p:.0}%"))
-}
-
-fn url_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
 }
 
 fn run_href(run: &StoreRun) -> String {

@@ -2,7 +2,7 @@
 //! through the real testbed client and record them into an in-memory history, and the one
 //! helper that judges a history with the checker the scenario names.
 //!
-//! The testbed client lives in `workloads/src/clients/testbed.rs` and names its siblings as
+//! The testbed client lives in `workloads/src/clients/testbed/` and names its siblings as
 //! `crate::client`, `crate::op`, ...; each test file re-exports those workloads modules at its
 //! root and includes the client's source as the module `tb` (see the top of each test file), so
 //! the tests exercise exactly the code a run uses.
