@@ -39,6 +39,8 @@ enum Command {
     Cluster(cmd::cluster::Args),
     /// Remove containers and networks that killed faultline runs left behind.
     Clean(cmd::clean::Args),
+    /// Start testing your own system: write NAME/plan.toml and a client skeleton to edit.
+    Init(cmd::init::Args),
 }
 
 /// Exit code for bad input or a harness error.
@@ -69,6 +71,7 @@ fn main() {
         Command::Images(args) => cmd::images::run(args),
         Command::Cluster(args) => cmd::cluster::run(args),
         Command::Clean(args) => cmd::clean::run(args),
+        Command::Init(args) => cmd::init::run(args),
     };
     let code = match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@ pub mod clean;
 pub mod cluster;
 pub mod convert;
 pub mod images;
+pub mod init;
 pub mod proxy;
 pub mod report;
 pub mod run;
