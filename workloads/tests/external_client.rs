@@ -375,3 +375,135 @@ fn every_external_workload_builds_and_bad_options_name_themselves() {
     let e = external_workload("bank", &Default::default()).unwrap_err();
     assert!(e.contains("no workload \"bank\""), "{e}");
 }
+
+/// A correct reference of every workload in one JSON file under an exclusive lock (so it is
+/// atomic across processes): what a user's client answers, operation by operation.
+const EVERY_WORKLOAD: &str = r#"
+ACK_WAIT_S = float(os.environ.get("ACK_WAIT_S", "0"))
+def handle(op):
+    with open(os.path.join(STATE, "lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = os.path.join(STATE, "state.json")
+        s = json.load(open(path)) if os.path.exists(path) else {
+            "ready": [], "pending": {}, "set": [], "effects": {}, "responses": {}, "streams": {}}
+        reply = step(s, op["f"], op.get("key"), op.get("value"))
+        json.dump(s, open(path + ".tmp", "w")); os.replace(path + ".tmp", path)
+        return reply
+
+def take(s, n):
+    now = time.time()
+    for i, t in list(s["pending"].items()):
+        if now - t > ACK_WAIT_S:
+            del s["pending"][i]; s["ready"].append(int(i))
+    got, s["ready"] = s["ready"][:n], s["ready"][n:]
+    if ACK_WAIT_S:
+        for i in got: s["pending"][str(i)] = now
+    return {"type": "ok", "value": [{"id": i} for i in got]}
+
+def step(s, f, key, value):
+    if f == "produce":
+        if not (os.environ.get("LOSE") and value["id"] % 10 == 3):
+            s["ready"].append(value["id"])
+        return {"type": "ok"}
+    if f == "consume":
+        return take(s, 1)
+    if f == "drain":
+        return take(s, len(s["ready"]) + len(s["pending"]))
+    if f == "ack":
+        if str(value["id"]) in s["pending"]:
+            del s["pending"][str(value["id"])]; return {"type": "ok"}
+        return {"type": "fail", "error": "not-pending"}
+    if f == "add":
+        s["set"].append(value); return {"type": "ok"}
+    if f == "read" and key == "set":
+        return {"type": "ok", "value": s["set"]}
+    if f == "request":
+        if key not in s["responses"]:
+            s["effects"][key] = 1; s["responses"][key] = {"created": key}
+        return {"type": "ok", "value": s["responses"][key]}
+    if f == "effects":
+        return {"type": "ok", "value": s["effects"].get(key, 0)}
+    if f == "append":
+        stream = s["streams"].setdefault(key, [])
+        if len(stream) != value["expected"]:
+            return {"type": "fail", "error": "conflict"}
+        stream.append(value["event"]); return {"type": "ok"}
+    if f == "read":
+        return {"type": "ok", "value": s["streams"].get(key, [])}
+    return {"type": "fail", "error": "unknown operation " + f}
+main(handle)
+"#;
+
+/// Runs `workload` (with `[client]` options) against the reference for `ops` operations and its
+/// final phase; returns every checker's verdict with its summary.
+async fn reference_verdicts(
+    workload: &str,
+    client: &[(&str, Value)],
+    env: &[(&str, &str)],
+) -> Vec<(Verdict, String)> {
+    let fx = Fixture::new();
+    let mut opts = workloads::WorkloadOptions::default();
+    for (k, v) in client {
+        opts.client.insert(k.to_string(), v.clone());
+    }
+    let w = external_workload(workload, &opts).unwrap();
+    let path = fx.path("history.jsonl");
+    let recorder = Recorder::create(&path).unwrap();
+    let mut config = RunnerConfig::new(4, vec!["n1".into(), "n2".into()], 9);
+    config.connect_timeout = Duration::from_secs(15);
+    let factory = std::sync::Arc::new(fx.factory(EVERY_WORKLOAD, env));
+    let mut runner = Runner::start(config, factory, recorder.clone())
+        .await
+        .unwrap();
+    let limits = PhaseLimits {
+        time_limit: Duration::from_secs(60),
+        grace: Duration::from_secs(2),
+    };
+    let cancel = CancellationToken::new();
+    runner
+        .run_phase(generator::limit(150, w.generator), limits, &cancel)
+        .await
+        .unwrap();
+    if let Some(fin) = w.final_generator {
+        runner.run_phase(fin, limits, &cancel).await.unwrap();
+    }
+    runner.close().await.unwrap();
+    recorder.finish().await.unwrap();
+    let history = checkers::formats::read_path(&path, None).unwrap();
+    w.checkers
+        .iter()
+        .map(|spec| {
+            let checker = checkers::by_name(&spec.name, &spec.options).unwrap();
+            let r = checkers::run_checker(checker.as_ref(), &history, &Budget::default()).unwrap();
+            (
+                r.verdict,
+                format!("{workload}/{}: {}", spec.name, r.summary),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_workload_is_expressible_by_a_client_in_another_language() {
+    let runs: Vec<(&str, Vec<(&str, Value)>, Vec<(&str, &str)>)> = vec![
+        ("queue", vec![], vec![]),
+        (
+            "queue",
+            vec![("ack-wait", json!("300ms"))],
+            vec![("ACK_WAIT_S", "0.3")],
+        ),
+        ("set", vec![], vec![]),
+        ("idempotency", vec![], vec![]),
+        ("versioned-append", vec![], vec![]),
+    ];
+    for (workload, client, env) in runs {
+        let verdicts = reference_verdicts(workload, &client, &env).await;
+        assert!(!verdicts.is_empty());
+        for (verdict, summary) in verdicts {
+            assert_eq!(verdict, Verdict::Valid, "{summary}");
+        }
+    }
+    // The same reference losing every tenth acknowledged message is caught.
+    let lossy = reference_verdicts("queue", &[], &[("LOSE", "1")]).await;
+    assert_eq!(lossy[0].0, Verdict::Invalid, "{}", lossy[0].1);
+}
