@@ -485,7 +485,9 @@ async fn reference_verdicts(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_workload_is_expressible_by_a_client_in_another_language() {
-    let runs: Vec<(&str, Vec<(&str, Value)>, Vec<(&str, &str)>)> = vec![
+    /// A workload, its `[client]` options and the reference's environment.
+    type Case<'a> = (&'a str, Vec<(&'a str, Value)>, Vec<(&'a str, &'a str)>);
+    let runs: Vec<Case> = vec![
         ("queue", vec![], vec![]),
         (
             "queue",
