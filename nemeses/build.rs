@@ -1,5 +1,7 @@
 //! Builds the clock shim (clockshim/clockshim.c) into a shared library that `nemeses::clock`
-//! embeds with `include_bytes!`, so the faultline binary carries it into node containers.
+//! embeds with `include_bytes!`, so the faultline binary carries it into node containers; on
+//! x86_64 Linux also the vDSO clock patch (clockshim/vdsopatch.c) that `nemeses::vdso_clock`
+//! copies into running processes.
 //!
 //! The `cc` crate finds the C compiler (honouring CC and the target); it builds static archives
 //! only, so the compiler it found is run directly with the flags of a freestanding shared object:
@@ -12,14 +14,26 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    build_shim(&out);
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if arch == "x86_64" && os == "linux" {
+        build_vdso_patch(&out);
+    }
+}
+
+/// The compiler `cc` finds for the target, as a command to add arguments to.
+fn compiler() -> Command {
+    cc::Build::new().opt_level(2).get_compiler().to_command()
+}
+
+fn build_shim(out: &std::path::Path) {
     let src = "clockshim/clockshim.c";
     println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-changed=build.rs");
-    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let so = out.join("libfaultline_clock.so");
-
-    let compiler = cc::Build::new().opt_level(2).get_compiler();
-    let mut cmd: Command = compiler.to_command();
+    let mut cmd = compiler();
     cmd.args([
         "-shared",
         "-fPIC",
@@ -36,6 +50,46 @@ fn main() {
         "-Wl,-z,defs",
         "-Wl,--hash-style=both",
         "-Wl,-soname,libfaultline_clock.so",
+        "-s",
+        "-o",
+    ])
+    .arg(&so)
+    .arg(src);
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler for {src}: {e}"));
+    assert!(status.success(), "compiling {src} failed: {status}");
+}
+
+/// The vDSO clock patch (clockshim/vdsopatch.c, x86_64 only) that `nemeses::vdso_clock` copies
+/// into a running process. Built like the shim, plus: general-purpose registers only, no jump
+/// tables, no CET notes and no RELRO, so that the image needs no relocation at all (checked by
+/// the module's tests) and runs on whatever stack the vDSO's caller provides.
+fn build_vdso_patch(out: &std::path::Path) {
+    let src = "clockshim/vdsopatch.c";
+    println!("cargo:rerun-if-changed={src}");
+    let so = out.join("libfaultline_vdso.so");
+    let mut cmd = compiler();
+    cmd.args([
+        "-shared",
+        "-fPIC",
+        "-O2",
+        "-nostdlib",
+        "-ffreestanding",
+        "-fno-builtin",
+        "-fno-stack-protector",
+        "-fvisibility=hidden",
+        "-fno-asynchronous-unwind-tables",
+        "-mgeneral-regs-only",
+        "-fno-jump-tables",
+        "-fcf-protection=none",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-Wl,-z,defs",
+        "-Wl,-z,norelro",
+        "-Wl,--hash-style=both",
+        "-Wl,-soname,libfaultline_vdso.so",
         "-s",
         "-o",
     ])

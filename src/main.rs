@@ -23,6 +23,8 @@ enum Command {
     Run(Box<cmd::run::Args>),
     /// Run a matrix of plans, each several times with derived seeds: one table, one exit code.
     TestAll(cmd::test_all::Args),
+    /// Merge the stores of `test-all --shard K/N` jobs into one store, JUnit file and summary.
+    Merge(cmd::merge::Args),
     /// Measure detection: every testbed scenario with its bug on and off, over several seeds.
     Calibrate(cmd::calibrate::Args),
     /// Check history files (faultline JSONL, Jepsen EDN, Jepsen logs) with a checker.
@@ -41,6 +43,10 @@ enum Command {
     Clean(cmd::clean::Args),
     /// Start testing your own system: write NAME/plan.toml and a client skeleton to edit.
     Init(cmd::init::Args),
+    /// Hidden: shift the wall clock of one running process by patching its vDSO (run inside a
+    /// node by the clock nemesis; see `nemeses::vdso_clock`).
+    #[command(hide = true)]
+    ClockAttach(cmd::clock_attach::Args),
 }
 
 /// Exit code for bad input or a harness error.
@@ -63,6 +69,7 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => cmd::run::run(*args),
         Command::TestAll(args) => cmd::test_all::run(args),
+        Command::Merge(args) => cmd::merge::run(args),
         Command::Calibrate(args) => cmd::calibrate::run(args),
         Command::Check(args) => cmd::check::run(args),
         Command::Convert(args) => cmd::convert::run(args),
@@ -72,6 +79,7 @@ fn main() {
         Command::Cluster(args) => cmd::cluster::run(args),
         Command::Clean(args) => cmd::clean::run(args),
         Command::Init(args) => cmd::init::run(args),
+        Command::ClockAttach(args) => cmd::clock_attach::run(args),
     };
     let code = match result {
         Ok(code) => code,

@@ -7,8 +7,10 @@
 //! clock fault reached the server, or shows that it did not).
 //!
 //! Use in `faultline run`:
-//! 1. start the cluster with [`clock_shim_files`] in `ClusterOptions::files`, so every node
-//!    process loads the clock shim from its first start (no restart needed later);
+//! 1. start the cluster with [`add_clock_fault_options`] applied to its `ClusterOptions` (the
+//!    clock shim, loaded by every node process from its first start; faultline's binary and
+//!    CAP_SYS_PTRACE for the vDSO patch of Go and static servers), and set
+//!    `NemesisConfig::clock_vdso_helper` to [`CLOCK_VDSO_HELPER`];
 //! 2. `let ctl = Arc::new(ClusterControl::new(cluster.clone()))`,
 //!    `let nemesis = Arc::new(Nemesis::new(ctl, recorder, NemesisConfig::default()))`;
 //! 3. `nemesis.prepare(&kinds)`, then `nemesis.run(&schedule, cancel)` alongside the workload,
@@ -24,7 +26,7 @@ use anyhow::{bail, Context, Result};
 use nemeses::clock::{parse_http_date, parse_rfc3339_utc};
 use nemeses::control::{ClockReading, ExecOutput, NodeControl};
 
-use crate::cluster::{Cluster, NodeFile};
+use crate::cluster::{Cluster, ClusterOptions, NodeFile, System};
 
 /// Files that put the clock shim into a node before its first start: the shim, the loader's
 /// preload list and a zero offset. At offset zero the shim only adds a memory read per call.
@@ -37,6 +39,27 @@ pub fn clock_shim_files() -> Vec<NodeFile> {
             mode: f.mode,
         })
         .collect()
+}
+
+/// faultline's binary inside the nodes, which the clock nemesis runs as `clock-attach` to patch
+/// the vDSO of servers the shim cannot reach (Go programs, static binaries).
+pub const CLOCK_VDSO_HELPER: &str = crate::cluster::systems::testbed::BINARY_PATH;
+
+/// Adds what clock faults need to a cluster's options: the shim files ([`clock_shim_files`]),
+/// faultline's binary at [`CLOCK_VDSO_HELPER`] (unless a node file is already there, as in the
+/// testbed) and CAP_SYS_PTRACE, which patching another process's vDSO needs.
+pub fn add_clock_fault_options(opts: &mut ClusterOptions, system: &System) -> Result<()> {
+    opts.files.extend(clock_shim_files());
+    let present = |files: &[NodeFile]| files.iter().any(|f| f.path == CLOCK_VDSO_HELPER);
+    let in_system = system.nodes.iter().any(|n| present(&n.files));
+    if !in_system && !present(&opts.files) {
+        opts.files
+            .push(crate::cluster::systems::testbed::binary_file()?);
+    }
+    if !opts.cap_add.iter().any(|c| c == "SYS_PTRACE") {
+        opts.cap_add.push("SYS_PTRACE".into());
+    }
+    Ok(())
 }
 
 /// A running cluster, as the nemesis sees it.

@@ -502,9 +502,7 @@ async fn drive(
         ..ClusterOptions::default()
     };
     if kinds.contains(&FaultKind::Clock) {
-        cluster_opts
-            .files
-            .extend(crate::nemesis::clock_shim_files());
+        crate::nemesis::add_clock_fault_options(&mut cluster_opts, &system)?;
     }
     log.line(format!("starting {} cluster", plan.system));
     let cluster = tokio::select! {
@@ -617,7 +615,13 @@ async fn drive_on_cluster(
         }
     };
     let ctl = Arc::new(crate::nemesis::ClusterControl::new(cluster.clone()));
-    let mut nemesis = Nemesis::new(ctl, Arc::new(nem_rec), NemesisConfig::default());
+    let nemesis_config = NemesisConfig {
+        clock_vdso_helper: kinds
+            .contains(&FaultKind::Clock)
+            .then(|| crate::nemesis::CLOCK_VDSO_HELPER.to_string()),
+        ..NemesisConfig::default()
+    };
+    let mut nemesis = Nemesis::new(ctl, Arc::new(nem_rec), nemesis_config);
     if let Some(lp) = link_plan {
         let api = cluster.host_addr(cluster::links::PROXY_NODE, "api")?;
         let client = nemeses::toxiproxy::Client::new(&api.to_string())

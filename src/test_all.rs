@@ -20,11 +20,18 @@
 //! - Ctrl-C (SIGINT) or SIGTERM: the run in progress stops the way `faultline run` does (heal,
 //!   tear down, check the partial history); the runs that did not start are reported skipped.
 //!
+//! - `--shard K/N` runs one part of the matrix (the split is [`crate::shard`]'s) with the seeds
+//!   the whole matrix would have, and records the whole plan and its own runs in its store
+//!   ([`reports::matrix::shard`]) for `faultline merge` ([`crate::merge`]). A shard that owns no
+//!   run (more shards than runs) exits 0: it was asked for nothing.
+//!
 //! The table, the exit code, JUnit and Markdown come from [`reports::matrix`].
 
 use crate::plan::{Plan, PlanFile};
 use crate::run::{run_plan, RunOptions};
+use crate::shard::Shard;
 use anyhow::{bail, Context, Result};
+use reports::matrix::shard::{PlannedRun, ShardManifest};
 use reports::matrix::{self, MatrixContext, MatrixRun, MatrixStatus, RunClass};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -33,11 +40,52 @@ use tokio_util::sync::CancellationToken;
 
 /// Most runs of one plan.
 pub const TEST_COUNT_MAX: u32 = 10_000;
-/// Set-up, final phase and checking time assumed for a containerised run before one of its
-/// system has been measured (cluster start, recovery wait, final reads, checkers).
+/// Set-up, final phase and checking time assumed for a containerised run of a system without a
+/// start figure, before one of its runs has been measured (cluster start, recovery wait, final
+/// reads, checkers).
 const CLUSTER_OVERHEAD_S_GUESS: f64 = 45.0;
 /// The same for an in-memory run (no cluster: checking only).
 const IN_MEMORY_OVERHEAD_S_GUESS: f64 = 2.0;
+
+/// Final phase, teardown and checks of a containerised run, on top of its cluster's start (2 to
+/// 9 s measured for testbed runs of 4 s on the development machine).
+const CLUSTER_TAIL_S_GUESS: f64 = 10.0;
+
+/// Start to ready of each known system's cluster, median seconds of
+/// `faultline cluster bench --system S --repeat 3` (README "Figures"; the testbed's measured the
+/// same way with a debug build on a loaded machine).
+const CLUSTER_READY_S: &[(&str, f64)] = &[
+    ("etcd", 4.2),
+    ("redis", 7.9),
+    ("nats", 2.8),
+    ("rabbitmq", 41.8),
+    ("zookeeper", 5.1),
+    ("postgres", 8.8),
+    ("testbed", 7.6),
+];
+
+/// The set-up, final phase and checking time a run of `system` typically adds to its time limit:
+/// its cluster's measured start plus [`CLUSTER_TAIL_S_GUESS`], 2 s in memory, 45 s for a system
+/// without a figure. What `--time-limit-total` assumes before a run of the system was measured,
+/// and what `--shard` balances on.
+pub fn typical_overhead_s(system: &str) -> f64 {
+    if crate::plan::is_in_memory(system) {
+        return IN_MEMORY_OVERHEAD_S_GUESS;
+    }
+    let base = crate::plan::cluster_system(system);
+    CLUSTER_READY_S
+        .iter()
+        .find(|(name, _)| *name == base)
+        .map_or(CLUSTER_OVERHEAD_S_GUESS, |(_, ready_s)| {
+            ready_s + CLUSTER_TAIL_S_GUESS
+        })
+}
+
+/// How long a run of `plan` is expected to take, in whole milliseconds (the unit `--shard`
+/// balances in).
+pub fn expected_run_ms(plan: &Plan) -> u64 {
+    plan.time_limit_ms + (typical_overhead_s(&plan.system) * 1e3).round() as u64
+}
 /// Seeds are kept below this so that people can read and type them.
 const SEED_MODULUS: u64 = 1_000_000_000;
 
@@ -62,6 +110,8 @@ pub struct TestAllOptions {
     pub summary_md: Option<PathBuf>,
     /// Do not echo each run's log lines (the per-run lines and the table are still printed).
     pub quiet: bool,
+    /// Run only this part of the matrix (needs `store`, where its manifest goes).
+    pub shard: Option<Shard>,
 }
 
 impl Default for TestAllOptions {
@@ -77,13 +127,24 @@ impl Default for TestAllOptions {
             junit: None,
             summary_md: None,
             quiet: false,
+            shard: None,
         }
     }
 }
 
 impl TestAllOptions {
-    /// The command that reruns the whole matrix with the same seeds.
+    /// The command that reruns what these options run (one shard, with `--shard`) with the
+    /// same seeds.
     pub fn rerun_command(&self) -> String {
+        let mut cmd = self.matrix_command();
+        if let Some(shard) = self.shard {
+            cmd.push_str(&format!(" --shard {shard}"));
+        }
+        cmd
+    }
+
+    /// The command that reruns the whole matrix, unsharded, with the same seeds.
+    pub fn matrix_command(&self) -> String {
         let mut cmd = String::from("faultline test-all");
         for p in &self.patterns {
             cmd.push_str(" --plans ");
@@ -336,12 +397,17 @@ pub async fn run_matrix(
     opts: &TestAllOptions,
     cancel: &CancellationToken,
 ) -> Result<TestAllOutcome> {
+    if opts.shard.is_some() && opts.store.is_none() {
+        bail!("--shard: needs --store DIR (a shard's store is what `faultline merge` reads)");
+    }
     let started = Instant::now();
     let mut runs: Vec<MatrixRun> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
+    // Bad plan files are rows of the first shard only (crate::shard).
+    let owns_errors = opts.shard.is_none_or(|s| s.index == 1);
     for e in entries {
         notes.extend(e.notes.iter().cloned());
-        if let Err(msg) = &e.plan {
+        if let (Err(msg), true) = (&e.plan, owns_errors) {
             eprintln!("faultline: plan error: {msg}");
             runs.push(MatrixRun {
                 plan: e.file.display().to_string(),
@@ -363,13 +429,27 @@ pub async fn run_matrix(
         .collect();
     let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
     let seeds = matrix_seeds(opts.seed, &names, opts.test_count);
-    let total_runs = plans.len() * opts.test_count as usize;
+    let expected_ms: Vec<u64> = plans.iter().map(|p| expected_run_ms(p)).collect();
+    let owners = match opts.shard {
+        Some(shard) => crate::shard::assign(&expected_ms, opts.test_count, shard.count),
+        None => vec![vec![1; opts.test_count as usize]; plans.len()],
+    };
+    let own_index = opts.shard.map_or(1, |s| s.index);
+    let owns = |pi: usize, attempt: u32| owners[pi][(attempt - 1) as usize] == own_index;
+    let matrix_runs = plans.len() * opts.test_count as usize;
+    let total_runs = owners.iter().flatten().filter(|&&o| o == own_index).count();
     eprintln!(
-        "faultline: test-all: {} plans × {} runs = {total_runs} runs, master seed {}",
+        "faultline: test-all: {} plans × {} runs = {matrix_runs} runs, master seed {}",
         plans.len(),
         opts.test_count,
         opts.seed
     );
+    if let Some(shard) = opts.shard {
+        eprint!(
+            "{}",
+            ownership(shard, &plans, &seeds, &owners, &expected_ms)
+        );
+    }
     eprintln!("faultline: rerun the matrix with: {}", opts.rerun_command());
     for note in &notes {
         eprintln!("faultline: note: {note}");
@@ -381,6 +461,9 @@ pub async fn run_matrix(
     let mut ordinal = 0usize;
     for attempt in 1..=opts.test_count {
         for (pi, plan) in plans.iter().enumerate() {
+            if !owns(pi, attempt) {
+                continue;
+            }
             ordinal += 1;
             let seed = seeds[pi][(attempt - 1) as usize];
             let mut plan = (*plan).clone();
@@ -409,13 +492,10 @@ pub async fn run_matrix(
             }
             if let Some(total) = opts.time_limit_total {
                 let left_s = total.as_secs_f64() - started.elapsed().as_secs_f64();
-                let extra_s = overhead_s.get(&plan.system).copied().unwrap_or_else(|| {
-                    if crate::plan::is_in_memory(&plan.system) {
-                        IN_MEMORY_OVERHEAD_S_GUESS
-                    } else {
-                        CLUSTER_OVERHEAD_S_GUESS
-                    }
-                });
+                let extra_s = overhead_s
+                    .get(&plan.system)
+                    .copied()
+                    .unwrap_or_else(|| typical_overhead_s(&plan.system));
                 let need_s = plan.time_limit_ms as f64 / 1e3 + extra_s;
                 if need_s > left_s {
                     let reason = format!(
@@ -541,8 +621,16 @@ pub async fn run_matrix(
     }
     let table = matrix::text_table(&runs);
     let mut exit_code = matrix::exit_code(&runs);
+    if opts.shard.is_some() && runs.is_empty() {
+        // Asked for nothing (more shards than runs): nothing failed.
+        exit_code = 0;
+    }
+    let title = match opts.shard {
+        Some(shard) => format!("{} (shard {shard})", opts.patterns.join(" ")),
+        None => opts.patterns.join(" "),
+    };
     let ctx = MatrixContext {
-        title: opts.patterns.join(" "),
+        title,
         master_seed: Some(opts.seed),
         command: Some(opts.rerun_command()),
         pages: pages.iter().map(|p| p.display().to_string()).collect(),
@@ -559,6 +647,33 @@ pub async fn run_matrix(
             write_errors.push(format!("--summary-md: {e:#}"));
         }
     }
+    if let (Some(shard), Some(store)) = (opts.shard, &opts.store) {
+        let manifest = ShardManifest {
+            format: reports::matrix::shard::SHARD_FORMAT,
+            faultline_version: env!("CARGO_PKG_VERSION").to_string(),
+            image: crate::images::base_image_ref(),
+            master_seed: opts.seed,
+            shard: shard.index,
+            shards: shard.count,
+            test_count: opts.test_count,
+            title: opts.patterns.join(" "),
+            matrix_command: opts.matrix_command(),
+            planned: planned_runs(entries, &plans, &seeds, &owners, &expected_ms),
+            runs: runs.clone(),
+            notes: notes.clone(),
+            elapsed_s: elapsed.as_secs_f64(),
+        };
+        let written = std::fs::create_dir_all(store)
+            .with_context(|| format!("{store}: cannot create the store"))
+            .and_then(|()| manifest.write(Path::new(store)));
+        match written {
+            Ok(path) => eprintln!(
+                "faultline: shard {shard}: its runs are listed in {}",
+                path.display()
+            ),
+            Err(e) => write_errors.push(format!("--shard: {e:#}")),
+        }
+    }
     if !write_errors.is_empty() {
         notes.extend(write_errors);
         if exit_code != 1 {
@@ -573,6 +688,85 @@ pub async fn run_matrix(
         notes,
         elapsed,
     })
+}
+
+/// What a shard prints before it starts: how many runs it owns of the matrix, their expected
+/// time, and each owned run with its seed, plan by plan.
+fn ownership(
+    shard: Shard,
+    plans: &[&Plan],
+    seeds: &[Vec<u64>],
+    owners: &[Vec<u32>],
+    expected_ms: &[u64],
+) -> String {
+    let mut out = String::new();
+    let mut owned = 0usize;
+    let (mut own_ms, mut all_ms) = (0u64, 0u64);
+    let mut lines = Vec::new();
+    for (pi, plan) in plans.iter().enumerate() {
+        let mine: Vec<String> = owners[pi]
+            .iter()
+            .enumerate()
+            .filter(|(_, &o)| o == shard.index)
+            .map(|(a, _)| format!("run {} (seed {})", a + 1, seeds[pi][a]))
+            .collect();
+        all_ms += expected_ms[pi] * owners[pi].len() as u64;
+        own_ms += expected_ms[pi] * mine.len() as u64;
+        owned += mine.len();
+        if !mine.is_empty() {
+            lines.push(format!("faultline:   {}: {}\n", plan.name, mine.join(", ")));
+        }
+    }
+    let all: usize = owners.iter().map(Vec::len).sum();
+    out.push_str(&format!(
+        "faultline: shard {shard} owns {owned} of {all} runs (expected {:.0} s of {:.0} s){}\n",
+        own_ms as f64 / 1e3,
+        all_ms as f64 / 1e3,
+        if owned == 0 {
+            ": nothing to run (more shards than runs)"
+        } else {
+            ":"
+        }
+    ));
+    for l in lines {
+        out.push_str(&l);
+    }
+    out
+}
+
+/// The whole matrix for a shard manifest, in the unsharded order: bad plan files (shard 1),
+/// then rounds of plans.
+fn planned_runs(
+    entries: &[PlanEntry],
+    plans: &[&Plan],
+    seeds: &[Vec<u64>],
+    owners: &[Vec<u32>],
+    expected_ms: &[u64],
+) -> Vec<PlannedRun> {
+    let mut planned: Vec<PlannedRun> = entries
+        .iter()
+        .filter(|e| e.plan.is_err())
+        .map(|e| PlannedRun {
+            plan: e.file.display().to_string(),
+            attempt: 1,
+            seed: None,
+            shard: 1,
+            expected_s: 0.0,
+        })
+        .collect();
+    let test_count = owners.first().map_or(0, Vec::len);
+    for a in 0..test_count {
+        for (pi, plan) in plans.iter().enumerate() {
+            planned.push(PlannedRun {
+                plan: plan.name.clone(),
+                attempt: a as u32 + 1,
+                seed: Some(seeds[pi][a]),
+                shard: owners[pi][a],
+                expected_s: expected_ms[pi] as f64 / 1e3,
+            });
+        }
+    }
+    planned
 }
 
 /// Refreshes the store's plan-grouped page after a run; a failure is only worth a line here
@@ -619,6 +813,20 @@ fn one_line(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_is_expected_to_take_its_time_limit_plus_its_systems_start_and_tail() {
+        assert_eq!(typical_overhead_s("memory-stale"), 2.0);
+        assert_eq!(typical_overhead_s("rabbitmq"), 51.8);
+        assert_eq!(typical_overhead_s("postgres-check-then-insert"), 18.8);
+        assert_eq!(typical_overhead_s("my-own-system"), 45.0);
+        let plan = Plan {
+            system: "nats".into(),
+            time_limit_ms: 60_000,
+            ..Plan::default()
+        };
+        assert_eq!(expected_run_ms(&plan), 72_800);
+    }
 
     #[test]
     fn seeds_are_distinct_stable_and_depend_on_the_master_seed() {

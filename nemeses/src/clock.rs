@@ -26,6 +26,18 @@
 //!
 //! A change that fails any check is reported as [`Verification::Unverified`] with the reason; the
 //! driver records it as `clock-unverified`, never as skew.
+//!
+//! Servers the shim cannot reach. A Go program reads the clock from the vDSO without libc (the
+//! shim may be mapped and still never called), and a static binary never loads it. With a helper
+//! configured ([`Clocks::with_vdso_helper`]: faultline's binary inside the nodes), such a server
+//! gets its offset by `faultline clock-attach`, which patches the running process's vDSO
+//! ([`crate::vdso_clock`]). The choice is per node and sticky: the vDSO patch when the server
+//! does not have the shim loaded or is a Go program, else the shim. A node on the patch keeps
+//! its shim control file at zero, so a call that passes through both adds the offset once. The
+//! same probes verify it; without a probe, the patch's own acknowledgement (the generation
+//! under which the process last read the clock through it) stands in for the shim's. A patched
+//! server that is restarted starts with a fresh vDSO, so [`Clocks::reapply`] patches it again
+//! while its fault is active.
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -307,6 +319,46 @@ fn unix_now_ns() -> i128 {
         .unwrap_or(0)
 }
 
+/// `faultline clock-attach --status`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HelperStatus {
+    go: bool,
+    /// Number of patched vDSO entries.
+    patched: usize,
+    gen: u64,
+    ack: u64,
+    offset_ns: i64,
+}
+
+impl HelperStatus {
+    /// `status pid P go BOOL patched [a,b] gen G ack A offset_ns O ...` (last such line).
+    fn parse(out: &str) -> Result<HelperStatus> {
+        let line = out
+            .lines()
+            .rfind(|l| l.starts_with("status "))
+            .with_context(|| format!("no status line in {:?}", out.trim()))?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let field = |k: &str| -> Result<&str> {
+            let i = words
+                .iter()
+                .position(|w| *w == k)
+                .with_context(|| format!("no {k} in {line:?}"))?;
+            words
+                .get(i + 1)
+                .copied()
+                .with_context(|| format!("no value for {k} in {line:?}"))
+        };
+        let patched = field("patched")?.trim_matches(|c| c == '[' || c == ']');
+        Ok(HelperStatus {
+            go: field("go")? == "true",
+            patched: patched.split(',').filter(|p| !p.is_empty()).count(),
+            gen: field("gen")?.parse().context("gen")?,
+            ack: field("ack")?.parse().context("ack")?,
+            offset_ns: field("offset_ns")?.parse().context("offset_ns")?,
+        })
+    }
+}
+
 /// Clock state and actions for one cluster.
 pub struct Clocks {
     ctl: Arc<dyn NodeControl>,
@@ -315,6 +367,9 @@ pub struct Clocks {
     ack_wait: Duration,
     probe_slack: Duration,
     settle: Duration,
+    /// faultline's binary inside the nodes, for the vDSO patch (`faultline clock-attach`);
+    /// `None`: the shim only.
+    vdso_helper: Option<String>,
 }
 
 #[derive(Default)]
@@ -323,6 +378,22 @@ struct ClockState {
     /// Nodes whose control file holds a non-real setting (or may, after an interrupted write).
     skewed: BTreeSet<String>,
     last_gen: u64,
+    /// Nodes whose server is reached through the vDSO patch, by the server pid last patched.
+    vdso: BTreeMap<String, u32>,
+    /// Server processes found to be reached by the shim (pid per node), so that the check is
+    /// not repeated for every change.
+    shim_ok: BTreeMap<String, u32>,
+    /// The setting in force per skewed node, to apply again to a restarted server.
+    settings: BTreeMap<String, ClockSetting>,
+}
+
+/// How a clock change reaches a node's server process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// The preloaded shim's control file.
+    Shim,
+    /// The process's patched vDSO (`faultline clock-attach`).
+    Vdso,
 }
 
 const INSTALL_SCRIPT: &str = r#"set -e
@@ -371,7 +442,16 @@ impl Clocks {
             ack_wait: Duration::from_secs(3),
             probe_slack: Duration::from_millis(250),
             settle: Duration::ZERO,
+            vdso_helper: None,
         }
+    }
+
+    /// Reaches servers that the shim cannot (Go programs, static binaries) by patching their
+    /// vDSO with `<helper> clock-attach`, where `helper` is faultline's binary inside the nodes.
+    /// The node containers need CAP_SYS_PTRACE. See [`crate::vdso_clock`].
+    pub fn with_vdso_helper(mut self, helper: &str) -> Clocks {
+        self.vdso_helper = Some(helper.to_string());
+        self
     }
 
     /// How long to wait for a process's acknowledgement when the system has no probe.
@@ -541,13 +621,142 @@ impl Clocks {
             let mut st = self.state.lock().expect("lock");
             if !setting.is_real() {
                 st.skewed.insert(node.to_string());
+                st.settings.insert(node.to_string(), setting);
+            }
+        }
+        let status = match &self.vdso_helper {
+            Some(_) => self.shim_status(node).await?,
+            None => None,
+        };
+        let on_patch = self.state.lock().expect("lock").vdso.contains_key(node);
+        if status.is_none() && on_patch && self.vdso_helper.is_some() {
+            // The patched server is down: nothing to patch now (a restart re-applies), and the
+            // shim must stay at zero so that no call ever gets the offset twice.
+            if setting.is_real() {
+                let mut st = self.state.lock().expect("lock");
+                st.skewed.remove(node);
+                st.settings.remove(node);
+            }
+            return Ok(Verification::Unverified {
+                reason: format!("no server process found on {node}"),
+            });
+        }
+        if let Some(status) = status {
+            if self.via(node, &status).await? == Via::Vdso {
+                self.attach(node, status.pid, gen, &setting).await?;
+                if setting.is_real() {
+                    let mut st = self.state.lock().expect("lock");
+                    st.skewed.remove(node);
+                    st.settings.remove(node);
+                }
+                return self.judge(node, gen, &setting, &status, Via::Vdso).await;
             }
         }
         self.write(node, gen, &setting).await?;
         if setting.is_real() {
-            self.state.lock().expect("lock").skewed.remove(node);
+            let mut st = self.state.lock().expect("lock");
+            st.skewed.remove(node);
+            st.settings.remove(node);
         }
         self.verify(node, gen, &setting).await
+    }
+
+    /// The mechanism for the server of `node`: the vDSO patch when a helper is configured and
+    /// the server is a Go program or does not have the shim loaded (a static binary); else the
+    /// shim. A Go program's libc calls would still pass through a loaded shim, so for it the
+    /// shim stays at offset zero and the offset is added once, by the patch.
+    async fn via(&self, node: &str, status: &ShimStatus) -> Result<Via> {
+        if self.vdso_helper.is_none() || status.maps_error.is_some() {
+            return Ok(Via::Shim);
+        }
+        {
+            let st = self.state.lock().expect("lock");
+            if st.vdso.contains_key(node) {
+                return Ok(Via::Vdso);
+            }
+            if st.shim_ok.get(node) == Some(&status.pid) {
+                return Ok(Via::Shim);
+            }
+        }
+        if !status.loaded {
+            return Ok(Via::Vdso);
+        }
+        if self.helper_status(node, status.pid).await?.go {
+            return Ok(Via::Vdso);
+        }
+        self.state
+            .lock()
+            .expect("lock")
+            .shim_ok
+            .insert(node.to_string(), status.pid);
+        Ok(Via::Shim)
+    }
+
+    /// Runs `faultline clock-attach` in `node` on process `pid`.
+    async fn attach(&self, node: &str, pid: u32, gen: u64, setting: &ClockSetting) -> Result<()> {
+        let helper = self.vdso_helper.as_deref().expect("a vDSO helper");
+        let (pid_s, gen_s) = (pid.to_string(), gen.to_string());
+        let (off, amp, per) = (
+            setting.offset_ns.to_string(),
+            setting.strobe_amplitude_ns.to_string(),
+            setting.strobe_period_ns.to_string(),
+        );
+        let mut argv = vec![helper, "clock-attach", "--pid", &pid_s, "--gen", &gen_s];
+        if setting.is_real() {
+            argv.push("--reset");
+        } else {
+            argv.extend([
+                "--offset-ns",
+                &off,
+                "--strobe-amplitude-ns",
+                &amp,
+                "--strobe-period-ns",
+                &per,
+            ]);
+        }
+        bounded(
+            self.op_timeout,
+            &format!("patching the vDSO of pid {pid} on {node}"),
+            crate::control::exec_ok(&*self.ctl, node, &argv),
+        )
+        .await?;
+        self.state
+            .lock()
+            .expect("lock")
+            .vdso
+            .insert(node.to_string(), pid);
+        Ok(())
+    }
+
+    /// `faultline clock-attach --status` for process `pid` in `node`.
+    async fn helper_status(&self, node: &str, pid: u32) -> Result<HelperStatus> {
+        let helper = self.vdso_helper.as_deref().expect("a vDSO helper");
+        let pid_s = pid.to_string();
+        let out = bounded(
+            self.op_timeout,
+            &format!("reading the vDSO patch state of pid {pid} on {node}"),
+            crate::control::exec_ok(
+                &*self.ctl,
+                node,
+                &[helper, "clock-attach", "--pid", &pid_s, "--status"],
+            ),
+        )
+        .await?;
+        HelperStatus::parse(&out).with_context(|| format!("clock-attach --status on {node}"))
+    }
+
+    /// After `node`'s server was restarted: applies its clock setting again when the vDSO patch
+    /// carries it (a new process starts with a fresh vDSO; the shim needs nothing, since every
+    /// new process reads its control file). `None` when there was nothing to re-apply.
+    pub async fn reapply(&self, node: &str) -> Option<Result<Verification>> {
+        let setting = {
+            let st = self.state.lock().expect("lock");
+            if !st.vdso.contains_key(node) {
+                return None;
+            }
+            *st.settings.get(node)?
+        };
+        Some(self.set(node, setting).await)
     }
 
     /// Puts `node` back on the real clock.
@@ -560,6 +769,15 @@ impl Clocks {
     /// real time; a strobe is sampled until its shifted phase shows (or [`STROBE_SAMPLES`] tries
     /// pass); a reset is proven by a reading of real time.
     pub async fn verify(
+        &self,
+        node: &str,
+        gen: u64,
+        setting: &ClockSetting,
+    ) -> Result<Verification> {
+        self.verify_shim(node, gen, setting).await
+    }
+
+    async fn verify_shim(
         &self,
         node: &str,
         gen: u64,
@@ -595,6 +813,19 @@ impl Clocks {
             };
             return Ok(Verification::Unverified { reason });
         }
+        self.judge(node, gen, setting, &status, Via::Shim).await
+    }
+
+    /// Probes the server's own clock (sampling a strobe, settling if configured) and judges
+    /// whether it follows `setting`; without a probe, the process's acknowledgement decides.
+    async fn judge(
+        &self,
+        node: &str,
+        gen: u64,
+        setting: &ClockSetting,
+        status: &ShimStatus,
+        via: Via,
+    ) -> Result<Verification> {
         let samples = if setting.possible_offsets_ns().len() > 1 {
             STROBE_SAMPLES
         } else {
@@ -617,11 +848,11 @@ impl Clocks {
             let after = unix_now_ns();
             let r = match probe {
                 Ok(Some(r)) => r,
-                Ok(None) => return self.verify_by_ack(node, gen, &status, None).await,
+                Ok(None) => return self.verify_by_ack(node, gen, status, via, None).await,
                 // Fall back to the acknowledgement, keeping the probe's failure in the reason.
                 Err(e) => {
                     return self
-                        .verify_by_ack(node, gen, &status, Some(format!("{e:#}")))
+                        .verify_by_ack(node, gen, status, via, Some(format!("{e:#}")))
                         .await
                 }
             };
@@ -636,8 +867,12 @@ impl Clocks {
                     .any(|&e| e != 0 && fits(e) && !fits(0))
             };
             if verified {
+                let how = match via {
+                    Via::Shim => String::new(),
+                    Via::Vdso => " (vDSO patch)".to_string(),
+                };
                 return Ok(Verification::Verified {
-                    method: format!("probe: {}", r.source),
+                    method: format!("probe: {}{how}", r.source),
                     observed_offset_ms: Some(observed),
                 });
             }
@@ -674,8 +909,14 @@ impl Clocks {
         node: &str,
         gen: u64,
         status: &ShimStatus,
+        via: Via,
         probe_error: Option<String>,
     ) -> Result<Verification> {
+        if via == Via::Vdso {
+            return self
+                .verify_by_patch_ack(node, gen, status, probe_error)
+                .await;
+        }
         let path = format!("{CLOCK_DIR}/ack.{}", status.pid);
         let deadline = tokio::time::Instant::now() + self.ack_wait;
         loop {
@@ -699,6 +940,46 @@ impl Clocks {
             if tokio::time::Instant::now() >= deadline {
                 let mut reason = format!(
                     "server process {} ({}) has the shim loaded but read no shifted realtime clock within {} ms (a Go binary reads the vDSO directly)",
+                    status.pid,
+                    status.comm,
+                    self.ack_wait.as_millis()
+                );
+                if let Some(e) = probe_error {
+                    reason.push_str(&format!("; the clock probe failed: {e}"));
+                }
+                return Ok(Verification::Unverified { reason });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Without a probe, a vDSO-patched process proves a change by reading its clock through the
+    /// patch under the new generation (the patch's `ack`); a reset, by its vDSO being restored.
+    async fn verify_by_patch_ack(
+        &self,
+        node: &str,
+        gen: u64,
+        status: &ShimStatus,
+        probe_error: Option<String>,
+    ) -> Result<Verification> {
+        let deadline = tokio::time::Instant::now() + self.ack_wait;
+        loop {
+            let h = self.helper_status(node, status.pid).await?;
+            if h.gen == gen && h.patched == 0 && h.offset_ns == 0 {
+                return Ok(Verification::Verified {
+                    method: format!("vDSO restored in pid {} ({})", status.pid, status.comm),
+                    observed_offset_ms: None,
+                });
+            }
+            if h.gen == gen && h.ack >= gen && h.patched > 0 {
+                return Ok(Verification::Verified {
+                    method: format!("vDSO patch ack from pid {} ({})", status.pid, status.comm),
+                    observed_offset_ms: None,
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let mut reason = format!(
+                    "server process {} ({}) has its vDSO patched but read no clock through it within {} ms",
                     status.pid,
                     status.comm,
                     self.ack_wait.as_millis()
@@ -832,6 +1113,29 @@ mod tests {
             Some(951_782_400 * s)
         );
         assert_eq!(parse_rfc3339_utc("2000-02-29T00:00:00+01:00"), None);
+    }
+
+    #[test]
+    fn the_helper_status_line_parses_and_bad_lines_are_errors() {
+        let s = HelperStatus::parse(
+            "status pid 7 go true patched [clock_gettime,gettimeofday,time] gen 12 ack 11 offset_ns -5000 strobe_amplitude_ns 0 strobe_period_ns 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            HelperStatus {
+                go: true,
+                patched: 3,
+                gen: 12,
+                ack: 11,
+                offset_ns: -5000
+            }
+        );
+        let s = HelperStatus::parse("status pid 7 go false patched [] gen 0 ack 0 offset_ns 0")
+            .unwrap();
+        assert_eq!((s.go, s.patched), (false, 0));
+        assert!(HelperStatus::parse("faultline: error: no such process").is_err());
+        assert!(HelperStatus::parse("status pid 7 go true patched []").is_err());
     }
 
     #[test]

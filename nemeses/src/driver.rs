@@ -54,6 +54,9 @@ pub struct NemesisConfig {
     /// How long a clock change may take to show in the server before it counts as ignored
     /// (see [`Clocks::with_settle`]); zero for systems that read the OS clock on every call.
     pub clock_settle: Duration,
+    /// faultline's binary inside the nodes: clock faults then reach Go and static servers by
+    /// patching their vDSO (`faultline clock-attach`; the nodes need CAP_SYS_PTRACE).
+    pub clock_vdso_helper: Option<String>,
     /// A fault aimed at the leader waits this long for one (an election after the previous
     /// fault may still be running) before it is recorded as a `fault-error`.
     pub leader_wait: Duration,
@@ -66,6 +69,7 @@ impl Default for NemesisConfig {
             ready_timeout: Duration::from_secs(60),
             clock_restart_to_load: true,
             clock_settle: Duration::ZERO,
+            clock_vdso_helper: None,
             leader_wait: Duration::from_secs(10),
         }
     }
@@ -140,7 +144,14 @@ impl Nemesis {
         let partitioner: Arc<dyn Partitioner> = Arc::new(Iptables::new(ctl.clone()));
         Nemesis {
             processes: Processes::new(ctl.clone(), config.op_timeout, config.ready_timeout),
-            clocks: Clocks::new(ctl.clone(), config.op_timeout).with_settle(config.clock_settle),
+            clocks: {
+                let c =
+                    Clocks::new(ctl.clone(), config.op_timeout).with_settle(config.clock_settle);
+                match &config.clock_vdso_helper {
+                    Some(h) => c.with_vdso_helper(h),
+                    None => c,
+                }
+            },
             partitioner,
             links: None,
             active: Mutex::new(Vec::new()),
@@ -436,6 +447,7 @@ impl Nemesis {
             Fault::Restart { order } => {
                 self.record("start-restart", json!({"order": order}));
                 let out = self.processes.rolling_restart(order).await;
+                self.reapply_clocks(&out.done).await;
                 let mut v = json!({"restarted": out.done});
                 if !out.is_ok() {
                     v["errors"] = json!(out.errors);
@@ -445,6 +457,33 @@ impl Nemesis {
                     self.record_error("restart", fault.to_json(), &out.errors);
                 }
                 !out.done.is_empty()
+            }
+        }
+    }
+
+    /// Restarted servers come back with the clock fault they had, if it is still active (the
+    /// vDSO patch lives in a process; see [`Clocks::reapply`]). Recorded as `clock-reapplied`,
+    /// or `clock-unverified` when the restarted server does not show it.
+    async fn reapply_clocks(&self, nodes: &[String]) {
+        for n in nodes {
+            match self.clocks.reapply(n).await {
+                None => {}
+                Some(Ok(Verification::Verified {
+                    method,
+                    observed_offset_ms,
+                })) => self.record(
+                    "clock-reapplied",
+                    json!({"node": n, "verified_by": method, "observed_offset_ms": observed_offset_ms}),
+                ),
+                Some(Ok(Verification::Unverified { reason })) => self.record(
+                    "clock-unverified",
+                    json!({"node": n, "after": "restart", "reason": reason}),
+                ),
+                Some(Err(e)) => self.record_error(
+                    "clock",
+                    json!({"node": n, "after": "restart"}),
+                    &[format!("{e:#}")],
+                ),
             }
         }
     }
@@ -488,6 +527,7 @@ impl Nemesis {
             },
             FaultKind::Kill => {
                 let out = self.processes.restart_killed().await;
+                self.reapply_clocks(&out.done).await;
                 (json!({"nodes": out.done}), out.errors)
             }
             FaultKind::Pause => {

@@ -7,6 +7,9 @@
  *   clockprobe watch MS      samples CLOCK_REALTIME for MS milliseconds, prints a histogram
  *                            "<offset_ms> <count>" of the offsets seen
  *   clockprobe bench N       prints "<ns_per_call>" for N calls of clock_gettime(REALTIME)
+ *   clockprobe serve         reads commands ("once", "watch MS", "bench N") from standard input
+ *                            and answers each like the modes above, then a line "end"; exits at
+ *                            end of input (a long-lived target for tests/vdso_clock.rs)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,7 +33,25 @@ static long long round_ms(long long ns) {
     return ns >= 0 ? (ns + 500000) / 1000000 : -((-ns + 500000) / 1000000);
 }
 
+static int run(int argc, char **argv);
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "serve")) {
+        char line[256];
+        while (fgets(line, sizeof line, stdin)) {
+            char *args[3] = {argv[0], strtok(line, " \n"), strtok(NULL, " \n")};
+            if (!args[1])
+                continue;
+            run(args[2] ? 3 : 2, args);
+            printf("end\n");
+            fflush(stdout);
+        }
+        return 0;
+    }
+    return run(argc, argv);
+}
+
+static int run(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "once";
     if (!strcmp(mode, "once")) {
         struct timespec t;
@@ -100,6 +121,6 @@ int main(int argc, char **argv) {
         printf("%.1f\n", (double)(t1 - t0) / (double)calls);
         return 0;
     }
-    fprintf(stderr, "usage: clockprobe once | watch MS | bench N\n");
+    fprintf(stderr, "usage: clockprobe once | watch MS | bench N | serve\n");
     return 2;
 }

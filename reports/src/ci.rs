@@ -1,15 +1,14 @@
 //! What a CI job keeps: JUnit XML (one test case per checker) and a Markdown step summary.
 //!
-//! JUnit has no "unknown": a checker that could not decide is an `<error>` (the test did not
-//! produce a result), never a pass and never a skip, so a CI dashboard shows it in red or
-//! orange, as the exit code 2 does. An invalid checker is a `<failure>` whose text is the
-//! anomaly summary: the checker's summary, then one line per anomaly with its ops.
+//! JUnit XML is written by [`crate::junit`] (what each verdict becomes there is explained in
+//! that module); here a suite is a run or a history file and a case is a checker.
 //!
 //! The Markdown fits GitHub's step summary (rendered Markdown with inline HTML, 1 MiB per step):
 //! text from the history is escaped for both, and anomalies are capped per checker so that the
 //! summary stays far below the limit however many anomalies a run finds.
 
-use crate::escape::{markdown_inline, truncate, xml};
+use crate::escape::{markdown_inline, truncate};
+use crate::junit as xml_junit;
 use crate::results::combined_verdict;
 use anyhow::{Context, Result};
 use checkers::{CheckResult, Verdict};
@@ -76,90 +75,34 @@ pub fn junit(suite: &str, results: &[CheckResult]) -> String {
 }
 
 /// JUnit XML with one `<testsuite>` per (name, results) pair, e.g. one per history file that
-/// `faultline check` judged.
+/// `faultline check` judged; the elements come from [`crate::junit`].
 pub fn junit_suites(suites: &[(&str, &[CheckResult])]) -> String {
-    let all = || suites.iter().flat_map(|(_, r)| r.iter());
-    let count = |v: Verdict| all().filter(|r| r.verdict == v).count();
-    let total_s: f64 = all().map(|r| r.elapsed_ms).sum::<f64>() / 1e3;
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"faultline\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{total_s:.3}\">",
-        all().count(),
-        count(Verdict::Invalid),
-        count(Verdict::Unknown)
-    );
+    let mut body = String::new();
+    let mut total = xml_junit::Counts::default();
+    let mut total_s = 0.0;
     for (suite, results) in suites {
-        testsuite(&mut out, suite, results);
-    }
-    out.push_str("</testsuites>\n");
-    out
-}
-
-fn testsuite(out: &mut String, suite: &str, results: &[CheckResult]) {
-    let failures = results
-        .iter()
-        .filter(|r| r.verdict == Verdict::Invalid)
-        .count();
-    let errors = results
-        .iter()
-        .filter(|r| r.verdict == Verdict::Unknown)
-        .count();
-    let total_s: f64 = results.iter().map(|r| r.elapsed_ms).sum::<f64>() / 1e3;
-    let _ = writeln!(
-        out,
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" time=\"{total_s:.3}\">",
-        xml(suite),
-        results.len()
-    );
-    for r in results {
-        let _ = write!(
-            out,
-            "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3}\">",
-            xml(&r.checker),
-            xml(suite),
-            r.elapsed_ms / 1e3
-        );
-        match r.verdict {
-            Verdict::Valid => {
-                let _ = write!(
-                    out,
-                    "\n      <system-out>{}</system-out>\n    ",
-                    xml(&r.summary)
-                );
-            }
-            Verdict::Invalid => {
-                let first = r.anomalies.first().map_or_else(
-                    || r.summary.clone(),
-                    |a| {
-                        format!(
-                            "{} anomalies, first: {}: {}",
-                            r.anomalies.len(),
-                            a.kind,
-                            a.explanation
-                        )
-                    },
-                );
-                let _ = write!(
-                    out,
-                    "\n      <failure type=\"invalid\" message=\"{}\">{}</failure>\n    ",
-                    xml(&truncate(&first, 300)),
-                    xml(&anomaly_summary(r, JUNIT_ANOMALIES_MAX))
-                );
-            }
-            Verdict::Unknown => {
-                let reason = r.unknown_reason.as_deref().unwrap_or(&r.summary);
-                let _ = write!(
-                    out,
-                    "\n      <error type=\"unknown\" message=\"{}\">{}</error>\n    ",
-                    xml(&format!("unknown: {}", truncate(reason, 300))),
-                    xml(&r.summary)
-                );
-            }
+        let mut cases = String::new();
+        let mut counts = xml_junit::Counts::default();
+        for r in results.iter() {
+            let outcome = xml_junit::checker_outcome(r);
+            outcome.count(&mut counts);
+            // A passing case says what was checked; a failing one says it in its element.
+            let system_out = (r.verdict == Verdict::Valid).then_some(r.summary.as_str());
+            xml_junit::testcase(
+                &mut cases,
+                &r.checker,
+                suite,
+                r.elapsed_ms / 1e3,
+                &outcome,
+                system_out,
+            );
         }
-        out.push_str("</testcase>\n");
+        let suite_s: f64 = results.iter().map(|r| r.elapsed_ms).sum::<f64>() / 1e3;
+        xml_junit::testsuite(&mut body, suite, &counts, suite_s, &cases);
+        total.add(&counts);
+        total_s += results.iter().map(|r| r.elapsed_ms).sum::<f64>();
     }
-    out.push_str("  </testsuite>\n");
+    xml_junit::document("faultline", &total, false, total_s / 1e3, &body)
 }
 
 /// Writes [`junit`] to `path`, replacing it.

@@ -23,6 +23,7 @@
 pub mod ci;
 pub mod escape;
 mod html;
+mod junit;
 pub mod matrix;
 pub mod plots;
 pub mod results;

@@ -15,7 +15,8 @@
 //!   controller picks itself, so a node keeps its host port across kill and start (Docker would
 //!   pick a new random port at every start).
 //! - Node data lives in the container's own file system, so `kill` + `start` keeps it.
-//! - Containers get cap NET_ADMIN so the nemesis can install iptables rules inside them.
+//! - Containers get cap NET_ADMIN so the nemesis can install iptables rules inside them, plus
+//!   what `ClusterOptions::cap_add` asks for (SYS_PTRACE when clock faults patch the vDSO).
 
 pub mod docker;
 mod leader;
@@ -76,6 +77,9 @@ pub struct ClusterOptions {
     pub env: Vec<(String, String)>,
     /// Files added to every node before it first starts (e.g. the faultline binary).
     pub files: Vec<NodeFile>,
+    /// Linux capabilities added to every node besides NET_ADMIN (e.g. SYS_PTRACE for clock
+    /// faults through the vDSO patch).
+    pub cap_add: Vec<String>,
     /// Overrides the system's readiness timeout.
     pub ready_timeout: Option<Duration>,
 }
@@ -209,7 +213,11 @@ impl Cluster {
                     .collect(),
             ),
             host_config: Some(HostConfig {
-                cap_add: Some(vec!["NET_ADMIN".into()]),
+                cap_add: Some(
+                    std::iter::once("NET_ADMIN".to_string())
+                        .chain(opts.cap_add.iter().cloned())
+                        .collect(),
+                ),
                 port_bindings: Some(port_bindings(&ports)),
                 network_mode: Some(self.network.clone()),
                 ..Default::default()

@@ -3,10 +3,12 @@
 pub mod calibrate;
 pub mod check;
 pub mod clean;
+pub mod clock_attach;
 pub mod cluster;
 pub mod convert;
 pub mod images;
 pub mod init;
+pub mod merge;
 pub mod proxy;
 pub mod report;
 pub mod run;

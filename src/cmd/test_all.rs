@@ -13,7 +13,11 @@ printed when absent), so `--seed N` reruns the same matrix; each failing run's o
 is printed too.\n\nExamples:\n  \
 faultline test-all --plans 'plans/*.toml' --test-count 3 --time-limit-each 60s \\\n    \
 --time-limit-total 30m --junit junit.xml --summary-md \"$GITHUB_STEP_SUMMARY\"\n  \
-faultline test-all --plans 'plans/**/*.toml' --seed 12345\n\n\
+faultline test-all --plans 'plans/**/*.toml' --seed 12345\n  \
+faultline test-all --plans 'plans/*.toml' --seed 12345 --shard 2/4 --store shard-2\n\n\
+With --shard K/N, this job runs its part of the matrix (balanced by expected run time; the \
+seeds are those of the unsharded matrix) and lists it in its store; `faultline merge` joins the \
+shards' stores.\n\n\
 Exit codes: 0 every run valid; 1 some run found an anomaly (invalid); 3 a harness error (and \
 nothing invalid); 2 some run unknown, or some plan never ran (out of time, --fail-fast, Ctrl-C)."
 )]
@@ -48,6 +52,10 @@ pub struct Args {
     /// Do not echo each run's log (the per-run lines and the table are still printed).
     #[arg(long)]
     pub quiet: bool,
+    /// Run only part K of N of the matrix (same seeds as unsharded; needs --store); join the
+    /// shards' stores with `faultline merge`.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
 }
 
 impl Args {
@@ -71,6 +79,17 @@ impl Args {
                 test_all::TEST_COUNT_MAX
             ));
         }
+        let shard = self
+            .shard
+            .as_deref()
+            .map(faultline::shard::Shard::parse)
+            .transpose()?;
+        if shard.is_some() && self.store.is_none() {
+            return Err(
+                "--shard: needs --store DIR (a shard's store is what `faultline merge` reads)"
+                    .into(),
+            );
+        }
         Ok(TestAllOptions {
             patterns: self.plans.clone(),
             test_count: self.test_count,
@@ -82,6 +101,7 @@ impl Args {
             junit: self.junit.clone(),
             summary_md: self.summary_md.clone(),
             quiet: self.quiet,
+            shard,
         })
     }
 }

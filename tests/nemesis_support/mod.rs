@@ -62,6 +62,37 @@ pub async fn start_with(system: &str, image: &str, shim: bool) -> Arc<Cluster> {
     Arc::new(c)
 }
 
+/// Starts `system` on `image` ready for every clock fault: the shim, faultline's binary in the
+/// nodes and CAP_SYS_PTRACE (`faultline::nemesis::add_clock_fault_options`, as `faultline run`).
+pub async fn start_for_clock(system: &str, image: &str) -> Arc<Cluster> {
+    let params = SystemParams {
+        image: Some(image.to_string()),
+        ..SystemParams::default()
+    };
+    let s = System::by_name(system, &params).expect("a known system");
+    let mut opts = ClusterOptions::default();
+    faultline::nemesis::add_clock_fault_options(&mut opts, &s).expect("clock fault options");
+    let c = Cluster::up(s, opts)
+        .await
+        .unwrap_or_else(|e| panic!("{system} cluster starts: {e:#}"));
+    eprintln!("{system}: ready in {:.1} s", c.ready_in().as_secs_f64());
+    Arc::new(c)
+}
+
+/// A nemesis over a cluster from [`start_for_clock`]: clock faults patch the vDSO of servers
+/// the shim cannot reach.
+pub fn nemesis_with_vdso(cluster: &Arc<Cluster>) -> (Arc<Nemesis>, Arc<MemoryRecorder>) {
+    let rec = Arc::new(MemoryRecorder::new());
+    let ctl = Arc::new(ClusterControl::new(cluster.clone()));
+    let config = NemesisConfig {
+        op_timeout: Duration::from_secs(30),
+        ready_timeout: Duration::from_secs(60),
+        clock_vdso_helper: Some(faultline::nemesis::CLOCK_VDSO_HELPER.to_string()),
+        ..NemesisConfig::default()
+    };
+    (Arc::new(Nemesis::new(ctl, rec.clone(), config)), rec)
+}
+
 /// A nemesis over `cluster` recording into memory.
 pub fn nemesis(cluster: &Arc<Cluster>) -> (Arc<Nemesis>, Arc<MemoryRecorder>) {
     let rec = Arc::new(MemoryRecorder::new());

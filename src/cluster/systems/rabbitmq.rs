@@ -1,10 +1,15 @@
-//! RabbitMQ 3.10: nodes `rabbit@n1..nN` share one Erlang cookie and find each other through
-//! classic_config peer discovery listing every node, so they form one cluster at first boot.
-//! On a first boot the other nodes wait until the first serves, then join it.
+//! RabbitMQ 3.10: nodes `rabbit@n1..nN` share one Erlang cookie and form one cluster at first
+//! boot through classic_config peer discovery. The first node, the seed, lists only itself, so
+//! it starts as a blank standalone node at once instead of spending ten discovery retries (5 s)
+//! on peers that are not up yet. On their first boot the other nodes wait (bounded) until the
+//! seed serves AMQP, then boot and join it (they list only the seed). They cannot boot alongside
+//! it: a node that connects to the seed while the seed holds its peer-discovery lock left the
+//! seed stuck in that lock for minutes (seen with two clusters starting at once).
+//! The VMs do not busy-wait for work (`+sbwt none`): three brokers share a few cores with the
+//! controller and the workload, and spinning schedulers take CPU from the nodes still booting.
 //! The server runs as the `rabbitmq` user as the container's main process and logs to stdout.
 //! Ready means `rabbitmqctl await_online_nodes N` passes on each node (all N are clustered and
 //! running), not merely that one broker accepts connections.
-
 use std::time::Duration;
 
 use super::{data_dir, node_names};
@@ -14,8 +19,10 @@ use crate::cluster::system::{
 
 pub const AMQP_PORT: u16 = 5672;
 pub const DIST_PORT: u16 = 25672;
-/// Half-second waits for the first node on a first boot (two minutes).
+/// Half-second waits for the seed on a first boot (two minutes).
 const SEED_WAIT_TRIES: u32 = 240;
+/// Erlang emulator flags: no scheduler busy-waiting.
+const ERL_ARGS: &str = "+sbwt none +sbwtdcpu none +sbwtdio none";
 /// Shared by every node of every run: the cluster is private to its Docker network.
 const COOKIE: &str = "FAULTLINEFAULTLINECOOKIE";
 
@@ -26,25 +33,20 @@ pub fn system(params: &SystemParams) -> System {
         .iter()
         .map(|name| {
             let dir = data_dir(name);
+            let seed = &names[0];
             let mut conf = String::from(
                 "loopback_users = none\nlisteners.tcp.default = 5672\n\
                  cluster_formation.peer_discovery_backend = classic_config\n\
                  cluster_partition_handling = ignore\n",
             );
-            for (i, peer) in names.iter().enumerate() {
-                conf.push_str(&format!(
-                    "cluster_formation.classic_config.nodes.{} = rabbit@{peer}\n",
-                    i + 1
-                ));
-            }
+            conf.push_str(&format!(
+                "cluster_formation.classic_config.nodes.1 = rabbit@{seed}\n"
+            ));
             let dist_port = super::peer_port(params, name, DIST_PORT);
             let env_conf = format!(
-                "NODENAME=rabbit@{name}\nMNESIA_BASE={dir}/mnesia\nLOGS=-\nDIST_PORT={dist_port}\n"
+                "NODENAME=rabbit@{name}\nMNESIA_BASE={dir}/mnesia\nLOGS=-\nDIST_PORT={dist_port}\n\
+                 SERVER_ADDITIONAL_ERL_ARGS=\"{ERL_ARGS}\"\n"
             );
-            // Nodes booting at once with empty databases keep failing to join each other
-            // ("tables_not_present") for a minute; so on its first boot every node but the
-            // first waits (bounded) until the first one serves AMQP, then joins it.
-            let seed = &names[0];
             let wait_for_seed = if name == seed {
                 String::new()
             } else {
@@ -121,13 +123,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_node_lists_every_peer_and_shares_the_cookie() {
+    fn every_node_discovers_only_the_seed_and_shares_the_cookie() {
         let s = system(&SystemParams::default());
         for node in &s.nodes {
             let conf = String::from_utf8(node.files[0].contents.clone()).unwrap();
-            for peer in ["n1", "n2", "n3"] {
-                assert!(conf.contains(&format!("= rabbit@{peer}\n")), "{conf}");
-            }
+            assert!(conf.contains("nodes.1 = rabbit@n1\n"), "{conf}");
+            assert!(!conf.contains("nodes.2"), "{conf}");
             assert_eq!(node.files[2].contents, COOKIE.as_bytes());
             assert_eq!(node.files[2].mode, 0o400);
         }
