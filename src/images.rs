@@ -31,6 +31,8 @@ use tokio::io::AsyncBufReadExt;
 
 /// Repository of the base image.
 pub const BASE_REPO: &str = "faultline/base";
+/// Repository of users' systems' images: the base recipe plus their Debian packages.
+pub const SYSTEM_REPO: &str = "faultline/system";
 /// The tag that follows the newest build.
 pub const STABLE_TAG: &str = "latest";
 /// Debian release the image is made from.
@@ -51,6 +53,8 @@ const ERROR_TAIL_LINES: usize = 20;
 /// The base image recipe as compiled into this binary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipe {
+    /// `faultline/base`, or `faultline/system` for the base plus a user's packages.
+    pub repo: &'static str,
     pub packages: Vec<String>,
     pub mmdebstrap_args: Vec<String>,
     /// First 12 hex digits of the SHA-256 of everything above plus the import changes.
@@ -102,14 +106,44 @@ impl Recipe {
             .collect::<String>()[..12]
             .to_string();
         Recipe {
+            repo: BASE_REPO,
             packages,
             mmdebstrap_args,
             hash,
         }
     }
 
+    /// This recipe plus `extra` Debian packages (a user's `system.packages`), as an image of
+    /// `faultline/system` tagged with the hash of the whole recipe: the same packages (in any
+    /// order) on the same base share one image, and a new base recipe makes a new one.
+    pub fn with_packages(&self, extra: &[String]) -> Recipe {
+        let mut extra: Vec<String> = extra.to_vec();
+        extra.sort();
+        extra.dedup();
+        let mut h = Sha256::new();
+        h.update(self.hash.as_bytes());
+        for p in &extra {
+            h.update(b"\n");
+            h.update(p.as_bytes());
+        }
+        let hash: String = h
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()[..12]
+            .to_string();
+        let mut packages = self.packages.clone();
+        packages.extend(extra.into_iter().filter(|p| !self.packages.contains(p)));
+        Recipe {
+            repo: SYSTEM_REPO,
+            packages,
+            mmdebstrap_args: self.mmdebstrap_args.clone(),
+            hash,
+        }
+    }
+
     pub fn image_ref(&self) -> String {
-        format!("{BASE_REPO}:{}", self.hash)
+        format!("{}:{}", self.repo, self.hash)
     }
 }
 
@@ -161,7 +195,17 @@ pub struct BuildOutcome {
 
 /// Builds the base image unless the image of this recipe exists (or `force`).
 pub async fn build_base(docker: &Docker, opts: &BuildOptions) -> Result<BuildOutcome> {
-    let recipe = Recipe::current();
+    build_recipe(docker, &Recipe::current(), opts).await
+}
+
+/// Builds the image of `recipe` unless it exists (or `force`); the base image also moves the
+/// `latest` tag.
+pub async fn build_recipe(
+    docker: &Docker,
+    recipe: &Recipe,
+    opts: &BuildOptions,
+) -> Result<BuildOutcome> {
+    let repo = recipe.repo;
     let image = recipe.image_ref();
     if !opts.force && image_exists(docker, &image).await? {
         let size = image_size(docker, &image).await?;
@@ -191,24 +235,28 @@ pub async fn build_base(docker: &Docker, opts: &BuildOptions) -> Result<BuildOut
     ));
     let building_tag = format!("building-{}", recipe.hash);
     let result =
-        stream_rootfs_into_docker(&mmdebstrap, &recipe, &sources, &building_tag, &progress).await;
-    let building_ref = format!("{BASE_REPO}:{building_tag}");
+        stream_rootfs_into_docker(&mmdebstrap, recipe, &sources, &building_tag, &progress).await;
+    let building_ref = format!("{repo}:{building_tag}");
     if let Err(e) = result {
         progress.finish();
         let _ = untag(docker, &building_ref).await;
         return Err(e);
     }
-    for tag in [recipe.hash.as_str(), STABLE_TAG] {
+    let tags = match repo == BASE_REPO {
+        true => vec![recipe.hash.as_str(), STABLE_TAG],
+        false => vec![recipe.hash.as_str()],
+    };
+    for tag in tags {
         docker
             .tag_image(
                 &building_ref,
                 Some(TagImageOptions {
-                    repo: Some(BASE_REPO.to_string()),
+                    repo: Some(repo.to_string()),
                     tag: Some(tag.to_string()),
                 }),
             )
             .await
-            .with_context(|| format!("tagging {building_ref} as {BASE_REPO}:{tag}"))?;
+            .with_context(|| format!("tagging {building_ref} as {repo}:{tag}"))?;
     }
     untag(docker, &building_ref).await?;
     progress.finish();
@@ -297,6 +345,76 @@ fn open_lock(path: &Path) -> Result<std::fs::File> {
         .with_context(|| format!("opening the image build lock {}", path.display()))
 }
 
+/// The image a user's `[system]` table runs on, built first when it is the base image plus
+/// packages and missing (under the same lock as the base image). A local image must exist:
+/// nothing is pulled. Errors are one line naming the key; a package apt cannot install is
+/// reported with apt's own line.
+pub async fn ensure_system_image(
+    docker: &Docker,
+    source: &crate::cluster::user::ImageSource,
+) -> Result<String> {
+    use crate::cluster::user::ImageSource;
+    match source {
+        ImageSource::Base => ensure_base(docker).await,
+        ImageSource::Local(image) => {
+            if image_exists(docker, image).await? {
+                Ok(image.clone())
+            } else {
+                bail!("system.image: {image} does not exist locally, and faultline never pulls images: build or load it first (docker build -t {image} ...)")
+            }
+        }
+        ImageSource::BasePlus(packages) => {
+            let recipe = Recipe::current().with_packages(packages);
+            let image = recipe.image_ref();
+            if image_exists(docker, &image).await? {
+                return Ok(image);
+            }
+            let lock_path = build_lock_path()?;
+            let lock = open_lock(&lock_path)?;
+            let lock = tokio::task::spawn_blocking(move || lock.lock().map(|_| lock))
+                .await?
+                .with_context(|| format!("locking {}", lock_path.display()))?;
+            eprintln!(
+                "faultline: building {image}: the base image plus {} (once; later runs reuse it)",
+                packages.join(", ")
+            );
+            let built = build_recipe(
+                docker,
+                &recipe,
+                &BuildOptions {
+                    install_missing: true,
+                    ..Default::default()
+                },
+            )
+            .await;
+            drop(lock);
+            match built {
+                Ok(out) => Ok(out.image),
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    match apt_error_line(&text) {
+                        Some(line) => bail!(
+                            "system.packages: {} cannot be installed: {line}",
+                            packages.join(", ")
+                        ),
+                        None => Err(e.context(format!("system.packages: building {image}"))),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// apt's own error line (`E: Unable to locate package ...`) in a build's output, if any.
+pub fn apt_error_line(output: &str) -> Option<String> {
+    output
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("E: ") && !l.contains("mmdebstrap") && !l.contains("apt-get --yes"))
+        .or_else(|| output.lines().map(str::trim).find(|l| l.starts_with("E: ")))
+        .map(str::to_string)
+}
+
 async fn untag(docker: &Docker, image: &str) -> Result<()> {
     docker
         .remove_image(
@@ -370,7 +488,7 @@ async fn stream_rootfs_into_docker(
         .create_image(
             Some(CreateImageOptions {
                 from_src: Some("-".into()),
-                repo: Some(BASE_REPO.into()),
+                repo: Some(recipe.repo.into()),
                 tag: Some(tag.into()),
                 changes: IMPORT_CHANGES
                     .iter()
@@ -705,6 +823,30 @@ mod tests {
         progress.finish();
         tokio::task::yield_now().await;
         assert!(progress.plain.as_ref().unwrap().is_finished() || progress.bar.is_finished());
+    }
+
+    #[test]
+    fn a_system_image_is_the_base_recipe_plus_packages_hashed_in_any_order() {
+        let base = Recipe::current();
+        let a = base.with_packages(&["python3".into(), "perl".into()]);
+        let b = base.with_packages(&["perl".into(), "python3".into(), "perl".into()]);
+        assert_eq!(a.hash, b.hash);
+        assert_ne!(a.hash, base.with_packages(&["python3".into()]).hash);
+        assert!(a.image_ref().starts_with("faultline/system:"));
+        assert!(a.packages.starts_with(&base.packages));
+        assert!(a
+            .packages
+            .ends_with(&["perl".to_string(), "python3".to_string()]));
+    }
+
+    #[test]
+    fn apts_own_line_is_picked_from_a_failed_build() {
+        let out = "I: running apt-get update...\nE: Unable to locate package pyhton3\nE: apt-get --yes install failed\nE: mmdebstrap failed";
+        assert_eq!(
+            apt_error_line(out).as_deref(),
+            Some("E: Unable to locate package pyhton3")
+        );
+        assert_eq!(apt_error_line("I: all good"), None);
     }
 
     #[test]

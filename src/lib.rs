@@ -7,6 +7,7 @@
 pub mod calibrate;
 pub mod cluster;
 pub mod images;
+pub mod init;
 pub mod merge;
 pub mod nemesis;
 pub mod plan;

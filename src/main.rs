@@ -41,6 +41,8 @@ enum Command {
     Cluster(cmd::cluster::Args),
     /// Remove containers and networks that killed faultline runs left behind.
     Clean(cmd::clean::Args),
+    /// Start testing your own system: write NAME/plan.toml and a client skeleton to edit.
+    Init(cmd::init::Args),
     /// Hidden: shift the wall clock of one running process by patching its vDSO (run inside a
     /// node by the clock nemesis; see `nemeses::vdso_clock`).
     #[command(hide = true)]
@@ -76,6 +78,7 @@ fn main() {
         Command::Images(args) => cmd::images::run(args),
         Command::Cluster(args) => cmd::cluster::run(args),
         Command::Clean(args) => cmd::clean::run(args),
+        Command::Init(args) => cmd::init::run(args),
         Command::ClockAttach(args) => cmd::clock_attach::run(args),
     };
     let code = match result {

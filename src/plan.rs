@@ -9,6 +9,7 @@
 //! a zero concurrency or an unparsable duration is one error naming the option (or the file and
 //! key), never a half-started cluster.
 
+use crate::cluster::user::UserSystem;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -93,6 +94,10 @@ pub struct Plan {
     /// proxy container: partitions by toxics, and latency). `latency` implies `proxy`.
     #[serde(default = "default_links")]
     pub links: String,
+    /// A user's own system (a plan's `[system]` table, docs/your-system.md); `system` is then
+    /// its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_def: Option<UserSystem>,
 }
 
 fn default_links() -> String {
@@ -120,6 +125,7 @@ impl Default for Plan {
             client: BTreeMap::new(),
             plan_file: None,
             links: default_links(),
+            system_def: None,
         }
     }
 }
@@ -129,7 +135,8 @@ impl Default for Plan {
 #[serde(deny_unknown_fields)]
 pub struct PlanFile {
     pub name: Option<String>,
-    pub system: Option<String>,
+    /// A shipped system's name, or a user's `[system]` table.
+    pub system: Option<SystemChoice>,
     pub workload: Option<String>,
     pub nemesis: Option<Vec<String>>,
     pub nemesis_interval: Option<String>,
@@ -149,6 +156,14 @@ pub struct PlanFile {
     pub client: Option<BTreeMap<String, toml::Value>>,
     /// `direct` or `proxy`.
     pub links: Option<String>,
+}
+
+/// A plan's `system`: a name (`system = "etcd"`), or a table defining the user's own system.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SystemChoice {
+    Name(String),
+    Table(toml::Value),
 }
 
 impl PlanFile {
@@ -186,8 +201,17 @@ impl PlanFile {
         if let Some(v) = &self.name {
             plan.name = v.clone();
         }
-        if let Some(v) = &self.system {
-            plan.system = v.clone();
+        match &self.system {
+            Some(SystemChoice::Name(n)) => {
+                plan.system = n.clone();
+                plan.system_def = None;
+            }
+            Some(SystemChoice::Table(t)) => {
+                let def = UserSystem::from_toml(t.clone()).map_err(|e| format!("{origin}: {e}"))?;
+                plan.system = def.name.clone();
+                plan.system_def = Some(def);
+            }
+            None => {}
         }
         if let Some(v) = &self.workload {
             plan.workload = v.clone();
@@ -250,7 +274,9 @@ impl PlanFile {
 impl Plan {
     /// Checks the plan as a whole; `origin` names where the values came from.
     pub fn validate(&self) -> Result<(), String> {
-        if !SYSTEMS.contains(&self.system.as_str()) {
+        if let Some(def) = &self.system_def {
+            self.validate_user_system(def)?;
+        } else if !SYSTEMS.contains(&self.system.as_str()) {
             return Err(format!(
                 "--system: unknown system {:?}; expected one of: {}",
                 self.system,
@@ -300,7 +326,7 @@ impl Plan {
                 self.links
             ));
         }
-        if self.uses_proxy_links() {
+        if self.uses_proxy_links() && self.system_def.is_none() {
             let system = cluster_system(&self.system);
             if let Some(why) = crate::cluster::links::no_proxy_links_reason(system) {
                 return Err(format!(
@@ -322,6 +348,37 @@ impl Plan {
                 "--name: {:?} cannot name a store folder; use letters, digits and dashes",
                 self.name
             ));
+        }
+        Ok(())
+    }
+
+    /// The folder a plan file's relative paths start from: the plan file's own (`.` for a
+    /// plan from flags alone).
+    pub fn base_dir(&self) -> std::path::PathBuf {
+        self.plan_file
+            .as_deref()
+            .and_then(|f| Path::new(f).parent())
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| ".".into())
+    }
+
+    /// A user's system: the table itself, and what the plan asks of it.
+    fn validate_user_system(&self, def: &UserSystem) -> Result<(), String> {
+        def.check(&self.base_dir())?;
+        if self.uses_proxy_links() && def.peer_port.is_none() {
+            return Err("--links proxy (also needed by --nemesis latency): set system.peer_port to the port (of system.ports) the nodes dial each other on".into());
+        }
+        if def.leader.is_none() {
+            if let Some(n) = self
+                .nemesis
+                .iter()
+                .find(|n| n.ends_with(":leader") || n.ends_with("-leader"))
+            {
+                return Err(format!(
+                    "--nemesis {n}: aiming at the leader needs system.leader (a command or HTTP call that names it)"
+                ));
+            }
         }
         Ok(())
     }
@@ -377,10 +434,14 @@ impl Plan {
                 .map(|b| format!(" --bug {}", shell_quote(b)))
                 .collect()
         };
+        // A user's system lives in its plan file, which the command names.
+        let system = match self.system_def {
+            Some(_) => String::new(),
+            None => format!(" --system {}", shell_quote(&self.system)),
+        };
         format!(
-            "faultline run{plan_file} --name {} --system {} --workload {} --nemesis {} --nemesis-interval {} --time-limit {} --concurrency {} --rate {} --keys {} --read-mode {} --op-timeout {}{links}{bugs} --seed {}",
+            "faultline run{plan_file} --name {}{system} --workload {} --nemesis {} --nemesis-interval {} --time-limit {} --concurrency {} --rate {} --keys {} --read-mode {} --op-timeout {}{links}{bugs} --seed {}",
             shell_quote(&self.name),
-            shell_quote(&self.system),
             shell_quote(&self.workload),
             shell_quote(&nemesis),
             format_ms(self.nemesis_interval_ms),

@@ -332,7 +332,7 @@ struct Recorded {
 /// Whether the plan's system has its workload and takes its `[client]` options: the checks a
 /// run makes before it starts anything, for commands that load many plans first.
 pub fn check_workload(plan: &Plan) -> Result<(), String> {
-    workloads::build(&plan.system, &plan.workload, &workload_options(plan))
+    build_workload(plan)
         .map(|_| ())
         .map_err(|e| match e.starts_with("client.") {
             true => e,
@@ -341,9 +341,95 @@ pub fn check_workload(plan: &Plan) -> Result<(), String> {
 }
 
 fn default_checkers(plan: &Plan) -> Vec<workloads::workload::CheckerSpec> {
-    workloads::build(&plan.system, &plan.workload, &workload_options(plan))
+    build_workload(plan)
         .map(|(w, _)| w.checkers)
         .unwrap_or_default()
+}
+
+/// The plan's workload, with its client factory for a shipped system; a user's system gets its
+/// factory once its nodes' addresses are known ([`external_factory`]).
+fn build_workload(
+    plan: &Plan,
+) -> Result<
+    (
+        workloads::Workload,
+        Option<Arc<dyn workloads::ClientFactory>>,
+    ),
+    String,
+> {
+    match &plan.system_def {
+        Some(_) => workloads::workload::external_workload(&plan.workload, &workload_options(plan))
+            .map(|w| (w, None)),
+        None => workloads::build(&plan.system, &plan.workload, &workload_options(plan))
+            .map(|(w, f)| (w, Some(f))),
+    }
+}
+
+/// Bound on a user's client program's start and its answer to `init` (a JVM takes a while).
+const EXTERNAL_INIT_TIMEOUT_S: u64 = 10;
+
+/// The client factory of a user's system: its client program, told every server node and its
+/// published addresses; its stderr goes to `client-stderr.log` in the run folder.
+fn external_factory(
+    plan: &Plan,
+    dir: &RunDir,
+    cluster: &Cluster,
+) -> Result<Arc<dyn workloads::ClientFactory>> {
+    use workloads::clients::external::{ExternalClientConfig, ExternalFactory, ExternalNode};
+    let def = plan
+        .system_def
+        .as_ref()
+        .context("external_factory needs a user's system")?;
+    let nodes = cluster
+        .nodes()
+        .iter()
+        .filter(|n| n.role == "server")
+        .map(|n| ExternalNode {
+            name: n.name.clone(),
+            addresses: n
+                .ports
+                .iter()
+                .map(|(name, (_, host))| (name.clone(), format!("127.0.0.1:{host}")))
+                .collect(),
+        })
+        .collect();
+    let factory = ExternalFactory::new(ExternalClientConfig {
+        command: def.client.clone(),
+        cwd: Some(plan.base_dir()),
+        env: def
+            .client_env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        workload: plan.workload.clone(),
+        nodes,
+        stderr_file: Some(dir.path.join(CLIENT_STDERR_FILE)),
+        init_timeout: Duration::from_secs(EXTERNAL_INIT_TIMEOUT_S),
+    })?;
+    Ok(Arc::new(factory))
+}
+
+/// Where a user's client programs' stderr goes, in the run folder.
+pub const CLIENT_STDERR_FILE: &str = "client-stderr.log";
+
+/// Makes sure the image of a user's system exists before a run starts anything: a local image
+/// must be there, the base image plus packages is built (once). A one-line error otherwise,
+/// with apt's own line for a package that cannot be installed. Nothing to do for shipped
+/// systems (their image is built on first use inside the run).
+pub fn prepare_image(plan: &Plan) -> Result<()> {
+    let Some(def) = &plan.system_def else {
+        return Ok(());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        cluster::docker::available().context("Docker")?;
+        let docker = cluster::docker::connect()?;
+        crate::images::ensure_system_image(&docker, &def.image_source()).await?;
+        Ok(())
+    })
 }
 
 fn workload_options(plan: &Plan) -> WorkloadOptions {
@@ -399,10 +485,9 @@ async fn drive(
     hurry: &CancellationToken,
     plan_json: &mut Value,
 ) -> Result<Recorded> {
-    let (workload, factory) =
-        workloads::build(&plan.system, &plan.workload, &workload_options(plan))
-            .map_err(anyhow::Error::msg)
-            .context("--workload")?;
+    let (workload, factory) = build_workload(plan)
+        .map_err(anyhow::Error::msg)
+        .context("--workload")?;
     log.line(format!(
         "workload {}: {}; checkers: {}",
         workload.name,
@@ -420,6 +505,7 @@ async fn drive(
     if crate::plan::is_in_memory(&plan.system) {
         log.line("in-memory system: no cluster, no faults");
         plan_json["cluster"] = json!({"in_memory": plan.system});
+        let factory = factory.context("an in-memory system has its client factory")?;
         let interrupted = drive_in_memory(plan, dir, log, cancel, hurry, workload, factory).await?;
         return Ok(Recorded {
             checkers,
@@ -428,7 +514,10 @@ async fn drive(
     }
     cluster::docker::available().context("Docker")?;
     let docker = cluster::docker::connect()?;
-    let image = crate::images::ensure_base(&docker).await?;
+    let image = match &plan.system_def {
+        Some(def) => crate::images::ensure_system_image(&docker, &def.image_source()).await?,
+        None => crate::images::ensure_base(&docker).await?,
+    };
     log.line(format!("image {image}"));
 
     let system_name = crate::plan::cluster_system(&plan.system);
@@ -440,7 +529,20 @@ async fn drive(
         },
         ..SystemParams::default()
     };
-    let (system, link_plan) = if plan.uses_proxy_links() {
+    let (system, link_plan) = if let Some(def) = &plan.system_def {
+        let resolved = def.check(&plan.base_dir()).map_err(anyhow::Error::msg)?;
+        if plan.uses_proxy_links() {
+            let (linked, lp) =
+                cluster::links::user_system_with_proxy_links(&resolved, &image, params)?;
+            log.line(format!(
+                "links: {} node-to-node links through the proxy container",
+                lp.links.len()
+            ));
+            (linked, Some(lp))
+        } else {
+            (resolved.system(&image, &params)?, None)
+        }
+    } else if plan.uses_proxy_links() {
         let (linked, lp) = cluster::links::system_with_proxy_links(system_name, params)?;
         log.line(format!(
             "links: {} node-to-node links through the proxy container",
@@ -480,10 +582,20 @@ async fn drive(
         })).collect::<Vec<_>>(),
     });
 
-    let result = drive_on_cluster(
-        plan, dir, log, cancel, hurry, &cluster, workload, factory, &kinds, shapes, link_plan,
-    )
-    .await;
+    let factory = match factory {
+        Some(f) => Ok(f),
+        None => external_factory(plan, dir, &cluster),
+    };
+    let result = match factory {
+        Ok(factory) => {
+            drive_on_cluster(
+                plan, dir, log, cancel, hurry, &cluster, workload, factory, &kinds, shapes,
+                link_plan,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
 
     // Teardown always: collect node logs, then remove containers and network.
     if let Err(e) = cluster.collect_logs(&dir.nodes()).await {
@@ -519,7 +631,11 @@ async fn drive_on_cluster(
 ) -> Result<bool> {
     let recorder = Recorder::create(dir.history())?;
     point_latest(dir, log);
-    let nodes = client_addresses(cluster);
+    // A user's client is told every address in `init`; the runner only names its node.
+    let nodes = match plan.system_def {
+        Some(_) => cluster.nodes_with_role("server"),
+        None => client_addresses(cluster),
+    };
     anyhow::ensure!(
         !nodes.is_empty(),
         "the {} cluster exposes no client port",
@@ -527,6 +643,10 @@ async fn drive_on_cluster(
     );
     let mut config = RunnerConfig::new(plan.concurrency as usize, nodes, plan.seed);
     config.op_timeout = Duration::from_millis(plan.op_timeout_ms);
+    if plan.system_def.is_some() {
+        // Above the client's init bound, so its own error (with its stderr) is the one seen.
+        config.connect_timeout = Duration::from_secs(EXTERNAL_INIT_TIMEOUT_S + 5);
+    }
     let mut runner = Runner::start(config, factory, recorder.clone()).await?;
 
     // The nemesis writes into the same history as the clients.

@@ -24,7 +24,67 @@ pub(super) async fn find(c: &Cluster) -> Result<Option<String>> {
         LeaderQuery::NatsJsz => nats(c).await,
         LeaderQuery::ZooKeeperSrvr => zookeeper(c).await,
         LeaderQuery::TestbedStatus => testbed(c).await,
+        LeaderQuery::Http { port, path } => user_http(c, port, path).await,
+        LeaderQuery::Command(cmd) => user_command(c, cmd).await,
     }
+}
+
+/// A user's HTTP leader query, asked of every node: the first line of each 2xx body.
+async fn user_http(c: &Cluster, port: &str, path: &str) -> Result<Option<String>> {
+    let mut answers = Vec::new();
+    for n in c.node_names() {
+        let Ok(addr) = c.host_addr(&n, port) else {
+            continue;
+        };
+        let resp = http_client()
+            .get(format!("http://{addr}{path}"))
+            .timeout(Duration::from_millis(QUERY_TIMEOUT_MS))
+            .send()
+            .await;
+        let Ok(resp) = resp else { continue };
+        if !resp.status().is_success() {
+            continue;
+        }
+        if let Ok(body) = resp.text().await {
+            answers.push(body);
+        }
+    }
+    Ok(majority_leader(&c.node_names(), &answers))
+}
+
+/// A user's command leader query, run in every node: the first line of each exit-0 output.
+async fn user_command(c: &Cluster, cmd: &[String]) -> Result<Option<String>> {
+    let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let mut answers = Vec::new();
+    for n in c.node_names() {
+        let out = c
+            .exec_timeout(&n, &argv, Duration::from_millis(QUERY_TIMEOUT_MS))
+            .await;
+        if let Ok(out) = out {
+            if out.exit_code == 0 {
+                answers.push(out.output);
+            }
+        }
+    }
+    Ok(majority_leader(&c.node_names(), &answers))
+}
+
+/// The node named by more than half of the answers that name a node (first line, trimmed);
+/// `None` when they disagree or none names one: during an election that is the truth.
+pub(super) fn majority_leader(nodes: &[String], answers: &[String]) -> Option<String> {
+    let named: Vec<&str> = answers
+        .iter()
+        .filter_map(|a| a.lines().next().map(str::trim))
+        .filter(|a| nodes.iter().any(|n| n == a))
+        .collect();
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for a in &named {
+        *counts.entry(a).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .find(|(_, k)| 2 * k > named.len())
+        .map(|(n, _)| n.to_string())
 }
 
 /// The node whose own status says `leader == member_id` (ids are decimal strings in etcd's JSON).
@@ -180,6 +240,22 @@ async fn zookeeper(c: &Cluster) -> Result<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_leader_query_needs_a_majority_of_the_answers_naming_a_node() {
+        let nodes: Vec<String> = ["n1", "n2", "n3"].iter().map(|s| s.to_string()).collect();
+        let answers = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            majority_leader(&nodes, &answers(&["n2\n", "n2", "n1"])),
+            Some("n2".into())
+        );
+        assert_eq!(majority_leader(&nodes, &answers(&["n2", "n1"])), None);
+        assert_eq!(
+            majority_leader(&nodes, &answers(&["n3", "unknown", ""])),
+            Some("n3".into())
+        );
+        assert_eq!(majority_leader(&nodes, &answers(&[])), None);
+    }
 
     #[test]
     fn an_etcd_member_leads_when_its_id_is_the_leader_id() {

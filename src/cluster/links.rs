@@ -98,7 +98,9 @@ pub fn no_proxy_links_reason(system: &str) -> Option<String> {
 /// and the links the nemesis cuts (one per ordered pair of servers and peer port).
 pub fn system_with_proxy_links(system: &str, params: SystemParams) -> Result<(System, LinkPlan)> {
     match link_style(system) {
-        Some(LinkStyle::Configured(ports)) => system_with_configured_links(system, params, &ports),
+        Some(LinkStyle::Configured(ports)) => {
+            system_with_configured_links(&|p| System::by_name(system, p), params, &ports)
+        }
         Some(LinkStyle::Redirected) => system_with_redirected_links(system, params),
         None => bail!(
             "--links proxy: {}",
@@ -110,20 +112,34 @@ pub fn system_with_proxy_links(system: &str, params: SystemParams) -> Result<(Sy
 /// Links for a system whose configuration dials its peers: built twice, once to learn the
 /// server names, then with every peer dialed at the proxy's listener for the link.
 fn system_with_configured_links(
-    system: &str,
+    build: &dyn Fn(&SystemParams) -> Result<System>,
     mut params: SystemParams,
     peer_ports: &[u16],
 ) -> Result<(System, LinkPlan)> {
-    let direct = System::by_name(system, &params)?;
+    let direct = build(&params)?;
     let servers: Vec<String> = direct.nodes.iter().map(|n| n.name.clone()).collect();
     let plan = LinkPlan::new(&servers, peer_ports, PROXY_NODE, FIRST_LISTEN_PORT)?;
     let dial = plan.clone();
     params.dial = Some(std::sync::Arc::new(
         move |from: &str, to: &str, port: u16| dial.dial(from, to, port),
     ));
-    let mut linked = System::by_name(system, &params)?;
+    let mut linked = build(&params)?;
     linked.nodes.push(proxy_node(&plan)?);
     Ok((linked, plan))
+}
+
+/// A user's system (`[system]` with `peer_port`) with its peer port dialed through the proxy:
+/// its command lists peers with `{addrs:P}`, `{peers:P}` or `{members:P}`, which render as each
+/// node dials them, so its links are configured like the testbed's.
+pub fn user_system_with_proxy_links(
+    resolved: &super::user::Resolved,
+    image: &str,
+    params: SystemParams,
+) -> Result<(System, LinkPlan)> {
+    let Some(port) = resolved.peer_port() else {
+        bail!("--links proxy: system.peer_port is not set: name the port (of system.ports) the nodes dial each other on");
+    };
+    system_with_configured_links(&|p| resolved.system(image, p), params, &[port])
 }
 
 /// Links for a system whose members must agree on one set of peer addresses (etcd), find them

@@ -30,6 +30,7 @@ mod leader;
 pub mod links;
 pub mod system;
 pub mod systems;
+pub mod user;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -699,7 +700,16 @@ impl Cluster {
                     }
                 }
                 Probe::Tcp(port) => {
-                    let addr = self.host_addr(node, port).map_err(|e| e.to_string())?;
+                    // The node's own address on the run network, not the published host port:
+                    // Docker's userland proxy accepts on the host port whether or not anything
+                    // listens in the container, so a connect there proves nothing.
+                    let n = self.node(node).map_err(|e| e.to_string())?;
+                    let (container_port, _) = *n
+                        .ports
+                        .get(port)
+                        .ok_or_else(|| format!("node {node} has no port named {port:?}"))?;
+                    let ip = self.ip(node).await.map_err(|e| format!("{e:#}"))?;
+                    let addr = SocketAddr::new(ip, container_port);
                     match tokio::time::timeout(attempt, tokio::net::TcpStream::connect(addr)).await
                     {
                         Ok(Ok(_)) => Ok(()),

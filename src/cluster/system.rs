@@ -171,6 +171,12 @@ pub enum LeaderQuery {
     ZooKeeperSrvr,
     /// The testbed: the node whose `GET /status` says `kv.role == "primary"` (highest epoch).
     TestbedStatus,
+    /// A user's system (`[system.leader]`): `GET path` on each node's named port; the body's
+    /// first line names the leader. A majority of the answers decides.
+    Http { port: String, path: String },
+    /// A user's system: this command run in each node prints the leader's name on its first
+    /// line. A majority of the answers decides.
+    Command(Vec<String>),
 }
 
 /// One container of a cluster.

@@ -7,6 +7,7 @@ pub mod clock_attach;
 pub mod cluster;
 pub mod convert;
 pub mod images;
+pub mod init;
 pub mod merge;
 pub mod proxy;
 pub mod report;

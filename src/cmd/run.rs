@@ -94,7 +94,7 @@ impl Args {
         }
         let flags = PlanFile {
             name: self.name.clone(),
-            system: self.system.clone(),
+            system: self.system.clone().map(faultline::plan::SystemChoice::Name),
             workload: self.workload.clone(),
             nemesis: self.nemesis.clone().map(|v| {
                 v.into_iter()
@@ -152,6 +152,9 @@ fn random_seed() -> u64 {
 
 pub fn run(args: Args) -> Result<i32> {
     let plan = args.resolve().map_err(anyhow::Error::msg)?;
+    // A user's system's image before the run folder: a missing image or a package apt cannot
+    // install is bad input, and nothing has started yet.
+    faultline::run::prepare_image(&plan)?;
     let opts = faultline::run::RunOptions {
         junit: args.junit.clone(),
         summary_md: args.summary_md.clone(),

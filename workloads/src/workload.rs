@@ -805,3 +805,73 @@ pub fn build(
     };
     Ok((w, factory))
 }
+
+/// The workloads a client in any language (`clients::external`) can drive: the operation
+/// vocabulary of each is in `docs/history.md`, and `docs/your-system.md` shows the messages.
+pub const EXTERNAL_WORKLOADS: &[&str] = &[
+    "register",
+    "cas-register",
+    "queue",
+    "set",
+    "idempotency",
+    "versioned-append",
+];
+
+/// The `[client]` options of the queue workload for a client in any language: `ack-wait`
+/// turns acks on (the system redelivers what was not acked within it; the final drain waits as
+/// long first), `guarantee` says what the delivery checker holds the system to.
+pub const EXTERNAL_QUEUE_OPTIONS: &[&str] = &["ack-wait", "guarantee"];
+
+/// The workload `workload` for a client in any language, with a plan's `[client]` options; an
+/// error names what exists.
+pub fn external_workload(workload: &str, opts: &WorkloadOptions) -> Result<Workload, String> {
+    let no_options = || match opts.client.keys().next() {
+        Some(k) => Err(format!(
+            "client.{k}: the {workload:?} workload takes no client options"
+        )),
+        None => Ok(()),
+    };
+    Ok(match workload {
+        "register" | "cas-register" => register(&RegisterOptions {
+            cas: workload == "cas-register",
+            ..opts.register.with_table(&opts.client)?
+        }),
+        "queue" => {
+            let mut ack_wait = None;
+            let mut guarantee = None;
+            for (key, v) in &opts.client {
+                let set = match key.as_str() {
+                    "ack-wait" => option_duration(v).map(|d| ack_wait = Some(d)),
+                    "guarantee" => option_guarantee(v).map(|g| guarantee = Some(g)),
+                    _ => Err(format!(
+                        "unknown option for the queue workload; known: {}",
+                        EXTERNAL_QUEUE_OPTIONS.join(", ")
+                    )),
+                };
+                set.map_err(|e| format!("client.{key}: {e}"))?;
+            }
+            match ack_wait {
+                Some(wait) => queue_with_acks(
+                    &QueueOptions {
+                        guarantee: guarantee.unwrap_or_else(|| "at-least-once".into()),
+                        ..opts.queue.clone()
+                    },
+                    wait,
+                ),
+                None => queue(&QueueOptions {
+                    guarantee: guarantee.unwrap_or_else(|| opts.queue.guarantee.clone()),
+                    ..opts.queue.clone()
+                }),
+            }
+        }
+        "set" => no_options().map(|_| set())?,
+        "idempotency" => no_options().map(|_| idempotency(&opts.idempotency))?,
+        "versioned-append" => no_options().map(|_| versioned_append(&opts.versioned_append))?,
+        other => {
+            return Err(format!(
+                "a client in any language has no workload {other:?}; it has: {}",
+                EXTERNAL_WORKLOADS.join(", ")
+            ))
+        }
+    })
+}

@@ -3,6 +3,7 @@
 //! only when the operation definitely had no effect, `info` when it may have.
 
 pub mod etcd;
+pub mod external;
 pub mod memory;
 pub mod nats;
 pub mod postgres;
