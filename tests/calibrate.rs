@@ -2,15 +2,17 @@
 //! version race with its bug on (must be detected) and off (must pass), the table, the JSON and
 //! the exit code.
 
+#[path = "../testsupport/prereq.rs"]
+mod prereq;
+
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
 #[test]
 fn one_scenario_is_detected_with_its_bug_and_passes_without() {
-    if faultline::cluster::docker::available().is_err() {
-        eprintln!("SKIPPED calibrate: no Docker daemon");
-        return;
+    if let Err(e) = faultline::cluster::docker::available() {
+        return prereq::skip("no Docker daemon", &format!("{e:#}")).unwrap_or(());
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("calibrate-i6");
     let _ = std::fs::remove_dir_all(&dir);
@@ -96,9 +98,8 @@ fn a_plan_that_is_not_a_scenario_is_one_clear_error() {
 /// run starts, the table holds what ran, and the exit code says it was interrupted.
 #[test]
 fn sigint_stops_the_calibration_after_the_run_in_progress() {
-    if faultline::cluster::docker::available().is_err() {
-        eprintln!("SKIPPED calibrate interrupt: no Docker daemon");
-        return;
+    if let Err(e) = faultline::cluster::docker::available() {
+        return prereq::skip("no Docker daemon", &format!("{e:#}")).unwrap_or(());
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("calibrate-sigint");
     let _ = std::fs::remove_dir_all(&dir);

@@ -17,7 +17,7 @@ use crate::clients::memory::{MemoryQueueFactory, MemoryRegisterFactory, QueueBug
 use crate::clients::nats::NatsFactory;
 use crate::clients::postgres::{IdempotencyMode, PostgresFactory, PostgresWorkload};
 use crate::clients::rabbitmq::RabbitMqFactory;
-use crate::clients::redis::{RedisFactory, RedisWorkload};
+use crate::clients::redis::{RedisFactory, RedisWorkload, Routing};
 use crate::clients::redis_stream::RedisStreamFactory;
 use crate::clients::zookeeper::ZooKeeperFactory;
 use crate::generator::{self, Gen, Rng};
@@ -668,6 +668,30 @@ pub const CATALOG: &[(&str, &[&str])] = &[
     ("memory-lossy", &["queue"]),
 ];
 
+/// Redis's `[client] routing` (`follow-primary` or `node-bound`, every Redis workload; see
+/// `clients::redis`), and the rest of the table for the workload's own options.
+fn redis_routing(
+    system: &str,
+    table: &std::collections::BTreeMap<String, Value>,
+) -> Result<(Routing, std::collections::BTreeMap<String, Value>), String> {
+    let mut rest = table.clone();
+    let Some(v) = rest.remove("routing") else {
+        return Ok((Routing::default(), rest));
+    };
+    if system != "redis" {
+        return Err(format!(
+            "client.routing: only Redis clients take it ({:?} does not)",
+            system
+        ));
+    }
+    let routing = v
+        .as_str()
+        .ok_or_else(|| format!("expected a string, one of {}", Routing::NAMES.join(", ")))
+        .and_then(Routing::parse)
+        .map_err(|e| format!("client.routing: {e}"))?;
+    Ok((routing, rest))
+}
+
 /// The workload `workload` against `system`, with its client factory; an error names what exists.
 pub fn build(
     system: &str,
@@ -690,13 +714,13 @@ pub fn build(
     if system == crate::clients::testbed::SYSTEM {
         return crate::clients::testbed::build(workload, opts);
     }
+    let (routing, client) = redis_routing(system, &opts.client)?;
     let (acked, register_opts) = match workload {
-        "register" | "cas-register" => (
-            AckedQueueOptions::NONE,
-            opts.register.with_table(&opts.client)?,
-        ),
+        "register" | "cas-register" => {
+            (AckedQueueOptions::NONE, opts.register.with_table(&client)?)
+        }
         _ => (
-            AckedQueueOptions::from_table(system, workload, &opts.client)?,
+            AckedQueueOptions::from_table(system, workload, &client)?,
             opts.register.clone(),
         ),
     };
@@ -748,10 +772,13 @@ pub fn build(
             claim_idle: REDIS_CLAIM_IDLE,
             ack_stall: acked.ack_stall,
             seed: opts.seed,
+            routing,
             ..RedisStreamFactory::new()
         }),
-        "redis" if workload == "queue" => Arc::new(RedisFactory::new(RedisWorkload::Queue)),
-        "redis" => Arc::new(RedisFactory::new(RedisWorkload::Register)),
+        "redis" if workload == "queue" => {
+            Arc::new(RedisFactory::new(RedisWorkload::Queue).with_routing(routing))
+        }
+        "redis" => Arc::new(RedisFactory::new(RedisWorkload::Register).with_routing(routing)),
         "zookeeper" => Arc::new(ZooKeeperFactory::new()),
         "rabbitmq" => Arc::new(RabbitMqFactory {
             requeue_after: RABBITMQ_REQUEUE_WAIT,

@@ -160,3 +160,44 @@ fn register_workloads_take_ops_per_key_and_name_what_they_do_not_take() {
     let e = build("redis", "queue", &with(&[("ops-per-key", json!(500))])).err();
     assert!(e.is_some_and(|e| e.contains("takes no client options")));
 }
+
+#[test]
+fn every_redis_workload_takes_a_routing_mode_and_nothing_else_does() {
+    let with = |entries: &[(&str, Value)]| WorkloadOptions {
+        client: table(entries),
+        ..WorkloadOptions::default()
+    };
+    for workload in ["register", "cas-register", "queue", "stream"] {
+        for mode in ["follow-primary", "node-bound"] {
+            build("redis", workload, &with(&[("routing", json!(mode))]))
+                .unwrap_or_else(|e| panic!("redis {workload} {mode}: {e}"));
+        }
+    }
+    build(
+        "redis",
+        "cas-register",
+        &with(&[
+            ("routing", json!("node-bound")),
+            ("ops-per-key", json!(500)),
+        ]),
+    )
+    .unwrap();
+    let e = build("redis", "register", &with(&[("routing", json!("sticky"))])).err();
+    assert!(
+        e.as_deref().is_some_and(
+            |e| e.starts_with("client.routing:") && e.contains("follow-primary, node-bound")
+        ),
+        "{e:?}"
+    );
+    let e = build(
+        "etcd",
+        "register",
+        &with(&[("routing", json!("node-bound"))]),
+    )
+    .err();
+    assert!(
+        e.as_deref()
+            .is_some_and(|e| e.contains("client.routing: only Redis")),
+        "{e:?}"
+    );
+}
