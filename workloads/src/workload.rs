@@ -16,7 +16,7 @@ use crate::clients::etcd::{EtcdFactory, ReadMode};
 use crate::clients::memory::{MemoryQueueFactory, MemoryRegisterFactory, QueueBug, RegisterBug};
 use crate::clients::nats::NatsFactory;
 use crate::clients::postgres::{IdempotencyMode, PostgresFactory, PostgresWorkload};
-use crate::clients::rabbitmq::RabbitMqFactory;
+use crate::clients::rabbitmq::{QueueType, RabbitMqFactory};
 use crate::clients::redis::{RedisFactory, RedisWorkload, Routing};
 use crate::clients::redis_stream::RedisStreamFactory;
 use crate::clients::zookeeper::ZooKeeperFactory;
@@ -561,6 +561,8 @@ pub struct AckedQueueOptions {
     pub ack_wait: Option<Duration>,
     /// The guarantee the delivery checker judges against (default per system).
     pub guarantee: Option<String>,
+    /// RabbitMQ only: quorum (default) or classic mirrored.
+    pub queue_type: QueueType,
 }
 
 /// The `[client]` options of [`AckedQueueOptions`], per (system, workload).
@@ -578,7 +580,12 @@ pub const ACKED_QUEUE_OPTIONS: &[(&str, &str, &[&str])] = &[
     (
         "rabbitmq",
         "queue",
-        &["ack-stall-probability", "ack-stall", "guarantee"],
+        &[
+            "ack-stall-probability",
+            "ack-stall",
+            "guarantee",
+            "queue-type",
+        ],
     ),
     (
         "redis",
@@ -593,6 +600,7 @@ impl AckedQueueOptions {
         ack_stall: Stall::NONE,
         ack_wait: None,
         guarantee: None,
+        queue_type: QueueType::Quorum,
     };
 
     /// Reads a `[client]` table; an error names the option and what the workload accepts.
@@ -625,6 +633,13 @@ impl AckedQueueOptions {
                 "ack-stall" => option_duration(v).map(|d| o.ack_stall.duration = d),
                 "ack-wait" => option_duration(v).map(|d| o.ack_wait = Some(d)),
                 "guarantee" => option_guarantee(v).map(|g| o.guarantee = Some(g)),
+                "queue-type" => v
+                    .as_str()
+                    .ok_or_else(|| {
+                        format!("expected a string, one of {}", QueueType::NAMES.join(", "))
+                    })
+                    .and_then(QueueType::parse)
+                    .map(|t| o.queue_type = t),
                 other => unreachable!("{other:?} is listed but not read"),
             };
             set.map_err(|e| format!("client.{key}: {e}"))?;
@@ -780,12 +795,15 @@ pub fn build(
         }
         "redis" => Arc::new(RedisFactory::new(RedisWorkload::Register).with_routing(routing)),
         "zookeeper" => Arc::new(ZooKeeperFactory::new()),
-        "rabbitmq" => Arc::new(RabbitMqFactory {
-            requeue_after: RABBITMQ_REQUEUE_WAIT,
-            ack_stall: acked.ack_stall,
-            seed: opts.seed,
-            ..RabbitMqFactory::new()
-        }),
+        "rabbitmq" => Arc::new(
+            RabbitMqFactory {
+                requeue_after: RABBITMQ_REQUEUE_WAIT,
+                ack_stall: acked.ack_stall,
+                seed: opts.seed,
+                ..RabbitMqFactory::new()
+            }
+            .with_queue_type(acked.queue_type),
+        ),
         "nats" => Arc::new(NatsFactory {
             ack_wait: acked.ack_wait.unwrap_or(opts.nats_ack_wait),
             ack_stall: acked.ack_stall,

@@ -110,6 +110,7 @@ fn every_broker_queue_option_is_accepted() {
             .map(|n| {
                 let v = match *n {
                     "guarantee" => json!("at-least-once"),
+                    "queue-type" => json!("classic-mirrored"),
                     "ack-stall-probability" => json!(0.1),
                     _ => json!("3s"),
                 };
@@ -200,4 +201,22 @@ fn every_redis_workload_takes_a_routing_mode_and_nothing_else_does() {
             .is_some_and(|e| e.contains("client.routing: only Redis")),
         "{e:?}"
     );
+}
+
+#[test]
+fn a_rabbitmq_queue_is_quorum_or_classic_mirrored() {
+    let t = |v: Value| table(&[("queue-type", v)]);
+    let o =
+        AckedQueueOptions::from_table("rabbitmq", "queue", &t(json!("classic-mirrored"))).unwrap();
+    assert_eq!(
+        o.queue_type,
+        workloads::clients::rabbitmq::QueueType::ClassicMirrored
+    );
+    let e = AckedQueueOptions::from_table("rabbitmq", "queue", &t(json!("stream"))).unwrap_err();
+    assert!(
+        e.starts_with("client.queue-type:") && e.contains("quorum, classic-mirrored"),
+        "{e}"
+    );
+    let e = AckedQueueOptions::from_table("nats", "queue", &t(json!("quorum"))).unwrap_err();
+    assert!(e.contains("unknown option"), "{e}");
 }

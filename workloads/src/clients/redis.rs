@@ -142,6 +142,56 @@ impl ClientFactory for RedisFactory {
             prefix: self.prefix.clone(),
         }))
     }
+
+    /// The register: every key under the prefix as `node` itself holds it (a replica answers
+    /// `GET` from its own data), for the convergence check.
+    async fn replica_snapshot(
+        &self,
+        node: &str,
+    ) -> anyhow::Result<Option<crate::client::ReplicaSnapshot>> {
+        if self.workload != RedisWorkload::Register {
+            return Ok(None);
+        }
+        let mut con = connect(node, self.connect_timeout).await?;
+        let keys = scan_prefix(&mut con, &self.prefix).await?;
+        let mut out = crate::client::ReplicaSnapshot::new();
+        for key in keys {
+            let text: Option<String> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut con)
+                .await
+                .with_context(|| format!("GET {key} on {node}"))?;
+            if let Some(text) = text {
+                let value = parse_value(&text).map_err(anyhow::Error::msg)?;
+                out.insert(key[self.prefix.len()..].to_string(), value);
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+/// Every key under `prefix` (bounded SCAN rounds).
+async fn scan_prefix(con: &mut MultiplexedConnection, prefix: &str) -> anyhow::Result<Vec<String>> {
+    let pattern = format!("{prefix}*");
+    let mut cursor: u64 = 0;
+    let mut out = Vec::new();
+    for _ in 0..SCAN_ROUNDS_MAX {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(con)
+            .await
+            .context("SCAN")?;
+        out.extend(keys);
+        if next == 0 {
+            return Ok(out);
+        }
+        cursor = next;
+    }
+    anyhow::bail!("more than {SCAN_ROUNDS_MAX} SCAN rounds listing keys under {pattern:?}")
 }
 
 /// Opens a connection to `node` (`host:port` or a `redis://` URL), bounded by `timeout`.
@@ -512,31 +562,17 @@ impl RedisClient {
 #[async_trait]
 impl Client for RedisClient {
     async fn setup(&mut self) -> anyhow::Result<()> {
-        let pattern = format!("{}*", self.prefix);
-        let mut cursor: u64 = 0;
-        for _ in 0..SCAN_ROUNDS_MAX {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
+        let keys = scan_prefix(&mut self.route.con, &self.prefix)
+            .await
+            .context("listing old keys")?;
+        for batch in keys.chunks(1000) {
+            let _: i64 = redis::cmd("DEL")
+                .arg(batch)
                 .query_async(&mut self.route.con)
                 .await
-                .context("SCAN for old keys")?;
-            if !keys.is_empty() {
-                let _: i64 = redis::cmd("DEL")
-                    .arg(&keys)
-                    .query_async(&mut self.route.con)
-                    .await
-                    .context("DEL old keys")?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
+                .context("DEL old keys")?;
         }
-        anyhow::bail!("more than {SCAN_ROUNDS_MAX} SCAN rounds clearing keys under {pattern:?}")
+        Ok(())
     }
 
     async fn invoke(&mut self, op: &Invocation) -> Completion {
