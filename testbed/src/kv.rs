@@ -32,8 +32,8 @@
 //! back. `lost-acked-write` acknowledges on local apply and persists and replicates later in the
 //! background: a crash or partition in between loses an acknowledged write.
 //! `replica-divergence` makes the last node by name acknowledge every third replicated write
-//! and every catch-up without applying them: a majority still holds every write, so no read
-//! sees it, but that replica never converges.
+//! and every catch-up without applying them: that replica never converges, and a write whose
+//! majority was the primary and that node alone can even be lost in a later failover.
 
 use crate::config::Bug;
 use crate::http::{field, Reply, Req};
