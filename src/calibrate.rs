@@ -771,4 +771,33 @@ mod tests {
         let md = markdown_table(&[control]);
         assert!(md.contains("| etcd | control | - | 0/2 |"), "{md}");
     }
+
+    #[test]
+    fn every_shipped_real_plan_loads_as_a_known_anomaly_or_a_control() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/plans");
+        let opts = CalibrateOptions {
+            patterns: vec![
+                format!("{dir}/known-anomalies/*.toml"),
+                format!("{dir}/*.toml"),
+            ],
+            seeds: 1,
+            seed: 1,
+            store: None,
+            time_limit_each_ms: None,
+            min_detected: 0,
+            retry_misses: 0,
+            only: vec![],
+            quiet: true,
+        };
+        let plans = load_scenarios(&opts).unwrap();
+        let kind = |name: &str| plans.iter().find(|p| p.plan.name == name).map(|p| p.kind);
+        assert_eq!(kind("redis-register"), Some(PlanKind::KnownAnomaly));
+        assert_eq!(
+            kind("rabbitmq-mirrored-queue"),
+            Some(PlanKind::KnownAnomaly)
+        );
+        assert_eq!(kind("etcd-register"), Some(PlanKind::Control));
+        assert_eq!(kind("zookeeper-cas-register"), Some(PlanKind::Control));
+        assert!(plans.iter().all(|p| p.kind != PlanKind::Scenario));
+    }
 }
