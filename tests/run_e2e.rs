@@ -322,14 +322,18 @@ async fn etcd_serializable_reads_under_partitions_are_flagged_stale() {
     assert_eq!(seen.verdict, Verdict::Invalid);
 }
 
-/// Redis (primary, two replicas, three Sentinels) with the primary cut off from 10 s to 20 s,
+/// Redis (primary, two replicas, three Sentinels) with the primary cut off from 12 s to 24 s
+/// (one fault: a second would start at 36 s and end after the 45 s limit),
 /// long enough for the Sentinels to fail over (down-after 5 s), and node-bound clients
 /// (`[client] routing = "node-bound"`: each keeps writing to the primary it knows until it
 /// refuses, like the applications in Jepsen's Redis analysis). The old primary acknowledges
 /// writes from the failover until the Sentinels convert it to a replica, about 10 s after the
-/// heal (their INFO period), when it discards them; the 22 s after the heal leave time for
-/// reads of the same keys (they never rotate here) to see the older values. Up to two attempts
-/// (README, Detection on real clusters, has the measured rate).
+/// heal (their INFO period), when it discards them; the 21 s after the heal leave time for
+/// reads of the same keys to see the older values. The settings are those of
+/// plans/known-anomalies/redis-register.toml, flagged in 3 of 3 seeds (README, Detection on
+/// real clusters). Measured misses: with 2 keys, 2 of 2 runs (a few hot keys with 5 values
+/// let most stale reads match a later write); with faults at 10-20 s and 30-40 s, 1 of 2.
+/// Hence up to three attempts; the odds are not yet measured well enough to say more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_failover_loses_writes_acknowledged_by_the_isolated_primary() {
     let test = "redis_with_failover";
@@ -339,16 +343,16 @@ async fn redis_failover_loses_writes_acknowledged_by_the_isolated_primary() {
     let dir = store(test);
     let mut client = std::collections::BTreeMap::new();
     client.insert("routing".to_string(), serde_json::json!("node-bound"));
-    client.insert("ops-per-key".to_string(), serde_json::json!(100_000));
-    let seen = flagged_within(test, 2, "nonlinearizable", "start-partition", |seed| Plan {
+    client.insert("ops-per-key".to_string(), serde_json::json!(2_000));
+    let seen = flagged_within(test, 3, "nonlinearizable", "start-partition", |seed| Plan {
         system: "redis".into(),
         workload: "cas-register".into(),
         nemesis: vec!["partition:isolate-leader".into()],
-        nemesis_interval_ms: 10_000,
-        time_limit_ms: 42_000,
-        keys: 2,
-        concurrency: 6,
-        rate_ops_per_s: 60.0,
+        nemesis_interval_ms: 12_000,
+        time_limit_ms: 45_000,
+        keys: 4,
+        concurrency: 10,
+        rate_ops_per_s: 100.0,
         client: client.clone(),
         seed,
         ..plan("e2e-redis-failover", &dir)
