@@ -1,10 +1,18 @@
 //! `faultline calibrate`: how often does faultline catch each bug it claims to catch?
 //!
-//! Every scenario plan (`plans/scenarios/*.toml`: system `testbed`, one `bug`, the faults and
-//! the workload that provoke it) runs with its bug on and with it off, across a number of
-//! seeds, one run at a time. A run with the bug on that ends `invalid` is a detection; a run with
-//! it off that ends `invalid` is a false alarm. Runs that end `unknown` or in a harness error are
-//! counted apart (inconclusive), never as either.
+//! Three kinds of plan ([`PlanKind`]), each run across a number of seeds, one run at a time:
+//! - a *scenario* (`plans/scenarios/*.toml`: system `testbed`, one `bug`, the faults and the
+//!   workload that provoke it) runs with its bug on and with it off;
+//! - a *known-anomaly* plan of a real system (a plan in a folder named `known-anomalies`, e.g.
+//!   `plans/known-anomalies/`) runs as it is, and must be flagged;
+//! - a *control* (any other plan of a real system, e.g. `plans/*.toml`: a correct configuration)
+//!   runs as it is, and must pass.
+//!
+//! A run that must be flagged (bug on, known anomaly) and ends `invalid` is a detection; a run
+//! that must pass (bug off, control) and ends `invalid` is a false alarm. Runs that end
+//! `unknown` or in a harness error are counted apart (inconclusive), never as either. The kind
+//! comes from the folder so that a plan is a plain plan, runnable alone, and moving a plan
+//! between the folders is the whole of changing what is expected of it.
 //!
 //! Design decisions:
 //! - The same seed drives the bug-on and the bug-off run of a pair, so the two differ only in
@@ -17,6 +25,13 @@
 //! - The exit code is for CI: 1 when any bug-off run was flagged (a false alarm is a checker or
 //!   harness bug, always worth a red build) or when a scenario was detected in fewer than
 //!   `--min-detected` of its bug-on runs; 3 when runs could not complete; else 0.
+//! - A short calibration cannot demand a detection from every run of a bug caught in 9 of 10
+//!   seeds without failing one build in ten. `--retry-misses N` reruns a missed run with up to
+//!   N fresh seeds (derived past the `--seeds` range) and counts the miss as recovered when one
+//!   of them detects; `--min-detected` compares against detections plus recovered misses. A
+//!   bug that is no longer caught fails every retry, so it still fails the build, while one
+//!   caught with probability p fails it with probability (1 - p)^(N+1). The table keeps
+//!   first-try detections and retries apart, so the rate it shows is never inflated.
 
 use crate::plan::Plan;
 use crate::run::{run_plan, RunOptions};
@@ -29,6 +44,8 @@ use std::time::Instant;
 
 /// Most seeds per scenario.
 pub const SEEDS_MAX: u32 = 1_000;
+/// Most retries of one missed run.
+pub const RETRIES_MAX: u32 = 10;
 
 /// What `faultline calibrate` is asked to do.
 #[derive(Debug, Clone)]
@@ -45,16 +62,68 @@ pub struct CalibrateOptions {
     pub time_limit_each_ms: Option<u64>,
     /// Detections (out of `seeds`) below which a scenario fails the exit code; 0 = never.
     pub min_detected: u32,
+    /// Missed runs that must be flagged rerun with up to this many fresh seeds (module doc).
+    pub retry_misses: u32,
     /// Only the scenarios whose plan name contains one of these (empty: all).
     pub only: Vec<String>,
     pub quiet: bool,
+}
+
+/// What is expected of a plan (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanKind {
+    /// A testbed plan with one bug: run with it on (must be flagged) and off (must pass).
+    Scenario,
+    /// A real system's plan in a `known-anomalies` folder: must be flagged.
+    KnownAnomaly,
+    /// Any other real system's plan: must pass.
+    Control,
+}
+
+impl PlanKind {
+    /// The kind of a loaded plan found at `file`.
+    pub fn of(file: &Path, plan: &Plan) -> PlanKind {
+        if plan.system == "testbed" {
+            return PlanKind::Scenario;
+        }
+        let in_known_anomalies = file
+            .parent()
+            .and_then(|d| d.file_name())
+            .is_some_and(|d| d == "known-anomalies");
+        if in_known_anomalies {
+            PlanKind::KnownAnomaly
+        } else {
+            PlanKind::Control
+        }
+    }
+
+    /// Whether each run must be flagged: both answers for a scenario (bug on, bug off).
+    fn must_flag(self) -> &'static [bool] {
+        match self {
+            PlanKind::Scenario => &[true, false],
+            PlanKind::KnownAnomaly => &[true],
+            PlanKind::Control => &[false],
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PlanKind::Scenario => "scenario",
+            PlanKind::KnownAnomaly => "known anomaly",
+            PlanKind::Control => "control",
+        }
+    }
 }
 
 /// One run of a scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct CalibrationRun {
     pub seed: u64,
+    /// The run must be flagged: a scenario with its bug on, or a known-anomaly plan.
     pub bug_on: bool,
+    /// A rerun of a missed run with a fresh seed (`--retry-misses`), counted apart.
+    pub retry: bool,
     /// `valid`, `invalid`, `unknown`, or `error`.
     pub outcome: String,
     /// Seconds from the history's first event to the first complete evidence (bug-on, invalid).
@@ -71,6 +140,9 @@ pub struct CalibrationRun {
 pub struct ScenarioRow {
     pub plan: String,
     pub file: String,
+    pub kind: PlanKind,
+    /// The system under test (`testbed` for scenarios).
+    pub system: String,
     /// docs/scenarios.md ids, e.g. `B1` or `L4, L7`.
     pub scenarios: String,
     pub bug: String,
@@ -82,11 +154,40 @@ impl ScenarioRow {
     fn count(&self, bug_on: bool, outcome: &str) -> usize {
         self.runs
             .iter()
-            .filter(|r| r.bug_on == bug_on && r.outcome == outcome)
+            .filter(|r| !r.retry && r.bug_on == bug_on && r.outcome == outcome)
             .count()
     }
     fn total(&self, bug_on: bool) -> usize {
-        self.runs.iter().filter(|r| r.bug_on == bug_on).count()
+        self.runs
+            .iter()
+            .filter(|r| !r.retry && r.bug_on == bug_on)
+            .count()
+    }
+    /// Runs that must be flagged (retries aside).
+    pub fn must_flag_runs(&self) -> usize {
+        self.total(true)
+    }
+    /// Runs that must pass.
+    pub fn must_pass_runs(&self) -> usize {
+        self.total(false)
+    }
+    /// Misses that a retry with a fresh seed detected (`--retry-misses`).
+    pub fn recovered(&self) -> usize {
+        let mut recovered = 0;
+        let mut missed_open = false;
+        for r in self.runs.iter().filter(|r| r.bug_on) {
+            if !r.retry {
+                missed_open = r.outcome != "invalid";
+            } else if missed_open && r.outcome == "invalid" {
+                recovered += 1;
+                missed_open = false;
+            }
+        }
+        recovered
+    }
+    /// Retries run (`--retry-misses`).
+    pub fn retries(&self) -> usize {
+        self.runs.iter().filter(|r| r.retry).count()
     }
     pub fn detected(&self) -> usize {
         self.count(true, "invalid")
@@ -97,7 +198,7 @@ impl ScenarioRow {
     pub fn inconclusive(&self) -> usize {
         self.runs
             .iter()
-            .filter(|r| r.outcome == "unknown" || r.outcome == "error")
+            .filter(|r| !r.retry && (r.outcome == "unknown" || r.outcome == "error"))
             .count()
     }
     /// Median time to detection over the detecting runs.
@@ -105,6 +206,7 @@ impl ScenarioRow {
         let mut t: Vec<f64> = self
             .runs
             .iter()
+            .filter(|r| !r.retry)
             .filter_map(|r| r.detected_after_s)
             .collect();
         if t.is_empty() {
@@ -120,14 +222,15 @@ impl ScenarioRow {
     }
 }
 
-/// A scenario plan: its plan (bug on) and the bug it switches.
+/// A plan to calibrate: for a scenario its plan (bug on) and the bug it switches (else empty).
 pub struct Scenario {
     pub file: PathBuf,
     pub plan: Plan,
+    pub kind: PlanKind,
     pub bug: String,
 }
 
-/// Loads the scenario plans the patterns match, sorted by file name.
+/// Loads the plans the patterns match, sorted by file name, each with its [`PlanKind`].
 pub fn load_scenarios(opts: &CalibrateOptions) -> Result<Vec<Scenario>> {
     let files = crate::test_all::expand_patterns(&opts.patterns)?;
     let mut out = Vec::new();
@@ -139,14 +242,20 @@ pub fn load_scenarios(opts: &CalibrateOptions) -> Result<Vec<Scenario>> {
         if !opts.only.is_empty() && !opts.only.iter().any(|o| plan.name.contains(o.as_str())) {
             continue;
         }
-        if plan.system != "testbed" || plan.bugs.len() != 1 {
+        let kind = PlanKind::of(&file, &plan);
+        if kind == PlanKind::Scenario && plan.bugs.len() != 1 {
             bail!("{origin}: a scenario plan runs the testbed with exactly one bug (system = \"testbed\", bug = [\"NAME\"])");
         }
-        let bug = plan.bugs[0].clone();
-        out.push(Scenario { file, plan, bug });
+        let bug = plan.bugs.first().cloned().unwrap_or_default();
+        out.push(Scenario {
+            file,
+            plan,
+            kind,
+            bug,
+        });
     }
     if out.is_empty() {
-        bail!("--only {}: no scenario plan matches", opts.only.join(","));
+        bail!("--only {}: no plan matches", opts.only.join(","));
     }
     Ok(out)
 }
@@ -168,7 +277,7 @@ pub struct Calibration {
     pub not_started: usize,
 }
 
-/// Runs every scenario with its bug on and off for each seed; prints progress on stderr. The
+/// Runs every plan for each seed (a scenario with its bug on and off); prints progress on stderr. The
 /// first SIGINT or SIGTERM stops the run in progress the way `faultline run` does (heal, tear
 /// down, check what it recorded) and starts no further run.
 pub async fn calibrate(opts: &CalibrateOptions) -> Result<Calibration> {
@@ -197,9 +306,12 @@ pub async fn calibrate_until(
         "--seeds: expected 1 to {SEEDS_MAX}"
     );
     let scenarios = load_scenarios(opts)?;
-    let total = scenarios.len() * opts.seeds as usize * 2;
+    let total: usize = scenarios
+        .iter()
+        .map(|s| s.kind.must_flag().len() * opts.seeds as usize)
+        .sum();
     eprintln!(
-        "faultline: calibrate: {} scenarios × {} seeds × bug on/off = {total} runs, base seed {}",
+        "faultline: calibrate: {} plans × {} seeds (scenarios bug on and off) = {total} runs, base seed {}",
         scenarios.len(),
         opts.seeds,
         opts.seed
@@ -212,40 +324,40 @@ pub async fn calibrate_until(
         let mut row = ScenarioRow {
             plan: sc.plan.name.clone(),
             file: sc.file.display().to_string(),
+            kind: sc.kind,
+            system: sc.plan.system.clone(),
             scenarios: info.map(|b| b.scenarios.to_string()).unwrap_or_default(),
             bug: sc.bug.clone(),
             checker: info.map(|b| b.checker.to_string()).unwrap_or_default(),
             runs: vec![],
         };
+        let mut retry_index = opts.seeds;
         for i in 0..opts.seeds {
             let seed = scenario_seed(opts.seed, &sc.plan.name, i);
-            for bug_on in [true, false] {
+            for &bug_on in sc.kind.must_flag() {
                 n += 1;
                 if cancel.is_cancelled() {
                     not_started += 1;
                     continue;
                 }
-                let mut plan = sc.plan.clone();
-                plan.seed = seed;
-                if !bug_on {
-                    plan.bugs.clear();
-                    plan.name = format!("{}-bug-off", plan.name);
-                }
-                let run = one_run(plan, bug_on, opts.quiet).await;
-                eprintln!(
-                    "faultline: [{n}/{total}] {} seed {seed} bug {}: {}{} in {:.1} s",
-                    sc.plan.name,
-                    if bug_on { "on" } else { "off" },
-                    run.outcome,
-                    run.detected_after_s
-                        .map(|t| format!(" (evidence complete after {t:.1} s)"))
-                        .unwrap_or_default(),
-                    run.elapsed_s
-                );
-                if (bug_on && run.outcome != "invalid") || (!bug_on && run.outcome != "valid") {
-                    eprintln!("faultline:   rerun with: {}", run.command);
-                }
+                let label = format!("[{n}/{total}]");
+                let run = logged_run(sc, seed, bug_on, false, &label, opts.quiet).await;
+                let missed = run.is_miss();
                 row.runs.push(run);
+                for k in 0..opts.retry_misses {
+                    if !missed || cancel.is_cancelled() {
+                        break;
+                    }
+                    let seed = scenario_seed(opts.seed, &sc.plan.name, retry_index);
+                    retry_index += 1;
+                    let label = format!("[{n}/{total} retry {}/{}]", k + 1, opts.retry_misses);
+                    let retry = logged_run(sc, seed, true, true, &label, opts.quiet).await;
+                    let detected = !retry.is_miss();
+                    row.runs.push(retry);
+                    if detected {
+                        break;
+                    }
+                }
             }
         }
         if !row.runs.is_empty() {
@@ -253,6 +365,56 @@ pub async fn calibrate_until(
         }
     }
     Ok(Calibration { rows, not_started })
+}
+
+/// One run of `sc` with `seed` (its bug off when `bug_on` is false), logged on stderr with the
+/// rerun command of anything but the expected outcome.
+async fn logged_run(
+    sc: &Scenario,
+    seed: u64,
+    bug_on: bool,
+    retry: bool,
+    label: &str,
+    quiet: bool,
+) -> CalibrationRun {
+    let mut plan = sc.plan.clone();
+    plan.seed = seed;
+    if sc.kind == PlanKind::Scenario && !bug_on {
+        plan.bugs.clear();
+        plan.name = format!("{}-bug-off", plan.name);
+    }
+    let mut run = one_run(plan, bug_on, quiet).await;
+    run.retry = retry;
+    let what = match sc.kind {
+        PlanKind::Scenario if bug_on => " bug on",
+        PlanKind::Scenario => " bug off",
+        PlanKind::KnownAnomaly => " (known anomaly)",
+        PlanKind::Control => " (control)",
+    };
+    eprintln!(
+        "faultline: {label} {} seed {seed}{what}: {}{} in {:.1} s",
+        sc.plan.name,
+        run.outcome,
+        run.detected_after_s
+            .map(|t| format!(" (evidence complete after {t:.1} s)"))
+            .unwrap_or_default(),
+        run.elapsed_s
+    );
+    if run.outcome != if bug_on { "invalid" } else { "valid" } {
+        eprintln!("faultline:   rerun with: {}", run.command);
+    }
+    run
+}
+
+impl CalibrationRun {
+    /// A run that had to be flagged and was not.
+    pub fn is_miss(&self) -> bool {
+        self.bug_on && self.outcome != "invalid"
+    }
+    /// A run that had to pass and was flagged.
+    pub fn is_false_alarm(&self) -> bool {
+        !self.bug_on && self.outcome == "invalid"
+    }
 }
 
 async fn one_run(plan: Plan, bug_on: bool, quiet: bool) -> CalibrationRun {
@@ -271,6 +433,7 @@ async fn one_run(plan: Plan, bug_on: bool, quiet: bool) -> CalibrationRun {
     let mut run = CalibrationRun {
         seed,
         bug_on,
+        retry: false,
         outcome: "error".into(),
         detected_after_s: None,
         anomalies: vec![],
@@ -326,20 +489,45 @@ fn detection(run_dir: &Path) -> Result<(Vec<String>, Option<f64>)> {
     Ok((kinds, first.map(|t| t.saturating_sub(t0) as f64 / 1e9)))
 }
 
-/// The table: one row per scenario.
+/// `n/total`, or `-` when there is nothing to count.
+fn ratio(n: usize, total: usize) -> String {
+    if total == 0 {
+        "-".into()
+    } else {
+        format!("{n}/{total}")
+    }
+}
+
+impl ScenarioRow {
+    /// `detected/runs`, with the misses a retry recovered.
+    fn detected_text(&self) -> String {
+        let base = ratio(self.detected(), self.total(true));
+        match (self.retries(), self.recovered()) {
+            (0, _) => base,
+            (n, r) => format!("{base} (+{r} of {n} retries)"),
+        }
+    }
+}
+
+/// The table: one row per plan. Scenarios show their scenario ids and bug; real systems their
+/// system and kind.
 pub fn text_table(rows: &[ScenarioRow]) -> String {
     let mut out = format!(
-        "{:<34} {:<7} {:<26} {:>9} {:>12} {:>13} {:>12}\n",
-        "scenario plan", "ids", "bug", "detected", "false alarms", "inconclusive", "median t(s)"
+        "{:<34} {:<10} {:<26} {:>9} {:>12} {:>13} {:>12}\n",
+        "plan", "ids/system", "bug/kind", "detected", "false alarms", "inconclusive", "median t(s)"
     );
     for r in rows {
+        let (ids, bug) = match r.kind {
+            PlanKind::Scenario => (r.scenarios.as_str(), r.bug.as_str()),
+            kind => (r.system.as_str(), kind.label()),
+        };
         out.push_str(&format!(
-            "{:<34} {:<7} {:<26} {:>9} {:>12} {:>13} {:>12}\n",
+            "{:<34} {:<10} {:<26} {:>9} {:>12} {:>13} {:>12}\n",
             r.plan,
-            r.scenarios,
-            r.bug,
-            format!("{}/{}", r.detected(), r.total(true)),
-            format!("{}/{}", r.false_alarms(), r.total(false)),
+            ids,
+            bug,
+            r.detected_text(),
+            ratio(r.false_alarms(), r.total(false)),
             r.inconclusive(),
             r.median_detection_s()
                 .map(|t| format!("{t:.1}"))
@@ -349,19 +537,56 @@ pub fn text_table(rows: &[ScenarioRow]) -> String {
     out
 }
 
-/// The same table in Markdown (README, CI step summary).
+/// The same table in Markdown (README, CI step summary): the scenarios, then the real systems'
+/// plans.
 pub fn markdown_table(rows: &[ScenarioRow]) -> String {
+    let (scenarios, real): (Vec<&ScenarioRow>, Vec<&ScenarioRow>) =
+        rows.iter().partition(|r| r.kind == PlanKind::Scenario);
+    let mut out = String::new();
+    if !scenarios.is_empty() {
+        out.push_str(&markdown_scenarios(&scenarios));
+    }
+    if !real.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&markdown_real(&real));
+    }
+    out
+}
+
+fn markdown_real(rows: &[&ScenarioRow]) -> String {
+    let mut out = String::from(
+        "| plan | system | kind | detected / seeds | false alarms / seeds | inconclusive | median time to detection |\n|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            r.plan,
+            r.system,
+            r.kind.label(),
+            r.detected_text(),
+            ratio(r.false_alarms(), r.total(false)),
+            r.inconclusive(),
+            r.median_detection_s()
+                .map(|t| format!("{t:.1} s"))
+                .unwrap_or_else(|| "-".into())
+        ));
+    }
+    out
+}
+
+fn markdown_scenarios(rows: &[&ScenarioRow]) -> String {
     let mut out = String::from(
         "| scenario | bug | checker | detected / seeds (bug on) | false alarms / seeds (bug off) | median time to detection |\n|---|---|---|---|---|---|\n",
     );
     for r in rows {
         out.push_str(&format!(
-            "| {} | `{}` | {} | {}/{} | {}/{} | {} |\n",
+            "| {} | `{}` | {} | {} | {}/{} | {} |\n",
             r.scenarios,
             r.bug,
             r.checker,
-            r.detected(),
-            r.total(true),
+            r.detected_text(),
             r.false_alarms(),
             r.total(false),
             r.median_detection_s()
@@ -372,12 +597,14 @@ pub fn markdown_table(rows: &[ScenarioRow]) -> String {
     out
 }
 
-/// Exit code: 1 on any false alarm or a scenario under `min_detected`, else 3 when a run
-/// could not complete, else 0.
+/// Exit code: 1 on any false alarm or a plan that must be flagged detected (first try or
+/// recovered by a retry) fewer than `min_detected` times, else 3 when a run could not
+/// complete, else 0.
 pub fn exit_code(rows: &[ScenarioRow], min_detected: u32) -> i32 {
-    let failed = rows
-        .iter()
-        .any(|r| r.false_alarms() > 0 || r.detected() < min_detected as usize);
+    let failed = rows.iter().any(|r| {
+        let too_rare = r.total(true) > 0 && r.detected() + r.recovered() < min_detected as usize;
+        r.false_alarms() > 0 || too_rare
+    });
     if failed {
         1
     } else if rows
@@ -398,6 +625,7 @@ mod tests {
         CalibrationRun {
             seed: 1,
             bug_on,
+            retry: false,
             outcome: outcome.into(),
             detected_after_s: t,
             anomalies: vec![],
@@ -411,6 +639,8 @@ mod tests {
         ScenarioRow {
             plan: "b1".into(),
             file: "b1.toml".into(),
+            kind: PlanKind::Scenario,
+            system: "testbed".into(),
             scenarios: "B1".into(),
             bug: "double-delivery-on-timeout".into(),
             checker: "delivery".into(),
@@ -468,6 +698,7 @@ mod tests {
             store: None,
             time_limit_each_ms: None,
             min_detected: 0,
+            retry_misses: 0,
             only: vec![],
             quiet: true,
         };
@@ -477,5 +708,96 @@ mod tests {
         let mut all: Vec<&str> = testbed::BUGS.iter().map(|b| b.name).collect();
         all.sort();
         assert_eq!(bugs, all, "one scenario plan per testbed bug");
+    }
+
+    fn retried(outcome: &str) -> CalibrationRun {
+        CalibrationRun {
+            retry: true,
+            ..run(true, outcome, Some(9.0))
+        }
+    }
+
+    #[test]
+    fn a_miss_recovered_by_a_retry_meets_the_minimum_but_is_not_a_detection() {
+        let r = row(vec![
+            run(true, "valid", None),
+            retried("valid"),
+            retried("invalid"),
+            run(false, "valid", None),
+        ]);
+        assert_eq!((r.detected(), r.recovered(), r.retries()), (0, 1, 2));
+        assert_eq!(
+            r.median_detection_s(),
+            None,
+            "retries never enter the median"
+        );
+        assert_eq!(exit_code(std::slice::from_ref(&r), 1), 0);
+        assert!(text_table(std::slice::from_ref(&r)).contains("0/1 (+1 of 2 retries)"));
+        let never = row(vec![
+            run(true, "valid", None),
+            retried("valid"),
+            retried("valid"),
+        ]);
+        assert_eq!(exit_code(&[never], 1), 1, "a bug no retry catches fails");
+    }
+
+    #[test]
+    fn real_plans_take_their_kind_from_the_folder_and_controls_need_no_detection() {
+        let plan = |system: &str| Plan {
+            system: system.into(),
+            ..Plan::default()
+        };
+        let kind = |f: &str, s: &str| PlanKind::of(Path::new(f), &plan(s));
+        assert_eq!(
+            kind("plans/known-anomalies/redis.toml", "redis"),
+            PlanKind::KnownAnomaly
+        );
+        assert_eq!(kind("plans/etcd-register.toml", "etcd"), PlanKind::Control);
+        assert_eq!(
+            kind("plans/scenarios/b1.toml", "testbed"),
+            PlanKind::Scenario
+        );
+        let control = ScenarioRow {
+            kind: PlanKind::Control,
+            system: "etcd".into(),
+            ..row(vec![run(false, "valid", None), run(false, "valid", None)])
+        };
+        assert_eq!(exit_code(std::slice::from_ref(&control), 1), 0);
+        let table = text_table(std::slice::from_ref(&control));
+        assert!(
+            table.contains("control") && table.contains("0/2"),
+            "{table}"
+        );
+        let md = markdown_table(&[control]);
+        assert!(md.contains("| etcd | control | - | 0/2 |"), "{md}");
+    }
+
+    #[test]
+    fn every_shipped_real_plan_loads_as_a_known_anomaly_or_a_control() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/plans");
+        let opts = CalibrateOptions {
+            patterns: vec![
+                format!("{dir}/known-anomalies/*.toml"),
+                format!("{dir}/*.toml"),
+            ],
+            seeds: 1,
+            seed: 1,
+            store: None,
+            time_limit_each_ms: None,
+            min_detected: 0,
+            retry_misses: 0,
+            only: vec![],
+            quiet: true,
+        };
+        let plans = load_scenarios(&opts).unwrap();
+        let kind = |name: &str| plans.iter().find(|p| p.plan.name == name).map(|p| p.kind);
+        assert_eq!(kind("redis-register"), Some(PlanKind::KnownAnomaly));
+        assert_eq!(
+            kind("rabbitmq-mirrored-queue"),
+            Some(PlanKind::KnownAnomaly)
+        );
+        assert_eq!(kind("etcd-register"), Some(PlanKind::Control));
+        assert_eq!(kind("zookeeper-cas-register"), Some(PlanKind::Control));
+        assert!(plans.iter().all(|p| p.kind != PlanKind::Scenario));
     }
 }

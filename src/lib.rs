@@ -6,6 +6,7 @@
 
 pub mod calibrate;
 pub mod cluster;
+pub mod convergence;
 pub mod images;
 pub mod init;
 pub mod merge;

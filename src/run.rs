@@ -8,6 +8,8 @@
 //! 3. the main phase: workers and the nemesis side by side until the time limit or Ctrl-C;
 //! 4. the final heal (always, whatever ended the main phase), a bounded wait for recovery, the
 //!    final phase (final reads, drains), also after a first Ctrl-C; a second Ctrl-C skips it;
+//!    then the convergence reads of every node where the workload has a per-node read
+//!    (`convergence.rs`), unless the user interrupted;
 //! 5. node logs, teardown (always), then the checkers on whatever history was recorded, results,
 //!    the report, and the exit code (0 valid, 1 invalid, 2 unknown, 3 harness error).
 //!
@@ -200,6 +202,7 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome> {
         .unwrap_or_else(|_| default_checkers(&plan));
     let (history, results) = check_history(&dir, &checker_specs, &log);
     let mut results = results;
+    results.extend(crate::convergence::result(&dir.path));
     match history.as_ref() {
         // Stopped before the first operation: nothing to check, and nothing went wrong.
         Err(_) if interrupted && !dir.history().exists() => results.clear(),
@@ -647,6 +650,7 @@ async fn drive_on_cluster(
         // Above the client's init bound, so its own error (with its stderr) is the one seen.
         config.connect_timeout = Duration::from_secs(EXTERNAL_INIT_TIMEOUT_S + 5);
     }
+    let convergence_factory = factory.clone();
     let mut runner = Runner::start(config, factory, recorder.clone()).await?;
 
     // The nemesis writes into the same history as the clients.
@@ -807,6 +811,16 @@ async fn drive_on_cluster(
                 "final phase: {} ops ({} ok, {} fail, {} info)",
                 fin.invoked, fin.ok, fin.fail, fin.info
             ));
+        }
+        match crate::convergence::record(convergence_factory.as_ref(), cluster, &dir.path).await {
+            Ok(Some(r)) => log.line(format!(
+                "convergence: read {} nodes ({} unreadable) in {} rounds",
+                r.nodes.len(),
+                r.unreadable.len(),
+                r.rounds
+            )),
+            Ok(None) => {}
+            Err(e) => log.line(format!("convergence: {}", one_line(&e))),
         }
     }
     progress.finish_and_clear();

@@ -2,15 +2,17 @@
 //! version race with its bug on (must be detected) and off (must pass), the table, the JSON and
 //! the exit code.
 
+#[path = "../testsupport/prereq.rs"]
+mod prereq;
+
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
 #[test]
 fn one_scenario_is_detected_with_its_bug_and_passes_without() {
-    if faultline::cluster::docker::available().is_err() {
-        eprintln!("SKIPPED calibrate: no Docker daemon");
-        return;
+    if let Err(e) = faultline::cluster::docker::available() {
+        return prereq::skip("no Docker daemon", &format!("{e:#}")).unwrap_or(());
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("calibrate-i6");
     let _ = std::fs::remove_dir_all(&dir);
@@ -77,28 +79,86 @@ fn one_scenario_is_detected_with_its_bug_and_passes_without() {
 }
 
 #[test]
-fn a_plan_that_is_not_a_scenario_is_one_clear_error() {
-    let plan = concat!(env!("CARGO_MANIFEST_DIR"), "/plans/memory-register.toml");
+fn a_testbed_plan_without_exactly_one_bug_is_one_clear_error() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("calibrate-no-bug");
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = dir.join("no-bug.toml");
+    std::fs::write(
+        &plan,
+        "name = \"no-bug\"\nsystem = \"testbed\"\nworkload = \"cas-register\"\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(["calibrate", "--plans", plan, "--seeds", "1"])
+        .args([
+            "calibrate",
+            "--plans",
+            plan.to_str().unwrap(),
+            "--seeds",
+            "1",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
-        stderr.contains("memory-register.toml") && stderr.contains("exactly one bug"),
+        stderr.contains("no-bug.toml") && stderr.contains("exactly one bug"),
         "{stderr}"
     );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+/// Real systems' plans (here the in-process ones, no Docker): a plan under `known-anomalies/`
+/// must be flagged, any other is a control that must pass; the table says which is which.
+#[test]
+fn a_known_anomaly_is_detected_and_a_control_passes() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("calibrate-real");
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "calibrate",
+            "--plans",
+            "plans/known-anomalies/memory-stale-register.toml",
+            "--plans",
+            "plans/memory-register.toml",
+            "--seeds",
+            "1",
+            "--time-limit-each",
+            "3s",
+            "--quiet",
+            "--store",
+            dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let row = |name: &str| -> Vec<String> {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row {name}: {stdout}"));
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    assert_eq!(
+        row("memory-stale-register")[1..6],
+        ["memory-stale", "known", "anomaly", "1/1", "-"],
+        "{stdout}"
+    );
+    assert_eq!(
+        row("memory-register")[1..5],
+        ["memory", "control", "-", "0/1"],
+        "{stdout}"
+    );
 }
 
 /// Ctrl-C stops a calibration: the run in progress is healed, torn down and checked, no other
 /// run starts, the table holds what ran, and the exit code says it was interrupted.
 #[test]
 fn sigint_stops_the_calibration_after_the_run_in_progress() {
-    if faultline::cluster::docker::available().is_err() {
-        eprintln!("SKIPPED calibrate interrupt: no Docker daemon");
-        return;
+    if let Err(e) = faultline::cluster::docker::available() {
+        return prereq::skip("no Docker daemon", &format!("{e:#}")).unwrap_or(());
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("calibrate-sigint");
     let _ = std::fs::remove_dir_all(&dir);

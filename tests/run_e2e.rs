@@ -3,16 +3,17 @@
 //! What each test may assert is limited by what a short run can guarantee:
 //! - etcd register under partitions: etcd is linearizable, so the verdict must be valid (and a
 //!   partition must actually have happened, or the test proved nothing);
-//! - etcd with serializable reads under partitions: stale reads are possible, not certain in
-//!   20 s, so the test asserts the run completed and cleaned up, and prints what the checker found;
-//! - Redis with Sentinel failover: the literature reports lost writes; the test prints what the
-//!   checker found and asserts only that the run completed and cleaned up;
+//! - etcd with serializable reads under partitions: stale reads, which the linearizability
+//!   checker must flag (up to two seeds; the odds are with the test);
+//! - Redis with Sentinel failover and node-bound clients: acknowledged writes lost when the
+//!   isolated old primary rejoins, which the checker must flag (up to two seeds; the odds are
+//!   with the test);
 //! - Ctrl-C: the binary stops within a bound, keeps the history, checks it, says the run was
 //!   interrupted, and leaves nothing in Docker.
 //!
 //! Every test asks Docker for what is left of its run (containers and networks labeled with the
 //! run's id from `plan.json`). Without Docker or the base image the tests skip with the reason,
-//! except under `CI=true`, where they fail: CI must have both (`faultline images build`).
+//! except under CI, where they fail: CI must have both (`faultline images build`).
 
 use checkers::{Process, Verdict};
 use faultline::plan::Plan;
@@ -24,33 +25,34 @@ use std::time::{Duration, Instant};
 /// Bound on `faultline run` exiting after SIGINT (heal, teardown, checks).
 const SIGINT_EXIT_BOUND_S: u64 = 60;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+#[path = "../testsupport/prereq.rs"]
+mod prereq;
 
 /// `false` (after printing why) when there is no Docker or no base image and this is not CI;
-/// a panic under CI.
+/// a panic under CI (testsupport/prereq.rs).
 async fn docker_and_image_or_skip(test: &str) -> bool {
     let missing = match faultline::cluster::docker::available() {
-        Err(e) => Some(format!("no Docker daemon ({e:#})")),
+        Err(e) => Some(("no Docker daemon", format!("{e:#}"))),
         Ok(()) => {
             let docker = faultline::cluster::docker::connect().expect("connecting to Docker");
             let image = faultline::images::base_image_ref();
             match faultline::images::image_exists(&docker, &image).await {
                 Ok(true) => None,
-                Ok(false) => Some(format!(
-                    "the base image {image} does not exist; build it with `faultline images build`"
+                Ok(false) => Some((
+                    "no base image",
+                    format!("{image} does not exist; build it with `faultline images build`"),
                 )),
-                Err(e) => Some(format!("cannot ask Docker for {image}: {e:#}")),
+                Err(e) => Some((
+                    "no base image",
+                    format!("cannot ask Docker for {image}: {e:#}"),
+                )),
             }
         }
     };
     match missing {
         None => true,
-        Some(why) if in_ci() => panic!("{test}: CI=true but {why}"),
-        Some(why) => {
-            eprintln!("SKIPPED {test}: {why}");
-            false
+        Some((reason, detail)) => {
+            prereq::skip::<()>(reason, &format!("{test}: {detail}")).is_some()
         }
     }
 }
@@ -251,14 +253,59 @@ async fn etcd_register_with_partitions_is_valid() {
     assert_eq!(outcome.exit_code(), 0);
 }
 
+/// Runs `plan(seed)` for up to `attempts` seeds until one is flagged `invalid` with
+/// `anomaly` (by any checker); panics when none is. Every run must complete without harness
+/// errors and inject `fault`. Returns the flagged run. A known anomaly caught with probability
+/// p per run makes this fail with probability (1 - p)^attempts; a regression that stops the
+/// detection fails every time.
+async fn flagged_within(
+    test: &str,
+    attempts: u64,
+    anomaly: &str,
+    fault: &str,
+    plan: impl Fn(u64) -> Plan,
+) -> Seen {
+    for attempt in 1..=attempts {
+        let (outcome, seen) = run(test, plan(attempt)).await;
+        assert!(
+            outcome.harness_errors.is_empty(),
+            "{:?}",
+            outcome.harness_errors
+        );
+        assert!(
+            seen.faults.iter().any(|(f, _)| f == fault),
+            "no {fault} happened, so the run proves nothing: {:?}",
+            seen.faults
+        );
+        assert!(seen.ok > 100, "only {} ops succeeded", seen.ok);
+        assert_eq!(outcome.exit_code(), seen.verdict.exit_code());
+        let found = seen.results.results.iter().any(|r| {
+            r.verdict == Verdict::Invalid && r.anomalies.iter().any(|a| a.kind == anomaly)
+        });
+        eprintln!(
+            "{test}: attempt {attempt}/{attempts}: verdict {}, {anomaly} found: {found}",
+            seen.verdict
+        );
+        if found {
+            return seen;
+        }
+    }
+    panic!("{test}: no {anomaly} anomaly in {attempts} runs: the checker or the client regressed");
+}
+
+/// etcd with serializable reads under partitions: a member cut off from the quorum keeps
+/// answering reads from its own, stale state. One partition (one node isolated from 5 s to
+/// 15 s) with writes on the majority and reads everywhere: measured flagged in N/N runs
+/// (see the README, Detection on real clusters); two attempts make a spurious failure
+/// negligible.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn etcd_serializable_reads_under_partitions_are_checked_and_reported() {
+async fn etcd_serializable_reads_under_partitions_are_flagged_stale() {
     let test = "etcd_serializable_reads_under_partitions";
     if !docker_and_image_or_skip(test).await {
         return;
     }
     let dir = store(test);
-    let p = Plan {
+    let seen = flagged_within(test, 2, "nonlinearizable", "start-partition", |seed| Plan {
         system: "etcd".into(),
         workload: "register".into(),
         read_mode: "serializable".into(),
@@ -267,97 +314,51 @@ async fn etcd_serializable_reads_under_partitions_are_checked_and_reported() {
         time_limit_ms: 20_000,
         keys: 2,
         rate_ops_per_s: 300.0,
-        seed: 3,
+        seed: 2 + seed,
         ..plan("e2e-etcd-serializable", &dir)
-    };
-    let (outcome, seen) = run(test, p).await;
-    assert!(
-        outcome.harness_errors.is_empty(),
-        "{:?}",
-        outcome.harness_errors
-    );
-    assert!(seen.faults.iter().any(|(f, _)| f == "start-partition"));
-    assert!(seen.ok > 100, "only {} ops succeeded", seen.ok);
-    // Stale reads are possible here, not certain: say what was seen, never force it.
-    let stale = seen
-        .results
-        .results
-        .iter()
-        .map(|r| r.anomalies.len())
-        .sum::<usize>();
-    eprintln!(
-        "{test}: FINDING: verdict {} with {stale} anomalies; {} reads completed ok while a partition was in force (history of {} events)",
-        seen.verdict,
-        seen.reads_ok_in_partition,
-        seen.history.events.len()
-    );
-    assert_eq!(outcome.exit_code(), seen.verdict.exit_code());
+    })
+    .await;
+    assert!(seen.reads_ok_in_partition > 0);
+    assert_eq!(seen.verdict, Verdict::Invalid);
 }
 
-/// Redis (primary, two replicas, three Sentinels) with kills: a seed whose first kill hits the
-/// primary, so the Sentinels fail over while the workload runs.
+/// Redis (primary, two replicas, three Sentinels) with the primary cut off from 12 s to 24 s
+/// (one fault: a second would start at 36 s and end after the 45 s limit),
+/// long enough for the Sentinels to fail over (down-after 5 s), and node-bound clients
+/// (`[client] routing = "node-bound"`: each keeps writing to the primary it knows until it
+/// refuses, like the applications in Jepsen's Redis analysis). The old primary acknowledges
+/// writes from the failover until the Sentinels convert it to a replica, about 10 s after the
+/// heal (their INFO period), when it discards them; the 21 s after the heal leave time for
+/// reads of the same keys to see the older values. The settings are those of
+/// plans/known-anomalies/redis-register.toml, flagged in 3 of 3 seeds (README, Detection on
+/// real clusters). Measured misses: with 2 keys, 2 of 2 runs (a few hot keys with 5 values
+/// let most stale reads match a later write); with faults at 10-20 s and 30-40 s, 1 of 2.
+/// Hence up to three attempts; the odds are not yet measured well enough to say more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_with_failover_reports_what_the_checker_finds() {
+async fn redis_failover_loses_writes_acknowledged_by_the_isolated_primary() {
     let test = "redis_with_failover";
     if !docker_and_image_or_skip(test).await {
         return;
     }
-    let system =
-        faultline::cluster::System::by_name("redis", &faultline::cluster::SystemParams::default())
-            .unwrap();
-    let names: Vec<String> = system.nodes.iter().map(|n| n.name.clone()).collect();
-    let primaries: Vec<String> = system
-        .nodes
-        .iter()
-        .filter(|n| n.role == "primary")
-        .map(|n| n.name.clone())
-        .collect();
-    let opts = nemeses::schedule::ScheduleOptions {
-        interval: Duration::from_secs(8),
-        time_limit: Duration::from_secs(20),
-        ..nemeses::schedule::ScheduleOptions::default()
-    };
-    let kinds = [nemeses::schedule::FaultKind::Kill];
-    let seed = (1..1000u64)
-        .find(|s| {
-            let sched = nemeses::schedule::Schedule::generate(*s, &kinds, &names, &opts).unwrap();
-            let first_kills_primary = sched.faults().next().is_some_and(|f| match f {
-                nemeses::schedule::Fault::Kill(nemeses::schedule::Targets::Leader) => true,
-                nemeses::schedule::Fault::Kill(nemeses::schedule::Targets::Nodes(n)) => {
-                    n.iter().any(|x| primaries.contains(x))
-                }
-                _ => false,
-            });
-            first_kills_primary
-        })
-        .expect("some seed below 1000 kills the primary first");
     let dir = store(test);
-    let p = Plan {
+    let mut client = std::collections::BTreeMap::new();
+    client.insert("routing".to_string(), serde_json::json!("node-bound"));
+    client.insert("ops-per-key".to_string(), serde_json::json!(2_000));
+    let seen = flagged_within(test, 3, "nonlinearizable", "start-partition", |seed| Plan {
         system: "redis".into(),
         workload: "cas-register".into(),
-        nemesis: vec!["kill".into()],
-        nemesis_interval_ms: 8_000,
-        time_limit_ms: 20_000,
+        nemesis: vec!["partition:isolate-leader".into()],
+        nemesis_interval_ms: 12_000,
+        time_limit_ms: 45_000,
+        keys: 4,
+        concurrency: 10,
+        rate_ops_per_s: 100.0,
+        client: client.clone(),
         seed,
         ..plan("e2e-redis-failover", &dir)
-    };
-    let (outcome, seen) = run(test, p).await;
-    assert!(
-        outcome.harness_errors.is_empty(),
-        "{:?}",
-        outcome.harness_errors
-    );
-    assert!(
-        seen.faults.iter().any(|(f, _)| f == "start-kill"),
-        "no kill happened: {:?}",
-        seen.faults
-    );
-    let anomalies: usize = seen.results.results.iter().map(|r| r.anomalies.len()).sum();
-    eprintln!(
-        "{test}: FINDING: verdict {} with {anomalies} anomalies ({} ok, {} fail, {} info)",
-        seen.verdict, seen.ok, seen.fail, seen.info
-    );
-    assert!(seen.ops > 0);
+    })
+    .await;
+    assert_eq!(seen.verdict, Verdict::Invalid);
 }
 
 /// Whether the last nemesis event of a (possibly partial) JSONL history starts a fault.

@@ -9,19 +9,26 @@ use std::path::PathBuf;
 #[command(
     after_help = "Each scenario plan (system testbed, one bug) runs once per seed with its bug \
 on and once with it off, one run at a time, every run kept in the store. A bug-on run that ends \
-invalid is a detection; a bug-off run that ends invalid is a false alarm.\n\nExamples:\n  \
+invalid is a detection; a bug-off run that ends invalid is a false alarm. A real system's plan \
+in a folder named known-anomalies must be flagged (a detection); any other real system's plan \
+is a control and must pass (invalid is a false alarm).\n\nExamples:\n  \
 faultline calibrate                       # every scenario, 10 seeds (about 1.5 h)\n  \
-faultline calibrate --seeds 1             # the short CI calibration (about 10 min)\n  \
-faultline calibrate --only b2,l4 --seeds 3\n\n\
+faultline calibrate --seeds 1 --min-detected 1 --retry-misses 2   # the CI calibration\n  \
+faultline calibrate --only b2,l4 --seeds 3\n  \
+faultline calibrate --real --seeds 3      # real clusters: known anomalies and controls\n\n\
 Ctrl-C (or SIGTERM) stops the run in progress (healed, torn down, checked) and starts no \
 other; the table then holds what ran.\n\n\
 Exit codes: 0 no false alarm and every scenario detected at least --min-detected times; 1 a \
 false alarm or a scenario detected too rarely; 2 interrupted; 3 runs that could not complete."
 )]
 pub struct Args {
-    /// Scenario plan files, as glob patterns (quote them); may be repeated.
+    /// Plan files, as glob patterns (quote them); may be repeated.
     #[arg(long, value_name = "GLOB", default_value = "plans/scenarios/*.toml")]
     pub plans: Vec<String>,
+    /// The real systems' plans instead of the scenarios: plans/known-anomalies/*.toml (must be
+    /// flagged) and plans/*.toml (controls, must pass).
+    #[arg(long, conflicts_with = "plans")]
+    pub real: bool,
     /// Seeds per scenario; each seed runs the scenario with its bug on and off.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub seeds: u32,
@@ -37,6 +44,11 @@ pub struct Args {
     /// Exit 1 when a scenario is detected in fewer of its bug-on runs than this (0: never).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub min_detected: u32,
+    /// Rerun a missed run with up to N fresh seeds; a miss a retry detects counts toward
+    /// --min-detected (the table shows retries apart). A bug caught with probability p then
+    /// fails the build with probability (1 - p)^(N+1).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retry_misses: u32,
     /// Store folder for every run, replacing each plan's store.
     #[arg(long, value_name = "DIR")]
     pub store: Option<String>,
@@ -58,13 +70,27 @@ pub fn run(args: Args) -> Result<i32> {
         .map(|s| faultline::units::duration(s).map(|d| d.as_millis() as u64))
         .transpose()
         .map_err(|e| anyhow::anyhow!("--time-limit-each: {e}"))?;
+    let patterns = if args.real {
+        vec![
+            "plans/known-anomalies/*.toml".to_string(),
+            "plans/*.toml".to_string(),
+        ]
+    } else {
+        args.plans.clone()
+    };
+    anyhow::ensure!(
+        args.retry_misses <= calibrate::RETRIES_MAX,
+        "--retry-misses: expected 0 to {}",
+        calibrate::RETRIES_MAX
+    );
     let opts = CalibrateOptions {
-        patterns: args.plans.clone(),
+        patterns,
         seeds: args.seeds,
         seed: args.seed,
         store: args.store.clone(),
         time_limit_each_ms,
         min_detected: args.min_detected,
+        retry_misses: args.retry_misses,
         only: args.only.clone(),
         quiet: args.quiet,
     };
@@ -78,6 +104,16 @@ pub fn run(args: Args) -> Result<i32> {
     let rows = done.rows;
     let table = calibrate::text_table(&rows);
     println!("{table}");
+    let odd: Vec<&calibrate::CalibrationRun> = rows
+        .iter()
+        .flat_map(|r| r.runs.iter())
+        .filter(|x| x.is_miss() || x.is_false_alarm())
+        .collect();
+    for x in &odd {
+        let what = if x.is_miss() { "miss" } else { "false alarm" };
+        let retry = if x.retry { " (retry)" } else { "" };
+        println!("{what}{retry}: {}", x.command);
+    }
     if done.not_started > 0 {
         println!(
             "note: interrupted: {} runs never started; the table holds the runs that did",
@@ -105,10 +141,7 @@ pub fn run(args: Args) -> Result<i32> {
         std::fs::write(path, text).with_context(|| format!("--json {}", path.display()))?;
     }
     let mut code = calibrate::exit_code(&rows, opts.min_detected);
-    let missed: usize = rows
-        .iter()
-        .map(|r| r.runs.iter().filter(|x| x.bug_on).count() - r.detected())
-        .sum();
+    let missed: usize = rows.iter().map(|r| r.must_flag_runs() - r.detected()).sum();
     if done.not_started > 0 && code == 0 {
         code = 2;
     }
@@ -117,10 +150,10 @@ pub fn run(args: Args) -> Result<i32> {
         match code {
             0 if missed == 0 => "no false alarm, every bug-on run detected".to_string(),
             0 => format!(
-                "no false alarm; {missed} bug-on runs not detected (under --min-detected {} that passes)",
-                opts.min_detected
+                "no false alarm; {missed} runs that must be flagged not detected (under --min-detected {} with --retry-misses {} that passes)",
+                opts.min_detected, opts.retry_misses
             ),
-            1 => "a false alarm, or a scenario detected too rarely".to_string(),
+            1 => "a false alarm, or a plan detected too rarely".to_string(),
             2 => "interrupted before every run started".to_string(),
             _ => "runs that could not complete".to_string(),
         },

@@ -18,6 +18,7 @@ use std::time::Duration;
 pub enum Bug {
     StaleEpochWrite,
     LostAckedWrite,
+    ReplicaDivergence,
     DoubleDeliveryOnTimeout,
     RetryBudgetIgnored,
     OrphanPartition,
@@ -119,6 +120,14 @@ pub const BUGS: &[BugInfo] = &[
         checker: "linearizable",
         anomaly: "nonlinearizable",
         what: "the primary acknowledges a write when it applied it locally, then persists and replicates it later in the background",
+    },
+    BugInfo {
+        bug: Bug::ReplicaDivergence,
+        name: "replica-divergence",
+        scenarios: "L5, L12",
+        checker: "convergence",
+        anomaly: "diverged",
+        what: "the last node by name acknowledges every third replicated write and every catch-up without applying them, so its replica keeps older values for good",
     },
     BugInfo {
         bug: Bug::OffsetRegression,

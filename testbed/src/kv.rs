@@ -18,11 +18,22 @@
 //!   *indeterminate* (the value may surface later through a merge), never a definite failure.
 //! - **Reads** are served by the primary after a heartbeat round confirms that a majority still
 //!   follows its epoch, so a deposed primary cannot serve a stale value.
+//! - **Catch-up.** Replication stops at a majority, so a backup may miss writes (the slowest
+//!   peer's call is dropped, a partitioned or killed node misses them all). Once no write has
+//!   started for two leases, the primary sends every peer its whole map with the highest
+//!   sequence number it has issued; a backup replaces what it holds from earlier epochs, or
+//!   from this epoch up to that number, with the primary's entries, and keeps what is newer.
+//!   Catching up only when idle leaves the replication the scenarios exercise untouched, and
+//!   makes replicas converge once quiescent (docs/scenarios.md L5, L12), which `/kv/local`
+//!   (one node's own map, never forwarded) lets a checker see.
 //!
 //! Bugs: `stale-epoch-write` drops the epoch check on backups and lets a deposed primary keep
 //! retrying the write it started, so it completes after a new primary took over, behind its
 //! back. `lost-acked-write` acknowledges on local apply and persists and replicates later in the
 //! background: a crash or partition in between loses an acknowledged write.
+//! `replica-divergence` makes the last node by name acknowledge every third replicated write
+//! and every catch-up without applying them: that replica never converges, and a write whose
+//! majority was the primary and that node alone can even be lost in a later failover.
 
 use crate::config::Bug;
 use crate::http::{field, Reply, Req};
@@ -67,6 +78,9 @@ struct KvState {
     last_majority: Instant,
     seq: u64,
     data: BTreeMap<String, Versioned>,
+    /// When this node last started a write as primary, and last sent a catch-up.
+    last_write: Instant,
+    last_catch_up: Instant,
 }
 
 /// One node's replica.
@@ -93,6 +107,8 @@ impl Replica {
                 last_majority: Instant::now(),
                 seq: 0,
                 data: BTreeMap::new(),
+                last_write: Instant::now(),
+                last_catch_up: Instant::now(),
             }),
             write_lock: tokio::sync::Mutex::new(()),
         }
@@ -123,6 +139,9 @@ impl Replica {
                         seq: *seq,
                     },
                 );
+            }
+            Record::KvDelete { key } => {
+                st.data.remove(key);
             }
             _ => {}
         }
@@ -209,12 +228,43 @@ pub async fn run(node: Arc<Node>) {
             (st.role, st.last_heard.elapsed())
         };
         match role {
-            Role::Primary => {
-                heartbeat_round(&node).await;
-            }
+            Role::Primary if heartbeat_round(&node).await => catch_up_if_idle(&node),
+            Role::Primary => {}
             _ if quiet >= election_after => elect(&node).await,
             _ => {}
         }
+    }
+}
+
+/// The catch-up (module doc): once no write started for two leases and none is in flight, at
+/// most once a lease, the whole map to every peer, each call on its own so a dead peer delays
+/// nobody.
+fn catch_up_if_idle(node: &Arc<Node>) {
+    let lease = node.cfg.settings.lease;
+    // Writes are serialised under this lock through their replication: holding it, no write is
+    // in flight, and every later one gets a sequence number above `upto`.
+    let Ok(_serial) = node.kv.write_lock.try_lock() else {
+        return;
+    };
+    let body = {
+        let mut st = node.kv.st();
+        let idle = st.last_write.elapsed() >= 2 * lease;
+        if st.role != Role::Primary || !idle || st.last_catch_up.elapsed() < lease {
+            return;
+        }
+        st.last_catch_up = Instant::now();
+        json!({
+            "epoch": st.epoch, "from": node.cfg.name, "upto": st.seq, "data": st.data,
+        })
+    };
+    let timeout = node.cfg.settings.peer_timeout;
+    let body = Arc::new(body);
+    for p in node.net.peer_names() {
+        let n = Arc::clone(node);
+        let body = Arc::clone(&body);
+        node.spawn(async move {
+            let _ = n.net.call(&p, "/peer/catch-up", &body, timeout).await;
+        });
     }
 }
 
@@ -429,13 +479,15 @@ async fn elect(node: &Arc<Node>) {
     }
 }
 
-/// Peer endpoints: `/peer/heartbeat`, `/peer/vote`, `/peer/sync`, `/peer/replicate`.
+/// Peer endpoints: `/peer/heartbeat`, `/peer/vote`, `/peer/sync`, `/peer/replicate`,
+/// `/peer/catch-up`.
 pub async fn peer(node: &Arc<Node>, op: &str, body: &Value) -> Reply {
     let r = match op {
         "heartbeat" => on_heartbeat(node, body).await,
         "vote" => on_vote(node, body).await,
         "sync" => on_sync(node, body).await,
         "replicate" => on_replicate(node, body).await,
+        "catch-up" => on_catch_up(node, body).await,
         _ => return Reply::error(404, "not-found", true, format!("no endpoint /peer/{op}")),
     };
     r.unwrap_or_else(|e| e)
@@ -555,6 +607,62 @@ async fn on_sync(node: &Arc<Node>, body: &Value) -> Result<Reply, Reply> {
     Ok(Reply::ok(json!({ "ok": true, "epoch": epoch })))
 }
 
+/// Whether this node is the one `replica-divergence` makes skip writes: the last by name.
+fn diverges(node: &Node) -> bool {
+    node.cfg.has(Bug::ReplicaDivergence)
+        && node.cfg.cluster_names().last().map(String::as_str) == Some(node.cfg.name.as_str())
+}
+
+/// The primary's whole map (module doc, Catch-up): entries this replica holds from an earlier
+/// epoch, or from this one up to `upto`, give way to the primary's (or go when it has none);
+/// newer ones stay.
+async fn on_catch_up(node: &Arc<Node>, body: &Value) -> Result<Reply, Reply> {
+    let epoch = field::u64(body, "epoch")?;
+    let upto = field::u64(body, "upto")?;
+    let data: BTreeMap<String, Versioned> = serde_json::from_value(field::value(body, "data"))
+        .map_err(|e| Reply::bad(format!("field \"data\": {e}")))?;
+    if diverges(node) {
+        // The bug: acknowledged, not applied.
+        return Ok(Reply::ok(json!({ "ok": true, "epoch": epoch })));
+    }
+    let recs = {
+        let mut st = node.kv.st();
+        if epoch != st.epoch || st.role != Role::Backup {
+            return Ok(Reply::ok(json!({ "ok": false, "epoch": st.epoch })));
+        }
+        let covered = |v: &Versioned| v.epoch < epoch || v.seq <= upto;
+        let mut recs = Vec::new();
+        let gone: Vec<String> = st
+            .data
+            .iter()
+            .filter(|(k, v)| !data.contains_key(*k) && covered(v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            st.data.remove(&key);
+            recs.push(Record::KvDelete { key });
+        }
+        for (k, v) in data {
+            let replace = match st.data.get(&k) {
+                None => true,
+                Some(cur) => cur.version() != v.version() && covered(cur),
+            };
+            if replace {
+                recs.push(Record::KvPut {
+                    key: k.clone(),
+                    value: v.value.clone(),
+                    epoch: v.epoch,
+                    seq: v.seq,
+                });
+                st.data.insert(k, v);
+            }
+        }
+        recs
+    };
+    persist_or_unavailable(node, &recs).await?;
+    Ok(Reply::ok(json!({ "ok": true, "epoch": epoch })))
+}
+
 async fn on_replicate(node: &Arc<Node>, body: &Value) -> Result<Reply, Reply> {
     let epoch = field::u64(body, "epoch")?;
     let from = field::string(body, "from")?;
@@ -562,6 +670,10 @@ async fn on_replicate(node: &Arc<Node>, body: &Value) -> Result<Reply, Reply> {
     let seq = field::u64(body, "seq")?;
     let value = field::value(body, "value");
     let stale_bug = node.cfg.has(Bug::StaleEpochWrite);
+    if diverges(node) && seq % 3 == 0 {
+        // The bug: acknowledged, not applied.
+        return Ok(Reply::ok(json!({ "ok": true, "epoch": epoch })));
+    }
     let mut already_held = false;
     let recs = {
         let mut st = node.kv.st();
@@ -627,10 +739,13 @@ async fn persist_or_unavailable(node: &Node, recs: &[Record]) -> Result<(), Repl
         .map_err(|e| Reply::unavailable("storage", false, e.to_string()))
 }
 
-/// Client endpoints: `/kv/read {key}`, `/kv/write {key, value}`, `/kv/cas {key, from, to}`.
+/// Client endpoints: `/kv/read {key}`, `/kv/write {key, value}`, `/kv/cas {key, from, to}`,
+/// and `/kv/local {}`: this node's own map (`{node, role, data: {key: value}}`), never
+/// forwarded, for the convergence check after the final heal.
 pub async fn client(node: &Arc<Node>, op: &str, req: &Req) -> Reply {
     let r = match op {
         "read" => read(node, req).await,
+        "local" => Ok(local(node)),
         "write" | "cas" => write(node, op == "cas", req).await,
         _ => return Reply::error(404, "not-found", true, format!("no endpoint /kv/{op}")),
     };
@@ -651,6 +766,12 @@ async fn route(node: &Arc<Node>, req: &Req) -> Option<Reply> {
             format!("{} knows no primary", node.cfg.name),
         ),
     })
+}
+
+fn local(node: &Node) -> Reply {
+    let st = node.kv.st();
+    let data: BTreeMap<&String, &Value> = st.data.iter().map(|(k, v)| (k, &v.value)).collect();
+    Reply::ok(json!({ "node": node.cfg.name, "role": st.role, "data": data }))
 }
 
 async fn read(node: &Arc<Node>, req: &Req) -> Result<Reply, Reply> {
@@ -707,6 +828,7 @@ async fn write(node: &Arc<Node>, cas: bool, req: &Req) -> Result<Reply, Reply> {
             return Err(Reply::refused("full", "too many keys"));
         }
         st.seq += 1;
+        st.last_write = Instant::now();
         (st.epoch, st.seq)
     };
     let v = Versioned {

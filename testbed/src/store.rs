@@ -35,6 +35,10 @@ pub enum Record {
         epoch: u64,
         seq: u64,
     },
+    /// A key the primary's catch-up says was never committed (see `kv::on_catch_up`).
+    KvDelete {
+        key: String,
+    },
     /// A message appended to a partition; `outbox_seq` marks the outbox row it came from as
     /// dispatched in the same record (publish and mark are atomic).
     Produce {

@@ -1,4 +1,4 @@
-//! Shared by the cluster tests: skip when there is no Docker, make sure the base image exists,
+//! Shared by the cluster tests: skip when there is no Docker (fail under CI), make sure the base image exists,
 //! start a system, and ask Docker what is left of a run.
 
 #![allow(dead_code)]
@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use faultline::cluster::{docker, Cluster, ClusterOptions, System, SystemParams};
 
-/// `None` (after printing why) when this machine has no Docker: the test then skips. CI has
-/// Docker, so there the tests run.
+#[path = "../../testsupport/prereq.rs"]
+pub mod prereq;
+
+/// `None` (after printing why) when this machine has no Docker: the test then skips; under CI
+/// it fails instead (testsupport/prereq.rs).
 pub fn docker_or_skip(test: &str) -> Option<()> {
     match docker::available() {
         Ok(()) => Some(()),
-        Err(e) => {
-            eprintln!("SKIPPED {test}: no Docker daemon ({e:#})");
-            None
-        }
+        Err(e) => prereq::skip("no Docker daemon", &format!("{test}: {e:#}")),
     }
 }
 

@@ -1,9 +1,9 @@
 //! Shared by the nemesis tests: decide whether real containers can run here, start a system
 //! with the clock shim in place, and wrap it for the nemesis.
 //!
-//! Skipping is honest: without Docker a test prints why and passes; without the base image it
-//! prints the command that builds it, and fails instead when CI=true (CI must build the images
-//! first, so a missing image there is a broken pipeline, not a reason to pass).
+//! Skipping follows testsupport/prereq.rs: without Docker or the base image a test prints why
+//! (and the command that builds the image) and passes, except under CI, where it fails (CI must
+//! build the images first, so a missing image there is a broken pipeline, not a reason to pass).
 //! FAULTLINE_TEST_IMAGE runs the tests on another local image.
 
 #![allow(dead_code)]
@@ -16,11 +16,15 @@ use faultline::nemesis::{clock_shim_files, ClusterControl};
 use nemeses::driver::{Nemesis, NemesisConfig};
 use nemeses::record::MemoryRecorder;
 
+// Some test files include cluster_support too, which has its own copy: one file, one rule.
+#[allow(clippy::duplicate_mod)]
+#[path = "../../testsupport/prereq.rs"]
+mod prereq;
+
 /// The image the tests run, when it exists; `None` (after printing why) to skip.
 pub async fn image_or_skip(test: &str) -> Option<String> {
     if let Err(e) = docker::available() {
-        eprintln!("SKIPPED {test}: no Docker daemon ({e:#})");
-        return None;
+        return prereq::skip("no Docker daemon", &format!("{test}: {e:#}"));
     }
     let image = std::env::var("FAULTLINE_TEST_IMAGE")
         .unwrap_or_else(|_| faultline::images::base_image_ref());
@@ -31,12 +35,10 @@ pub async fn image_or_skip(test: &str) -> Option<String> {
     if exists {
         return Some(image);
     }
-    let msg = format!("image {image} is missing: run `faultline images build` first");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: {msg}");
-    }
-    eprintln!("SKIPPED {test}: {msg}");
-    None
+    prereq::skip(
+        "no base image",
+        &format!("{test}: {image} is missing: run `faultline images build` first"),
+    )
 }
 
 /// Starts `system` on `image` with the clock shim loaded in every node from the first start.

@@ -60,4 +60,16 @@ pub trait ClientFactory: Send + Sync {
         let _ = nodes;
         self.open(process, node).await
     }
+
+    /// `node`'s own copy of the data, read from that node directly (never forwarded to a
+    /// leader), as key -> value: what the convergence check compares across nodes once the
+    /// cluster is quiescent after the final heal. `Ok(None)` when this system or workload has no
+    /// such read (the default).
+    async fn replica_snapshot(&self, node: &str) -> anyhow::Result<Option<ReplicaSnapshot>> {
+        let _ = node;
+        Ok(None)
+    }
 }
+
+/// One node's data as [`ClientFactory::replica_snapshot`] reads it: key -> value.
+pub type ReplicaSnapshot = std::collections::BTreeMap<String, serde_json::Value>;

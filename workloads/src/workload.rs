@@ -16,8 +16,8 @@ use crate::clients::etcd::{EtcdFactory, ReadMode};
 use crate::clients::memory::{MemoryQueueFactory, MemoryRegisterFactory, QueueBug, RegisterBug};
 use crate::clients::nats::NatsFactory;
 use crate::clients::postgres::{IdempotencyMode, PostgresFactory, PostgresWorkload};
-use crate::clients::rabbitmq::RabbitMqFactory;
-use crate::clients::redis::{RedisFactory, RedisWorkload};
+use crate::clients::rabbitmq::{QueueType, RabbitMqFactory};
+use crate::clients::redis::{RedisFactory, RedisWorkload, Routing};
 use crate::clients::redis_stream::RedisStreamFactory;
 use crate::clients::zookeeper::ZooKeeperFactory;
 use crate::generator::{self, Gen, Rng};
@@ -561,6 +561,8 @@ pub struct AckedQueueOptions {
     pub ack_wait: Option<Duration>,
     /// The guarantee the delivery checker judges against (default per system).
     pub guarantee: Option<String>,
+    /// RabbitMQ only: quorum (default) or classic mirrored.
+    pub queue_type: QueueType,
 }
 
 /// The `[client]` options of [`AckedQueueOptions`], per (system, workload).
@@ -578,7 +580,12 @@ pub const ACKED_QUEUE_OPTIONS: &[(&str, &str, &[&str])] = &[
     (
         "rabbitmq",
         "queue",
-        &["ack-stall-probability", "ack-stall", "guarantee"],
+        &[
+            "ack-stall-probability",
+            "ack-stall",
+            "guarantee",
+            "queue-type",
+        ],
     ),
     (
         "redis",
@@ -593,6 +600,7 @@ impl AckedQueueOptions {
         ack_stall: Stall::NONE,
         ack_wait: None,
         guarantee: None,
+        queue_type: QueueType::Quorum,
     };
 
     /// Reads a `[client]` table; an error names the option and what the workload accepts.
@@ -625,6 +633,13 @@ impl AckedQueueOptions {
                 "ack-stall" => option_duration(v).map(|d| o.ack_stall.duration = d),
                 "ack-wait" => option_duration(v).map(|d| o.ack_wait = Some(d)),
                 "guarantee" => option_guarantee(v).map(|g| o.guarantee = Some(g)),
+                "queue-type" => v
+                    .as_str()
+                    .ok_or_else(|| {
+                        format!("expected a string, one of {}", QueueType::NAMES.join(", "))
+                    })
+                    .and_then(QueueType::parse)
+                    .map(|t| o.queue_type = t),
                 other => unreachable!("{other:?} is listed but not read"),
             };
             set.map_err(|e| format!("client.{key}: {e}"))?;
@@ -677,6 +692,30 @@ pub const CATALOG: &[(&str, &[&str])] = &[
     ("memory-lossy", &["queue"]),
 ];
 
+/// Redis's `[client] routing` (`follow-primary` or `node-bound`, every Redis workload; see
+/// `clients::redis`), and the rest of the table for the workload's own options.
+fn redis_routing(
+    system: &str,
+    table: &std::collections::BTreeMap<String, Value>,
+) -> Result<(Routing, std::collections::BTreeMap<String, Value>), String> {
+    let mut rest = table.clone();
+    let Some(v) = rest.remove("routing") else {
+        return Ok((Routing::default(), rest));
+    };
+    if system != "redis" {
+        return Err(format!(
+            "client.routing: only Redis clients take it ({:?} does not)",
+            system
+        ));
+    }
+    let routing = v
+        .as_str()
+        .ok_or_else(|| format!("expected a string, one of {}", Routing::NAMES.join(", ")))
+        .and_then(Routing::parse)
+        .map_err(|e| format!("client.routing: {e}"))?;
+    Ok((routing, rest))
+}
+
 /// The workload `workload` against `system`, with its client factory; an error names what exists.
 pub fn build(
     system: &str,
@@ -699,18 +738,18 @@ pub fn build(
     if system == crate::clients::testbed::SYSTEM {
         return crate::clients::testbed::build(workload, opts);
     }
+    let (routing, client) = redis_routing(system, &opts.client)?;
     let mut txn_opts = crate::txn::TxnOptions::default();
     let (acked, register_opts) = match workload {
-        "register" | "cas-register" => (
-            AckedQueueOptions::NONE,
-            opts.register.with_table(&opts.client)?,
-        ),
+        "register" | "cas-register" => {
+            (AckedQueueOptions::NONE, opts.register.with_table(&client)?)
+        }
         "list-append" | "rw-register" => {
-            txn_opts = crate::txn::TxnOptions::with_table(&opts.client)?;
+            txn_opts = crate::txn::TxnOptions::with_table(&client)?;
             (AckedQueueOptions::NONE, opts.register.clone())
         }
         _ => (
-            AckedQueueOptions::from_table(system, workload, &opts.client)?,
+            AckedQueueOptions::from_table(system, workload, &client)?,
             opts.register.clone(),
         ),
     };
@@ -764,17 +803,23 @@ pub fn build(
             claim_idle: REDIS_CLAIM_IDLE,
             ack_stall: acked.ack_stall,
             seed: opts.seed,
+            routing,
             ..RedisStreamFactory::new()
         }),
-        "redis" if workload == "queue" => Arc::new(RedisFactory::new(RedisWorkload::Queue)),
-        "redis" => Arc::new(RedisFactory::new(RedisWorkload::Register)),
+        "redis" if workload == "queue" => {
+            Arc::new(RedisFactory::new(RedisWorkload::Queue).with_routing(routing))
+        }
+        "redis" => Arc::new(RedisFactory::new(RedisWorkload::Register).with_routing(routing)),
         "zookeeper" => Arc::new(ZooKeeperFactory::new()),
-        "rabbitmq" => Arc::new(RabbitMqFactory {
-            requeue_after: RABBITMQ_REQUEUE_WAIT,
-            ack_stall: acked.ack_stall,
-            seed: opts.seed,
-            ..RabbitMqFactory::new()
-        }),
+        "rabbitmq" => Arc::new(
+            RabbitMqFactory {
+                requeue_after: RABBITMQ_REQUEUE_WAIT,
+                ack_stall: acked.ack_stall,
+                seed: opts.seed,
+                ..RabbitMqFactory::new()
+            }
+            .with_queue_type(acked.queue_type),
+        ),
         "nats" => Arc::new(NatsFactory {
             ack_wait: acked.ack_wait.unwrap_or(opts.nats_ack_wait),
             ack_stall: acked.ack_stall,

@@ -110,6 +110,7 @@ fn every_broker_queue_option_is_accepted() {
             .map(|n| {
                 let v = match *n {
                     "guarantee" => json!("at-least-once"),
+                    "queue-type" => json!("classic-mirrored"),
                     "ack-stall-probability" => json!(0.1),
                     _ => json!("3s"),
                 };
@@ -159,4 +160,63 @@ fn register_workloads_take_ops_per_key_and_name_what_they_do_not_take() {
     // A queue does not take it.
     let e = build("redis", "queue", &with(&[("ops-per-key", json!(500))])).err();
     assert!(e.is_some_and(|e| e.contains("takes no client options")));
+}
+
+#[test]
+fn every_redis_workload_takes_a_routing_mode_and_nothing_else_does() {
+    let with = |entries: &[(&str, Value)]| WorkloadOptions {
+        client: table(entries),
+        ..WorkloadOptions::default()
+    };
+    for workload in ["register", "cas-register", "queue", "stream"] {
+        for mode in ["follow-primary", "node-bound"] {
+            build("redis", workload, &with(&[("routing", json!(mode))]))
+                .unwrap_or_else(|e| panic!("redis {workload} {mode}: {e}"));
+        }
+    }
+    build(
+        "redis",
+        "cas-register",
+        &with(&[
+            ("routing", json!("node-bound")),
+            ("ops-per-key", json!(500)),
+        ]),
+    )
+    .unwrap();
+    let e = build("redis", "register", &with(&[("routing", json!("sticky"))])).err();
+    assert!(
+        e.as_deref().is_some_and(
+            |e| e.starts_with("client.routing:") && e.contains("follow-primary, node-bound")
+        ),
+        "{e:?}"
+    );
+    let e = build(
+        "etcd",
+        "register",
+        &with(&[("routing", json!("node-bound"))]),
+    )
+    .err();
+    assert!(
+        e.as_deref()
+            .is_some_and(|e| e.contains("client.routing: only Redis")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_rabbitmq_queue_is_quorum_or_classic_mirrored() {
+    let t = |v: Value| table(&[("queue-type", v)]);
+    let o =
+        AckedQueueOptions::from_table("rabbitmq", "queue", &t(json!("classic-mirrored"))).unwrap();
+    assert_eq!(
+        o.queue_type,
+        workloads::clients::rabbitmq::QueueType::ClassicMirrored
+    );
+    let e = AckedQueueOptions::from_table("rabbitmq", "queue", &t(json!("stream"))).unwrap_err();
+    assert!(
+        e.starts_with("client.queue-type:") && e.contains("quorum, classic-mirrored"),
+        "{e}"
+    );
+    let e = AckedQueueOptions::from_table("nats", "queue", &t(json!("quorum"))).unwrap_err();
+    assert!(e.contains("unknown option"), "{e}");
 }

@@ -211,3 +211,31 @@ async fn a_register_run_against_etcd_records_a_valid_history() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_snapshot_is_the_members_keys_under_the_prefix() {
+    let Some(etcd) = start_etcd().await else {
+        return;
+    };
+    let factory = EtcdFactory::new(ReadMode::Linearizable).with_prefix("snap/");
+    let mut c = factory.open(0, &etcd.client_addr).await.unwrap();
+    c.setup().await.unwrap();
+    c.invoke(&op("write", "r1", json!(3))).await;
+    c.invoke(&op("write", "r2", json!([1, 2]))).await;
+    // A key outside the prefix is not part of it.
+    let other = EtcdFactory::new(ReadMode::Linearizable).with_prefix("snaq/");
+    let mut o = other.open(0, &etcd.client_addr).await.unwrap();
+    o.invoke(&op("write", "r1", json!(9))).await;
+    let snap = factory
+        .replica_snapshot(&etcd.client_addr)
+        .await
+        .unwrap()
+        .expect("etcd reads each member");
+    assert_eq!(
+        snap.into_iter().collect::<Vec<_>>(),
+        vec![
+            ("r1".to_string(), json!(3)),
+            ("r2".to_string(), json!([1, 2]))
+        ]
+    );
+}

@@ -12,7 +12,7 @@ use redis_server::{start_redis, STARTUP_MAX};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use workloads::clients::redis::{RedisFactory, RedisWorkload};
+use workloads::clients::redis::{RedisFactory, RedisWorkload, Routing};
 use workloads::generator;
 use workloads::{build, ClientFactory, Invocation, PhaseLimits, Recorder, Runner, RunnerConfig};
 
@@ -239,4 +239,85 @@ async fn clients_follow_the_primary_across_a_failover() {
     );
     let r = c.invoke(&op("read", k, Value::Null)).await;
     assert_eq!(r.value, json!(3));
+}
+
+/// What `GET prefix+key` on `addr` itself answers.
+async fn get_on(addr: &str, key: &str) -> Option<String> {
+    let mut con = workloads::clients::redis::connect(addr, Duration::from_secs(2))
+        .await
+        .unwrap();
+    redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut con)
+        .await
+        .unwrap()
+}
+
+/// Two primaries at once, as in a partition after a failover: `a` alone, `b` with replica `c`.
+/// A follow-primary client assigned to `a` writes to `b` (more replicas); a node-bound one
+/// stays on `a` until `a` refuses (READONLY once it is demoted), then finds `b`. The replica
+/// snapshot reads each node's own keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_bound_clients_keep_their_primary_until_it_refuses() {
+    let (Some(a), Some(b), Some(c)) = (
+        start_redis().await,
+        start_redis().await,
+        start_redis().await,
+    ) else {
+        return;
+    };
+    replicate(&c.addr, Some(&b.addr)).await;
+    wait_for_replicas(&b.addr, 1).await;
+    let nodes = vec![a.addr.clone(), b.addr.clone(), c.addr.clone()];
+    let k = Some("x");
+    for (routing, prefix, expect_on_a) in [
+        (Routing::FollowPrimary, "follow:", false),
+        (Routing::NodeBound, "bound:", true),
+    ] {
+        let f = RedisFactory::new(RedisWorkload::Register)
+            .with_prefix(prefix)
+            .with_routing(routing);
+        let mut client = f.open_among(1, &a.addr, &nodes).await.unwrap();
+        let w = client.invoke(&op("write", k, json!(1))).await;
+        assert_eq!(w.kind, EventType::Ok, "{routing:?}: {w:?}");
+        let key = format!("{prefix}x");
+        assert_eq!(
+            get_on(&a.addr, &key).await.is_some(),
+            expect_on_a,
+            "{routing:?} wrote to a: {expect_on_a}"
+        );
+    }
+    // a is demoted: the node-bound client is refused once, then writes to b.
+    let f = RedisFactory::new(RedisWorkload::Register)
+        .with_prefix("bound2:")
+        .with_routing(Routing::NodeBound);
+    let mut client = f.open_among(1, &a.addr, &nodes).await.unwrap();
+    replicate(&a.addr, Some(&b.addr)).await;
+    wait_for_replicas(&b.addr, 2).await;
+    let refused = client.invoke(&op("write", k, json!(2))).await;
+    assert_eq!(refused.kind, EventType::Fail, "{refused:?}");
+    let w = client.invoke(&op("write", k, json!(3))).await;
+    assert_eq!(w.kind, EventType::Ok, "{w:?}");
+    assert_eq!(get_on(&b.addr, "bound2:x").await.as_deref(), Some("3"));
+    // Every node's own copy, once replication caught up.
+    let mut snaps = Vec::new();
+    for addr in [&a.addr, &b.addr, &c.addr] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let snap = loop {
+            let s = f
+                .replica_snapshot(addr)
+                .await
+                .unwrap()
+                .expect("the register reads nodes");
+            if s.get("x") == Some(&json!(3)) || std::time::Instant::now() > deadline {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        snaps.push(snap);
+    }
+    assert!(
+        snaps.iter().all(|s| s.get("x") == Some(&json!(3))),
+        "{snaps:?}"
+    );
 }

@@ -9,7 +9,14 @@
 //! controller and the workload, and spinning schedulers take CPU from the nodes still booting.
 //! The server runs as the `rabbitmq` user as the container's main process and logs to stdout.
 //! Ready means `rabbitmqctl await_online_nodes N` passes on each node (all N are clustered and
-//! running), not merely that one broker accepts connections.
+//! running), not merely that one broker accepts connections, and the first node has set the
+//! `ha-faultline` policy: the classic queue `faultline-mirrored` (the workload's
+//! `queue-type = "classic-mirrored"`) is mirrored on every node, synchronised automatically, and
+//! an unsynchronised mirror is promoted when the leader fails or shuts down
+//! (`ha-promote-on-failure` / `ha-promote-on-shutdown = always`: availability over safety).
+//! Setting a policy is idempotent, so the probe that sets it may run again after a heal. The
+//! policy matches only that queue; the default quorum queue ignores it.
+
 use std::time::Duration;
 
 use super::{data_dir, node_names};
@@ -25,6 +32,17 @@ const SEED_WAIT_TRIES: u32 = 240;
 const ERL_ARGS: &str = "+sbwt none +sbwtdcpu none +sbwtdio none";
 /// Shared by every node of every run: the cluster is private to its Docker network.
 const COOKIE: &str = "FAULTLINEFAULTLINECOOKIE";
+/// The mirroring policy (module doc), as `rabbitmqctl set_policy` arguments.
+const MIRROR_POLICY: &[&str] = &[
+    "rabbitmqctl",
+    "-q",
+    "set_policy",
+    "--apply-to",
+    "queues",
+    "ha-faultline",
+    "^faultline-mirrored$",
+    r#"{"ha-mode":"all","ha-sync-mode":"automatic","ha-promote-on-shutdown":"always","ha-promote-on-failure":"always"}"#,
+];
 
 pub fn system(params: &SystemParams) -> System {
     let names = node_names(params.nodes.unwrap_or(3));
@@ -92,17 +110,22 @@ pub fn system(params: &SystemParams) -> System {
                     },
                 ],
                 // The log line first (cheap), then the cluster view (an Erlang VM per call).
-                probe: Probe::All(vec![
-                    Probe::Log("Server startup complete".into()),
-                    Probe::exec(&[
-                        "rabbitmqctl",
-                        "-q",
-                        "await_online_nodes",
-                        &n.to_string(),
-                        "--timeout",
-                        "5",
-                    ]),
-                ]),
+                probe: Probe::All(
+                    [
+                        Probe::Log("Server startup complete".into()),
+                        Probe::exec(&[
+                            "rabbitmqctl",
+                            "-q",
+                            "await_online_nodes",
+                            &n.to_string(),
+                            "--timeout",
+                            "5",
+                        ]),
+                    ]
+                    .into_iter()
+                    .chain((name == seed).then(|| Probe::exec(MIRROR_POLICY)))
+                    .collect(),
+                ),
                 log_files: vec![],
             }
         })
@@ -121,6 +144,25 @@ pub fn system(params: &SystemParams) -> System {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_first_node_sets_the_mirroring_policy_of_the_mirrored_queue() {
+        let s = system(&SystemParams::default());
+        let sets_policy = |n: &NodeSpec| match &n.probe {
+            Probe::All(ps) => ps.iter().any(
+                |p| matches!(p, Probe::Exec { cmd, .. } if cmd.iter().any(|a| a == "set_policy")),
+            ),
+            _ => false,
+        };
+        let setters: Vec<&str> = s
+            .nodes
+            .iter()
+            .filter(|n| sets_policy(n))
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(setters, ["n1"]);
+        assert!(MIRROR_POLICY[7].contains(r#""ha-promote-on-failure":"always""#));
+    }
 
     #[test]
     fn every_node_discovers_only_the_seed_and_shares_the_cookie() {

@@ -94,6 +94,21 @@ impl ClientFactory for EtcdFactory {
     }
 
     async fn open(&self, _process: u64, node: &str) -> anyhow::Result<Box<dyn Client>> {
+        Ok(Box::new(self.client(node)?))
+    }
+
+    /// Every key under the prefix as `node`'s member holds it: one serializable range read,
+    /// answered from that member's own state.
+    async fn replica_snapshot(
+        &self,
+        node: &str,
+    ) -> anyhow::Result<Option<crate::client::ReplicaSnapshot>> {
+        self.client(node)?.local_snapshot().await.map(Some)
+    }
+}
+
+impl EtcdFactory {
+    fn client(&self, node: &str) -> anyhow::Result<EtcdClient> {
         let base = if node.starts_with("http://") || node.starts_with("https://") {
             node.trim_end_matches('/').to_string()
         } else {
@@ -104,12 +119,12 @@ impl ClientFactory for EtcdFactory {
             .pool_max_idle_per_host(2)
             .build()
             .context("cannot build an HTTP client")?;
-        Ok(Box::new(EtcdClient {
+        Ok(EtcdClient {
             http,
             base,
             prefix: self.prefix.clone(),
             read_mode: self.read_mode,
-        }))
+        })
     }
 }
 
@@ -261,15 +276,50 @@ fn decode_value(v: Option<&Value>) -> Result<Value, String> {
     })
 }
 
-#[async_trait]
-impl Client for EtcdClient {
-    async fn setup(&mut self) -> anyhow::Result<()> {
-        // Delete [prefix, prefix with its last byte incremented): every key under the prefix.
+impl EtcdClient {
+    /// The end of the range of every key under the prefix: the prefix with its last byte
+    /// incremented.
+    fn prefix_end(&self) -> anyhow::Result<Vec<u8>> {
         let mut end = self.prefix.clone().into_bytes();
         match end.last_mut() {
             Some(b) if *b < 0xff => *b += 1,
             _ => anyhow::bail!("the etcd key prefix must end in a byte below 0xff"),
         }
+        Ok(end)
+    }
+
+    /// This member's keys under the prefix (without it) and values, read serializably.
+    async fn local_snapshot(&self) -> anyhow::Result<crate::client::ReplicaSnapshot> {
+        let end = self.prefix_end()?;
+        let body = json!({
+            "key": B64.encode(&self.prefix), "range_end": B64.encode(&end), "serializable": true,
+        });
+        let resp = match self.call("/v3/kv/range", body).await {
+            Ok(r) => r,
+            Err(CallError::NotSent(e) | CallError::Refused(e) | CallError::Ambiguous(e)) => {
+                anyhow::bail!("range read at {}: {e}", self.base)
+            }
+        };
+        let mut out = crate::client::ReplicaSnapshot::new();
+        let kvs = resp.get("kvs").and_then(Value::as_array);
+        for kv in kvs.into_iter().flatten() {
+            let key = B64
+                .decode(kv.get("key").and_then(Value::as_str).unwrap_or(""))
+                .context("etcd returned a key that is not base64")?;
+            let key = String::from_utf8_lossy(&key);
+            let key = key.strip_prefix(&self.prefix).unwrap_or(&key).to_string();
+            let value = decode_value(kv.get("value")).map_err(anyhow::Error::msg)?;
+            out.insert(key, value);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Client for EtcdClient {
+    async fn setup(&mut self) -> anyhow::Result<()> {
+        // Delete [prefix, prefix with its last byte incremented): every key under the prefix.
+        let end = self.prefix_end()?;
         let body = json!({ "key": B64.encode(&self.prefix), "range_end": B64.encode(&end) });
         match self.call("/v3/kv/deleterange", body).await {
             Ok(_) => Ok(()),

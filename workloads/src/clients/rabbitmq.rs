@@ -1,7 +1,11 @@
 //! RabbitMQ: a replicated queue with publisher confirms and manual acks.
 //!
-//! One durable quorum queue (`x-queue-type: quorum`, so the Raft-replicated queue type spans the
-//! cluster's nodes rather than living on one). Each process holds one connection and one
+//! One durable queue of the [`QueueType`] a plan asks for: by default a quorum queue
+//! (`x-queue-type: quorum`, the Raft-replicated queue type that spans the cluster's nodes rather
+//! than living on one); or a classic mirrored queue (`faultline-mirrored`, which the cluster's
+//! `ha-faultline` policy mirrors on every node and lets an unsynchronised mirror take over
+//! when the leader fails or shuts down: availability over safety, the configuration in which
+//! the literature lost messages). Each process holds one connection and one
 //! channel in confirm mode. `produce {"id": N}` publishes N through the default exchange with
 //! `mandatory` set and waits for the broker's confirm; `consume` takes at most one message with
 //! `basic.get` without auto-ack, `drain` up to [`DRAIN_BATCH`]; `ack {"id": N}` sends
@@ -75,9 +79,47 @@ pub struct RabbitMqFactory {
     pub ack_stall: Stall,
     /// Seeds the stall decisions.
     pub seed: u64,
+    pub queue_type: QueueType,
+}
+
+/// The replicated queue type (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    #[default]
+    Quorum,
+    ClassicMirrored,
+}
+
+/// The classic mirrored queue's name; the cluster's `ha-faultline` policy matches it
+/// (`src/cluster/systems/rabbitmq.rs`).
+pub const MIRRORED_QUEUE: &str = "faultline-mirrored";
+
+impl QueueType {
+    /// The `[client] queue-type` names.
+    pub const NAMES: &'static [&'static str] = &["quorum", "classic-mirrored"];
+
+    pub fn parse(name: &str) -> Result<QueueType, String> {
+        match name {
+            "quorum" => Ok(QueueType::Quorum),
+            "classic-mirrored" => Ok(QueueType::ClassicMirrored),
+            other => Err(format!(
+                "expected one of {}, not {other:?}",
+                QueueType::NAMES.join(", ")
+            )),
+        }
+    }
 }
 
 impl RabbitMqFactory {
+    /// A factory for `queue_type`, on its queue.
+    pub fn with_queue_type(mut self, queue_type: QueueType) -> Self {
+        self.queue_type = queue_type;
+        if queue_type == QueueType::ClassicMirrored {
+            self.queue = MIRRORED_QUEUE.into();
+        }
+        self
+    }
+
     pub fn new() -> Self {
         RabbitMqFactory {
             queue: "faultline".into(),
@@ -87,6 +129,7 @@ impl RabbitMqFactory {
             requeue_after: Duration::from_secs(2),
             ack_stall: Stall::NONE,
             seed: 0,
+            queue_type: QueueType::Quorum,
         }
     }
 }
@@ -100,7 +143,10 @@ impl Default for RabbitMqFactory {
 #[async_trait]
 impl ClientFactory for RabbitMqFactory {
     fn name(&self) -> String {
-        "rabbitmq quorum queue".into()
+        match self.queue_type {
+            QueueType::Quorum => "rabbitmq quorum queue".into(),
+            QueueType::ClassicMirrored => "rabbitmq classic mirrored queue".into(),
+        }
     }
 
     async fn open(&self, process: u64, node: &str) -> anyhow::Result<Box<dyn Client>> {
@@ -206,12 +252,13 @@ fn id_value(text: &str) -> Value {
     }
 }
 
-fn quorum_args() -> FieldTable {
+fn queue_args(queue_type: QueueType) -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
+    let name = match queue_type {
+        QueueType::Quorum => "quorum",
+        QueueType::ClassicMirrored => "classic",
+    };
+    args.insert("x-queue-type".into(), AMQPValue::LongString(name.into()));
     args
 }
 
@@ -323,9 +370,13 @@ impl Client for RabbitMqClient {
             .await
             .with_context(|| format!("deleting RabbitMQ queue {q}"))?;
         self.channel
-            .queue_declare(q.into(), QueueDeclareOptions::durable(), quorum_args())
+            .queue_declare(
+                q.into(),
+                QueueDeclareOptions::durable(),
+                queue_args(self.config.queue_type),
+            )
             .await
-            .with_context(|| format!("declaring RabbitMQ quorum queue {q}"))?;
+            .with_context(|| format!("declaring RabbitMQ queue {q}"))?;
         Ok(())
     }
 

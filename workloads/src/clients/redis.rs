@@ -3,9 +3,18 @@
 //! Register values are stored as their JSON text under `prefix + key`; CAS is one `EVAL` that
 //! compares and sets, so it is atomic on the server whatever the client does. The queue is one
 //! list: `produce` is `RPUSH`, `consume` is `LPOP`, `drain` is `LPOP key count` (Redis 6.2+).
-//! Every client talks to the node that acts as primary, whatever node it was assigned
+//! Every client talks to a node that acts as primary, whatever node it was assigned
 //! ([`Route`]): replicas refuse writes and may serve stale reads, which would make any register
-//! test fail for a reason that says nothing about failover.
+//! test fail for a reason that says nothing about failover. Which primary, and when it looks
+//! again, is the [`Routing`] mode (a plan's `[client] routing`):
+//! - `follow-primary` (default): the primary with the most connected replicas, looked for again
+//!   after a `READONLY` or any connection error; a client that asks every node, so it leaves a
+//!   primary cut off from its replicas as soon as anything goes wrong.
+//! - `node-bound`: the primary the client knows, kept until it refuses (`READONLY` once it is
+//!   demoted, or a refused connection); after a dropped connection the client asks the same
+//!   node first. This is how the applications in Jepsen's Redis analysis behaved: they went on
+//!   writing to a primary that a partition had cut off, and the Sentinels' failover discarded
+//!   those acknowledged writes at the heal.
 //!
 //! How answers map to the history:
 //! - connection refused (at open or later): nothing was sent: `fail`;
@@ -44,6 +53,30 @@ const SCAN_ROUNDS_MAX: usize = 10_000;
 /// Messages one `drain` pops at most.
 const DRAIN_BATCH: usize = 1_000;
 
+/// How a client picks the primary and when it looks again (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Routing {
+    #[default]
+    FollowPrimary,
+    NodeBound,
+}
+
+impl Routing {
+    /// The `[client] routing` names.
+    pub const NAMES: &'static [&'static str] = &["follow-primary", "node-bound"];
+
+    pub fn parse(name: &str) -> Result<Routing, String> {
+        match name {
+            "follow-primary" => Ok(Routing::FollowPrimary),
+            "node-bound" => Ok(Routing::NodeBound),
+            other => Err(format!(
+                "expected one of {}, not {other:?}",
+                Routing::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
 /// Which Redis workload a client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedisWorkload {
@@ -59,6 +92,7 @@ pub struct RedisFactory {
     /// under the prefix, so each run starts empty.
     pub prefix: String,
     pub connect_timeout: Duration,
+    pub routing: Routing,
 }
 
 impl RedisFactory {
@@ -67,7 +101,13 @@ impl RedisFactory {
             workload,
             prefix: "faultline:".into(),
             connect_timeout: Duration::from_secs(2),
+            routing: Routing::FollowPrimary,
         }
+    }
+
+    pub fn with_routing(mut self, routing: Routing) -> Self {
+        self.routing = routing;
+        self
     }
 
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -95,13 +135,63 @@ impl ClientFactory for RedisFactory {
         node: &str,
         nodes: &[String],
     ) -> anyhow::Result<Box<dyn Client>> {
-        let route = Route::open(node, nodes, self.connect_timeout).await?;
+        let route = Route::open_with(node, nodes, self.connect_timeout, self.routing).await?;
         Ok(Box::new(RedisClient {
             route,
             workload: self.workload,
             prefix: self.prefix.clone(),
         }))
     }
+
+    /// The register: every key under the prefix as `node` itself holds it (a replica answers
+    /// `GET` from its own data), for the convergence check.
+    async fn replica_snapshot(
+        &self,
+        node: &str,
+    ) -> anyhow::Result<Option<crate::client::ReplicaSnapshot>> {
+        if self.workload != RedisWorkload::Register {
+            return Ok(None);
+        }
+        let mut con = connect(node, self.connect_timeout).await?;
+        let keys = scan_prefix(&mut con, &self.prefix).await?;
+        let mut out = crate::client::ReplicaSnapshot::new();
+        for key in keys {
+            let text: Option<String> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut con)
+                .await
+                .with_context(|| format!("GET {key} on {node}"))?;
+            if let Some(text) = text {
+                let value = parse_value(&text).map_err(anyhow::Error::msg)?;
+                out.insert(key[self.prefix.len()..].to_string(), value);
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+/// Every key under `prefix` (bounded SCAN rounds).
+async fn scan_prefix(con: &mut MultiplexedConnection, prefix: &str) -> anyhow::Result<Vec<String>> {
+    let pattern = format!("{prefix}*");
+    let mut cursor: u64 = 0;
+    let mut out = Vec::new();
+    for _ in 0..SCAN_ROUNDS_MAX {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(con)
+            .await
+            .context("SCAN")?;
+        out.extend(keys);
+        if next == 0 {
+            return Ok(out);
+        }
+        cursor = next;
+    }
+    anyhow::bail!("more than {SCAN_ROUNDS_MAX} SCAN rounds listing keys under {pattern:?}")
 }
 
 /// Opens a connection to `node` (`host:port` or a `redis://` URL), bounded by `timeout`.
@@ -141,13 +231,16 @@ fn primary_replicas(role: &redis::Value) -> Option<usize> {
     })
 }
 
-/// A connection to the node that acts as primary, found the way a Sentinel-unaware client
-/// with every address would: ask each node `ROLE` and take the primary with the most connected
-/// replicas (a deposed primary cut off by a partition still says "master", but its replicas
-/// have left it), the assigned node first on a tie. When no node says "master" (a failover in
-/// progress) the client stays on the assigned node, whose answers (`READONLY`, refused
-/// connections) are then recorded as they come. After a `READONLY` reply or a broken
-/// connection the next operation looks for the primary again.
+/// A connection to a node that acts as primary, found the way a Sentinel-unaware client with
+/// every address would: ask each node `ROLE`. [`Routing::FollowPrimary`] takes the primary with
+/// the most connected replicas (a deposed primary cut off by a partition still says "master",
+/// but its replicas have left it), the assigned node first on a tie, and looks again after a
+/// `READONLY` reply or a broken connection. [`Routing::NodeBound`] takes the first node that
+/// says "master", asking the node it talks to first, then the assigned one, then the others in
+/// order, and looks again only after a refusal (`READONLY`, refused connection) or a broken
+/// connection (which usually finds the same node again). When no node says "master" (a
+/// failover in progress) the client stays on the node it has, whose answers (`READONLY`,
+/// refused connections) are then recorded as they come.
 pub struct Route {
     pub con: MultiplexedConnection,
     /// The node `con` talks to.
@@ -156,16 +249,27 @@ pub struct Route {
     nodes: Vec<String>,
     timeout: Duration,
     stale: bool,
+    routing: Routing,
 }
 
 impl Route {
+    /// A [`Routing::FollowPrimary`] route.
     pub async fn open(node: &str, nodes: &[String], timeout: Duration) -> anyhow::Result<Route> {
+        Route::open_with(node, nodes, timeout, Routing::FollowPrimary).await
+    }
+
+    pub async fn open_with(
+        node: &str,
+        nodes: &[String],
+        timeout: Duration,
+        routing: Routing,
+    ) -> anyhow::Result<Route> {
         let nodes: Vec<String> = if nodes.is_empty() {
             vec![node.to_string()]
         } else {
             nodes.to_vec()
         };
-        let (primary, con) = match find_primary(node, &nodes, timeout).await {
+        let (primary, con) = match find_primary(node, node, &nodes, timeout, routing).await {
             Some(found) => found,
             None => (node.to_string(), connect(node, timeout).await?),
         };
@@ -176,6 +280,7 @@ impl Route {
             nodes,
             timeout,
             stale: false,
+            routing,
         })
     }
 
@@ -184,7 +289,15 @@ impl Route {
         if !self.stale {
             return;
         }
-        if let Some((node, con)) = find_primary(&self.assigned, &self.nodes, self.timeout).await {
+        let found = find_primary(
+            &self.node,
+            &self.assigned,
+            &self.nodes,
+            self.timeout,
+            self.routing,
+        )
+        .await;
+        if let Some((node, con)) = found {
             self.node = node;
             self.con = con;
             self.stale = false;
@@ -203,14 +316,34 @@ impl Route {
     }
 }
 
-/// The primary among `nodes` (see [`Route`]); `None` when no node answers "master".
+/// The primary among `nodes` (see [`Route`]), `current` being the node the client talks to;
+/// `None` when no node answers "master".
 async fn find_primary(
+    current: &str,
     assigned: &str,
     nodes: &[String],
     timeout: Duration,
+    routing: Routing,
 ) -> Option<(String, MultiplexedConnection)> {
+    let order: Vec<&String> = match routing {
+        Routing::FollowPrimary => nodes.iter().collect(),
+        Routing::NodeBound => {
+            let mut order: Vec<&String> = Vec::with_capacity(nodes.len());
+            for n in nodes
+                .iter()
+                .filter(|n| *n == current)
+                .chain(nodes.iter().filter(|n| *n == assigned))
+                .chain(nodes.iter())
+            {
+                if !order.contains(&n) {
+                    order.push(n);
+                }
+            }
+            order
+        }
+    };
     let mut best: Option<(usize, bool, String, MultiplexedConnection)> = None;
-    for node in nodes {
+    for node in order {
         let Ok(mut con) = connect(node, timeout).await else {
             continue;
         };
@@ -225,6 +358,9 @@ async fn find_primary(
         let Some(replicas) = primary_replicas(&role) else {
             continue;
         };
+        if routing == Routing::NodeBound {
+            return Some((node.clone(), con));
+        }
         let is_assigned = node == assigned;
         let better = match &best {
             None => true,
@@ -426,31 +562,17 @@ impl RedisClient {
 #[async_trait]
 impl Client for RedisClient {
     async fn setup(&mut self) -> anyhow::Result<()> {
-        let pattern = format!("{}*", self.prefix);
-        let mut cursor: u64 = 0;
-        for _ in 0..SCAN_ROUNDS_MAX {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
+        let keys = scan_prefix(&mut self.route.con, &self.prefix)
+            .await
+            .context("listing old keys")?;
+        for batch in keys.chunks(1000) {
+            let _: i64 = redis::cmd("DEL")
+                .arg(batch)
                 .query_async(&mut self.route.con)
                 .await
-                .context("SCAN for old keys")?;
-            if !keys.is_empty() {
-                let _: i64 = redis::cmd("DEL")
-                    .arg(&keys)
-                    .query_async(&mut self.route.con)
-                    .await
-                    .context("DEL old keys")?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
+                .context("DEL old keys")?;
         }
-        anyhow::bail!("more than {SCAN_ROUNDS_MAX} SCAN rounds clearing keys under {pattern:?}")
+        Ok(())
     }
 
     async fn invoke(&mut self, op: &Invocation) -> Completion {

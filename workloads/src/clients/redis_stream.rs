@@ -18,7 +18,7 @@
 //! - an `ack` for a message this client did not receive: `fail`, nothing sent.
 
 use crate::client::{Client, ClientFactory};
-use crate::clients::redis::Route;
+use crate::clients::redis::{Route, Routing};
 use crate::op::{Completion, Invocation};
 use crate::stall::{Stall, Staller};
 use anyhow::Context as _;
@@ -47,6 +47,8 @@ pub struct RedisStreamFactory {
     pub ack_stall: Stall,
     /// Seeds the stall decisions.
     pub seed: u64,
+    /// How a process picks the primary ([`Routing`]).
+    pub routing: Routing,
 }
 
 impl RedisStreamFactory {
@@ -58,6 +60,7 @@ impl RedisStreamFactory {
             connect_timeout: Duration::from_secs(2),
             ack_stall: Stall::NONE,
             seed: 0,
+            routing: Routing::FollowPrimary,
         }
     }
 }
@@ -86,7 +89,7 @@ impl ClientFactory for RedisStreamFactory {
         node: &str,
         nodes: &[String],
     ) -> anyhow::Result<Box<dyn Client>> {
-        let route = Route::open(node, nodes, self.connect_timeout).await?;
+        let route = Route::open_with(node, nodes, self.connect_timeout, self.routing).await?;
         Ok(Box::new(RedisStreamClient {
             route,
             config: self.clone(),

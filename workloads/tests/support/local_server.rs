@@ -1,9 +1,12 @@
 //! What the client tests against locally installed servers (Debian packages on loopback)
-//! share: a free port, finding the server's binary (a test fails under `CI=true` when it is
-//! missing, since CI installs it, and is skipped with the reason otherwise), waiting until it
+//! share: a free port, finding the server's binary (a test fails under CI when it is
+//! missing, since CI installs it, and is skipped with the reason otherwise: testsupport/prereq.rs), waiting until it
 //! listens, and killing it when the test ends.
 
 #![allow(dead_code)] // each test file uses what its server needs
+
+#[path = "../../../testsupport/prereq.rs"]
+mod prereq;
 
 use std::net::TcpListener;
 use std::process::Child;
@@ -48,11 +51,10 @@ pub fn installed(paths: &[&'static str], package: &str) -> Option<&'static str> 
 /// `None`, after saying that `what` is not installed and the test is skipped; under `CI=true`
 /// a failure naming the Debian `package` to install.
 pub fn missing<T>(what: &str, package: &str) -> Option<T> {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{what} is not installed; CI must install the {package} package");
-    }
-    eprintln!("SKIPPED: {what} is not installed (apt-get install {package})");
-    None
+    prereq::skip(
+        &format!("{package} not installed"),
+        &format!("no {what}; apt-get install {package}"),
+    )
 }
 
 /// Waits until `addr` accepts TCP connections; a server that does not within `max` fails the

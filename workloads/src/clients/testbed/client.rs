@@ -32,6 +32,27 @@ impl ClientFactory for TestbedFactory {
             node,
         )?))
     }
+
+    /// The register families: the node's own map (`/kv/local`, never forwarded).
+    async fn replica_snapshot(
+        &self,
+        node: &str,
+    ) -> anyhow::Result<Option<crate::client::ReplicaSnapshot>> {
+        if self.family != Family::Register {
+            return Ok(None);
+        }
+        let client = TestbedClient::new(self.family, Arc::clone(&self.opts), 0, node)?;
+        match client.call("/kv/local", json!({})).await {
+            Answer::Ok(v) => {
+                let data = serde_json::from_value(v["data"].clone())
+                    .with_context(|| format!("{node}: /kv/local answered without a data map"))?;
+                Ok(Some(data))
+            }
+            Answer::Definite(e) | Answer::Unknown(e) => {
+                anyhow::bail!("{node}: /kv/local: {e}")
+            }
+        }
+    }
 }
 
 /// One process's connection to one testbed node.
