@@ -17,7 +17,7 @@
 //! give at most [`UNREAD_EDGES_MAX`] edges per reader and key, which can only hide anomalies.
 
 use super::graph::{EdgeList, RW, WR, WW};
-use super::{txn_events, txn_label, Direct, Inference, MopKind, Txns};
+use super::{txn_events, txn_label, Direct, Inference, MopKind, Txns, WriteIndex, Writer};
 use crate::history::EventType;
 use rustc_hash::FxHashMap;
 use serde_json::json;
@@ -26,16 +26,9 @@ use serde_json::json;
 /// longest list.
 const UNREAD_EDGES_MAX: usize = 64;
 
-#[derive(Debug, Clone, Copy)]
-struct Appender {
-    txn: u32,
-    /// False when the same transaction appended to the key again later.
-    last_in_txn: bool,
-}
-
 pub(crate) struct Analysis<'a> {
     t: &'a Txns,
-    appends: FxHashMap<(u32, u64), Appender>,
+    appends: FxHashMap<(u32, u64), Writer>,
     failed: FxHashMap<(u32, u64), u32>,
     /// Per key: the longest external read, and the transaction that read it.
     order: Vec<Vec<u64>>,
@@ -47,68 +40,31 @@ pub(crate) struct Analysis<'a> {
     duplicate_appends: Vec<String>,
 }
 
-/// A transaction's external read of a key: (key, elements).
+/// A transaction's external reads of keys: (key, elements).
 fn external_reads(t: &Txns, txn: u32) -> Vec<(u32, &[u64])> {
-    let mut seen: Vec<u32> = Vec::new();
-    let mut out = Vec::new();
-    for m in t.mops(txn) {
-        if seen.contains(&m.key) {
-            continue;
-        }
-        seen.push(m.key);
-        if m.kind == MopKind::Read && m.known {
-            out.push((m.key, t.list(m)));
-        }
-    }
-    out
+    super::external_reads(t, txn, |m| t.list(m))
 }
 
 impl<'a> Analysis<'a> {
     pub fn new(t: &'a Txns) -> Self {
         let keys = t.key_count();
+        let index = WriteIndex::new(
+            t,
+            MopKind::Append,
+            "appended",
+            "list-append needs every element of a key to be unique",
+        );
         let mut a = Analysis {
             t,
-            appends: FxHashMap::default(),
-            failed: FxHashMap::default(),
+            appends: index.writes,
+            failed: index.failed,
             order: vec![Vec::new(); keys],
             order_reader: vec![u32::MAX; keys],
             unread: vec![Vec::new(); keys],
-            duplicate_appends: Vec::new(),
+            duplicate_appends: index.duplicates,
         };
         for (i, txn) in t.txns.iter().enumerate() {
             let i = i as u32;
-            let mops = t.mops(i);
-            for (j, m) in mops.iter().enumerate() {
-                if m.kind != MopKind::Append {
-                    continue;
-                }
-                if txn.outcome == EventType::Fail {
-                    a.failed.entry((m.key, m.value)).or_insert(i);
-                    continue;
-                }
-                let last_in_txn = !mops[j + 1..]
-                    .iter()
-                    .any(|n| n.kind == MopKind::Append && n.key == m.key);
-                if let Some(first) = a.appends.get(&(m.key, m.value)) {
-                    if a.duplicate_appends.len() < 3 {
-                        a.duplicate_appends.push(format!(
-                            "{} appended {} to key {} again after {}; list-append needs every element of a key to be unique",
-                            txn_label(t, i),
-                            t.show(m.value),
-                            t.show_key(m.key),
-                            txn_label(t, first.txn)
-                        ));
-                    }
-                    continue;
-                }
-                a.appends.insert(
-                    (m.key, m.value),
-                    Appender {
-                        txn: i,
-                        last_in_txn,
-                    },
-                );
-            }
             if txn.outcome == EventType::Ok {
                 for (k, list) in external_reads(t, i) {
                     if list.len() > a.order[k as usize].len()
@@ -155,7 +111,7 @@ impl<'a> Analysis<'a> {
         list.len() <= order.len() && order[..list.len()] == *list
     }
 
-    fn appender(&self, k: u32, e: u64) -> Option<Appender> {
+    fn appender(&self, k: u32, e: u64) -> Option<Writer> {
         self.appends.get(&(k, e)).copied()
     }
 

@@ -811,6 +811,94 @@ fn ignored_note(ignored: &[(String, u64)]) -> String {
 }
 
 /// The event indices of a transaction (invocation, and completion when it has one).
+/// The transaction that wrote one (key, value): an `append` for lists, a `w` for registers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Writer {
+    pub txn: u32,
+    /// False when the same transaction wrote the key again later.
+    pub last_in_txn: bool,
+}
+
+/// Every write of one kind in a history, by (key, value). Values are unique per key in these
+/// workloads, so a value names its writer; a value written twice makes the history unjudgeable
+/// (kept as at most three sentences for `unknown`).
+pub(crate) struct WriteIndex {
+    /// Writes of transactions that did not fail.
+    pub writes: FxHashMap<(u32, u64), Writer>,
+    /// Writes of failed transactions: the first one of each value.
+    pub failed: FxHashMap<(u32, u64), u32>,
+    pub duplicates: Vec<String>,
+}
+
+impl WriteIndex {
+    /// `kind` is `Append` or `Write`; `verb` and `rule` word the duplicate sentence ("appended",
+    /// "list-append needs every element of a key to be unique").
+    pub(crate) fn new(t: &Txns, kind: MopKind, verb: &str, rule: &str) -> WriteIndex {
+        let mut index = WriteIndex {
+            writes: FxHashMap::default(),
+            failed: FxHashMap::default(),
+            duplicates: Vec::new(),
+        };
+        for (i, txn) in t.txns.iter().enumerate() {
+            let i = i as u32;
+            let mops = t.mops(i);
+            for (j, m) in mops.iter().enumerate() {
+                if m.kind != kind {
+                    continue;
+                }
+                if txn.outcome == EventType::Fail {
+                    index.failed.entry((m.key, m.value)).or_insert(i);
+                    continue;
+                }
+                if let Some(first) = index.writes.get(&(m.key, m.value)) {
+                    if index.duplicates.len() < 3 {
+                        index.duplicates.push(format!(
+                            "{} {verb} {} to key {} again after {}; {rule}",
+                            txn_label(t, i),
+                            t.show(m.value),
+                            t.show_key(m.key),
+                            txn_label(t, first.txn)
+                        ));
+                    }
+                    continue;
+                }
+                let last_in_txn = !mops[j + 1..]
+                    .iter()
+                    .any(|n| n.kind == kind && n.key == m.key);
+                index.writes.insert(
+                    (m.key, m.value),
+                    Writer {
+                        txn: i,
+                        last_in_txn,
+                    },
+                );
+            }
+        }
+        index
+    }
+}
+
+/// A transaction's external reads: its first micro-op on each key, when that is a read of a
+/// known value (what it saw of others), as `(key, what)`.
+pub(crate) fn external_reads<'t, R>(
+    t: &'t Txns,
+    txn: u32,
+    what: impl Fn(&'t Mop) -> R,
+) -> Vec<(u32, R)> {
+    let mut seen: Vec<u32> = Vec::new();
+    let mut out = Vec::new();
+    for m in t.mops(txn) {
+        if seen.contains(&m.key) {
+            continue;
+        }
+        seen.push(m.key);
+        if m.kind == MopKind::Read && m.known {
+            out.push((m.key, what(m)));
+        }
+    }
+    out
+}
+
 pub(crate) fn txn_events(txns: &Txns, t: u32) -> Vec<u64> {
     let txn = &txns.txns[t as usize];
     let mut out = vec![txn.invoke_index];

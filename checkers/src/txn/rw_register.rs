@@ -16,20 +16,13 @@
 //! and each wrote the key the other read.
 
 use super::graph::{EdgeList, RW, WR};
-use super::{txn_events, txn_label, Direct, Inference, MopKind, Txns, NIL};
+use super::{txn_events, txn_label, Direct, Inference, MopKind, Txns, WriteIndex, Writer, NIL};
 use crate::history::EventType;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::json;
 
 /// Writers of one key that each null read of it is linked to.
 const WRITERS_MAX: usize = 64;
-
-#[derive(Debug, Clone, Copy)]
-struct Writer {
-    txn: u32,
-    /// False when the same transaction wrote the key again later.
-    last_in_txn: bool,
-}
 
 pub(crate) struct Analysis<'a> {
     t: &'a Txns,
@@ -42,64 +35,24 @@ pub(crate) struct Analysis<'a> {
 
 /// A transaction's external reads: (key, value) of its first micro-op on each key when a read.
 fn external_reads(t: &Txns, txn: u32) -> Vec<(u32, u64)> {
-    let mut seen: Vec<u32> = Vec::new();
-    let mut out = Vec::new();
-    for m in t.mops(txn) {
-        if seen.contains(&m.key) {
-            continue;
-        }
-        seen.push(m.key);
-        if m.kind == MopKind::Read && m.known {
-            out.push((m.key, m.value));
-        }
-    }
-    out
+    super::external_reads(t, txn, |m| m.value)
 }
 
 impl<'a> Analysis<'a> {
     pub fn new(t: &'a Txns) -> Self {
+        let index = WriteIndex::new(
+            t,
+            MopKind::Write,
+            "wrote",
+            "rw-register needs every value written to a key to be unique",
+        );
         let mut a = Analysis {
             t,
-            writes: FxHashMap::default(),
-            failed: FxHashMap::default(),
+            writes: index.writes,
+            failed: index.failed,
             writers: vec![Vec::new(); t.key_count()],
-            duplicate_writes: Vec::new(),
+            duplicate_writes: index.duplicates,
         };
-        for (i, txn) in t.txns.iter().enumerate() {
-            let i = i as u32;
-            let mops = t.mops(i);
-            for (j, m) in mops.iter().enumerate() {
-                if m.kind != MopKind::Write {
-                    continue;
-                }
-                if txn.outcome == EventType::Fail {
-                    a.failed.entry((m.key, m.value)).or_insert(i);
-                    continue;
-                }
-                let last_in_txn = !mops[j + 1..]
-                    .iter()
-                    .any(|n| n.kind == MopKind::Write && n.key == m.key);
-                if let Some(first) = a.writes.get(&(m.key, m.value)) {
-                    if a.duplicate_writes.len() < 3 {
-                        a.duplicate_writes.push(format!(
-                            "{} wrote {} to key {} again after {}; rw-register needs every value written to a key to be unique",
-                            txn_label(t, i),
-                            t.show(m.value),
-                            t.show_key(m.key),
-                            txn_label(t, first.txn)
-                        ));
-                    }
-                    continue;
-                }
-                a.writes.insert(
-                    (m.key, m.value),
-                    Writer {
-                        txn: i,
-                        last_in_txn,
-                    },
-                );
-            }
-        }
         let mut seen: FxHashSet<(u32, u64)> = FxHashSet::default();
         for (i, txn) in t.txns.iter().enumerate() {
             if txn.outcome == EventType::Ok {
