@@ -29,36 +29,8 @@ fn compiler() -> Command {
 }
 
 fn build_shim(out: &std::path::Path) {
-    let src = "clockshim/clockshim.c";
-    println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-changed=build.rs");
-    let so = out.join("libfaultline_clock.so");
-    let mut cmd = compiler();
-    cmd.args([
-        "-shared",
-        "-fPIC",
-        "-O2",
-        "-nostdlib",
-        "-ffreestanding",
-        "-fno-builtin",
-        "-fno-stack-protector",
-        "-fvisibility=hidden",
-        "-fno-asynchronous-unwind-tables",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-Wl,-z,defs",
-        "-Wl,--hash-style=both",
-        "-Wl,-soname,libfaultline_clock.so",
-        "-s",
-        "-o",
-    ])
-    .arg(&so)
-    .arg(src);
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run the C compiler for {src}: {e}"));
-    assert!(status.success(), "compiling {src} failed: {status}");
+    freestanding_so(out, "clockshim/clockshim.c", "libfaultline_clock.so", &[]);
 }
 
 /// The vDSO clock patch (clockshim/vdsopatch.c, x86_64 only) that `nemeses::vdso_clock` copies
@@ -66,9 +38,24 @@ fn build_shim(out: &std::path::Path) {
 /// tables, no CET notes and no RELRO, so that the image needs no relocation at all (checked by
 /// the module's tests) and runs on whatever stack the vDSO's caller provides.
 fn build_vdso_patch(out: &std::path::Path) {
-    let src = "clockshim/vdsopatch.c";
+    freestanding_so(
+        out,
+        "clockshim/vdsopatch.c",
+        "libfaultline_vdso.so",
+        &[
+            "-mgeneral-regs-only",
+            "-fno-jump-tables",
+            "-fcf-protection=none",
+            "-Wl,-z,norelro",
+        ],
+    );
+}
+
+/// Compiles `src` into the freestanding shared object `name` in `out` (see the module doc),
+/// with `extra` flags added.
+fn freestanding_so(out: &std::path::Path, src: &str, name: &str, extra: &[&str]) {
     println!("cargo:rerun-if-changed={src}");
-    let so = out.join("libfaultline_vdso.so");
+    let so = out.join(name);
     let mut cmd = compiler();
     cmd.args([
         "-shared",
@@ -80,19 +67,16 @@ fn build_vdso_patch(out: &std::path::Path) {
         "-fno-stack-protector",
         "-fvisibility=hidden",
         "-fno-asynchronous-unwind-tables",
-        "-mgeneral-regs-only",
-        "-fno-jump-tables",
-        "-fcf-protection=none",
         "-Wall",
         "-Wextra",
         "-Werror",
         "-Wl,-z,defs",
-        "-Wl,-z,norelro",
         "-Wl,--hash-style=both",
-        "-Wl,-soname,libfaultline_vdso.so",
         "-s",
-        "-o",
     ])
+    .args(extra)
+    .arg(format!("-Wl,-soname,{name}"))
+    .arg("-o")
     .arg(&so)
     .arg(src);
     let status = cmd
