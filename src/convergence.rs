@@ -66,6 +66,16 @@ pub async fn record(
     record_nodes(factory, &client_nodes(cluster), run_dir).await
 }
 
+/// Whether the workload has a per-node read on this cluster: asks the first node once. A node
+/// that cannot be read right now (killed by the nemesis) counts as yes: only the client's
+/// "no such read" (`Ok(None)`) is a no.
+pub async fn supported(factory: &dyn ClientFactory, cluster: &Cluster) -> bool {
+    match client_nodes(cluster).first() {
+        Some((_, addr)) => !matches!(factory.replica_snapshot(addr).await, Ok(None)),
+        None => false,
+    }
+}
+
 /// [`record`] for `nodes` given as (name, client address).
 pub async fn record_nodes(
     factory: &dyn ClientFactory,

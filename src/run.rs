@@ -784,18 +784,20 @@ async fn drive_on_cluster(
     warn_if_slow(plan, main.invoked, main.elapsed_ms, log);
 
     let interrupted = cancel.is_cancelled();
-    // A first Ctrl-C still runs the final phase (it is what tells lost from late); a second
-    // one (`hurry`) skips it.
-    if let (Some(final_gen), false) = (workload.final_generator, hurry.is_cancelled()) {
-        {
-            log.line("waiting for the cluster to recover");
-            let recovery = cluster.wait_ready(Duration::from_secs(RECOVERY_WAIT_S));
-            tokio::select! {
-                r = recovery => if let Err(e) = r {
-                    log.line(format!("recovery: {}", one_line(&e)));
-                },
-                _ = hurry.cancelled() => log.line("recovery wait cut short"),
-            }
+    // A first Ctrl-C still runs the final phase (it is what tells lost from late) and the
+    // convergence reads; a second one (`hurry`) skips both. The recovery wait serves the two;
+    // a workload with neither does not wait for a node the nemesis left down.
+    let converges = crate::convergence::supported(convergence_factory.as_ref(), cluster).await;
+    if !hurry.is_cancelled() && (workload.final_generator.is_some() || converges) {
+        log.line("waiting for the cluster to recover");
+        let recovery = cluster.wait_ready(Duration::from_secs(RECOVERY_WAIT_S));
+        tokio::select! {
+            r = recovery => if let Err(e) = r {
+                log.line(format!("recovery: {}", one_line(&e)));
+            },
+            _ = hurry.cancelled() => log.line("recovery wait cut short"),
+        }
+        if let (Some(final_gen), false) = (workload.final_generator, hurry.is_cancelled()) {
             log.line("final phase");
             let fin = runner
                 .run_phase(
@@ -812,15 +814,18 @@ async fn drive_on_cluster(
                 fin.invoked, fin.ok, fin.fail, fin.info
             ));
         }
-        match crate::convergence::record(convergence_factory.as_ref(), cluster, &dir.path).await {
-            Ok(Some(r)) => log.line(format!(
-                "convergence: read {} nodes ({} unreadable) in {} rounds",
-                r.nodes.len(),
-                r.unreadable.len(),
-                r.rounds
-            )),
-            Ok(None) => {}
-            Err(e) => log.line(format!("convergence: {}", one_line(&e))),
+        if converges && !hurry.is_cancelled() {
+            match crate::convergence::record(convergence_factory.as_ref(), cluster, &dir.path).await
+            {
+                Ok(Some(r)) => log.line(format!(
+                    "convergence: read {} nodes ({} unreadable) in {} rounds",
+                    r.nodes.len(),
+                    r.unreadable.len(),
+                    r.rounds
+                )),
+                Ok(None) => {}
+                Err(e) => log.line(format!("convergence: {}", one_line(&e))),
+            }
         }
     }
     progress.finish_and_clear();

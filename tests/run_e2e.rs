@@ -250,6 +250,17 @@ async fn etcd_register_with_partitions_is_valid() {
         "etcd with quorum reads must be linearizable: {:?}",
         seen.results.results
     );
+    // The register workload has no final phase; the convergence reads still follow the heal.
+    let convergence = seen
+        .results
+        .results
+        .iter()
+        .find(|r| r.checker == "convergence");
+    assert!(
+        convergence.is_some_and(|r| r.verdict == Verdict::Valid),
+        "the members must be read after the heal and agree: {:?}",
+        seen.results.results
+    );
     assert_eq!(outcome.exit_code(), 0);
 }
 

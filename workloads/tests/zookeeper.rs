@@ -131,3 +131,38 @@ async fn a_register_run_against_zookeeper_is_linearizable() {
         assert_eq!(r.verdict, Verdict::Valid, "{}: {}", spec.name, r.summary);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_snapshot_is_the_servers_registers_under_the_root() {
+    let Some(server) = start_zookeeper().await else {
+        return;
+    };
+    let factory = ZooKeeperFactory::new().with_root("/snap");
+    // Before setup the root does not exist: an empty copy, not an error.
+    let empty = factory.replica_snapshot(&server.addr).await.unwrap();
+    assert_eq!(empty, Some(Default::default()));
+    let mut c = factory.open(0, &server.addr).await.unwrap();
+    c.setup().await.unwrap();
+    c.invoke(&Invocation::new("write", json!(3)).with_key("r1"))
+        .await;
+    c.invoke(&Invocation::new("write", json!([1, 2])).with_key("r2"))
+        .await;
+    // A register under another root is not part of it.
+    let other = ZooKeeperFactory::new().with_root("/snaq");
+    let mut o = other.open(0, &server.addr).await.unwrap();
+    o.setup().await.unwrap();
+    o.invoke(&Invocation::new("write", json!(9)).with_key("r1"))
+        .await;
+    let snap = factory
+        .replica_snapshot(&server.addr)
+        .await
+        .unwrap()
+        .expect("ZooKeeper reads each server");
+    assert_eq!(
+        snap.into_iter().collect::<Vec<_>>(),
+        vec![
+            ("r1".to_string(), json!(3)),
+            ("r2".to_string(), json!([1, 2]))
+        ]
+    );
+}

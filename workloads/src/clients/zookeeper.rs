@@ -77,6 +77,42 @@ impl ClientFactory for ZooKeeperFactory {
             root: self.root.clone(),
         }))
     }
+
+    /// The server's own copy: a session to that one server, and `getData` of every register
+    /// under the root *without* `sync`, so the answer is what that server holds, not what the
+    /// leader would say (the convergence check's per-node read).
+    async fn replica_snapshot(
+        &self,
+        node: &str,
+    ) -> anyhow::Result<Option<crate::client::ReplicaSnapshot>> {
+        let client = zk::Client::connector()
+            .with_session_timeout(self.session_timeout)
+            .with_connection_timeout(self.connect_timeout)
+            .with_fail_eagerly()
+            .connect(node)
+            .await
+            .with_context(|| format!("cannot connect to ZooKeeper at {node}"))?;
+        let children = match client.list_children(&self.root).await {
+            Ok(c) => c,
+            Err(zk::Error::NoNode) => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("listing {} on {node}", self.root)),
+        };
+        let mut out = crate::client::ReplicaSnapshot::new();
+        for child in children {
+            let path = format!("{}/{child}", self.root);
+            match client.get_data(&path).await {
+                Ok((bytes, _)) => {
+                    let value =
+                        decode(&bytes).map_err(|e| anyhow::anyhow!("{path} on {node}: {e}"))?;
+                    out.insert(child, value);
+                }
+                // Deleted between the listing and the read: not held any more.
+                Err(zk::Error::NoNode) => {}
+                Err(e) => return Err(e).with_context(|| format!("reading {path} on {node}")),
+            }
+        }
+        Ok(Some(out))
+    }
 }
 
 /// One process's ZooKeeper session.
