@@ -272,6 +272,26 @@ impl PlanFile {
 }
 
 impl Plan {
+    /// A plan file as `faultline run --plan FILE` reads it with no other flag: the file laid
+    /// over the defaults, named, seeded (a fresh seed when the file gives none), and checked,
+    /// workload and `[client]` options included. Errors name the file.
+    pub fn from_file(file: &Path) -> Result<Plan, String> {
+        let origin = file.display().to_string();
+        let pf = PlanFile::load(file)?;
+        let mut plan = Plan::default();
+        pf.apply(&mut plan, &origin)?;
+        plan.plan_file = Some(origin.clone());
+        if plan.seed == 0 {
+            plan.seed = random_seed();
+        }
+        if plan.name.is_empty() {
+            plan.name = plan.default_name();
+        }
+        plan.validate().map_err(|e| format!("{origin}: {e}"))?;
+        crate::run::check_workload(&plan).map_err(|e| format!("{origin}: {e}"))?;
+        Ok(plan)
+    }
+
     /// Checks the plan as a whole; `origin` names where the values came from.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(def) = &self.system_def {
@@ -458,6 +478,19 @@ impl Plan {
     pub fn time_limit(&self) -> Duration {
         Duration::from_millis(self.time_limit_ms)
     }
+}
+
+/// A seed from the OS's randomness, folded with the time (never zero).
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    (h.finish() % 1_000_000_000).max(1)
 }
 
 /// `s` as one POSIX shell word: as is when it holds only characters no shell treats specially,

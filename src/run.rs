@@ -9,7 +9,7 @@
 //! 4. the final heal (always, whatever ended the main phase), a bounded wait for recovery, the
 //!    final phase (final reads, drains), also after a first Ctrl-C; a second Ctrl-C skips it;
 //!    then the convergence reads of every node where the workload has a per-node read
-//!    (`convergence.rs`), unless the user interrupted;
+//!    (`convergence.rs`), also after a first Ctrl-C, not after a second;
 //! 5. node logs, teardown (always), then the checkers on whatever history was recorded, results,
 //!    the report, and the exit code (0 valid, 1 invalid, 2 unknown, 3 harness error).
 //!
@@ -119,6 +119,18 @@ impl RunLog {
 
 /// Runs `plan` to the end and returns the exit code. Blocks on its own tokio runtime.
 pub fn execute(plan: Plan, opts: RunOptions) -> Result<i32> {
+    execute_with_client(plan, opts, None)
+}
+
+/// A client written in Rust, for faultline used as a library: it replaces the plan's client
+/// (the shipped one of a built-in system, or `system.client` of a user's system). Its `open`
+/// is given the node's client address as this machine reaches it (`127.0.0.1:PORT`, the
+/// published port named `client`). See examples/pykv_rust_client.rs.
+pub type OwnClient = Arc<dyn workloads::ClientFactory>;
+
+/// [`execute`] with the caller's own client factory, if any.
+pub fn execute_with_client(plan: Plan, opts: RunOptions, client: Option<OwnClient>) -> Result<i32> {
+    check_client(&plan, client.is_some())?;
     eprintln!(
         "faultline: test {} (system {}, workload {}, nemesis {}, {} s), seed {}",
         plan.name,
@@ -138,7 +150,7 @@ pub fn execute(plan: Plan, opts: RunOptions) -> Result<i32> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let outcome = runtime.block_on(run_plan(plan.clone(), opts))?;
+    let outcome = runtime.block_on(run_plan_with_client(plan.clone(), opts, client))?;
     for e in &outcome.harness_errors {
         eprintln!("faultline: harness problem: {e}");
     }
@@ -157,6 +169,28 @@ pub fn execute(plan: Plan, opts: RunOptions) -> Result<i32> {
 
 /// The whole run, on the caller's runtime (integration tests call this directly).
 pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome> {
+    run_plan_with_client(plan, opts, None).await
+}
+
+/// A user's system needs a client: its `system.client` program, or a Rust one ([`OwnClient`],
+/// `own`). Checked before anything starts.
+pub fn check_client(plan: &Plan, own: bool) -> Result<()> {
+    match &plan.system_def {
+        Some(def) if def.client.is_empty() && !own => anyhow::bail!(
+            "{}: system.client: give the client program, e.g. [\"python3\", \"client.py\"]",
+            plan.plan_file.as_deref().unwrap_or("the plan")
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// [`run_plan`] with the caller's own client factory, if any ([`OwnClient`]).
+pub async fn run_plan_with_client(
+    plan: Plan,
+    opts: RunOptions,
+    client: Option<OwnClient>,
+) -> Result<RunOutcome> {
+    check_client(&plan, client.is_some())?;
     let store = PathBuf::from(&plan.store);
     let dir = RunDir::create(&store, &plan.name)?;
     let log = RunLog::create(&dir.log(), !opts.quiet)?;
@@ -179,7 +213,7 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome> {
 
     let mut harness_errors = Vec::new();
     let mut interrupted = false;
-    let recorded = drive(&plan, &dir, &log, &cancel, &hurry, &mut plan_json).await;
+    let recorded = drive(&plan, &dir, &log, &cancel, &hurry, &mut plan_json, client).await;
     match &recorded {
         Ok(r) => interrupted = r.interrupted,
         Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
@@ -487,10 +521,13 @@ async fn drive(
     cancel: &CancellationToken,
     hurry: &CancellationToken,
     plan_json: &mut Value,
+    own_client: Option<OwnClient>,
 ) -> Result<Recorded> {
     let (workload, factory) = build_workload(plan)
         .map_err(anyhow::Error::msg)
         .context("--workload")?;
+    let own = own_client.is_some();
+    let factory = own_client.or(factory);
     log.line(format!(
         "workload {}: {}; checkers: {}",
         workload.name,
@@ -592,7 +629,7 @@ async fn drive(
     let result = match factory {
         Ok(factory) => {
             drive_on_cluster(
-                plan, dir, log, cancel, hurry, &cluster, workload, factory, &kinds, shapes,
+                plan, dir, log, cancel, hurry, &cluster, workload, factory, own, &kinds, shapes,
                 link_plan,
             )
             .await
@@ -628,16 +665,19 @@ async fn drive_on_cluster(
     cluster: &Arc<Cluster>,
     workload: workloads::Workload,
     factory: Arc<dyn workloads::ClientFactory>,
+    own_client: bool,
     kinds: &[FaultKind],
     shapes: Shapes,
     link_plan: Option<nemeses::partition::LinkPlan>,
 ) -> Result<bool> {
     let recorder = Recorder::create(dir.history())?;
     point_latest(dir, log);
-    // A user's client is told every address in `init`; the runner only names its node.
-    let nodes = match plan.system_def {
-        Some(_) => cluster.nodes_with_role("server"),
-        None => client_addresses(cluster),
+    // A user's client program is told every address in `init`, so the runner only names its
+    // node; a Rust client ([`OwnClient`]) gets the node's client address.
+    let external = plan.system_def.is_some() && !own_client;
+    let nodes = match external {
+        true => cluster.nodes_with_role("server"),
+        false => client_addresses(cluster),
     };
     anyhow::ensure!(
         !nodes.is_empty(),
@@ -646,7 +686,7 @@ async fn drive_on_cluster(
     );
     let mut config = RunnerConfig::new(plan.concurrency as usize, nodes, plan.seed);
     config.op_timeout = Duration::from_millis(plan.op_timeout_ms);
-    if plan.system_def.is_some() {
+    if external {
         // Above the client's init bound, so its own error (with its stderr) is the one seen.
         config.connect_timeout = Duration::from_secs(EXTERNAL_INIT_TIMEOUT_S + 5);
     }

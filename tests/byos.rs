@@ -8,11 +8,19 @@
 //!   nothing started); a readiness check that never passes names the node and its last probe
 //!   output and keeps the node's log in the run folder.
 //!
+//! - faultline as a library: the same pykv plans with a client written in Rust
+//!   (examples/pykv_rust_client.rs) instead of the Perl one, flagged and valid alike.
+//!
 //! Tests that need Docker skip without it, except under `CI=true`, where they fail.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+
+#[path = "../examples/pykv_rust_client.rs"]
+#[allow(dead_code)]
+mod pykv_rust_client;
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -162,6 +170,58 @@ async fn pykv_with_its_stale_read_bug_is_flagged_and_without_it_is_valid() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pykv_with_a_client_written_in_rust_through_the_library() {
+    if !docker_or_skip("pykv-rust") {
+        return;
+    }
+    let examples = repo().join("examples/pykv");
+    for (plan, expected_verdict) in [
+        ("plan-stale-read.toml", checkers::Verdict::Invalid),
+        ("plan.toml", checkers::Verdict::Valid),
+    ] {
+        let mut p = faultline::plan::Plan::from_file(&examples.join(plan)).unwrap();
+        p.store = store(&format!("rust-{}", plan.trim_end_matches(".toml")))
+            .display()
+            .to_string();
+        p.seed = 7;
+        // The Rust client replaces the plan's Perl one, which is then not needed at all.
+        p.system_def.as_mut().unwrap().client.clear();
+        let opts = faultline::run::RunOptions {
+            quiet: true,
+            ..Default::default()
+        };
+        let own = Arc::new(pykv_rust_client::PykvFactory);
+        let outcome = faultline::run::run_plan_with_client(p, opts, Some(own))
+            .await
+            .unwrap();
+        let dir = outcome.run_dir.clone();
+        let h = history(&dir);
+        let ops = h.iter().filter(|e| e["type"] == "ok").count();
+        assert!(ops > 100, "{plan}: only {ops} ok operations");
+        assert!(
+            !faults(&h).is_empty(),
+            "{plan}: no fault took effect, so the run proved nothing"
+        );
+        assert!(
+            outcome.harness_errors.is_empty(),
+            "{:?}",
+            outcome.harness_errors
+        );
+        assert_eq!(
+            outcome.verdict,
+            expected_verdict,
+            "{plan}: {:?}",
+            checker_verdicts(&dir)
+        );
+        assert!(
+            !dir.join("client-stderr.log").exists(),
+            "no client program was started"
+        );
+        assert_eq!(leftovers(&dir).await, 0, "{plan}: the cluster was removed");
+    }
+}
+
 /// A plan folder with a `store.py` and a plan whose `[system]` table is `table`.
 fn plan_with(test: &str, table: &str) -> (PathBuf, PathBuf) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("byos-plan-{test}"));
@@ -229,6 +289,12 @@ fn each_mistake_in_a_system_table_is_one_line_and_exit_3_before_anything_starts(
     let line = bad_table("ready", "tcp = \"client\"", "tcp = \"admin\"");
     assert!(
         line.contains("system.ready.tcp: \"admin\" names no port"),
+        "{line}"
+    );
+    // Only a Rust program with its own client (faultline as a library) may leave it out.
+    let line = bad_table("client", "client = [\"perl\", \"client.pl\"]\n", "");
+    assert!(
+        line.contains("system.client: give the client program"),
         "{line}"
     );
 }

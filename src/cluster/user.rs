@@ -75,6 +75,10 @@ pub struct UserSystem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_port: Option<String>,
     /// The client program (run on the host, in the plan's folder), one argument per element.
+    /// Empty only when a Rust program runs faultline as a library and gives its own
+    /// `ClientFactory` ([`crate::run::execute_with_client`]); a run without either refuses to
+    /// start.
+    #[serde(default)]
     pub client: Vec<String>,
     /// Environment of the client program.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -239,11 +243,6 @@ impl UserSystem {
             return Err(
                 "system.command: give the node's command, e.g. [\"mykv\", \"--name={name}\"]"
                     .into(),
-            );
-        }
-        if self.client.is_empty() {
-            return Err(
-                "system.client: give the client program, e.g. [\"python3\", \"client.py\"]".into(),
             );
         }
         let template_ports = self.port_names();

@@ -125,7 +125,7 @@ impl Args {
         let plan_had_seed = plan.seed != 0;
         flags.apply(&mut plan, "flags")?;
         if self.seed.is_none() && !plan_had_seed {
-            plan.seed = random_seed();
+            plan.seed = faultline::plan::random_seed();
         }
         if plan.name.is_empty() {
             plan.name = plan.default_name();
@@ -137,21 +137,9 @@ impl Args {
     }
 }
 
-/// A seed from the OS's randomness, folded with the time (never zero).
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    (h.finish() % 1_000_000_000).max(1)
-}
-
 pub fn run(args: Args) -> Result<i32> {
     let plan = args.resolve().map_err(anyhow::Error::msg)?;
+    faultline::run::check_client(&plan, false)?;
     // A user's system's image before the run folder: a missing image or a package apt cannot
     // install is bad input, and nothing has started yet.
     faultline::run::prepare_image(&plan)?;
