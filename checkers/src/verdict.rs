@@ -68,6 +68,22 @@ pub struct Anomaly {
 }
 
 /// What one checker concluded about one history.
+///
+/// Built only through [`CheckResult::valid`], [`CheckResult::invalid`] (which refuses an
+/// `invalid` without anomalies) and [`CheckResult::unknown`]: a private field keeps a struct
+/// literal from making an unproven `invalid` anywhere outside this module.
+///
+/// ```compile_fail
+/// let r = checkers::CheckResult {
+///     checker: "mine".into(),
+///     verdict: checkers::Verdict::Invalid,
+///     summary: "trust me".into(),
+///     unknown_reason: None,
+///     anomalies: vec![],
+///     details: serde_json::Value::Null,
+///     elapsed_ms: 0.0,
+/// };
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
     pub checker: String,
@@ -85,7 +101,13 @@ pub struct CheckResult {
     /// Wall time the check took, in milliseconds.
     #[serde(default)]
     pub elapsed_ms: f64,
+    /// Makes a struct literal impossible outside this module (see the type's docs).
+    #[serde(skip)]
+    sealed: Sealed,
 }
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Sealed;
 
 impl CheckResult {
     pub fn valid(checker: &str, summary: impl Into<String>) -> Self {
@@ -97,6 +119,7 @@ impl CheckResult {
             anomalies: Vec::new(),
             details: Value::Null,
             elapsed_ms: 0.0,
+            sealed: Sealed,
         }
     }
 
