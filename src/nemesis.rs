@@ -218,6 +218,14 @@ impl NodeControl for ClusterControl {
         })
     }
 
+    async fn net_exec(&self, node: &str, argv: &[&str]) -> Result<ExecOutput> {
+        let out = self.cluster.net_exec(node, argv).await?;
+        Ok(ExecOutput {
+            code: out.exit_code,
+            output: out.output,
+        })
+    }
+
     async fn kill(&self, node: &str) -> Result<()> {
         self.cluster.kill(node).await
     }

@@ -130,7 +130,7 @@ pub type OwnClient = Arc<dyn workloads::ClientFactory>;
 
 /// [`execute`] with the caller's own client factory, if any.
 pub fn execute_with_client(plan: Plan, opts: RunOptions, client: Option<OwnClient>) -> Result<i32> {
-    check_client(&plan, client.is_some())?;
+    require_client(&plan, client.is_some())?;
     eprintln!(
         "faultline: test {} (system {}, workload {}, nemesis {}, {} s), seed {}",
         plan.name,
@@ -174,7 +174,7 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome> {
 
 /// A user's system needs a client: its `system.client` program, or a Rust one ([`OwnClient`],
 /// `own`). Checked before anything starts.
-pub fn check_client(plan: &Plan, own: bool) -> Result<()> {
+pub fn require_client(plan: &Plan, own: bool) -> Result<()> {
     match &plan.system_def {
         Some(def) if def.client.is_empty() && !own => anyhow::bail!(
             "{}: system.client: give the client program, e.g. [\"python3\", \"client.py\"]",
@@ -190,7 +190,7 @@ pub async fn run_plan_with_client(
     opts: RunOptions,
     client: Option<OwnClient>,
 ) -> Result<RunOutcome> {
-    check_client(&plan, client.is_some())?;
+    require_client(&plan, client.is_some())?;
     let store = PathBuf::from(&plan.store);
     let dir = RunDir::create(&store, &plan.name)?;
     let log = RunLog::create(&dir.log(), !opts.quiet)?;
@@ -412,11 +412,7 @@ fn external_factory(
     dir: &RunDir,
     cluster: &Cluster,
 ) -> Result<Arc<dyn workloads::ClientFactory>> {
-    use workloads::clients::external::{ExternalClientConfig, ExternalFactory, ExternalNode};
-    let def = plan
-        .system_def
-        .as_ref()
-        .context("external_factory needs a user's system")?;
+    use workloads::clients::external::{ExternalFactory, ExternalNode};
     let nodes = cluster
         .nodes()
         .iter()
@@ -430,7 +426,21 @@ fn external_factory(
                 .collect(),
         })
         .collect();
-    let factory = ExternalFactory::new(ExternalClientConfig {
+    let config = external_config(plan, nodes, Some(dir.path.join(CLIENT_STDERR_FILE)))?;
+    Ok(Arc::new(ExternalFactory::new(config)?))
+}
+
+/// How a user's client program is started and what `init` tells it.
+fn external_config(
+    plan: &Plan,
+    nodes: Vec<workloads::clients::external::ExternalNode>,
+    stderr_file: Option<PathBuf>,
+) -> Result<workloads::clients::external::ExternalClientConfig> {
+    let def = plan
+        .system_def
+        .as_ref()
+        .context("a client program needs a user's system")?;
+    Ok(workloads::clients::external::ExternalClientConfig {
         command: def.client.clone(),
         cwd: Some(plan.base_dir()),
         env: def
@@ -440,19 +450,90 @@ fn external_factory(
             .collect(),
         workload: plan.workload.clone(),
         nodes,
-        stderr_file: Some(dir.path.join(CLIENT_STDERR_FILE)),
+        stderr_file,
         init_timeout: Duration::from_secs(EXTERNAL_INIT_TIMEOUT_S),
-    })?;
-    Ok(Arc::new(factory))
+    })
+}
+
+/// Starts a user's client program once before any node exists
+/// (`ExternalFactory::check_starts`): a client that cannot start fails here, in a second,
+/// rather than after a cluster was booted for it. `init` names the nodes the plan will start,
+/// every address at port 0 (nothing listens yet). The error is one line naming the plan file
+/// and `system.client`. Nothing to do for shipped systems.
+pub async fn check_client_starts(plan: &Plan, stderr_file: Option<PathBuf>) -> Result<()> {
+    let Some(def) = &plan.system_def else {
+        return Ok(());
+    };
+    let nodes = def
+        .node_names()
+        .into_iter()
+        .map(|name| workloads::clients::external::ExternalNode {
+            name,
+            addresses: def
+                .ports
+                .keys()
+                .map(|p| (p.clone(), "127.0.0.1:0".to_string()))
+                .collect(),
+        })
+        .collect();
+    let config = external_config(plan, nodes, stderr_file)?;
+    let factory = workloads::clients::external::ExternalFactory::new(config)?;
+    factory.check_starts().await.map_err(|e| {
+        anyhow::anyhow!(
+            "{}: system.client `{}` fails at start: {}",
+            plan.plan_file.as_deref().unwrap_or("plan"),
+            def.client.join(" "),
+            one_line(&e)
+        )
+    })
+}
+
+/// [`check_client_starts`] on a runtime of its own, for `faultline run` before the run folder
+/// exists (so a client that cannot start is bad input: exit 3, nothing started).
+pub fn check_client(plan: &Plan) -> Result<()> {
+    if plan.system_def.is_none() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(check_client_starts(plan, None))
 }
 
 /// Where a user's client programs' stderr goes, in the run folder.
 pub const CLIENT_STDERR_FILE: &str = "client-stderr.log";
 
+/// What a run adds beside the nodes of a user's own image (`system.image`): faultline's image
+/// for the link proxy, and network helpers for iptables partitions (see
+/// `cluster::net_helper` for why every user image gets them, whether or not it has iptables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Helpers {
+    /// faultline's base image is needed beside the system's image.
+    pub helper_image: bool,
+    /// Partitions go through a helper container per node.
+    pub net_helpers: bool,
+}
+
+/// [`Helpers`] for a plan: only for a user's own image, and only when the run partitions with
+/// iptables or proxies its links.
+pub fn helpers_needed(plan: &Plan, kinds: &[FaultKind], proxy_links: bool) -> Helpers {
+    let own_image = plan
+        .system_def
+        .as_ref()
+        .is_some_and(|d| matches!(d.image_source(), cluster::user::ImageSource::Local(_)));
+    let net_helpers = own_image && !proxy_links && kinds.contains(&FaultKind::Partition);
+    Helpers {
+        helper_image: own_image && (net_helpers || proxy_links),
+        net_helpers,
+    }
+}
+
 /// Makes sure the image of a user's system exists before a run starts anything: a local image
 /// must be there, the base image plus packages is built (once). A one-line error otherwise,
 /// with apt's own line for a package that cannot be installed. Nothing to do for shipped
-/// systems (their image is built on first use inside the run).
+/// systems (their image is built on first use inside the run). A user's own image that needs
+/// faultline's image beside it (network helpers, the link proxy) gets that built here too.
 pub fn prepare_image(plan: &Plan) -> Result<()> {
     let Some(def) = &plan.system_def else {
         return Ok(());
@@ -465,6 +546,10 @@ pub fn prepare_image(plan: &Plan) -> Result<()> {
         cluster::docker::available().context("Docker")?;
         let docker = cluster::docker::connect()?;
         crate::images::ensure_system_image(&docker, &def.image_source()).await?;
+        let (kinds, _) = fault_kinds(plan)?;
+        if helpers_needed(plan, &kinds, plan.uses_proxy_links()).helper_image {
+            crate::images::ensure_base(&docker).await?;
+        }
         Ok(())
     })
 }
@@ -596,8 +681,24 @@ async fn drive(
         logs_dir: Some(dir.nodes()),
         ..ClusterOptions::default()
     };
+    let needs = helpers_needed(plan, &kinds, link_plan.is_some());
+    if needs.helper_image {
+        let base = crate::images::ensure_base(&docker).await?;
+        if needs.net_helpers {
+            log.line(format!(
+                "partitions through a network helper per node (image {base}): system.image is your own"
+            ));
+        }
+        cluster_opts.helper_image = Some(base);
+        cluster_opts.net_helpers = needs.net_helpers;
+    }
     if kinds.contains(&FaultKind::Clock) {
         crate::nemesis::add_clock_fault_options(&mut cluster_opts, &system)?;
+    }
+    // Run folder or not (test-all and calibrate come here directly), a client that cannot
+    // start is found before a cluster is booted for it.
+    if !own {
+        check_client_starts(plan, Some(dir.path.join(CLIENT_STDERR_FILE))).await?;
     }
     log.line(format!("starting {} cluster", plan.system));
     let cluster = tokio::select! {
@@ -1204,4 +1305,46 @@ fn one_line(e: &anyhow::Error) -> String {
         .collect::<Vec<_>>()
         .join(": ")
         .replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(table: &str) -> Plan {
+        let def = cluster::user::UserSystem::from_toml(
+            toml::from_str(&format!(
+                "name = \"kv\"\ncommand = [\"kv\"]\nports = {{ client = 8000 }}\nready = {{ tcp = \"client\" }}\nclient = [\"kv-client\"]\n{table}"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        Plan {
+            system_def: Some(def),
+            ..Plan::default()
+        }
+    }
+
+    #[test]
+    fn only_a_users_own_image_gets_helpers_and_only_for_what_needs_them() {
+        let own = plan("image = \"mycorp/kv:dev\"");
+        let part = [FaultKind::Partition];
+        let kill = [FaultKind::Kill];
+        let helpers = |p: &Plan, kinds: &[FaultKind], proxy: bool| {
+            let h = helpers_needed(p, kinds, proxy);
+            (h.helper_image, h.net_helpers)
+        };
+        assert_eq!(helpers(&own, &part, false), (true, true));
+        assert_eq!(
+            helpers(&own, &part, true),
+            (true, false),
+            "partitions by the proxy"
+        );
+        assert_eq!(helpers(&own, &kill, false), (false, false));
+        assert_eq!(helpers(&own, &kill, true), (true, false));
+        for other in [plan(""), plan("packages = [\"python3\"]"), Plan::default()] {
+            assert_eq!(helpers(&other, &part, false), (false, false));
+            assert_eq!(helpers(&other, &part, true), (false, false));
+        }
+    }
 }

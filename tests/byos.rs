@@ -10,8 +10,14 @@
 //!
 //! - faultline as a library: the same pykv plans with a client written in Rust
 //!   (examples/pykv_rust_client.rs) instead of the Perl one, flagged and valid alike.
+//! - a client that exits at start is one line naming the plan file and `system.client`, with
+//!   its stderr, exit 3, before anything starts.
 //!
-//! Tests that need Docker skip without it, except under `CI=true`, where they fail.
+//! Tests that need Docker skip without it (testsupport/prereq.rs), except under CI, where they
+//! fail.
+
+#[path = "../testsupport/prereq.rs"]
+mod prereq;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -22,19 +28,11 @@ use std::sync::Arc;
 #[allow(dead_code)]
 mod pykv_rust_client;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// `false` (after printing why) without Docker outside CI; a panic under CI.
+/// `false` (after saying why) without Docker outside CI; a panic under CI.
 fn docker_or_skip(test: &str) -> bool {
     match faultline::cluster::docker::available() {
         Ok(()) => true,
-        Err(e) if in_ci() => panic!("{test}: CI=true but no Docker daemon ({e:#})"),
-        Err(e) => {
-            eprintln!("SKIPPED {test}: no Docker daemon ({e:#})");
-            false
-        }
+        Err(e) => prereq::skip::<()>("no Docker daemon", &format!("{test}: {e:#}")).is_some(),
     }
 }
 
@@ -222,12 +220,23 @@ async fn pykv_with_a_client_written_in_rust_through_the_library() {
     }
 }
 
-/// A plan folder with a `store.py` and a plan whose `[system]` table is `table`.
+/// A client that answers `init` and nothing useful: enough for runs that fail before an
+/// operation.
+const IDLE_CLIENT: &str = r#"$| = 1;
+while (<STDIN>) {
+    if (/"init"/) { print qq({"type":"init_ok","protocol":1}\n) }
+    else { print qq({"type":"error","error":"this client only answers init"}\n) }
+}
+"#;
+
+/// A plan folder with a `store.py`, a `client.pl` that answers init, and a plan whose
+/// `[system]` table is `table`.
 fn plan_with(test: &str, table: &str) -> (PathBuf, PathBuf) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("byos-plan-{test}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("store.py"), "print('hi')\n").unwrap();
+    std::fs::write(dir.join("client.pl"), IDLE_CLIENT).unwrap();
     let plan = dir.join("plan.toml");
     std::fs::write(
         &plan,
@@ -295,6 +304,57 @@ fn each_mistake_in_a_system_table_is_one_line_and_exit_3_before_anything_starts(
     let line = bad_table("client", "client = [\"perl\", \"client.pl\"]\n", "");
     assert!(
         line.contains("system.client: give the client program"),
+        "{line}"
+    );
+}
+
+/// Neither Docker nor a node is needed to find a client that cannot start: it is started once
+/// before anything else, and its failure is one line naming the plan file and `system.client`.
+#[test]
+fn a_client_that_exits_at_start_is_one_line_naming_the_plan_and_the_command_before_anything_starts()
+{
+    let dying = r#"client = ["perl", "-e", "print STDERR qq(Can't locate JSON/XS.pm in \\@INC\\n); exit 2"]"#;
+    let (plan, store) = plan_with(
+        "client-dies",
+        &GOOD.replace(r#"client = ["perl", "client.pl"]"#, dying),
+    );
+    let ran = run(&plan, &store, &[]);
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
+    assert!(ran.run_dir.is_none(), "nothing started");
+    let line = ran.stderr.lines().last().unwrap_or_default().to_string();
+    assert!(
+        line.starts_with(&format!(
+            "faultline: error: {}: system.client `perl -e ",
+            plan.display()
+        )) && line.contains("` fails at start: client process check did not start: ")
+            && line.ends_with(
+                "it exited (exit status: 2); its stderr's last lines: Can't locate JSON/XS.pm in @INC"
+            ),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        ran.stderr
+            .lines()
+            .filter(|l| l.starts_with("faultline: error:"))
+            .count(),
+        1
+    );
+
+    let missing = r#"client = ["./no-such-client"]"#;
+    let (plan, store) = plan_with(
+        "client-missing",
+        &GOOD.replace(r#"client = ["perl", "client.pl"]"#, missing),
+    );
+    let ran = run(&plan, &store, &[]);
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
+    assert!(ran.run_dir.is_none());
+    let line = ran.stderr.lines().last().unwrap_or_default();
+    assert!(
+        line.starts_with(&format!(
+            "faultline: error: {}: system.client `./no-such-client` fails at start: cannot start the client `./no-such-client`: No such file or directory",
+            plan.display()
+        )),
         "{line}"
     );
 }

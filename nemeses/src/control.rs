@@ -59,6 +59,14 @@ pub trait NodeControl: Send + Sync {
     /// Runs `argv` inside the node (as root) and returns its exit code and output.
     async fn exec(&self, node: &str, argv: &[&str]) -> Result<ExecOutput>;
 
+    /// Runs `argv` where the node's network rules are made (iptables): by default inside the
+    /// node itself; an implementation may run it in a helper container that shares the node's
+    /// network namespace instead, for images that have no iptables (or no shell). The command
+    /// sees the node's interfaces and rules either way.
+    async fn net_exec(&self, node: &str, argv: &[&str]) -> Result<ExecOutput> {
+        self.exec(node, argv).await
+    }
+
     /// Kills the node's processes with SIGKILL; its data stays on its file system.
     async fn kill(&self, node: &str) -> Result<()>;
 
@@ -141,6 +149,19 @@ pub async fn exec_ok(ctl: &dyn NodeControl, node: &str, argv: &[&str]) -> Result
             out.code,
             out.output.trim()
         );
+    }
+    Ok(out.output)
+}
+
+/// [`sh_ok`] through [`NodeControl::net_exec`]: a script that changes the node's network rules.
+pub async fn net_sh_ok(ctl: &dyn NodeControl, node: &str, script: &str) -> Result<String> {
+    let argv = ["sh", "-c", script, "sh"];
+    let out = ctl
+        .net_exec(node, &argv)
+        .await
+        .with_context(|| format!("exec on {node}"))?;
+    if !out.success() {
+        bail!("sh on {node} exited {}: {}", out.code, out.output.trim());
     }
     Ok(out.output)
 }

@@ -2,7 +2,10 @@
 //!
 //! Two mechanisms implement [`Partitioner`]:
 //!
-//! - [`Iptables`] (the default): DROP rules inside the node containers (they run with NET_ADMIN).
+//! - [`Iptables`] (the default): DROP rules inside the node containers (they run with NET_ADMIN),
+//!   made through [`NodeControl::net_exec`]: in the node itself, or in a helper container that
+//!   shares the node's network namespace when the node's image has no iptables (a user's own
+//!   image; the controller decides, see `src/cluster/net_helper.rs`). The rules are the same.
 //!   A directed cut `a -> b` becomes `INPUT -s a -j DROP` on b *and* `OUTPUT -d b -j DROP` on a,
 //!   so the packet dies at both ends and the cut holds even if one rule set is lost. Rules live
 //!   only in two chains of our own (`FAULTLINE-IN`, `FAULTLINE-OUT`, jumped to from the top of
@@ -26,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::control::{sh_ok, NodeControl};
+use crate::control::{net_sh_ok, NodeControl};
 use crate::grudge::{Cut, Grudge};
 use crate::toxiproxy::{self, Stream, Toxic, ToxicKind};
 
@@ -159,11 +162,10 @@ impl Partitioner for Iptables {
 
     async fn prepare(&self) -> Result<()> {
         for node in self.ctl.nodes() {
-            sh_ok(
+            net_sh_ok(
                 &*self.ctl,
                 &node,
                 "set -e; command -v iptables >/dev/null || { echo 'iptables is not installed in the image'; exit 1; }; iptables -w 5 -n -L INPUT >/dev/null",
-                &[],
             )
             .await
             .with_context(|| {
@@ -180,7 +182,7 @@ impl Partitioner for Iptables {
         }
         let rules = iptables_rules(grudge, &ips)?;
         for (node, r) in &rules {
-            sh_ok(&*self.ctl, node, &iptables_script(r), &[])
+            net_sh_ok(&*self.ctl, node, &iptables_script(r))
                 .await
                 .with_context(|| format!("installing partition rules on {node}"))?;
         }
@@ -190,7 +192,7 @@ impl Partitioner for Iptables {
     async fn heal(&self) -> Result<()> {
         let mut errors = Vec::new();
         for node in self.ctl.nodes() {
-            if let Err(e) = sh_ok(&*self.ctl, &node, IPTABLES_HEAL_SCRIPT, &[]).await {
+            if let Err(e) = net_sh_ok(&*self.ctl, &node, IPTABLES_HEAL_SCRIPT).await {
                 errors.push(format!("{node}: {e:#}"));
             }
         }

@@ -24,10 +24,14 @@
 //! - Node data lives in the container's own file system, so `kill` + `start` keeps it.
 //! - Containers get cap NET_ADMIN so the nemesis can install iptables rules inside them, plus
 //!   what `ClusterOptions::cap_add` asks for (SYS_PTRACE when clock faults patch the vDSO).
+//!   With `ClusterOptions::net_helpers` (a user's own image) they get no NET_ADMIN: each node
+//!   gets a helper container on faultline's image that shares its network namespace and runs
+//!   the rules instead (`net_helper.rs`); the link proxy then runs on that image too.
 
 pub mod docker;
 mod leader;
 pub mod links;
+pub mod net_helper;
 pub mod system;
 pub mod systems;
 pub mod user;
@@ -96,6 +100,13 @@ pub struct ClusterOptions {
     pub cap_add: Vec<String>,
     /// Overrides the system's readiness timeout.
     pub ready_timeout: Option<Duration>,
+    /// faultline's own image, for the containers faultline adds beside nodes of a user's own
+    /// image: the link proxy runs on it (not on the system's image), and so do the network
+    /// helpers. None: the system's image serves for everything.
+    pub helper_image: Option<String>,
+    /// Partition rules go through a helper container per node (on `helper_image`) sharing the
+    /// node's network namespace, not through the node; the nodes then get no NET_ADMIN.
+    pub net_helpers: bool,
 }
 
 /// A node as the rest of the controller sees it.
@@ -127,6 +138,10 @@ pub struct Cluster {
     nodes: Vec<Node>,
     /// Node name -> its testcontainers handle (lifecycle calls go through it).
     containers: HashMap<String, NodeContainer>,
+    /// Node name -> its network-fault helper, when the run uses them.
+    net_helpers: HashMap<String, net_helper::NetHelper>,
+    /// The image of the proxy and the helpers (None: the system's).
+    helper_image: Option<String>,
     ips: Mutex<HashMap<String, IpAddr>>,
     logs_dir: Option<PathBuf>,
     ready_in: Duration,
@@ -149,6 +164,12 @@ impl Cluster {
         let t0 = Instant::now();
         let docker = docker::connect()?;
         crate::images::require_image(&docker, &system.image).await?;
+        if opts.net_helpers && opts.helper_image.is_none() {
+            bail!("network helpers need ClusterOptions::helper_image (faultline's image)");
+        }
+        if let Some(image) = &opts.helper_image {
+            crate::images::require_image(&docker, image).await?;
+        }
         let run_id = opts
             .run_id
             .clone()
@@ -166,6 +187,8 @@ impl Cluster {
             system,
             nodes: vec![],
             containers: HashMap::new(),
+            net_helpers: HashMap::new(),
+            helper_image: opts.helper_image.clone(),
             ips: Mutex::new(HashMap::new()),
             logs_dir: opts.logs_dir.clone(),
             ready_in: Duration::ZERO,
@@ -190,8 +213,41 @@ impl Cluster {
             }
             return Err(e);
         }
+        if opts.net_helpers {
+            cluster.start_net_helpers().await?;
+        }
         cluster.ready_in = t0.elapsed();
         Ok(cluster)
+    }
+
+    /// A network helper for every node faults may target (`net_helper.rs`).
+    async fn start_net_helpers(&mut self) -> Result<()> {
+        let image = self
+            .helper_image
+            .clone()
+            .context("network helpers need a helper image")?;
+        let targets: Vec<Node> = self
+            .nodes
+            .iter()
+            .filter(|n| n.role != links::PROXY_ROLE)
+            .cloned()
+            .collect();
+        let starts = targets.iter().map(|n| {
+            net_helper::NetHelper::start(
+                &self.docker,
+                &image,
+                &self.run_id,
+                &self.system.name,
+                &n.name,
+                &n.container_id,
+                &n.container_name,
+            )
+        });
+        let started = futures_util::future::join_all(starts).await;
+        for (n, helper) in targets.iter().zip(started) {
+            self.net_helpers.insert(n.name.clone(), helper?);
+        }
+        Ok(())
     }
 
     async fn create_network(&self) -> Result<()> {
@@ -220,7 +276,12 @@ impl Cluster {
         ports: &BTreeMap<String, (u16, u16)>,
         files: &[(String, CopyDataSource)],
     ) -> ContainerRequest<GenericImage> {
-        let (repository, tag) = image_parts(&self.system.image);
+        let is_proxy = spec.role == links::PROXY_ROLE;
+        let image = match (&self.helper_image, is_proxy) {
+            (Some(helper), true) => helper,
+            _ => &self.system.image,
+        };
+        let (repository, tag) = image_parts(image);
         let mut labels = docker::run_labels(&self.run_id, &self.system.name);
         labels.insert(docker::LABEL_NODE.into(), spec.name.clone());
         let mut request = GenericImage::new(repository, tag)
@@ -229,8 +290,11 @@ impl Cluster {
             .with_network(self.network.clone())
             .with_labels(labels)
             .with_cmd(spec.cmd.clone())
-            .with_cap_add("NET_ADMIN")
             .with_startup_timeout(Duration::from_secs(NODE_START_TIMEOUT_S));
+        // With network helpers the helper holds NET_ADMIN, not the node.
+        if !opts.net_helpers || is_proxy {
+            request = request.with_cap_add("NET_ADMIN");
+        }
         for (k, v) in spec.env.iter().chain(opts.env.iter()) {
             request = request.with_env_var(k.clone(), v.clone());
         }
@@ -459,6 +523,34 @@ impl Cluster {
             .await
             .map_err(|_| anyhow!("{what} did not finish within {} s", timeout.as_secs()))?
             .with_context(|| format!("running {what}"))
+    }
+
+    /// Runs `cmd` where the node's network rules are made: in its network helper when it has
+    /// one (same namespace, faultline's tools), else in the node; bounded by [`EXEC_TIMEOUT_S`].
+    pub async fn net_exec(&self, node: &str, cmd: &[&str]) -> Result<ExecOutput> {
+        match self.net_helpers.get(node) {
+            Some(helper) => {
+                let id = self.container_id(node)?;
+                helper
+                    .exec(
+                        &self.docker,
+                        node,
+                        id,
+                        cmd,
+                        Duration::from_secs(EXEC_TIMEOUT_S),
+                    )
+                    .await
+            }
+            None => self.exec(node, cmd).await,
+        }
+    }
+
+    /// Names of the network helper containers (empty unless the run uses them).
+    pub fn net_helper_ids(&self) -> Vec<String> {
+        self.net_helpers
+            .values()
+            .map(|h| h.container.id().to_string())
+            .collect()
     }
 
     /// kill -9 of the node's process (the container stays, with its data).
@@ -758,14 +850,30 @@ impl Cluster {
             Some(dir) => self.collect_logs(&dir).await,
             None => Ok(()),
         };
-        // Each node through testcontainers first, then whatever carries the run label (the
-        // network, and anything a failed or cancelled step left behind).
+        // Each node through testcontainers first (the network helpers before the nodes whose
+        // namespace they hold), then whatever carries the run label (the network, and anything
+        // a failed or cancelled step left behind).
+        let helpers: Vec<(String, NodeContainer)> = self
+            .net_helpers
+            .drain()
+            .map(|(n, h)| (format!("{n} (network helper)"), h.container))
+            .collect();
+        let mut by_testcontainers = vec![];
+        let removals = helpers.into_iter().map(|(name, c)| async move {
+            let id = c.id().to_string();
+            c.rm().await.map(|()| id).map_err(|e| (name, e))
+        });
+        for r in futures_util::future::join_all(removals).await {
+            match r {
+                Ok(id) => by_testcontainers.push(id),
+                Err((name, e)) => eprintln!("faultline: removing node {name}: {e}"),
+            }
+        }
         let containers: Vec<(String, NodeContainer)> = self.containers.drain().collect();
         let removals = containers.into_iter().map(|(name, c)| async move {
             let id = c.id().to_string();
             c.rm().await.map(|()| id).map_err(|e| (name, e))
         });
-        let mut by_testcontainers = vec![];
         for r in futures_util::future::join_all(removals).await {
             match r {
                 Ok(id) => by_testcontainers.push(id),
@@ -807,6 +915,9 @@ impl Drop for Cluster {
         if tokio::runtime::Handle::try_current().is_err() {
             for (_, c) in self.containers.drain() {
                 std::mem::forget(c);
+            }
+            for (_, h) in self.net_helpers.drain() {
+                std::mem::forget(h);
             }
         }
         match result {

@@ -18,6 +18,9 @@
 //!   in the plan's folder, and reaches nodes through the loopback ports the controller publishes.
 //! - The data folder lives in the container's own file system, like the built-ins', so kill -9
 //!   and restart keep it; nothing else is needed for "data kept across restarts".
+//! - A user's own image needs none of faultline's tools: partitions run from a helper container
+//!   per node that shares the node's network namespace (`net_helper.rs`), and the link proxy
+//!   runs on faultline's image beside the nodes. Both are the run's (`run::helpers_needed`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -294,10 +297,8 @@ impl UserSystem {
             }
         }
         if let Some(peer) = &self.peer_port {
+            // With system.image the proxy runs on faultline's image beside the nodes.
             self.port_number("system.peer_port", peer)?;
-            if self.image.is_some() {
-                return Err("system.peer_port: the link proxy runs faultline's own binary, which needs faultline's base image (with or without packages), not system.image".into());
-            }
         }
         let files = self.read_files(base_dir)?;
         Ok(Resolved {

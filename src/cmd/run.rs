@@ -139,9 +139,11 @@ impl Args {
 
 pub fn run(args: Args) -> Result<i32> {
     let plan = args.resolve().map_err(anyhow::Error::msg)?;
-    faultline::run::check_client(&plan, false)?;
-    // A user's system's image before the run folder: a missing image or a package apt cannot
-    // install is bad input, and nothing has started yet.
+    faultline::run::require_client(&plan, false)?;
+    // A user's client and image before the run folder: a client that exits at start, a
+    // missing image or a package apt cannot install is bad input, and nothing has started yet.
+    // The client first: it takes a second, an image build minutes.
+    faultline::run::check_client(&plan)?;
     faultline::run::prepare_image(&plan)?;
     let opts = faultline::run::RunOptions {
         junit: args.junit.clone(),

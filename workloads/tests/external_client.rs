@@ -314,6 +314,69 @@ async fn a_client_that_fails_at_start_is_an_error_quoting_its_stderr() {
     );
 }
 
+/// The check before a cluster starts: a client that exits, writes garbage or never answers
+/// fails it with its stderr; one that answers init (ok, or error since nothing listens yet)
+/// passes, is told it is a check, and is gone afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_check_catches_a_client_that_cannot_start_and_passes_one_that_answers() {
+    let fx = Fixture::new();
+    let dies = fx.factory(
+        "print('SyntaxError: invalid syntax', file=sys.stderr); sys.exit(2)",
+        &[],
+    );
+    let e = dies.check_starts().await.unwrap_err().to_string();
+    assert!(
+        e.starts_with("client process check did not start: the client closed its stdout")
+            && e.contains("exit status: 2")
+            && e.contains("SyntaxError: invalid syntax"),
+        "{e}"
+    );
+    let garbage = fx.factory("sys.stdin.readline(); print('hello there')", &[]);
+    let e = garbage.check_starts().await.unwrap_err().to_string();
+    assert!(e.contains("not a JSON object: \"hello there\""), "{e}");
+    let silent = fx.factory_with("time.sleep(60)", &[], Duration::from_secs(2));
+    let e = silent.check_starts().await.unwrap_err().to_string();
+    assert!(e.contains("no answer to init within 2000 ms"), "{e}");
+
+    let refuses = fx.factory(
+        "sys.stdin.readline(); send({'type': 'error', 'error': 'cannot connect to n1'})",
+        &[],
+    );
+    refuses
+        .check_starts()
+        .await
+        .expect("a refusal is a protocol answer: nothing listens before the cluster starts");
+    let good = fx.factory("main(lambda op: {'type': 'ok'})", &[]);
+    good.check_starts().await.unwrap();
+    let log = fx.log();
+    let init = log
+        .lines()
+        .find(|l| l.starts_with("check| init "))
+        .unwrap_or_else(|| panic!("the check's stderr is kept with its label: {log}"));
+    let msg: Value = serde_json::from_str(init.trim_start_matches("check| init ")).unwrap();
+    assert_eq!(
+        (msg["process"].clone(), msg["check"].clone()),
+        (json!(-1), json!(true))
+    );
+
+    let missing = ExternalFactory::new(ExternalClientConfig {
+        command: vec!["./no-such-client".into()],
+        cwd: Some(fx.dir.path().to_path_buf()),
+        env: vec![],
+        workload: "register".into(),
+        nodes: vec![],
+        stderr_file: None,
+        init_timeout: Duration::from_secs(2),
+    })
+    .unwrap();
+    let e = format!("{:#}", missing.check_starts().await.unwrap_err());
+    assert!(
+        e.starts_with("cannot start the client `./no-such-client`: ")
+            && e.contains("No such file or directory"),
+        "{e}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_answers_init_or_speaks_another_protocol_is_an_error() {
     let fx = Fixture::new();

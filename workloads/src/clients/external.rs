@@ -116,15 +116,9 @@ impl ExternalFactory {
             "nodes": self.config.nodes,
         })
     }
-}
 
-#[async_trait]
-impl ClientFactory for ExternalFactory {
-    fn name(&self) -> String {
-        format!("`{}`", self.config.command.join(" "))
-    }
-
-    async fn open(&self, process: u64, node: &str) -> anyhow::Result<Box<dyn Client>> {
+    /// Spawns the program; `label` prefixes its stderr lines.
+    fn spawn(&self, label: String) -> anyhow::Result<ExternalClient> {
         let mut cmd = tokio::process::Command::new(&self.config.command[0]);
         cmd.args(&self.config.command[1..])
             .envs(self.config.env.iter().map(|(k, v)| (k, v)))
@@ -147,32 +141,79 @@ impl ClientFactory for ExternalFactory {
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let stderr_task = tokio::spawn(copy_stderr(
             stderr,
-            process_label(process),
+            label.clone(),
             self.stderr.clone(),
             tail.clone(),
         ));
-        let mut client = ExternalClient {
-            process,
+        Ok(ExternalClient {
+            label,
             child,
             stdin,
             stdout: BufReader::new(stdout),
             tail,
             stderr_task: Some(stderr_task),
+        })
+    }
+
+    /// Sends `init` and waits (bounded) for one reply line; the error of a client that did not
+    /// start otherwise.
+    async fn handshake(&self, client: &mut ExternalClient, init: &Value) -> anyhow::Result<Value> {
+        match tokio::time::timeout(self.config.init_timeout, client.request(init)).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(client.fail_at_start(format!("{e:#}")).await),
+            Err(_) => Err(client
+                .fail_at_start(format!(
+                    "no answer to init within {} ms",
+                    self.config.init_timeout.as_millis()
+                ))
+                .await),
+        }
+    }
+
+    /// Starts the program once before any node runs, to catch a client that cannot start
+    /// (not found, not executable, exits at once, writes garbage, speaks another protocol,
+    /// never answers) before a cluster is booted for it. It gets an `init` like any process,
+    /// with `"process": -1`, `"check": true` and the nodes as configured (before the cluster
+    /// starts their addresses may say port 0: nothing listens yet). Since nothing listens, an
+    /// `error` reply passes the check (a client may refuse init when it cannot connect); only
+    /// a reply that is not a protocol line fails it. The process is killed afterwards.
+    pub async fn check_starts(&self) -> anyhow::Result<()> {
+        let mut client = self.spawn(CHECK_LABEL.to_string())?;
+        let node = self
+            .config
+            .nodes
+            .first()
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
+        let mut init = self.init_message(SETUP_PROCESS, &node);
+        init["check"] = json!(true);
+        let reply = self.handshake(&mut client, &init).await;
+        let verdict = match reply {
+            Ok(reply) if reply["type"] == "error" => Ok(()),
+            Ok(reply) => match check_init_reply(&reply) {
+                Ok(()) => Ok(()),
+                Err(e) => Err(client.fail_at_start(e).await),
+            },
+            Err(e) => Err(e),
         };
+        client.close().await;
+        verdict
+    }
+}
+
+/// The stderr prefix and name of the process [`ExternalFactory::check_starts`] starts.
+pub const CHECK_LABEL: &str = "check";
+
+#[async_trait]
+impl ClientFactory for ExternalFactory {
+    fn name(&self) -> String {
+        format!("`{}`", self.config.command.join(" "))
+    }
+
+    async fn open(&self, process: u64, node: &str) -> anyhow::Result<Box<dyn Client>> {
+        let mut client = self.spawn(process_label(process))?;
         let init = self.init_message(process, node);
-        let reply = tokio::time::timeout(self.config.init_timeout, client.request(&init)).await;
-        let reply = match reply {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(client.fail_at_start(format!("{e:#}")).await),
-            Err(_) => {
-                return Err(client
-                    .fail_at_start(format!(
-                        "no answer to init within {} ms",
-                        self.config.init_timeout.as_millis()
-                    ))
-                    .await)
-            }
-        };
+        let reply = self.handshake(&mut client, &init).await?;
         if let Err(e) = check_init_reply(&reply) {
             return Err(client.fail_at_start(e).await);
         }
@@ -241,7 +282,8 @@ fn check_init_reply(reply: &Value) -> Result<(), String> {
 
 /// One client process: see the module documentation.
 pub struct ExternalClient {
-    process: u64,
+    /// How messages name the process (`p3`, `setup`, `check`).
+    label: String,
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
@@ -347,7 +389,7 @@ impl ExternalClient {
         let report = self.exit_report().await;
         anyhow!(
             "client process {} did not start: {why}; {report}",
-            process_label(self.process)
+            self.label
         )
     }
 
