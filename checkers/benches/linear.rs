@@ -2,7 +2,8 @@
 //! histories and its kv histories, then synthetic histories of 1,700-2,000 ops over 10 keys.
 //!
 //! `cargo bench -p checkers --bench linear` (add `-- --runs N` for more repetitions), then
-//! issue 16's slow shapes once each (`-- --slow-shapes` runs only those).
+//! issue 16's slow shapes once each (`-- --slow-shapes` runs only those; `--only TEXT` those whose
+//! name contains TEXT, `--time-limit-s N` per run, `--export DIR` writes each as JSONL).
 //! Times are the median of the runs of the check alone (the history is parsed beforehand);
 //! "memo bytes" is the peak size of the largest partition's memo table (what the memory cap
 //! counts); the last line is the peak resident memory of the whole bench process.
@@ -83,45 +84,101 @@ fn header() {
 }
 
 /// The history shapes of issue 16, where faultline was slower than Porcupine or gave up:
-/// (name, ops, keys, client workers, per mille timed out). Seeded; linearizable by construction.
-const SLOW_SHAPES: &[(&str, usize, usize, usize, u32)] = &[
-    ("20k ops 3 keys 20% info", 20_000, 3, 10, 200),
-    ("2k ops 1 key 20 clients", 2_000, 1, 20, 200),
-    ("5k ops 1 key 50 clients", 5_000, 1, 50, 200),
-    ("200k ops 100 keys 5% info", 200_000, 100, 20, 50),
-    ("1k ops 1 key 50 clients", 1_000, 1, 50, 200),
+/// (name, ops, keys, client workers, per mille timed out, values written). Seeded (16);
+/// linearizable by construction. Values 0..5 make the search hardest (every value is written
+/// and read many times); with 0..100 or 0..100,000 Porcupine decides what faultline did not.
+const SLOW_SHAPES: &[(&str, usize, usize, usize, u32, u64)] = &[
+    ("20k ops 3 keys 20% info", 20_000, 3, 10, 200, 5),
+    ("20k ops 3 keys v100", 20_000, 3, 10, 200, 100),
+    ("20k ops 3 keys v100000", 20_000, 3, 10, 200, 100_000),
+    ("2k ops 1 key 20 clients", 2_000, 1, 20, 200, 5),
+    ("2k ops 1 key 20 clients v100", 2_000, 1, 20, 200, 100),
+    ("5k ops 1 key 50 clients", 5_000, 1, 50, 200, 5),
+    ("200k ops 100 keys 5% info", 200_000, 100, 20, 50, 5),
+    ("200k ops 100 keys v100", 200_000, 100, 20, 50, 100),
+    ("1k ops 1 key 50 clients", 1_000, 1, 50, 200, 5),
+    ("1k ops 1 key 50 clients v100", 1_000, 1, 50, 200, 100),
 ];
 
-/// Each slow shape gets at most this long per run: an `unknown` row says it ran out.
+/// Each slow shape gets at most this long per run (`--time-limit-s` changes it): an `unknown`
+/// row says it ran out.
 const SLOW_SHAPE_TIME_LIMIT_S: u64 = 60;
 
-fn slow_shapes(cas: &Linearizable, runs: usize) {
+/// Options of the slow shapes.
+struct ShapeOptions {
+    runs: usize,
+    time_limit_s: u64,
+    /// Only the shapes whose name contains this.
+    only: Option<String>,
+    /// Write each shape's history here as faultline JSONL (`<name>.jsonl`), for other tools.
+    export: Option<PathBuf>,
+}
+
+fn slow_shapes(cas: &Linearizable, o: &ShapeOptions) {
+    let runs = o.runs;
     println!(
-        "\n== Issue 16's shapes (cas-register, values 0..5, seed 16), {runs} runs each, {SLOW_SHAPE_TIME_LIMIT_S} s and 4 GiB per run"
+        "\n== Issue 16's shapes (cas-register, values 0..5 unless named, seed 16), {runs} runs each, {} s and 4 GiB per run",
+        o.time_limit_s
     );
     header();
     let budget = Budget {
-        time_limit: Some(std::time::Duration::from_secs(SLOW_SHAPE_TIME_LIMIT_S)),
+        time_limit: Some(std::time::Duration::from_secs(o.time_limit_s)),
         ..Budget::default()
     };
-    for &(name, ops, keys, workers, info) in SLOW_SHAPES {
+    for &(name, ops, keys, workers, info, values) in SLOW_SHAPES {
+        if o.only
+            .as_ref()
+            .is_some_and(|only| !name.contains(only.as_str()))
+        {
+            continue;
+        }
         let history = register_history(&SynthParams {
             seed: 16,
             ops,
             keys,
             processes: workers,
-            values: 5,
+            values,
             info_per_mille: info,
             cas: true,
         });
+        if let Some(dir) = &o.export {
+            let file = dir.join(format!("{}.jsonl", name.replace([' ', '%'], "-")));
+            let mut out =
+                std::io::BufWriter::new(std::fs::File::create(&file).expect("export file"));
+            formats::write_jsonl(&history, &mut out).expect("export");
+        }
+        let cpu_before = cpu_ms();
         let f = measure_within(cas, &history, runs, &budget);
         row(name, ops, &f);
+        if let Some(before) = cpu_before {
+            let cpu = cpu_ms().unwrap_or(before) - before;
+            println!(
+                "{:<28} CPU time of the process over the runs: {cpu:.0} ms",
+                ""
+            );
+        }
     }
+}
+
+/// CPU time of this process (user and system), from /proc (Linux), in milliseconds: on a
+/// shared machine the wall time says more about the other processes than about the check.
+fn cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // Linux reports in clock ticks of 10 ms (USER_HZ is 100 on every supported platform).
+    Some(ticks * 10.0)
 }
 
 fn main() {
     let mut runs = 5usize;
     let mut only_slow_shapes = false;
+    let mut shapes = ShapeOptions {
+        runs: 1,
+        time_limit_s: SLOW_SHAPE_TIME_LIMIT_S,
+        only: None,
+        export: None,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--runs" {
@@ -132,12 +189,20 @@ fn main() {
                 .max(1);
         } else if a == "--slow-shapes" {
             only_slow_shapes = true;
+        } else if a == "--time-limit-s" {
+            let n = args.next().and_then(|n| n.parse().ok());
+            shapes.time_limit_s = n.expect("--time-limit-s takes a number of seconds");
+        } else if a == "--only" {
+            shapes.only = args.next();
+        } else if a == "--export" {
+            shapes.export = args.next().map(PathBuf::from);
         }
     }
     let cas = Linearizable::new(Some("cas-register"), None).expect("model");
     let kv = Linearizable::new(Some("kv"), None).expect("model");
     if only_slow_shapes {
-        slow_shapes(&cas, runs);
+        shapes.runs = runs;
+        slow_shapes(&cas, &shapes);
         return;
     }
 
@@ -221,7 +286,7 @@ fn main() {
         let bad = if bad { " bad" } else { "" };
         row(&format!("{workers} workers {infos} info{bad}"), ops, &f);
     }
-    slow_shapes(&cas, 1);
+    slow_shapes(&cas, &shapes);
     if let Some(rss) = peak_rss_bytes() {
         println!(
             "\npeak resident memory of the whole bench process: {:.1} MiB",

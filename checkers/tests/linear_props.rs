@@ -10,11 +10,14 @@
 //!   path), on info-heavy histories, and on histories of more than 64 ops (bitsets of several
 //!   words); there the exhaustive search keeps a memo of failed configurations, and nothing
 //!   else, so that it finishes.
+//! - So it does when the search restarts with the other order (info ops first) after a few
+//!   configurations, and with values spread wide enough that many are never read (the
+//!   registers merge those into one).
 //! - A history with nothing completed to check is `unknown`, never `valid`.
 
 use checkers::linear::models::{FifoQueue, Register, Set, UnorderedQueue};
 use checkers::linear::synth::{register_history, SynthParams};
-use checkers::linear::{check_model, check_model_threads, Model};
+use checkers::linear::{check_model, check_model_threads, check_model_tuned, Model};
 use checkers::{Budget, Event, EventType, History, Process, Verdict};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -207,6 +210,24 @@ fn register_ops(s: &Spec) -> (&'static str, Value, Value) {
     }
 }
 
+/// Register ops over values 0..8, so that many written values are never read or compared.
+fn register_ops_wide(s: &Spec) -> (&'static str, Value, Value) {
+    let v = |x: u8| json!(x % 8);
+    match s.kind {
+        0 => (
+            "read",
+            Value::Null,
+            v(s.a.wrapping_mul(3).wrapping_add(s.b)),
+        ),
+        1 => ("write", v(s.a + 2 * s.b), v(s.a + 2 * s.b)),
+        _ => (
+            "cas",
+            json!([s.a % 3, (s.a + s.b) % 8]),
+            json!([s.a % 3, (s.a + s.b) % 8]),
+        ),
+    }
+}
+
 fn queue_ops(s: &Spec) -> (&'static str, Value, Value) {
     match s.kind {
         0 | 1 => ("enqueue", json!(s.a), json!(s.a)),
@@ -335,6 +356,19 @@ fn agree_in_parallel<M: Model + Clone>(model: M, history: &History) -> Result<()
     same(&result, expected)
 }
 
+/// As [`agree_in_parallel`], with every search restarting after `restart` configurations (and
+/// twice as many every second attempt), alternating the order in which candidates are tried.
+fn agree_restarting<M: Model + Clone>(
+    model: M,
+    history: &History,
+    restart: u64,
+) -> Result<(), TestCaseError> {
+    let expected = expected_verdict(model.clone(), history, true);
+    let result = check_model_tuned(model, history, &Budget::default(), Duration::ZERO, restart)
+        .expect("well-formed");
+    same(&result, expected)
+}
+
 fn same(result: &checkers::CheckResult, expected: Verdict) -> Result<(), TestCaseError> {
     prop_assert_eq!(result.verdict, expected, "{}", result.summary);
     if expected == Verdict::Invalid {
@@ -388,6 +422,22 @@ proptest! {
     }
 
     #[test]
+    fn info_heavy_keys_agree_with_exhaustive_search_across_restarts(
+        specs in prop::collection::vec(info_heavy_keyed_spec(), 1..22),
+        restart in 1u64..6,
+    ) {
+        agree_restarting(cas_register(), &history(&specs, register_ops), restart)?;
+    }
+
+    #[test]
+    fn values_never_read_agree_with_exhaustive_search(
+        specs in prop::collection::vec(info_heavy_keyed_spec(), 1..22),
+        restart in prop::sample::select(vec![1u64, 3, 1 << 20]),
+    ) {
+        agree_restarting(cas_register(), &history(&specs, register_ops_wide), restart)?;
+    }
+
+    #[test]
     fn a_read_no_write_could_produce_is_never_valid(
         specs in prop::collection::vec(spec(), 1..30),
         pick in any::<prop::sample::Index>(),
@@ -407,6 +457,11 @@ proptest! {
     #[test]
     fn more_than_64_ops_agree_with_exhaustive_search(specs in wide_specs()) {
         agree_in_parallel(cas_register(), &history(&specs, register_ops))?;
+    }
+
+    #[test]
+    fn more_than_64_ops_agree_with_exhaustive_search_across_restarts(specs in wide_specs()) {
+        agree_restarting(cas_register(), &history(&specs, register_ops_wide), 2)?;
     }
 
     #[test]

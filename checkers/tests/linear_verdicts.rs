@@ -410,3 +410,94 @@ fn a_read_only_op_that_changes_the_state_trips_a_debug_assertion() {
     let history = formats::read_str(&jsonl("0 invoke read null\n0 ok read 1"), None).unwrap();
     let _ = checkers::linear::check_model(LyingCounter, &history, &Budget::default());
 }
+
+// --- the search's shortcuts for timed-out ops hide no anomaly ------------------------------------
+
+#[test]
+fn a_read_that_sees_a_timed_out_write_out_of_order_is_still_flagged() {
+    // 2 was written by a timed-out write and read; then 1, overwritten by it, is read again.
+    let r = check(
+        "cas-register",
+        "0 invoke write 1
+         0 ok write 1
+         1 invoke write 2
+         1 info write e=timed-out 2
+         2 invoke read null
+         2 ok read 2
+         2 invoke read null
+         2 ok read 1",
+    );
+    assert_eq!(r.verdict, Verdict::Invalid, "{}", r.summary);
+    assert!(
+        r.anomalies[0].explanation.contains("read 1"),
+        "{}",
+        r.summary
+    );
+}
+
+#[test]
+fn a_value_no_op_reads_still_explains_a_failed_cas() {
+    // Nothing reads 7, so the registers merge it with every other unread value; it is still
+    // the only value that lets the cas see something other than 1.
+    let timed_out = "0 invoke write 1
+         0 ok write 1
+         1 invoke write 7
+         1 info write e=timed-out 7
+         2 invoke cas [1,5]
+         2 fail cas e=cas-mismatch [1,5]";
+    let r = check("cas-register", timed_out);
+    assert_eq!(r.verdict, Verdict::Valid, "{}", r.summary);
+    let r = check(
+        "cas-register",
+        "0 invoke write 1
+         0 ok write 1
+         2 invoke cas [1,5]
+         2 fail cas e=cas-mismatch [1,5]",
+    );
+    assert_eq!(r.verdict, Verdict::Invalid, "{}", r.summary);
+    // The evidence names the ops by their own values.
+    let r = check(
+        "cas-register",
+        "0 invoke write 7
+         0 ok write 7
+         1 invoke write 1
+         1 ok write 1
+         2 invoke cas [1,5]
+         2 fail cas e=cas-mismatch [1,5]",
+    );
+    assert_eq!(r.verdict, Verdict::Invalid, "{}", r.summary);
+    assert!(!r.summary.contains("a value no op reads"), "{}", r.summary);
+}
+
+#[test]
+fn timed_out_ops_still_chain_when_a_read_needs_it() {
+    // Only the timed-out write of 3 followed by the timed-out cas [3 4] explains the read of 4.
+    let r = check(
+        "cas-register",
+        "0 invoke write 1
+         0 ok write 1
+         1 invoke write 3
+         1 info write e=timed-out 3
+         2 invoke cas [3,4]
+         2 info cas e=timed-out [3,4]
+         3 invoke read null
+         3 ok read 4",
+    );
+    assert_eq!(r.verdict, Verdict::Valid, "{}", r.summary);
+    // A timed-out write right after another timed-out op is never needed: here the write of 4
+    // alone explains the read, whatever the cas did.
+    let r = check(
+        "cas-register",
+        "0 invoke write 1
+         0 ok write 1
+         1 invoke cas [1,3]
+         1 info cas e=timed-out [1,3]
+         2 invoke write 4
+         2 info write e=timed-out 4
+         3 invoke read null
+         3 ok read 4
+         3 invoke read null
+         3 ok read 1",
+    );
+    assert_eq!(r.verdict, Verdict::Invalid, "{}", r.summary);
+}

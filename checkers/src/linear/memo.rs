@@ -21,6 +21,9 @@ pub(crate) enum StopReason {
     MemoryCap,
     /// Another partition proved the history invalid; this one's verdict no longer matters.
     Cancelled,
+    /// One attempt of a partition's search used up its share; the next attempt takes over
+    /// (never leaves the partition's search).
+    Restart,
 }
 
 /// Budget and cancellation shared by the searches of one check.
@@ -31,6 +34,9 @@ pub(crate) struct Control {
     memory_bytes_max: u64,
     memory_bytes_used: AtomicU64,
     memory_bytes_peak: AtomicU64,
+    /// Configurations the first attempt of a partition's search may explore before the search
+    /// restarts with the other order (see `search::search`).
+    pub(crate) restart_first_states: u64,
 }
 
 /// Bytes a search reserves at once, so that the shared counter is touched rarely.
@@ -45,6 +51,7 @@ impl Control {
             memory_bytes_max: memory_bytes_max.unwrap_or(u64::MAX),
             memory_bytes_used: AtomicU64::new(0),
             memory_bytes_peak: AtomicU64::new(0),
+            restart_first_states: super::search::RESTART_FIRST_STATES,
         }
     }
 

@@ -32,6 +32,23 @@
 //!   and a superset of its info ops, fails too (the extra info ops were optional). The memo
 //!   keeps, per (definite ops, state), the minimal failed sets of info ops and skips any
 //!   configuration they dominate. This is what keeps histories with many timeouts tractable.
+//! - **Unread values are one value** ([`Model::simplify_partition`]). In a partition with
+//!   info ops, the registers merge every value that no op reads or compares into one: no op
+//!   can tell them apart, so every order is accepted or refused alike, and the timed-out
+//!   writes of such values become equal inputs, tried once (histories that write fresh
+//!   values, as most real ones do, have hundreds of them). Evidence replays its prefix on the
+//!   history's own values.
+//! - **No blind info op right after an info op** ([`Model::is_blind`]). A write placed right
+//!   after an optional op makes that op pointless: dropping it leaves a linearization just as
+//!   valid. So the search never places a blind info op right after an info op (whether the last
+//!   op placed was an info op is part of the configuration, so the memo stays exact). This
+//!   stops the search from wandering through chains of timed-out writes.
+//! - **Two orders, with restarts.** Trying definite ops first is fast when timed-out ops
+//!   rarely matter; trying info ops first, when each took effect soon after its invocation
+//!   (few clients per key, long histories). No one order wins everywhere, so a partition with
+//!   info ops alternates complete searches in both orders, each bounded by a number of
+//!   configurations that doubles every second attempt (the last one runs to the budget).
+//!   Whichever attempt finishes decides; each is a complete search, so the verdict is exact.
 //! - **Fast memo.** Sets of placed ops are bitsets whose hash is kept incrementally (Zobrist:
 //!   one random word per op, XORed in and out), model states are small (interned values)
 //!   hashed with FxHash, and the tables hold `u32` indices into flat arenas.
@@ -123,7 +140,7 @@ use crate::{Budget, CheckResult, Checker, History, HistoryError, Op};
 use std::hash::Hash;
 
 pub use models::{BuiltinModel, Compat, MODEL_NAMES};
-pub use run::{check_model, check_model_threads};
+pub use run::{check_model, check_model_threads, check_model_tuned};
 
 /// A sequential specification the history is checked against.
 ///
@@ -182,6 +199,15 @@ pub trait Model: Send + Sync {
         false
     }
 
+    /// True when `input` is possible in every state and leads to one same state from all of
+    /// them (a plain write). The search then never places an unanswered blind op right after
+    /// another unanswered op: the earlier one would be overwritten at once, and a
+    /// linearization without it is just as valid. Saying `false` is always safe.
+    fn is_blind(&self, input: &Self::Input) -> bool {
+        let _ = input;
+        false
+    }
+
     /// An op as a person reads it, e.g. `read 4`, `cas [1 2]`.
     fn describe_op(&self, input: &Self::Input) -> String;
 
@@ -202,6 +228,20 @@ pub trait Model: Send + Sync {
     fn state_bytes(&self, state: &Self::State) -> usize {
         let _ = state;
         std::mem::size_of::<Self::State>()
+    }
+
+    /// Rewrites one partition's inputs and initial state into an equivalent problem that is
+    /// cheaper to search, or leaves them alone (the default). Equivalent means: for every
+    /// sequence of the partition's ops, the model accepts the rewritten inputs from the
+    /// rewritten initial state exactly when it accepts the originals from the original one.
+    /// The search runs on the rewrite, so its verdict is the same; evidence names the original
+    /// ops, and [`describe_state`](Model::describe_state) must also describe rewritten states.
+    ///
+    /// The registers merge every value that no op of the partition reads or compares into one
+    /// "unobserved" value: no op can tell those values apart, and writes of them become equal
+    /// inputs, which the search tries once.
+    fn simplify_partition(&self, init: &mut Self::State, inputs: &mut [Self::Input]) {
+        let _ = (init, inputs);
     }
 }
 

@@ -54,6 +54,8 @@ pub(crate) struct SearchStats {
     pub steps: u64,
     pub cache_entries: u64,
     pub peak_cache_bytes: u64,
+    /// Searches run: more than one when the search restarted with the other order.
+    pub attempts: u64,
 }
 
 const NIL: u32 = u32::MAX;
@@ -61,6 +63,8 @@ const NIL: u32 = u32::MAX;
 const EVIDENCE_STATES_MAX: usize = 8;
 /// Search iterations between two looks at the clock and the stop flag.
 const POLL_EVERY: u64 = 4096;
+/// The Zobrist word of the "last op placed is info" bit.
+const AFTER_INFO_ZOBRIST: u64 = 0x2545_f491_4f6c_dd1d;
 
 struct Frame<S> {
     op: u32,
@@ -80,7 +84,8 @@ enum At {
     /// A configuration just reached: check for success, place reads, find the window.
     Fresh,
     Main(u32),
-    Info(u32),
+    /// An info call; true when the info ops are tried before the definite ones.
+    Info(u32, bool),
     Backtrack,
 }
 
@@ -128,6 +133,17 @@ struct Search<'a, M: Model> {
     read_only: Vec<bool>,
     /// For an info op: the earlier-invoked info op with an equal input, or NIL.
     twin: Vec<u32>,
+    /// Per op: an info op the model calls blind ([`Model::is_blind`]).
+    blind: Vec<bool>,
+    /// Where `after_info` is kept in `ok_bits` (part of the configuration), when some info op
+    /// is blind.
+    after_info_bit: Option<usize>,
+    /// Whether the last op placed is an info op: then no blind info op may follow it.
+    after_info: bool,
+    /// Try the pending info ops before the definite ones.
+    info_first: bool,
+    /// Configurations after which this attempt gives up for the next one.
+    restart_at: u64,
     memo: Memo<'a, M::State>,
     stats: SearchStats,
     // Evidence: the deepest configuration.
@@ -164,7 +180,19 @@ impl<S: PartialEq + Clone> Evidence<S> {
     }
 }
 
+/// Configurations the first attempt of a partition with info ops may explore before the search
+/// restarts with the other order; each later pair of attempts may explore twice as many.
+pub(crate) const RESTART_FIRST_STATES: u64 = 1 << 15;
+
 /// Checks one partition. `ops` are in invocation order.
+///
+/// With info ops, the order in which the candidates are tried matters a great deal, and no
+/// one order wins on every history: placing definite ops first is fast when timed-out ops
+/// rarely matter, placing info ops first when each took effect soon after its invocation.
+/// So the search alternates: definite first, then info first, each attempt with a bound on
+/// the configurations it may explore that doubles every second attempt (the last attempt runs
+/// until the budget says stop). Every attempt is a complete search, so whichever finishes
+/// decides; the attempts cost at most a few times the one that finishes.
 pub(crate) fn search<M: Model>(
     model: &M,
     init: M::State,
@@ -176,11 +204,29 @@ pub(crate) fn search<M: Model>(
         ops.len() < (u32::MAX / 2 - 2) as usize,
         "a partition holds fewer than 2^31 ops"
     );
-    let mut s = Search::new(model, init, ops, control);
-    let outcome = s.run(control, poll);
-    s.stats.cache_entries = s.memo.len() as u64;
-    s.stats.peak_cache_bytes = s.memo.peak_bytes();
-    (outcome, s.stats)
+    let restarts = ops.iter().any(|o| o.info);
+    let mut total = SearchStats::default();
+    let mut limit = control.restart_first_states.max(1);
+    let mut info_first = false;
+    loop {
+        let restart_at = if restarts { limit } else { u64::MAX };
+        let mut s = Search::new(model, init.clone(), ops, control, info_first, restart_at);
+        let outcome = s.run(control, poll);
+        total.configurations += s.stats.configurations;
+        total.steps += s.stats.steps;
+        total.cache_entries = total.cache_entries.max(s.memo.len() as u64);
+        total.peak_cache_bytes = total.peak_cache_bytes.max(s.memo.peak_bytes());
+        total.attempts += 1;
+        match outcome {
+            Outcome::Stopped(StopReason::Restart) => {
+                if info_first {
+                    limit = limit.saturating_mul(2);
+                }
+                info_first = !info_first;
+            }
+            outcome => return (outcome, total),
+        }
+    }
 }
 
 impl<'a, M: Model> Search<'a, M> {
@@ -189,6 +235,8 @@ impl<'a, M: Model> Search<'a, M> {
         init: M::State,
         ops: &'a [PartOp<M::Input>],
         control: &'a Control,
+        info_first: bool,
+        restart_at: u64,
     ) -> Self {
         let n = ops.len();
         let head_main = 2 * n;
@@ -238,7 +286,13 @@ impl<'a, M: Model> Search<'a, M> {
             rank[i] = *counter;
             *counter += 1;
         }
-        let ok_width = (definite as usize).div_ceil(64);
+        let blind: Vec<bool> = ops
+            .iter()
+            .map(|o| o.info && model.is_blind(&o.input))
+            .collect();
+        // The "last op placed is info" bit follows the definite ops' bits.
+        let after_info_bit = blind.contains(&true).then_some(definite as usize);
+        let ok_width = (definite as usize + usize::from(after_info_bit.is_some())).div_ceil(64);
         let info_width = (indeterminate as usize).div_ceil(64);
         Search {
             model,
@@ -257,6 +311,11 @@ impl<'a, M: Model> Search<'a, M> {
             remaining_ok: ops.iter().filter(|o| !o.info).count(),
             read_only: ops.iter().map(|o| model.is_read_only(&o.input)).collect(),
             twin,
+            blind,
+            after_info_bit,
+            after_info: false,
+            info_first,
+            restart_at,
             memo: Memo::new(ok_width, info_width, control),
             stats: SearchStats::default(),
             deepest: None,
@@ -264,15 +323,32 @@ impl<'a, M: Model> Search<'a, M> {
         }
     }
 
+    /// Places `op` (sets its bit) or takes it back (clears it). Called before the op's frame
+    /// is pushed and after it is popped, so the stack's top is the op placed before it.
     #[inline]
     fn toggle(&mut self, op: usize) {
         let r = self.rank[op] as usize;
-        if self.ops[op].info {
+        let placed = if self.ops[op].info {
             self.info_bits[r / 64] ^= 1 << (r % 64);
             self.zob_info ^= self.zobrist[op];
+            self.info_bits[r / 64] & (1 << (r % 64)) != 0
         } else {
             self.ok_bits[r / 64] ^= 1 << (r % 64);
             self.zob_ok ^= self.zobrist[op];
+            self.ok_bits[r / 64] & (1 << (r % 64)) != 0
+        };
+        if let Some(bit) = self.after_info_bit {
+            let last = if placed {
+                Some(op)
+            } else {
+                self.stack.last().map(|f| f.op as usize)
+            };
+            let after_info = last.is_some_and(|i| self.ops[i].info);
+            if after_info != self.after_info {
+                self.after_info = after_info;
+                self.ok_bits[bit / 64] ^= 1 << (bit % 64);
+                self.zob_ok ^= AFTER_INFO_ZOBRIST;
+            }
         }
     }
 
@@ -492,12 +568,16 @@ impl<'a, M: Model> Search<'a, M> {
                 if control.should_stop() {
                     return Err(control.reason().unwrap_or(StopReason::Cancelled));
                 }
+
                 poll();
             }
             match at {
                 At::Fresh => {
                     if self.remaining_ok == 0 {
                         return Ok(true);
+                    }
+                    if self.stats.configurations >= self.restart_at {
+                        return Err(StopReason::Restart);
                     }
                     // Place a possible read-only op at once; find the window's end meanwhile.
                     let mut e = self.next[head_main];
@@ -528,7 +608,11 @@ impl<'a, M: Model> Search<'a, M> {
                     }
                     debug_assert!(e != NIL, "a definite op is pending, so is its return");
                     bound = self.ops[e as usize - n].ret;
-                    at = At::Main(self.next[head_main]);
+                    at = if self.info_first {
+                        At::Info(self.next[head_info], true)
+                    } else {
+                        At::Main(self.next[head_main])
+                    };
                 }
                 At::Main(e) => {
                     if (e as usize) < n {
@@ -539,19 +623,26 @@ impl<'a, M: Model> Search<'a, M> {
                             at = At::Main(self.next[i]);
                         }
                     } else {
-                        at = At::Info(self.next[head_info]);
+                        at = if self.info_first {
+                            At::Backtrack
+                        } else {
+                            At::Info(self.next[head_info], false)
+                        };
                     }
                 }
-                At::Info(e) => {
+                At::Info(e, first) => {
                     if e != NIL && self.ops[e as usize].call < bound {
                         let i = e as usize;
                         let twin = self.twin[i];
-                        let allowed = twin == NIL || self.info_placed(twin as usize);
+                        let allowed = (twin == NIL || self.info_placed(twin as usize))
+                            && !(self.after_info && self.blind[i]);
                         if allowed && self.try_op(i, bound)? {
                             at = At::Fresh;
                         } else {
-                            at = At::Info(self.next[i]);
+                            at = At::Info(self.next[i], first);
                         }
+                    } else if first {
+                        at = At::Main(self.next[head_main]);
                     } else {
                         at = At::Backtrack;
                     }
@@ -589,7 +680,7 @@ impl<'a, M: Model> Search<'a, M> {
                             self.toggle(op);
                             bound = frame.bound;
                             at = if self.ops[op].info {
-                                At::Info(self.next[op])
+                                At::Info(self.next[op], self.info_first)
                             } else {
                                 At::Main(self.next[op])
                             };
@@ -602,7 +693,7 @@ impl<'a, M: Model> Search<'a, M> {
                         }
                         bound = frame.bound;
                         at = if self.ops[op].info {
-                            At::Info(self.next[op])
+                            At::Info(self.next[op], self.info_first)
                         } else {
                             At::Main(self.next[op])
                         };

@@ -79,9 +79,30 @@ impl Interner {
         &self.values[id as usize]
     }
 
-    /// A value as a person reads it: `nil`, `3`, `"abc"`, `[1,2]`.
+    /// A value as a person reads it: `nil`, `3`, `"abc"`, `[1,2]`; [`UNOBSERVED`] as
+    /// `a value no op reads`.
     pub fn show(&self, id: u32) -> String {
+        if id == UNOBSERVED {
+            return "a value no op reads".to_string();
+        }
         show_value(self.value(id))
+    }
+}
+
+/// The id that stands for every value no op of a partition reads or compares (see
+/// [`Model::simplify_partition`](crate::linear::Model::simplify_partition)); never an interned
+/// value's id.
+pub const UNOBSERVED: u32 = u32::MAX;
+
+/// Replaces, in `values`, every id that `observed` does not hold by [`UNOBSERVED`].
+fn merge_unobserved<'a>(
+    observed: &rustc_hash::FxHashSet<u32>,
+    values: impl Iterator<Item = &'a mut u32>,
+) {
+    for v in values {
+        if !observed.contains(v) {
+            *v = UNOBSERVED;
+        }
     }
 }
 

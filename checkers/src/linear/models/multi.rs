@@ -201,6 +201,31 @@ impl Model for MultiRegister {
         format!("txn {}", show_list(parts, "[", "]"))
     }
 
+    /// Per register, the values no micro-op reads are merged into [`super::UNOBSERVED`], as
+    /// for [`super::Register`]: a read compares its register with a value some op reads, a
+    /// write compares nothing, so no sequence of ops tells the merged values apart.
+    fn simplify_partition(&self, init: &mut Vec<u32>, inputs: &mut [MultiOp]) {
+        let observed: rustc_hash::FxHashSet<(u32, u32)> = inputs
+            .iter()
+            .flat_map(|op| op.0.iter())
+            .filter(|m| !m.write)
+            .map(|m| (m.key, m.value))
+            .collect();
+        let merge = |key: u32, value: &mut u32| {
+            if !observed.contains(&(key, *value)) {
+                *value = super::UNOBSERVED;
+            }
+        };
+        for (key, value) in init.iter_mut().enumerate() {
+            merge(key as u32, value);
+        }
+        for m in inputs.iter_mut().flat_map(|op| op.0.iter_mut()) {
+            if m.write {
+                merge(m.key, &mut m.value);
+            }
+        }
+    }
+
     fn describe_state(&self, state: &Vec<u32>) -> String {
         let parts = state
             .iter()

@@ -141,6 +141,10 @@ impl Model for Register {
         matches!(input, RegisterOp::Read(_) | RegisterOp::CasFailed(..))
     }
 
+    fn is_blind(&self, input: &RegisterOp) -> bool {
+        matches!(input, RegisterOp::Write(_))
+    }
+
     fn register_view(&self, input: &RegisterOp) -> Option<RegisterView<u32>> {
         Some(match *input {
             RegisterOp::Read(v) => RegisterView::Read(v),
@@ -165,8 +169,33 @@ impl Model for Register {
         }
     }
 
+    /// Values no op reads or compares are merged into [`UNOBSERVED`]. Every step compares the
+    /// state with a value some op reads or compares (a read's value, a cas's `old`), or with
+    /// nothing (a write); for such a value `x`, `state == x` holds exactly when
+    /// `merged(state) == x`, as `UNOBSERVED` is none of them. So by induction over any
+    /// sequence of ops, the merged run holds `merged(state)` after each step and accepts the
+    /// same steps as the original run.
+    fn simplify_partition(&self, init: &mut u32, inputs: &mut [RegisterOp]) {
+        let observed: rustc_hash::FxHashSet<u32> = inputs
+            .iter()
+            .filter_map(|i| match *i {
+                RegisterOp::Read(v) | RegisterOp::Cas(v, _) | RegisterOp::CasFailed(v, _) => {
+                    Some(v)
+                }
+                RegisterOp::Write(_) => None,
+            })
+            .collect();
+        let written = inputs.iter_mut().filter_map(|i| match i {
+            RegisterOp::Write(v) | RegisterOp::Cas(_, v) => Some(v),
+            RegisterOp::Read(_) | RegisterOp::CasFailed(..) => None,
+        });
+        super::merge_unobserved(&observed, std::iter::once(init).chain(written));
+    }
+
     fn describe_state(&self, &state: &u32) -> String {
-        if state == 0 {
+        if state == super::UNOBSERVED {
+            "the register holds a value that no op reads or compares".to_string()
+        } else if state == 0 {
             "the register holds nil (never written)".to_string()
         } else {
             format!("the register holds {}", self.values.show(state))
