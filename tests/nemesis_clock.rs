@@ -4,6 +4,8 @@
 //! its own `TIME` shows the offset, and the fault is recorded as `start-clock` with that proof.
 //! etcd (Go: reads the vDSO directly) has the shim mapped but ignores it: its HTTP `Date` stays
 //! on real time, and the nemesis records `clock-unverified` with the reason instead of skew.
+//! RabbitMQ's Erlang VM shows a bump at once in `os:system_time` and, in multi-time-warp mode,
+//! in `erlang:system_time` at its next time-correction check.
 //!
 //! `clock_fault_table` (ignored by default: it starts all six systems and the testbed, a few minutes) prints
 //! which clock faults take effect per system, set up as `faultline run` does (shim, plus the vDSO
