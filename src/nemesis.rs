@@ -317,13 +317,20 @@ impl NodeControl for ClusterControl {
                 integer_reading(&out, 1_000, "postgres clock_timestamp()")?
             }
             ("rabbitmq", _) => {
+                // The VM's own reading of the OS clock, asked through `erl_call` (milliseconds;
+                // `rabbitmqctl eval` would boot a second VM, seconds under load, and widen the
+                // window the reading is judged in). `erlang:system_time` follows the OS clock
+                // too, but only at the VM's next time-correction check (README, clock table).
                 let out = self
                     .sh(
                         node,
-                        "rabbitmqctl -q eval 'erlang:system_time(microsecond).'",
+                        &format!(
+                            "erl_call -sname rabbit@{node} -c {} -timeout 5 -a 'os system_time [microsecond]'",
+                            crate::cluster::systems::rabbitmq::COOKIE
+                        ),
                     )
                     .await?;
-                integer_reading(&out, 1_000, "rabbitmq erlang:system_time")?
+                integer_reading(&out, 1_000, "rabbitmq os:system_time")?
             }
             ("etcd", _) => {
                 let resp = self.http_get(node, 2379, "/version").await?;
