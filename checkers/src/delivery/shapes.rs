@@ -188,7 +188,7 @@ pub(super) fn scan_msg<'a>(sc: &mut Scan<'a>) -> Option<MsgRef<'a>> {
     match sc.peek()? {
         b'{' => {}
         b'n' => {
-            sc.literal("null")?;
+            sc.literal(b"null")?;
             return Some(m);
         }
         _ => {
@@ -202,26 +202,43 @@ pub(super) fn scan_msg<'a>(sc: &mut Scan<'a>) -> Option<MsgRef<'a>> {
         return Some(m);
     }
     loop {
-        let key = sc.plain_str()?;
+        // The names this reads, compared in place; any other name is scanned.
+        sc.ws();
+        let field = if sc.exactly(b"\"id\"") {
+            Field::Id
+        } else if sc.exactly(b"\"partition\"") {
+            Field::Partition
+        } else if sc.exactly(b"\"offset\"") {
+            Field::Offset
+        } else {
+            match sc.plain_str()? {
+                "id" => Field::Id,
+                "partition" => Field::Partition,
+                "offset" => Field::Offset,
+                "delivery" => Field::Delivery,
+                "group" => Field::Group,
+                _ => Field::Other,
+            }
+        };
         sc.eat(b':')?;
         let is_null = sc.peek()? == b'n';
-        if is_null && key != "id" {
-            sc.literal("null")?;
-            match key {
-                "partition" => m.partition = None,
-                "offset" => m.offset = None,
-                "delivery" => m.delivery = None,
-                "group" => m.group = None,
-                _ => {}
+        if is_null && field != Field::Id {
+            sc.literal(b"null")?;
+            match field {
+                Field::Partition => m.partition = None,
+                Field::Offset => m.offset = None,
+                Field::Delivery => m.delivery = None,
+                Field::Group => m.group = None,
+                Field::Id | Field::Other => {}
             }
         } else {
-            match key {
-                "id" => m.id = Some(scan_id(sc)?),
-                "partition" => m.partition = Some(scan_id(sc)?),
-                "offset" => m.offset = Some(sc.uint()?),
-                "delivery" => m.delivery = Some(sc.uint()?),
-                "group" => m.group = Some(scan_id(sc)?),
-                _ => {
+            match field {
+                Field::Id => m.id = Some(scan_id(sc)?),
+                Field::Partition => m.partition = Some(scan_id(sc)?),
+                Field::Offset => m.offset = Some(sc.uint()?),
+                Field::Delivery => m.delivery = Some(sc.uint()?),
+                Field::Group => m.group = Some(scan_id(sc)?),
+                Field::Other => {
                     sc.value(1)?;
                 }
             }
@@ -235,6 +252,17 @@ pub(super) fn scan_msg<'a>(sc: &mut Scan<'a>) -> Option<MsgRef<'a>> {
             _ => return None,
         }
     }
+}
+
+/// The fields of a message object the hand scan reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Id,
+    Partition,
+    Offset,
+    Delivery,
+    Group,
+    Other,
 }
 
 pub(super) const PRODUCE_SHAPE: &str =
