@@ -276,20 +276,32 @@ impl Plan {
     /// over the defaults, named, seeded (a fresh seed when the file gives none), and checked,
     /// workload and `[client]` options included. Errors name the file.
     pub fn from_file(file: &Path) -> Result<Plan, String> {
+        let (mut plan, _) = Plan::from_file_with(file, |_| {})?;
+        if plan.seed == 0 {
+            plan.seed = random_seed();
+        }
+        Ok(plan)
+    }
+
+    /// The file laid over the defaults, then `adjust` (a matrix's overrides), then named and
+    /// checked as a run would check it before it starts anything; the seed is left as the
+    /// file gives it (0: none). Returns the file too. Errors name the file.
+    pub fn from_file_with(
+        file: &Path,
+        adjust: impl FnOnce(&mut Plan),
+    ) -> Result<(Plan, PlanFile), String> {
         let origin = file.display().to_string();
         let pf = PlanFile::load(file)?;
         let mut plan = Plan::default();
         pf.apply(&mut plan, &origin)?;
         plan.plan_file = Some(origin.clone());
-        if plan.seed == 0 {
-            plan.seed = random_seed();
-        }
+        adjust(&mut plan);
         if plan.name.is_empty() {
             plan.name = plan.default_name();
         }
         plan.validate().map_err(|e| format!("{origin}: {e}"))?;
         crate::run::check_workload(&plan).map_err(|e| format!("{origin}: {e}"))?;
-        Ok(plan)
+        Ok((plan, pf))
     }
 
     /// Checks the plan as a whole; `origin` names where the values came from.

@@ -234,23 +234,14 @@ pub fn load_for_matrix(
     time_limit_ms: Option<u64>,
     store: Option<&str>,
 ) -> std::result::Result<(Plan, PlanFile), String> {
-    let origin = file.display().to_string();
-    let pf = PlanFile::load(file)?;
-    let mut plan = Plan::default();
-    pf.apply(&mut plan, &origin)?;
-    plan.plan_file = Some(origin.clone());
-    if let Some(ms) = time_limit_ms {
-        plan.time_limit_ms = ms;
-    }
-    if let Some(s) = store {
-        plan.store = s.to_string();
-    }
-    if plan.name.is_empty() {
-        plan.name = plan.default_name();
-    }
-    plan.validate().map_err(|e| format!("{origin}: {e}"))?;
-    crate::run::check_workload(&plan).map_err(|e| format!("{origin}: {e}"))?;
-    Ok((plan, pf))
+    Plan::from_file_with(file, |plan| {
+        if let Some(ms) = time_limit_ms {
+            plan.time_limit_ms = ms;
+        }
+        if let Some(s) = store {
+            plan.store = s.to_string();
+        }
+    })
 }
 
 /// Loads one plan file the way `faultline run --plan FILE` does, then applies the matrix's

@@ -100,6 +100,17 @@ fn faults(history: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// The run did work and faults took effect, so its verdict proves something.
+fn ran_for_real(plan: &str, run_dir: &Path) {
+    let h = history(run_dir);
+    let ops = h.iter().filter(|e| e["type"] == "ok").count();
+    assert!(ops > 100, "{plan}: only {ops} ok operations");
+    assert!(
+        !faults(&h).is_empty(),
+        "{plan}: no fault took effect, so the run proved nothing"
+    );
+}
+
 fn checker_verdicts(run_dir: &Path) -> Vec<(String, String)> {
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("results.json")).unwrap())
@@ -145,13 +156,7 @@ async fn pykv_with_its_stale_read_bug_is_flagged_and_without_it_is_valid() {
         let store = store(plan.trim_end_matches(".toml"));
         let ran = run(&examples.join(plan), &store, &[]);
         let dir = ran.run_dir.clone().expect("a run folder");
-        let h = history(&dir);
-        let ops = h.iter().filter(|e| e["type"] == "ok").count();
-        assert!(ops > 100, "{plan}: only {ops} ok operations");
-        assert!(
-            !faults(&h).is_empty(),
-            "{plan}: no fault took effect, so the run proved nothing"
-        );
+        ran_for_real(plan, &dir);
         assert_eq!(
             checker_verdicts(&dir),
             [("linearizable".to_string(), expected_verdict.to_string())],
@@ -194,13 +199,7 @@ async fn pykv_with_a_client_written_in_rust_through_the_library() {
             .await
             .unwrap();
         let dir = outcome.run_dir.clone();
-        let h = history(&dir);
-        let ops = h.iter().filter(|e| e["type"] == "ok").count();
-        assert!(ops > 100, "{plan}: only {ops} ok operations");
-        assert!(
-            !faults(&h).is_empty(),
-            "{plan}: no fault took effect, so the run proved nothing"
-        );
+        ran_for_real(plan, &dir);
         assert!(
             outcome.harness_errors.is_empty(),
             "{:?}",
