@@ -130,6 +130,8 @@ pub struct CalibrationRun {
     pub detected_after_s: Option<f64>,
     /// Anomaly kinds of the invalid checkers.
     pub anomalies: Vec<String>,
+    /// Why a run ended in `error`: the first harness problem, in one line.
+    pub error: Option<String>,
     pub run_dir: Option<PathBuf>,
     pub elapsed_s: f64,
     pub command: String,
@@ -185,15 +187,32 @@ impl ScenarioRow {
         }
         recovered
     }
-    /// Retries run (`--retry-misses`).
+    /// Retries of runs that must be flagged (`--retry-misses`).
     pub fn retries(&self) -> usize {
-        self.runs.iter().filter(|r| r.retry).count()
+        self.runs.iter().filter(|r| r.retry && r.bug_on).count()
     }
     pub fn detected(&self) -> usize {
         self.count(true, "invalid")
     }
+    /// Bug-off runs flagged, retries included: a false alarm on any seed is one.
     pub fn false_alarms(&self) -> usize {
-        self.count(false, "invalid")
+        self.runs.iter().filter(|r| r.is_false_alarm()).count()
+    }
+    /// Runs that could not complete and that no retry after them completed (`--retry-misses`
+    /// retries an error with a fresh seed; a retry that completes answers the question the
+    /// errored run could not, and the error stays on the log and in the inconclusive column).
+    pub fn unrecovered_errors(&self) -> usize {
+        let mut unrecovered = 0;
+        let mut open = false;
+        for r in &self.runs {
+            if !r.retry {
+                unrecovered += usize::from(open);
+                open = r.outcome == "error";
+            } else if open && r.outcome != "error" {
+                open = false;
+            }
+        }
+        unrecovered + usize::from(open)
     }
     pub fn inconclusive(&self) -> usize {
         self.runs
@@ -342,21 +361,18 @@ pub async fn calibrate_until(
                 }
                 let label = format!("[{n}/{total}]");
                 let run = logged_run(sc, seed, bug_on, false, &label, opts.quiet).await;
-                let missed = run.is_miss();
+                let mut settled = run.is_settled();
                 row.runs.push(run);
                 for k in 0..opts.retry_misses {
-                    if !missed || cancel.is_cancelled() {
+                    if settled || cancel.is_cancelled() {
                         break;
                     }
                     let seed = scenario_seed(opts.seed, &sc.plan.name, retry_index);
                     retry_index += 1;
                     let label = format!("[{n}/{total} retry {}/{}]", k + 1, opts.retry_misses);
-                    let retry = logged_run(sc, seed, true, true, &label, opts.quiet).await;
-                    let detected = !retry.is_miss();
+                    let retry = logged_run(sc, seed, bug_on, true, &label, opts.quiet).await;
+                    settled = retry.is_settled();
                     row.runs.push(retry);
-                    if detected {
-                        break;
-                    }
                 }
             }
         }
@@ -400,6 +416,9 @@ async fn logged_run(
             .unwrap_or_default(),
         run.elapsed_s
     );
+    if let Some(e) = &run.error {
+        eprintln!("faultline:   harness problem: {e}");
+    }
     if run.outcome != if bug_on { "invalid" } else { "valid" } {
         eprintln!("faultline:   rerun with: {}", run.command);
     }
@@ -414,6 +433,12 @@ impl CalibrationRun {
     /// A run that had to pass and was flagged.
     pub fn is_false_alarm(&self) -> bool {
         !self.bug_on && self.outcome == "invalid"
+    }
+    /// Needs no retry: a detection, or a bug-off run that completed (a false alarm is final
+    /// too: a fresh seed cannot take it back). A miss and a run that could not complete are
+    /// retried under `--retry-misses`.
+    pub fn is_settled(&self) -> bool {
+        self.outcome != "error" && !self.is_miss()
     }
 }
 
@@ -437,6 +462,7 @@ async fn one_run(plan: Plan, bug_on: bool, quiet: bool) -> CalibrationRun {
         outcome: "error".into(),
         detected_after_s: None,
         anomalies: vec![],
+        error: None,
         run_dir: None,
         elapsed_s: 0.0,
         command,
@@ -446,6 +472,7 @@ async fn one_run(plan: Plan, bug_on: bool, quiet: bool) -> CalibrationRun {
             run.outcome = if o.harness_errors.is_empty() || o.verdict == Verdict::Invalid {
                 o.verdict.to_string()
             } else {
+                run.error = o.harness_errors.first().cloned();
                 "error".into()
             };
             if o.verdict == Verdict::Invalid {
@@ -456,7 +483,7 @@ async fn one_run(plan: Plan, bug_on: bool, quiet: bool) -> CalibrationRun {
             }
             run.run_dir = Some(o.run_dir);
         }
-        Err(e) => run.anomalies = vec![format!("{e:#}")],
+        Err(e) => run.error = Some(format!("{e:#}")),
     }
     run.elapsed_s = t0.elapsed().as_secs_f64();
     run
@@ -599,7 +626,7 @@ fn markdown_scenarios(rows: &[&ScenarioRow]) -> String {
 
 /// Exit code: 1 on any false alarm or a plan that must be flagged detected (first try or
 /// recovered by a retry) fewer than `min_detected` times, else 3 when a run could not
-/// complete, else 0.
+/// complete and no retry of it did, else 0.
 pub fn exit_code(rows: &[ScenarioRow], min_detected: u32) -> i32 {
     let failed = rows.iter().any(|r| {
         let too_rare = r.total(true) > 0 && r.detected() + r.recovered() < min_detected as usize;
@@ -607,10 +634,7 @@ pub fn exit_code(rows: &[ScenarioRow], min_detected: u32) -> i32 {
     });
     if failed {
         1
-    } else if rows
-        .iter()
-        .any(|r| r.runs.iter().any(|x| x.outcome == "error"))
-    {
+    } else if rows.iter().any(|r| r.unrecovered_errors() > 0) {
         3
     } else {
         0
@@ -629,6 +653,7 @@ mod tests {
             outcome: outcome.into(),
             detected_after_s: t,
             anomalies: vec![],
+            error: None,
             run_dir: None,
             elapsed_s: 1.0,
             command: String::new(),
@@ -678,6 +703,36 @@ mod tests {
             run(false, "error", None),
         ]);
         assert_eq!(exit_code(&[e], 1), 3);
+    }
+
+    #[test]
+    fn an_error_that_a_retry_completed_exits_0_but_stays_inconclusive() {
+        let retried_off = |outcome: &str| CalibrationRun {
+            retry: true,
+            ..run(false, outcome, None)
+        };
+        let r = row(vec![
+            run(true, "error", None),
+            retried("invalid"),
+            run(false, "error", None),
+            retried_off("valid"),
+        ]);
+        assert_eq!((r.unrecovered_errors(), r.inconclusive()), (0, 2));
+        assert_eq!(exit_code(std::slice::from_ref(&r), 1), 0);
+        let still = row(vec![
+            run(true, "invalid", Some(1.0)),
+            run(false, "error", None),
+            retried_off("error"),
+        ]);
+        assert_eq!(still.unrecovered_errors(), 1);
+        assert_eq!(exit_code(&[still], 1), 3);
+        let alarm = row(vec![
+            run(true, "invalid", Some(1.0)),
+            run(false, "error", None),
+            retried_off("invalid"),
+        ]);
+        assert_eq!(alarm.false_alarms(), 1, "a retry's false alarm counts");
+        assert_eq!(exit_code(&[alarm], 1), 1);
     }
 
     #[test]

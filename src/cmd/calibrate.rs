@@ -46,7 +46,8 @@ pub struct Args {
     pub min_detected: u32,
     /// Rerun a missed run with up to N fresh seeds; a miss a retry detects counts toward
     /// --min-detected (the table shows retries apart). A bug caught with probability p then
-    /// fails the build with probability (1 - p)^(N+1).
+    /// fails the build with probability (1 - p)^(N+1). A run that could not complete (bug on or
+    /// off) is retried the same way, and exits 3 only when no retry of it completes.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub retry_misses: u32,
     /// Store folder for every run, replacing each plan's store.
@@ -107,10 +108,15 @@ pub fn run(args: Args) -> Result<i32> {
     let odd: Vec<&calibrate::CalibrationRun> = rows
         .iter()
         .flat_map(|r| r.runs.iter())
-        .filter(|x| x.is_miss() || x.is_false_alarm())
+        .filter(|x| x.outcome == "error" || x.is_miss() || x.is_false_alarm())
         .collect();
     for x in &odd {
-        let what = if x.is_miss() { "miss" } else { "false alarm" };
+        let what = match &x.error {
+            Some(e) if x.outcome == "error" => format!("could not complete ({e})"),
+            _ if x.outcome == "error" => "could not complete".to_string(),
+            _ if x.is_miss() => "miss".to_string(),
+            _ => "false alarm".to_string(),
+        };
         let retry = if x.retry { " (retry)" } else { "" };
         println!("{what}{retry}: {}", x.command);
     }
@@ -142,12 +148,20 @@ pub fn run(args: Args) -> Result<i32> {
     }
     let mut code = calibrate::exit_code(&rows, opts.min_detected);
     let missed: usize = rows.iter().map(|r| r.must_flag_runs() - r.detected()).sum();
+    let errors: usize = rows
+        .iter()
+        .flat_map(|r| r.runs.iter())
+        .filter(|x| x.outcome == "error")
+        .count();
     if done.not_started > 0 && code == 0 {
         code = 2;
     }
     println!(
         "exit {code}: {} in {:.0} s",
         match code {
+            0 if errors > 0 => format!(
+                "no false alarm; {errors} runs could not complete (listed above) and a retry with a fresh seed completed each"
+            ),
             0 if missed == 0 => "no false alarm, every bug-on run detected".to_string(),
             0 => format!(
                 "no false alarm; {missed} runs that must be flagged not detected (under --min-detected {} with --retry-misses {} that passes)",
