@@ -171,6 +171,21 @@ pub fn server_process_pattern(system: &str, role: &str) -> Option<&'static str> 
     })
 }
 
+/// `now_us` of a testbed node's `GET /status` answer: the server process's own clock.
+fn testbed_status_reading(response: &str) -> Result<ClockReading> {
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+    let v: serde_json::Value =
+        serde_json::from_str(body).context("testbed /status is not JSON")?;
+    let us = v["now_us"]
+        .as_u64()
+        .context("no \"now_us\" in testbed /status")?;
+    Ok(ClockReading {
+        unix_ns: i128::from(us) * 1_000,
+        resolution_ns: 1_000,
+        source: "testbed /status now_us".into(),
+    })
+}
+
 fn http_date_reading(response: &str, source: &str) -> Result<ClockReading> {
     let date = response
         .lines()
@@ -351,6 +366,11 @@ impl NodeControl for ClusterControl {
                 }
             }
             ("zookeeper", _) => self.jvm_dump_time(node).await?,
+            ("testbed", _) => {
+                let port = crate::cluster::systems::testbed::CLIENT_PORT;
+                let resp = self.http_get(node, port, "/status").await?;
+                testbed_status_reading(&resp)?
+            }
             _ => return Ok(None),
         };
         Ok(Some(reading))
@@ -382,6 +402,12 @@ mod tests {
         let r = integer_reading("1700000000123456\n", 1_000, "pg").unwrap();
         assert_eq!(r.unix_ns, 1_700_000_000_123_456_000);
         assert!(integer_reading("ERROR", 1_000, "pg").is_err());
+        let r = testbed_status_reading(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"node\":\"n1\",\"now_us\":1700000000123456}",
+        )
+        .unwrap();
+        assert_eq!(r.unix_ns, 1_700_000_000_123_456_000);
+        assert!(testbed_status_reading("HTTP/1.1 200 OK\r\n\r\n{\"node\":\"n1\"}").is_err());
     }
 
     #[test]

@@ -71,6 +71,65 @@ async fn redis_follows_a_clock_bump_and_the_record_says_how_we_know() {
     teardown(c).await;
 }
 
+/// The testbed server reports its own clock (`now_us` in `GET /status`), so its clock faults are
+/// verified by a reading of the server, not by the shim's acknowledgement alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testbed_follows_a_clock_bump_and_a_strobe_as_its_own_status_shows() {
+    let Some(image) = image_or_skip("clock-testbed").await else {
+        return;
+    };
+    let c = start("testbed", &image).await;
+    let (n, rec) = nemesis(&c);
+    n.prepare(&[FaultKind::Clock]).await.expect("clock setup");
+    let bump = Fault::Clock {
+        nodes: vec!["n1".into()],
+        setting: ClockSetting::offset_ms(30_000),
+    };
+    assert!(n.start(&bump).await, "{:?}", rec.events());
+    let ev = rec.events().last().cloned().unwrap();
+    let n1 = &ev.value["nodes"]["n1"];
+    assert_eq!(n1["verified_by"], "probe: testbed /status now_us", "{ev:?}");
+    let observed = n1["observed_offset_ms"].as_i64().unwrap();
+    assert!((observed - 30_000).abs() < 1_000, "observed {observed} ms");
+    // n2's server runs the same binary with the shim loaded, and its clock is untouched.
+    let status = c
+        .exec("n2", &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/7000 && printf 'GET /status HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"])
+        .await
+        .unwrap()
+        .output;
+    let body = status.split("\r\n\r\n").nth(1).unwrap_or("");
+    let n2_us = serde_json::from_str::<serde_json::Value>(body).unwrap()["now_us"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no now_us in {status:?}"));
+    let host_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    assert!(n2_us.abs_diff(host_us) < 2_000_000, "n2 {n2_us} vs host {host_us}");
+
+    let strobe = Fault::Clock {
+        nodes: vec!["n1".into()],
+        setting: ClockSetting::strobe_ms(0, 5_000, 20),
+    };
+    assert!(n.start(&strobe).await, "{:?}", rec.events());
+    let ev = rec.events().last().cloned().unwrap();
+    assert_eq!(
+        ev.value["nodes"]["n1"]["verified_by"],
+        "probe: testbed /status now_us",
+        "{ev:?}"
+    );
+    n.stop(FaultKind::Clock).await;
+    let stop = rec.events().last().cloned().unwrap();
+    assert_eq!(stop.f, "stop-clock");
+    assert_eq!(
+        stop.value["nodes"]["n1"]["verified_by"],
+        "probe: testbed /status now_us",
+        "{stop:?}"
+    );
+    drop(n);
+    teardown(c).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_ignores_the_shim_and_the_nemesis_says_so_instead_of_claiming_skew() {
     let Some(image) = image_or_skip("clock-etcd").await else {

@@ -160,6 +160,9 @@ impl Node {
             "blocked": self.net.blocked(),
             "kv": kv,
             "outbox": self.outbox.status().await,
+            // The node's own wall clock (`clock_gettime(CLOCK_REALTIME)` through libc, which a
+            // clock fault shifts): what faultline's clock probe reads to verify a fault.
+            "now_us": unix_now_us(),
         })
     }
 
@@ -282,4 +285,11 @@ pub async fn start_on(cfg: NodeConfig, listener: TcpListener) -> anyhow::Result<
         node.spawn(outbox::run(Arc::clone(&node)));
     }
     Ok(NodeHandle { node, addr })
+}
+
+/// Microseconds since the Unix epoch by this process's clock (0 if it reads before 1970).
+fn unix_now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
