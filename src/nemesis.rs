@@ -174,8 +174,7 @@ pub fn server_process_pattern(system: &str, role: &str) -> Option<&'static str> 
 /// `now_us` of a testbed node's `GET /status` answer: the server process's own clock.
 fn testbed_status_reading(response: &str) -> Result<ClockReading> {
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
-    let v: serde_json::Value =
-        serde_json::from_str(body).context("testbed /status is not JSON")?;
+    let v: serde_json::Value = serde_json::from_str(body).context("testbed /status is not JSON")?;
     let us = v["now_us"]
         .as_u64()
         .context("no \"now_us\" in testbed /status")?;

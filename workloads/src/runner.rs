@@ -33,6 +33,21 @@ use tokio_util::sync::CancellationToken;
 const STALL_REPOLL_MS: u64 = 100;
 /// The process id given to the client used for setup and teardown (never in the history).
 pub const SETUP_PROCESS: u64 = u64::MAX;
+/// A worker that cannot open a client (the server is down or restarting) waits before its
+/// thread takes the next operation: this long after the first failure, doubling with each
+/// failure in a row up to [`OPEN_BACKOFF_MS_MAX`], and back to none once a client opens. Without
+/// it, a thread records thousands of `no-client` failures a second while a server restarts.
+const OPEN_BACKOFF_MS_MIN: u64 = 10;
+const OPEN_BACKOFF_MS_MAX: u64 = 1_000;
+
+/// The wait after `failures` failed opens in a row (0: none).
+fn open_backoff(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let doublings = (failures - 1).min(16);
+    Duration::from_millis((OPEN_BACKOFF_MS_MIN << doublings).min(OPEN_BACKOFF_MS_MAX))
+}
 
 /// What the runner needs besides the generator.
 #[derive(Debug, Clone)]
@@ -408,6 +423,7 @@ impl WorkerCtx {
 
     async fn run(self, first_process: u64, mut rx: mpsc::Receiver<Job>, done: mpsc::Sender<Done>) {
         let mut client = self.open(first_process).await.ok();
+        let mut open_failures: u32 = 0;
         while let Some(job) = rx.recv().await {
             let Dispatch {
                 thread,
@@ -418,8 +434,14 @@ impl WorkerCtx {
             let mut open_error = None;
             if client.is_none() {
                 match self.open(process).await {
-                    Ok(c) => client = Some(c),
-                    Err(e) => open_error = Some(e),
+                    Ok(c) => {
+                        client = Some(c);
+                        open_failures = 0;
+                    }
+                    Err(e) => {
+                        open_error = Some(e);
+                        open_failures = open_failures.saturating_add(1);
+                    }
                 }
             }
             let p = Process::Client(process);
@@ -432,6 +454,7 @@ impl WorkerCtx {
             {
                 return; // the recorder is gone: the run is over
             }
+            let backoff = open_error.is_some();
             let mut completion = match client.as_mut() {
                 None => Completion::not_applied(
                     &op,
@@ -480,6 +503,12 @@ impl WorkerCtx {
                     let _ = tokio::time::timeout(self.connect_timeout, c.close()).await;
                 }
             }
+            if backoff {
+                tokio::select! {
+                    _ = tokio::time::sleep(open_backoff(open_failures)) => {}
+                    _ = job.interrupt.cancelled() => {}
+                }
+            }
             let thread = self.thread;
             if done
                 .send(Done {
@@ -496,5 +525,19 @@ impl WorkerCtx {
         if let Some(mut c) = client {
             let _ = tokio::time::timeout(self.connect_timeout, c.close()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_backoff_doubles_from_10_ms_to_a_second() {
+        let ms = |n| open_backoff(n).as_millis();
+        assert_eq!(
+            (ms(0), ms(1), ms(2), ms(3), ms(7), ms(8), ms(1000)),
+            (0, 10, 20, 40, 640, 1000, 1000)
+        );
     }
 }

@@ -515,6 +515,30 @@ async fn an_operation_without_a_client_fails_with_the_reason() {
     }
 }
 
+/// While a server is down, a thread backs off between attempts to open a client instead of
+/// recording a `no-client` failure as fast as the loop turns: two threads against a server that
+/// refuses every connection for one second record tens of failures (10 ms, 20 ms, ... up to
+/// 1 s apart), not the thousands the unthrottled loop recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_without_a_client_backs_off_between_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let writes = generator::repeat(Invocation::new("write", json!(1)));
+    let (summary, _, ops) = run_one(
+        dir.path(),
+        Arc::new(Unreachable),
+        writes,
+        config(2, 0),
+        limits(1_000),
+    )
+    .await;
+    assert!(summary.fail > 0, "{summary:?}");
+    assert!(
+        summary.invoked <= 2 * 10,
+        "at most 8 attempts a second per thread, plus the one in flight: {summary:?}"
+    );
+    assert!(ops.iter().all(|o| o.is_fail()), "{ops:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_counters_follow_the_history() {
     let dir = tempfile::tempdir().unwrap();
