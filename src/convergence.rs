@@ -23,6 +23,7 @@
 
 use crate::cluster::Cluster;
 use anyhow::{Context, Result};
+use checkers::stream::AnomalyKind;
 use checkers::{Anomaly, CheckResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -41,6 +42,31 @@ pub const POLL_MS: u64 = 500;
 pub const WAIT_MS_MAX: u64 = 15_000;
 /// Anomalies listed at most (the summary counts all).
 pub const ANOMALIES_MAX: usize = 50;
+
+/// Every kind the convergence check reports (docs/testbed.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Once quiescent, a node holds another value for a key than most nodes do.
+    Diverged,
+}
+
+impl AnomalyKind for Kind {
+    type Rule = ();
+
+    const ALL: &'static [Kind] = &[Kind::Diverged];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Diverged => "diverged",
+        }
+    }
+
+    fn counts(self, _: ()) -> bool {
+        match self {
+            Kind::Diverged => true,
+        }
+    }
+}
 
 /// The last reading of every node.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -221,7 +247,7 @@ pub fn check(r: &Readings) -> CheckResult {
             .iter()
             .take(ANOMALIES_MAX)
             .map(|d| Anomaly {
-                kind: "diverged".into(),
+                kind: Kind::Diverged.name().into(),
                 ops: vec![],
                 explanation: format!(
                     "once quiescent, {} holds {} = {} while {} hold{} {}",

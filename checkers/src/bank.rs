@@ -8,7 +8,8 @@
 //! conservation.
 
 use crate::stream::{
-    bad_value, end_summary, plural, EventRef, Findings, Step, StreamChecker, StreamPairer,
+    bad_value, end_summary, plural, AnomalyKind, EventRef, Findings, Step, StreamChecker,
+    StreamPairer,
 };
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use serde_json::{json, Value};
@@ -22,12 +23,37 @@ enum Pending {
     Ignored,
 }
 
+/// Every kind the bank checker reports (docs/history.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// An `ok` read whose balances do not add up to the total.
+    WrongTotal,
+}
+
+impl AnomalyKind for Kind {
+    type Rule = ();
+
+    const ALL: &'static [Kind] = &[Kind::WrongTotal];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::WrongTotal => "wrong-total",
+        }
+    }
+
+    fn counts(self, _: ()) -> bool {
+        match self {
+            Kind::WrongTotal => true,
+        }
+    }
+}
+
 /// The bank checker; see the module docs.
 pub struct Bank {
     /// The total, and where it came from.
     total: Option<(i128, String)>,
     pairer: StreamPairer<Pending>,
-    findings: Findings,
+    findings: Findings<Kind>,
     transfers: u64,
     reads: u64,
     ignored: BTreeMap<String, u64>,
@@ -111,7 +137,7 @@ impl StreamChecker for Bank {
                 if sum != *total {
                     let (total, source) = (*total, source.clone());
                     let shown = json!(balances);
-                    self.findings.add("wrong-total", || {
+                    self.findings.add(Kind::WrongTotal, || {
                         (
                             vec![open.invoke_index, e.index],
                             format!("The read at event {} sums to {sum}, not the total {total} ({source}): balances {shown}.", e.index),
@@ -126,7 +152,7 @@ impl StreamChecker for Bank {
     }
 
     fn finish(self: Box<Self>) -> CheckResult {
-        let parts = self.findings.finish(|_| true);
+        let parts = self.findings.finish(());
         let unknown_reason = (self.reads == 0).then(|| {
             "the history has no ok read: conservation of the total cannot be checked".to_string()
         });

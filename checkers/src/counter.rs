@@ -15,8 +15,8 @@
 //! when it ends). Sums are `i128`, so no realistic history overflows them.
 
 use crate::stream::{
-    bad_value, end_summary, plural, EventRef, Findings, Id, Interner, Step, StreamChecker,
-    StreamPairer,
+    bad_value, end_summary, plural, AnomalyKind, EventRef, Findings, Id, Interner, Step,
+    StreamChecker, StreamPairer,
 };
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use serde_json::{json, Value};
@@ -43,6 +43,31 @@ enum Pending {
     Ignored,
 }
 
+/// Every kind the counter checker reports (docs/history.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A read outside the bounds the adds allow.
+    OutOfBounds,
+}
+
+impl AnomalyKind for Kind {
+    type Rule = ();
+
+    const ALL: &'static [Kind] = &[Kind::OutOfBounds];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::OutOfBounds => "out-of-bounds",
+        }
+    }
+
+    fn counts(self, _: ()) -> bool {
+        match self {
+            Kind::OutOfBounds => true,
+        }
+    }
+}
+
 /// The counter checker; see the module docs.
 pub struct Counter {
     initial: i128,
@@ -50,7 +75,7 @@ pub struct Counter {
     names: Interner,
     sums: Vec<Sums>,
     reads: Vec<u64>,
-    findings: Findings,
+    findings: Findings<Kind>,
     adds: u64,
     ignored: std::collections::BTreeMap<String, u64>,
 }
@@ -174,7 +199,7 @@ impl StreamChecker for Counter {
                 let value = i128::from(value);
                 if value < lower || value > upper {
                     let name = self.names.key(counter);
-                    self.findings.add("out-of-bounds", || {
+                    self.findings.add(Kind::OutOfBounds, || {
                         (
                             vec![open.invoke_index, e.index],
                             format!(
@@ -192,7 +217,7 @@ impl StreamChecker for Counter {
     }
 
     fn finish(self: Box<Self>) -> CheckResult {
-        let parts = self.findings.finish(|_| true);
+        let parts = self.findings.finish(());
         let reads: u64 = self.reads.iter().sum();
         let mut unknown = Vec::new();
         if self.adds == 0 && reads == 0 {

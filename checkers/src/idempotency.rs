@@ -11,8 +11,8 @@
 //! needs the whole history and is made at the end.
 
 use crate::stream::{
-    bad_value, end_summary, plural, EventRef, Findings, Id, Interner, Step, StreamChecker,
-    StreamPairer,
+    bad_value, end_summary, plural, AnomalyKind, EventRef, Findings, Id, Interner, Step,
+    StreamChecker, StreamPairer,
 };
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use serde_json::{json, Value};
@@ -63,12 +63,54 @@ enum Pending {
     Ignored,
 }
 
+/// Every kind the idempotency checker reports (docs/history.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Two `ok` responses of one `request` key differ.
+    DifferentResponses,
+    /// An effects read above 1.
+    MultipleEffects,
+    /// An effects read of 0 begun after a request or command of the key had completed `ok`.
+    MissingEffect,
+    /// Effects although every request of the key failed.
+    UnexpectedEffect,
+}
+
+impl AnomalyKind for Kind {
+    type Rule = ();
+
+    const ALL: &'static [Kind] = &[
+        Kind::DifferentResponses,
+        Kind::MultipleEffects,
+        Kind::MissingEffect,
+        Kind::UnexpectedEffect,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::DifferentResponses => "different-responses",
+            Kind::MultipleEffects => "multiple-effects",
+            Kind::MissingEffect => "missing-effect",
+            Kind::UnexpectedEffect => "unexpected-effect",
+        }
+    }
+
+    fn counts(self, _: ()) -> bool {
+        match self {
+            Kind::DifferentResponses
+            | Kind::MultipleEffects
+            | Kind::MissingEffect
+            | Kind::UnexpectedEffect => true,
+        }
+    }
+}
+
 /// The idempotency checker; see the module docs.
 pub struct Idempotency {
     pairer: StreamPairer<Pending>,
     keys: Interner,
     state: Vec<KeyState>,
-    findings: Findings,
+    findings: Findings<Kind>,
     requests: u64,
     ignored: std::collections::BTreeMap<String, u64>,
 }
@@ -102,7 +144,7 @@ impl Idempotency {
         }
         let name = self.keys.key(key);
         if n > 1 {
-            self.findings.add("multiple-effects", || {
+            self.findings.add(Kind::MultipleEffects, || {
                 (
                     vec![invoke, at],
                     format!("The effects read at event {at} shows {n} effects for key {name}; exactly one is allowed."),
@@ -111,7 +153,7 @@ impl Idempotency {
             });
         } else if n == 0 && ok_before {
             let first_ok = s.first_ok;
-            self.findings.add("missing-effect", || {
+            self.findings.add(Kind::MissingEffect, || {
                 (
                     vec![first_ok, invoke, at],
                     format!("A request of key {name} succeeded at event {first_ok}, yet the effects read begun later (event {invoke}) shows none."),
@@ -198,7 +240,7 @@ impl StreamChecker for Idempotency {
                             if *first != response {
                                 let (name, first_at) = (self.keys.key(key), s.first_ok);
                                 let first = first.clone();
-                                self.findings.add("different-responses", || {
+                                self.findings.add(Kind::DifferentResponses, || {
                                     (
                                         vec![first_at, open.invoke_index, e.index],
                                         format!("Two successful requests with idempotency key {name} got different responses: {first} (event {first_at}) and {response} (event {}).", e.index),
@@ -259,7 +301,7 @@ impl StreamChecker for Idempotency {
             }
             if requested && s.ok == 0 && s.info == 0 && s.max_effects > 0 {
                 let (at, n) = (s.max_effects_at, s.max_effects);
-                findings.add("unexpected-effect", || {
+                findings.add(Kind::UnexpectedEffect, || {
                     (
                         vec![at],
                         format!("Every request of key {name} failed, yet the effects read at event {at} shows {n}."),
@@ -268,7 +310,7 @@ impl StreamChecker for Idempotency {
                 });
             }
         }
-        let parts = findings.finish(|_| true);
+        let parts = findings.finish(());
         let mut unknown = Vec::new();
         if self.requests == 0 {
             unknown.push(

@@ -87,16 +87,36 @@ enum Pending {
 /// Every kind the set checker reports (docs/history.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
+    /// One read lists an element twice.
     Duplicate,
+    /// Read but never added.
     Unexpected,
+    /// An `info` add that was read: fine, listed.
     Recovered,
+    /// Read, though every add of it failed.
     FailedButRead,
+    /// An `ok` add that completed before the final read began, missing from the final read.
     Lost,
+    /// An `ok` add that completed after the final read began: no read could show it.
     NeverRead,
+    /// An `ok` add missing from a read that began after it completed, yet in the final read.
     Stale,
 }
 
 impl crate::stream::AnomalyKind for Kind {
+    /// True under `--guarantee linearizable` (stale reads count), false under `eventual`.
+    type Rule = bool;
+
+    const ALL: &'static [Kind] = &[
+        Kind::Lost,
+        Kind::Stale,
+        Kind::Unexpected,
+        Kind::FailedButRead,
+        Kind::Duplicate,
+        Kind::NeverRead,
+        Kind::Recovered,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Kind::Duplicate => "duplicate",
@@ -106,6 +126,14 @@ impl crate::stream::AnomalyKind for Kind {
             Kind::Lost => "lost",
             Kind::NeverRead => "never-read",
             Kind::Stale => "stale",
+        }
+    }
+
+    fn counts(self, linearizable: bool) -> bool {
+        match self {
+            Kind::Stale => linearizable,
+            Kind::NeverRead | Kind::Recovered => false,
+            Kind::Duplicate | Kind::Unexpected | Kind::FailedButRead | Kind::Lost => true,
         }
     }
 }
@@ -394,11 +422,7 @@ impl StreamChecker for SetChecker {
                 }
             }
         }
-        let parts = findings.finish(|k| match k {
-            Kind::Stale => linearizable,
-            Kind::NeverRead | Kind::Recovered => false,
-            Kind::Duplicate | Kind::Unexpected | Kind::FailedButRead | Kind::Lost => true,
-        });
+        let parts = findings.finish(linearizable);
         let mut unknown = Vec::new();
         if self.adds == 0 && reads == 0 {
             unknown.push(

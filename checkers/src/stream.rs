@@ -697,24 +697,26 @@ impl Interner {
 /// How many anomalies of one kind a result lists; the counts stay exact beyond it.
 pub const ANOMALIES_PER_KIND_MAX: usize = 1000;
 
-/// A kind of anomaly. A checker's kinds are a closed set, best an enum, so that whether a
-/// kind counts toward the verdict is an exhaustive match, never a default arm that silently
-/// counts (or excuses) a kind added later. Plain names (`&'static str`) still work.
+/// A kind of anomaly: one variant of a checker's enum of kinds. The kinds are a closed set, so
+/// whether a kind counts toward the verdict is an exhaustive match ([`AnomalyKind::counts`]),
+/// never a default arm that silently counts (or excuses) a kind added later.
 pub trait AnomalyKind: Copy + Eq + 'static {
+    /// What decides whether a kind counts: a guarantee, a consistency model; `()` when every
+    /// kind always counts.
+    type Rule: Copy;
+    /// Every kind, in the order the checker's documentation lists them.
+    const ALL: &'static [Self];
     /// The kind as results and documents name it, e.g. `lost`.
     fn name(self) -> &'static str;
-}
-
-impl AnomalyKind for &'static str {
-    fn name(self) -> &'static str {
-        self
-    }
+    /// Whether an anomaly of this kind makes the verdict invalid under `rule` (else it is
+    /// reported only). Implement it as an exhaustive `match` with no `_` arm.
+    fn counts(self, rule: Self::Rule) -> bool;
 }
 
 /// Anomalies found so far: exact counts per kind, evidence for the first
 /// [`ANOMALIES_PER_KIND_MAX`] of each.
 #[derive(Debug)]
-pub struct Findings<K: AnomalyKind = &'static str> {
+pub struct Findings<K: AnomalyKind> {
     kinds: Vec<(K, u64, Vec<Anomaly>)>,
 }
 
@@ -758,9 +760,10 @@ impl<K: AnomalyKind> Findings<K> {
     }
 
     /// The anomalies (each marked `"counted": true|false` in its data), the counts per kind, and
-    /// a sentence naming the counted and the reported-only kinds found; `counted` says which
-    /// kinds make the verdict invalid.
-    pub fn finish(self, counted: impl Fn(K) -> bool) -> FindingsSummary {
+    /// a sentence naming the counted and the reported-only kinds found; a kind makes the verdict
+    /// invalid when it [counts](AnomalyKind::counts) under `rule`.
+    pub fn finish(self, rule: K::Rule) -> FindingsSummary {
+        let counted = |k: K| k.counts(rule);
         let mut anomalies = Vec::new();
         let mut counts = Map::new();
         let mut truncated = Vec::new();

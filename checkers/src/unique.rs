@@ -7,8 +7,8 @@
 //! is then no proof of anything).
 
 use crate::stream::{
-    bad_value, end_summary, plural, EventRef, Findings, Id, IdField, Interner, Step, StreamChecker,
-    StreamPairer,
+    bad_value, end_summary, plural, AnomalyKind, EventRef, Findings, Id, IdField, Interner, Step,
+    StreamChecker, StreamPairer,
 };
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use serde_json::json;
@@ -50,6 +50,34 @@ enum Pending {
     Create(u32),
     Generate,
     Ignored,
+}
+
+/// Every kind the unique checker reports (docs/history.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Two `ok` creates of one id.
+    DuplicateCreate,
+    /// One id generated twice.
+    DuplicateId,
+}
+
+impl AnomalyKind for Kind {
+    type Rule = ();
+
+    const ALL: &'static [Kind] = &[Kind::DuplicateCreate, Kind::DuplicateId];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::DuplicateCreate => "duplicate-create",
+            Kind::DuplicateId => "duplicate-id",
+        }
+    }
+
+    fn counts(self, _: ()) -> bool {
+        match self {
+            Kind::DuplicateCreate | Kind::DuplicateId => true,
+        }
+    }
 }
 
 /// The unique checker; see the module docs.
@@ -157,9 +185,14 @@ impl StreamChecker for Unique {
     fn finish(self: Box<Self>) -> CheckResult {
         let mut findings = Findings::default();
         for (kind, ids, list, verb) in [
-            ("duplicate-create", &self.created, &self.creates, "created"),
             (
-                "duplicate-id",
+                Kind::DuplicateCreate,
+                &self.created,
+                &self.creates,
+                "created",
+            ),
+            (
+                Kind::DuplicateId,
                 &self.generated,
                 &self.generates,
                 "generated",
@@ -181,7 +214,7 @@ impl StreamChecker for Unique {
                 });
             }
         }
-        let parts = findings.finish(|_| true);
+        let parts = findings.finish(());
         let unknown_reason = (self.ops == 0).then(|| {
             "the history has no create or generate operations: is it a unique-id history?"
                 .to_string()

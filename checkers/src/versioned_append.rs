@@ -12,8 +12,8 @@
 //! then holds the event once is what the final read shows.
 
 use crate::stream::{
-    bad_value, end_summary, plural, EventRef, Findings, Id, IdField, Interner, Step, StreamChecker,
-    StreamPairer,
+    bad_value, end_summary, plural, AnomalyKind, EventRef, Findings, Id, IdField, Interner, Step,
+    StreamChecker, StreamPairer,
 };
 use crate::{CheckOptions, CheckResult, EventType, HistoryError};
 use rustc_hash::FxHashMap;
@@ -151,12 +151,69 @@ enum Pending {
     Ignored,
 }
 
+/// Every kind the versioned-append checker reports (docs/history.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Two `ok` appends of different events at one expected version.
+    MultipleWinners,
+    /// An `ok` append, acknowledged before the final read began, missing from it.
+    LostAppend,
+    /// An `ok` append at another version than it was acknowledged at.
+    Misplaced,
+    /// The final read holds one event twice.
+    DuplicateInStream,
+    /// The final read's versions do not run 1, 2, 3, ... without holes.
+    Gap,
+    /// The final read holds an event never appended.
+    Unexpected,
+    /// The final read holds an event every append of which failed.
+    FailedButAppended,
+}
+
+impl AnomalyKind for Kind {
+    type Rule = ();
+
+    const ALL: &'static [Kind] = &[
+        Kind::MultipleWinners,
+        Kind::LostAppend,
+        Kind::Misplaced,
+        Kind::DuplicateInStream,
+        Kind::Gap,
+        Kind::Unexpected,
+        Kind::FailedButAppended,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::MultipleWinners => "multiple-winners",
+            Kind::LostAppend => "lost-append",
+            Kind::Misplaced => "misplaced",
+            Kind::DuplicateInStream => "duplicate-in-stream",
+            Kind::Gap => "gap",
+            Kind::Unexpected => "unexpected",
+            Kind::FailedButAppended => "failed-but-appended",
+        }
+    }
+
+    fn counts(self, _: ()) -> bool {
+        match self {
+            Kind::MultipleWinners
+            | Kind::LostAppend
+            | Kind::Misplaced
+            | Kind::DuplicateInStream
+            | Kind::Gap
+            | Kind::Unexpected
+            | Kind::FailedButAppended => true,
+        }
+    }
+}
+
 /// The versioned-append checker; see the module docs.
 pub struct VersionedAppend {
     pairer: StreamPairer<Pending>,
     names: Interner,
     streams: Vec<Stream>,
-    findings: Findings,
+    findings: Findings<Kind>,
     appends: u64,
     ignored: std::collections::BTreeMap<String, u64>,
 }
@@ -249,7 +306,7 @@ impl StreamChecker for VersionedAppend {
                                     s.events.key(winner),
                                     s.events.key(event),
                                 );
-                                self.findings.add("multiple-winners", || {
+                                self.findings.add(Kind::MultipleWinners, || {
                                     (
                                         vec![winner_at, open.invoke_index, e.index],
                                         format!("Two appends at expected version {expected} of stream {name} both succeeded: event {a} (event {winner_at}) and event {b} (event {}).", e.index),
@@ -329,7 +386,7 @@ impl StreamChecker for VersionedAppend {
                 let key = s.events.key(event);
                 if at_version[event as usize] != NONE {
                     let first = at_version[event as usize];
-                    findings.add("duplicate-in-stream", || {
+                    findings.add(Kind::DuplicateInStream, || {
                         (
                             vec![read_at],
                             format!("The final read of stream {name} (event {read_at}) holds event {key} twice, at versions {first} and {version}."),
@@ -341,7 +398,7 @@ impl StreamChecker for VersionedAppend {
                 }
                 let want = pos as u64 + 1;
                 if s.explicit_versions && version != want {
-                    findings.add("gap", || {
+                    findings.add(Kind::Gap, || {
                         (
                             vec![read_at],
                             format!("The final read of stream {name} (event {read_at}) has version {version} at position {want}: versions must run 1, 2, 3, ... without holes."),
@@ -351,7 +408,7 @@ impl StreamChecker for VersionedAppend {
                 }
                 let ev = s.ev[event as usize];
                 if ev.flags == 0 {
-                    findings.add("unexpected", || {
+                    findings.add(Kind::Unexpected, || {
                         (
                             vec![read_at],
                             format!("The final read of stream {name} (event {read_at}) holds event {key}, which was never appended."),
@@ -360,7 +417,7 @@ impl StreamChecker for VersionedAppend {
                     });
                 } else if ev.flags == FAIL {
                     let other = ev.other_at;
-                    findings.add("failed-but-appended", || {
+                    findings.add(Kind::FailedButAppended, || {
                         (
                             vec![other, read_at],
                             format!("Every append of event {key} to stream {name} failed (event {other}), yet the final read (event {read_at}) holds it."),
@@ -382,7 +439,7 @@ impl StreamChecker for VersionedAppend {
                 let want = ev.ok_expected + 1;
                 let got = at_version[ei];
                 if got == NONE {
-                    findings.add("lost-append", || {
+                    findings.add(Kind::LostAppend, || {
                         (
                             vec![ev.ok_invoke, ev.ok_at, read_invoke, read_at],
                             format!("Event {key} was appended to stream {name} as version {want} (acknowledged at event {}), but the final read, begun later (event {read_invoke}), lacks it.", ev.ok_at),
@@ -390,7 +447,7 @@ impl StreamChecker for VersionedAppend {
                         )
                     });
                 } else if got != want {
-                    findings.add("misplaced", || {
+                    findings.add(Kind::Misplaced, || {
                         (
                             vec![ev.ok_invoke, ev.ok_at, read_at],
                             format!("Event {key} was acknowledged as version {want} of stream {name} (event {}), but the final read (event {read_at}) has it at version {got}.", ev.ok_at),
@@ -400,7 +457,7 @@ impl StreamChecker for VersionedAppend {
                 }
             }
         }
-        let parts = findings.finish(|_| true);
+        let parts = findings.finish(());
         let mut unknown = Vec::new();
         if self.appends == 0 && self.streams.iter().all(|s| s.final_read.is_none()) {
             unknown.push(

@@ -13,6 +13,7 @@ use crate::escape::{push_html, truncate};
 use crate::plots::{fmt_num, Axis, PlotOutput, LATENCY_STEM, THROUGHPUT_STEM};
 use crate::results::RunResults;
 use crate::timeline::{OpIndex, Positions};
+use checkers::stream::AnomalyKind;
 use checkers::{Anomaly, CheckResult, EventType, FaultWindow, History, Op, Verdict};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -355,13 +356,14 @@ fn anomaly(out: &mut String, p: &PageInput<'_>, a: &Anomaly) {
         }
         out.push_str("</p>\n");
     }
-    let lin = (a.kind == "nonlinearizable")
+    let nonlinearizable = a.kind == checkers::linear::Kind::Nonlinearizable.name();
+    let lin = nonlinearizable
         .then(|| Linearization::of(&a.data))
         .flatten();
     crate::cycle::push_cycle_svg(out, &a.data);
     match lin {
         Some(lin) => linearization(out, p, &lin),
-        None if a.kind == "nonlinearizable" => {
+        None if nonlinearizable => {
             out.push_str("<p class=\"note\">This anomaly's data does not have the expected shape {key, prefix, unplaceable, states, model}; shown as is.</p>\n");
         }
         None => {}

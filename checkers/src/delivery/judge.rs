@@ -289,7 +289,7 @@ impl StreamChecker for Delivery {
         }
 
         let findings = std::mem::take(&mut st.findings);
-        let summary_parts = findings.finish(|k| k.counts(g));
+        let summary_parts = findings.finish(g);
         let names = |counted: bool| -> Vec<&str> {
             Kind::ALL
                 .iter()

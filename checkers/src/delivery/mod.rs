@@ -78,24 +78,40 @@ impl Guarantee {
 /// them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
+    /// An `ok` produce never delivered by the end of the drain, never dead-lettered.
     Lost,
+    /// Delivered again after an ack succeeded (or without acks, at all), or stored twice.
     Duplicated,
+    /// Two successful acks of one message.
     DoubleCommitted,
+    /// Delivered, never acked nor dead-lettered by the end of the drain.
     Stranded,
+    /// Delivered or acked but never produced, or delivered before its produce began.
     Unexpected,
+    /// Every produce of it failed, yet it was delivered.
     FailedButDelivered,
+    /// On one partition, a consumer's first deliveries went backwards.
     Reordered,
+    /// Out of order, but a redelivery or an unknown consume could explain it.
     MaybeReordered,
+    /// Two messages at one offset of a partition.
     OffsetConflict,
+    /// A produce acknowledged before another began got a higher or equal offset.
     OffsetOrder,
+    /// Offsets missing between the lowest and highest known offset of a partition.
     OffsetGap,
+    /// A consumer group's committed offset went backwards.
     OffsetRegression,
+    /// Delivered more times than `--max-retries` allows.
     RetriesExceeded,
+    /// No produce got `ok` (some `info`), yet it was delivered: fine, listed.
     Recovered,
 }
 
-impl Kind {
-    pub const ALL: [Kind; 14] = [
+impl crate::stream::AnomalyKind for Kind {
+    type Rule = Guarantee;
+
+    const ALL: &'static [Kind] = &[
         Kind::Lost,
         Kind::Duplicated,
         Kind::DoubleCommitted,
@@ -112,25 +128,6 @@ impl Kind {
         Kind::Recovered,
     ];
 
-    /// Whether an anomaly of this kind makes the verdict invalid under `g`.
-    pub fn counts(self, g: Guarantee) -> bool {
-        match self {
-            Kind::Lost | Kind::Stranded => g != Guarantee::AtMostOnce,
-            Kind::Duplicated | Kind::DoubleCommitted => g != Guarantee::AtLeastOnce,
-            Kind::Recovered | Kind::MaybeReordered => false,
-            Kind::Unexpected
-            | Kind::FailedButDelivered
-            | Kind::Reordered
-            | Kind::OffsetConflict
-            | Kind::OffsetOrder
-            | Kind::OffsetGap
-            | Kind::OffsetRegression
-            | Kind::RetriesExceeded => true,
-        }
-    }
-}
-
-impl crate::stream::AnomalyKind for Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Lost => "lost",
@@ -147,6 +144,23 @@ impl crate::stream::AnomalyKind for Kind {
             Kind::OffsetRegression => "offset-regression",
             Kind::RetriesExceeded => "retries-exceeded",
             Kind::Recovered => "recovered",
+        }
+    }
+
+    /// Whether an anomaly of this kind makes the verdict invalid under `g`.
+    fn counts(self, g: Guarantee) -> bool {
+        match self {
+            Kind::Lost | Kind::Stranded => g != Guarantee::AtMostOnce,
+            Kind::Duplicated | Kind::DoubleCommitted => g != Guarantee::AtLeastOnce,
+            Kind::Recovered | Kind::MaybeReordered => false,
+            Kind::Unexpected
+            | Kind::FailedButDelivered
+            | Kind::Reordered
+            | Kind::OffsetConflict
+            | Kind::OffsetOrder
+            | Kind::OffsetGap
+            | Kind::OffsetRegression
+            | Kind::RetriesExceeded => true,
         }
     }
 }

@@ -142,6 +142,31 @@ use std::hash::Hash;
 pub use models::{BuiltinModel, Compat, MODEL_NAMES};
 pub use run::{check_model, check_model_threads, check_model_tuned};
 
+/// Every kind the linearizability checker reports (docs/history.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A key (partition) no order of its operations that respects real time explains.
+    Nonlinearizable,
+}
+
+impl crate::stream::AnomalyKind for Kind {
+    type Rule = ();
+
+    const ALL: &'static [Kind] = &[Kind::Nonlinearizable];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Nonlinearizable => "nonlinearizable",
+        }
+    }
+
+    fn counts(self, _: ()) -> bool {
+        match self {
+            Kind::Nonlinearizable => true,
+        }
+    }
+}
+
 /// A sequential specification the history is checked against.
 ///
 /// The checker calls [`decode`](Model::decode) once per operation (single-threaded, so a model

@@ -5,6 +5,7 @@ use super::cause::{register_cause, Cause, CauseKind, Seen};
 use super::memo::{Control, StopReason};
 use super::search::{search, Failure, Outcome, PartOp, SearchStats, RESTART_FIRST_STATES};
 use super::Model;
+use crate::stream::AnomalyKind;
 use crate::{Anomaly, Budget, CheckResult, History, HistoryError, Op};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -608,7 +609,7 @@ fn evidence<M: Model>(
     involved.sort_unstable();
     involved.dedup();
     Anomaly {
-        kind: "nonlinearizable".to_string(),
+        kind: super::Kind::Nonlinearizable.name().to_string(),
         ops: involved,
         explanation: sentence,
         data,

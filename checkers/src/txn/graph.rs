@@ -11,6 +11,7 @@
 //! search restricted to one component, so a cycle found is a shortest one through its start, and
 //! every search spends from one budget of edge visits ([`SearchLimits`]).
 
+use super::Kind;
 use std::time::{Duration, Instant};
 
 /// Write-write: `b` installed the version right after (or known to follow) `a`'s.
@@ -180,7 +181,7 @@ impl Cycle {
     /// The anomaly this cycle proves: G0 (ww only), G1c (ww and wr), G-single (one rw),
     /// G-nonadjacent (several rw, none adjacent), else G2-item; `-realtime` when it needs a
     /// real-time edge.
-    pub fn classify(&self) -> &'static str {
+    pub fn classify(&self) -> Kind {
         let kinds: Vec<u8> = self.steps.iter().map(|s| s.1).collect();
         let rw = kinds.iter().filter(|&&k| k == RW).count();
         let n = kinds.len();
@@ -197,13 +198,19 @@ impl Cycle {
         } else {
             4
         };
-        const PLAIN: [&str; 5] = ["G0", "G1c", "G-single", "G-nonadjacent", "G2-item"];
-        const REALTIME: [&str; 5] = [
-            "G0-realtime",
-            "G1c-realtime",
-            "G-single-realtime",
-            "G-nonadjacent-realtime",
-            "G2-item-realtime",
+        const PLAIN: [Kind; 5] = [
+            Kind::G0,
+            Kind::G1c,
+            Kind::GSingle,
+            Kind::GNonadjacent,
+            Kind::G2Item,
+        ];
+        const REALTIME: [Kind; 5] = [
+            Kind::G0Realtime,
+            Kind::G1cRealtime,
+            Kind::GSingleRealtime,
+            Kind::GNonadjacentRealtime,
+            Kind::G2ItemRealtime,
         ];
         if realtime {
             REALTIME[base]

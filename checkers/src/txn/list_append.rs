@@ -17,7 +17,7 @@
 //! give at most [`UNREAD_EDGES_MAX`] edges per reader and key, which can only hide anomalies.
 
 use super::graph::{EdgeList, RW, WR, WW};
-use super::{txn_events, txn_label, Direct, Inference, MopKind, Txns, WriteIndex, Writer};
+use super::{txn_events, txn_label, Direct, Inference, Kind, MopKind, Txns, WriteIndex, Writer};
 use crate::history::EventType;
 use rustc_hash::FxHashMap;
 use serde_json::json;
@@ -156,7 +156,7 @@ impl<'a> Analysis<'a> {
             lost.into_iter().filter(|(_, v)| v.len() > 1).collect();
         lost.sort_unstable();
         for ((k, len), readers) in lost {
-            d.add("lost-update", || {
+            d.add(Kind::LostUpdate, || {
                 let names: Vec<String> = readers.iter().map(|&r| txn_label(t, r)).collect();
                 let read = t.show_list(&self.order[k as usize][..len]);
                 (
@@ -185,7 +185,7 @@ impl<'a> Analysis<'a> {
             .find(|(i, e)| list[..*i].contains(e))
             .map(|(_, &e)| e)
         {
-            d.add("duplicate-elements", || {
+            d.add(Kind::DuplicateElements, || {
                 (
                     events(),
                     format!(
@@ -201,7 +201,7 @@ impl<'a> Analysis<'a> {
         }
         if !self.is_prefix(k, list) {
             let other = self.order_reader[k as usize];
-            d.add("incompatible-order", || {
+            d.add(Kind::IncompatibleOrder, || {
                 let mut ops = events();
                 ops.extend(txn_events(t, other));
                 (
@@ -224,7 +224,7 @@ impl<'a> Analysis<'a> {
                 continue;
             }
             if let Some(&f) = self.failed.get(&(k, e)) {
-                d.add("G1a", || {
+                d.add(Kind::G1a, || {
                     let mut ops = events();
                     ops.extend(txn_events(t, f));
                     (
@@ -241,7 +241,7 @@ impl<'a> Analysis<'a> {
                     )
                 });
             } else {
-                d.add("garbage-read", || {
+                d.add(Kind::GarbageRead, || {
                     (
                         events(),
                         format!(
@@ -260,7 +260,7 @@ impl<'a> Analysis<'a> {
         if let Some(a) = list.last().and_then(|&e| self.appender(k, e)) {
             edges.add(a.txn, r, WR);
             if !a.last_in_txn && a.txn != r {
-                d.add("G1b", || {
+                d.add(Kind::G1b, || {
                     let mut ops = events();
                     ops.extend(txn_events(t, a.txn));
                     (
@@ -314,13 +314,13 @@ impl<'a> Analysis<'a> {
                             None => own.clone(),
                         };
                         let kind = if !read.ends_with(own) {
-                            Some("internal")
+                            Some(Kind::Internal)
                         } else {
                             let before = &read[..read.len() - own.len()];
                             match base {
                                 Some(b) if before == b.as_slice() => None,
-                                Some(b) if before.starts_with(b) => Some("nonrepeatable-read"),
-                                Some(_) => Some("internal"),
+                                Some(b) if before.starts_with(b) => Some(Kind::NonrepeatableRead),
+                                Some(_) => Some(Kind::Internal),
                                 None => None,
                             }
                         };
@@ -335,7 +335,7 @@ impl<'a> Analysis<'a> {
                                     txn_events(t, r),
                                     format!(
                                         "{}: {} read key {} as {} where its own earlier micro-ops imply {expected}",
-                                        if kind == "internal" { "internal inconsistency" } else { "non-repeatable read" },
+                                        if kind == Kind::Internal { "internal inconsistency" } else { "non-repeatable read" },
                                         txn_label(t, r),
                                         t.show_key(m.key),
                                         t.show_list(read)

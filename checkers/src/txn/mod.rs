@@ -48,7 +48,7 @@ mod list_append;
 mod rw_register;
 
 use crate::history::{EventType, History, HistoryError, Process};
-use crate::stream::{EventRef, Findings, StreamChecker, ValueRef};
+use crate::stream::{AnomalyKind, EventRef, Findings, StreamChecker, ValueRef};
 use crate::verdict::{Budget, CheckResult};
 use crate::{CheckOptions, Checker};
 use graph::{Cycle, EdgeList, Graph, SearchLimits, RT};
@@ -130,7 +130,7 @@ impl Model {
     }
 
     /// The models an anomaly kind rules out (those that prohibit it, and so every stronger one).
-    pub fn prohibiting(kind: &str) -> &'static [Model] {
+    pub fn prohibiting(kind: Kind) -> &'static [Model] {
         use Model::*;
         const ALL: &[Model] = &Model::ALL;
         const ITEM: &[Model] = &[
@@ -141,14 +141,118 @@ impl Model {
         ];
         const G2: &[Model] = &[RepeatableRead, Serializable, StrictSerializable];
         const REALTIME: &[Model] = &[StrictSerializable];
-        if kind.ends_with("-realtime") {
-            return REALTIME;
-        }
         match kind {
-            "G-single" | "G-nonadjacent" | "lost-update" | "nonrepeatable-read" => ITEM,
-            "G2-item" => G2,
-            _ => ALL,
+            Kind::G0
+            | Kind::G1a
+            | Kind::G1b
+            | Kind::G1c
+            | Kind::Internal
+            | Kind::GarbageRead
+            | Kind::DuplicateElements
+            | Kind::IncompatibleOrder => ALL,
+            Kind::NonrepeatableRead | Kind::GSingle | Kind::GNonadjacent | Kind::LostUpdate => ITEM,
+            Kind::G2Item => G2,
+            Kind::G0Realtime
+            | Kind::G1cRealtime
+            | Kind::GSingleRealtime
+            | Kind::GNonadjacentRealtime
+            | Kind::G2ItemRealtime => REALTIME,
         }
+    }
+}
+
+/// Every kind the transactional checkers report (docs/history.md), in its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A cycle of `ww` edges (write cycle).
+    G0,
+    /// An `ok` read shows a value only a failed transaction wrote (aborted read).
+    G1a,
+    /// A read shows a value its writer overwrote within the same transaction (intermediate read).
+    G1b,
+    /// A cycle of `ww` and `wr` edges (cyclic information flow).
+    G1c,
+    /// A transaction's read misses its own earlier writes of the key, or a list read shrinks.
+    Internal,
+    /// A transaction's second read of a key shows writes others committed since its first.
+    NonrepeatableRead,
+    /// A read of a value never written.
+    GarbageRead,
+    /// A list read shows an element twice.
+    DuplicateElements,
+    /// Two reads of a list that cannot both be prefixes of one list.
+    IncompatibleOrder,
+    /// A cycle with exactly one `rw` edge (read skew).
+    GSingle,
+    /// A cycle with several `rw` edges, no two adjacent.
+    GNonadjacent,
+    /// Two committed transactions read the same version of a key and both wrote it.
+    LostUpdate,
+    /// A cycle with adjacent `rw` edges (write skew).
+    G2Item,
+    /// A G0 cycle that needs a real-time edge.
+    G0Realtime,
+    /// A G1c cycle that needs a real-time edge.
+    G1cRealtime,
+    /// A G-single cycle that needs a real-time edge.
+    GSingleRealtime,
+    /// A G-nonadjacent cycle that needs a real-time edge.
+    GNonadjacentRealtime,
+    /// A G2-item cycle that needs a real-time edge.
+    G2ItemRealtime,
+}
+
+impl AnomalyKind for Kind {
+    /// The consistency model the verdict judges (`--consistency-model`).
+    type Rule = Model;
+
+    const ALL: &'static [Kind] = &[
+        Kind::G0,
+        Kind::G1a,
+        Kind::G1b,
+        Kind::G1c,
+        Kind::Internal,
+        Kind::NonrepeatableRead,
+        Kind::GarbageRead,
+        Kind::DuplicateElements,
+        Kind::IncompatibleOrder,
+        Kind::GSingle,
+        Kind::GNonadjacent,
+        Kind::LostUpdate,
+        Kind::G2Item,
+        Kind::G0Realtime,
+        Kind::G1cRealtime,
+        Kind::GSingleRealtime,
+        Kind::GNonadjacentRealtime,
+        Kind::G2ItemRealtime,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::G0 => "G0",
+            Kind::G1a => "G1a",
+            Kind::G1b => "G1b",
+            Kind::G1c => "G1c",
+            Kind::Internal => "internal",
+            Kind::NonrepeatableRead => "nonrepeatable-read",
+            Kind::GarbageRead => "garbage-read",
+            Kind::DuplicateElements => "duplicate-elements",
+            Kind::IncompatibleOrder => "incompatible-order",
+            Kind::GSingle => "G-single",
+            Kind::GNonadjacent => "G-nonadjacent",
+            Kind::LostUpdate => "lost-update",
+            Kind::G2Item => "G2-item",
+            Kind::G0Realtime => "G0-realtime",
+            Kind::G1cRealtime => "G1c-realtime",
+            Kind::GSingleRealtime => "G-single-realtime",
+            Kind::GNonadjacentRealtime => "G-nonadjacent-realtime",
+            Kind::G2ItemRealtime => "G2-item-realtime",
+        }
+    }
+
+    /// A kind counts when `model` is among the models it rules out ([`Model::prohibiting`]).
+    fn counts(self, model: Model) -> bool {
+        Model::prohibiting(self).contains(&model)
     }
 }
 
@@ -585,14 +689,14 @@ pub(crate) trait Inference {
 /// unknown.
 #[derive(Default)]
 pub(crate) struct Direct {
-    pub findings: Findings,
+    pub findings: Findings<Kind>,
     /// The kinds found, in the order first found.
-    pub kinds: Vec<&'static str>,
+    pub kinds: Vec<Kind>,
     pub unknown: Vec<String>,
 }
 
 impl Direct {
-    pub fn add(&mut self, kind: &'static str, make: impl FnOnce() -> (Vec<u64>, String, Value)) {
+    pub fn add(&mut self, kind: Kind, make: impl FnOnce() -> (Vec<u64>, String, Value)) {
         if !self.kinds.contains(&kind) {
             self.kinds.push(kind);
         }
@@ -711,8 +815,8 @@ fn check_txns(txns: &Txns, family: Family, model: Model, budget: &Budget) -> Che
     for m in Model::ALL {
         let by: Vec<&'static str> = found_kinds
             .iter()
-            .copied()
-            .filter(|k| Model::prohibiting(k).contains(&m))
+            .filter(|k| Model::prohibiting(**k).contains(&m))
+            .map(|k| k.name())
             .collect();
         if !by.is_empty() {
             ruled_out.push((m, by));
@@ -732,9 +836,7 @@ fn check_txns(txns: &Txns, family: Family, model: Model, budget: &Budget) -> Che
         .filter(|&&m| !satisfied.iter().any(|&s| s != m && s.implies(m)))
         .map(|m| m.name())
         .collect();
-    let summary_findings = direct
-        .findings
-        .finish(|kind| Model::prohibiting(kind).contains(&model));
+    let summary_findings = direct.findings.finish(model);
     let mut summary = format!(
         "{} transactions ({} ok, {} info, {} fail) over {} keys, judged as {}: {}",
         n,

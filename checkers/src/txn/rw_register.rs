@@ -16,7 +16,9 @@
 //! and each wrote the key the other read.
 
 use super::graph::{EdgeList, RW, WR};
-use super::{txn_events, txn_label, Direct, Inference, MopKind, Txns, WriteIndex, Writer, NIL};
+use super::{
+    txn_events, txn_label, Direct, Inference, Kind, MopKind, Txns, WriteIndex, Writer, NIL,
+};
 use crate::history::EventType;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::json;
@@ -111,7 +113,7 @@ impl<'a> Analysis<'a> {
             lost.into_iter().filter(|(_, v)| v.len() > 1).collect();
         lost.sort_unstable();
         for ((k, v), readers) in lost {
-            d.add("lost-update", || {
+            d.add(Kind::LostUpdate, || {
                 let names: Vec<String> = readers.iter().map(|&r| txn_label(t, r)).collect();
                 (
                     readers.iter().flat_map(|&r| txn_events(t, r)).collect(),
@@ -141,7 +143,7 @@ impl<'a> Analysis<'a> {
             Some(w) => {
                 edges.add(w.txn, r, WR);
                 if !w.last_in_txn && w.txn != r {
-                    d.add("G1b", || {
+                    d.add(Kind::G1b, || {
                         let mut ops = txn_events(t, r);
                         ops.extend(txn_events(t, w.txn));
                         (
@@ -161,9 +163,9 @@ impl<'a> Analysis<'a> {
             None => {
                 let failed = self.failed.get(&(k, v)).copied();
                 let kind = if failed.is_some() {
-                    "G1a"
+                    Kind::G1a
                 } else {
-                    "garbage-read"
+                    Kind::GarbageRead
                 };
                 d.add(kind, || {
                     let mut ops = txn_events(t, r);
@@ -208,9 +210,9 @@ impl<'a> Analysis<'a> {
                 let (_, expected, own) = state[i];
                 if m.value != expected {
                     let kind = if own {
-                        "internal"
+                        Kind::Internal
                     } else {
-                        "nonrepeatable-read"
+                        Kind::NonrepeatableRead
                     };
                     d.add(kind, || {
                         (

@@ -2,8 +2,9 @@
 //! search and the real-time edges. Whole histories are tested in checkers/tests/txn_*.rs.
 
 use super::graph::{search, Cycle, EdgeList, Graph, SearchLimits, RT, RW, WR, WW};
-use super::{realtime, Model, Txns};
+use super::{realtime, Kind, Model, Txns};
 use crate::formats::{read_str, Format};
+use crate::stream::AnomalyKind;
 use std::time::Instant;
 
 fn graph(n: usize, edges: &[(u32, u32, u8)]) -> Graph {
@@ -19,7 +20,7 @@ fn found(g: &Graph, order: u8) -> Vec<(&'static str, Vec<u32>)> {
     search(g, order, &mut limits)
         .found
         .iter()
-        .map(|c| (c.classify(), c.steps.iter().map(|s| s.0).collect()))
+        .map(|c| (c.classify().name(), c.steps.iter().map(|s| s.0).collect()))
         .collect()
 }
 
@@ -33,14 +34,14 @@ fn models_are_ordered_as_the_literature_says() {
     assert!(SnapshotIsolation.implies(ReadCommitted));
     assert_eq!(Model::parse("Repeatable Read"), Some(RepeatableRead));
     assert_eq!(
-        Model::prohibiting("G2-item"),
+        Model::prohibiting(Kind::G2Item),
         [RepeatableRead, Serializable, StrictSerializable]
     );
     assert_eq!(
-        Model::prohibiting("G-single-realtime"),
+        Model::prohibiting(Kind::GSingleRealtime),
         [StrictSerializable]
     );
-    assert_eq!(Model::prohibiting("G1a").len(), 5);
+    assert_eq!(Model::prohibiting(Kind::G1a).len(), 5);
 }
 
 #[test]
@@ -52,14 +53,14 @@ fn cycles_are_classified_by_their_edges() {
             .map(|(i, &k)| (i as u32, k))
             .collect(),
     };
-    assert_eq!(c(&[WW, WW]).classify(), "G0");
-    assert_eq!(c(&[WW, WR]).classify(), "G1c");
-    assert_eq!(c(&[RW, WR]).classify(), "G-single");
-    assert_eq!(c(&[RW, WR, RW, WR]).classify(), "G-nonadjacent");
+    assert_eq!(c(&[WW, WW]).classify(), Kind::G0);
+    assert_eq!(c(&[WW, WR]).classify(), Kind::G1c);
+    assert_eq!(c(&[RW, WR]).classify(), Kind::GSingle);
+    assert_eq!(c(&[RW, WR, RW, WR]).classify(), Kind::GNonadjacent);
     // The last edge and the first are adjacent too.
-    assert_eq!(c(&[RW, WR, RW]).classify(), "G2-item");
-    assert_eq!(c(&[RW, RW]).classify(), "G2-item");
-    assert_eq!(c(&[RW, RT]).classify(), "G-single-realtime");
+    assert_eq!(c(&[RW, WR, RW]).classify(), Kind::G2Item);
+    assert_eq!(c(&[RW, RW]).classify(), Kind::G2Item);
+    assert_eq!(c(&[RW, RT]).classify(), Kind::GSingleRealtime);
 }
 
 #[test]
