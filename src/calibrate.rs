@@ -503,7 +503,13 @@ fn detection(run_dir: &Path) -> Result<(Vec<String>, Option<f64>)> {
         .iter()
         .filter(|r| r.verdict == Verdict::Invalid)
     {
-        for a in &r.anomalies {
+        // Reported-only anomalies (`data.counted: false`, e.g. maybe-reordered) did not make
+        // the run invalid, so they neither name its kinds nor time its detection.
+        let counted = r
+            .anomalies
+            .iter()
+            .filter(|a| a.data.get("counted").and_then(|c| c.as_bool()) != Some(false));
+        for a in counted {
             if !kinds.contains(&a.kind) {
                 kinds.push(a.kind.clone());
             }
@@ -733,6 +739,45 @@ mod tests {
         ]);
         assert_eq!(alarm.false_alarms(), 1, "a retry's false alarm counts");
         assert_eq!(exit_code(&[alarm], 1), 1);
+    }
+
+    #[test]
+    fn detection_is_timed_by_counted_anomalies_only() {
+        use checkers::{Anomaly, CheckResult};
+        let dir = tempfile::tempdir().unwrap();
+        let line = |i: u64, t_s: u64, ty: &str| {
+            format!(
+                "{{\"index\":{i},\"time\":{},\"type\":\"{ty}\",\"process\":0,\"f\":\"write\",\"value\":{i}}}\n",
+                t_s * 1_000_000_000
+            )
+        };
+        let history: String = (0..6)
+            .map(|i| line(i, 10 + i, if i % 2 == 0 { "invoke" } else { "ok" }))
+            .collect();
+        std::fs::write(dir.path().join("history.jsonl"), history).unwrap();
+        let anomaly = |kind: &str, ops: Vec<u64>, counted: bool| Anomaly {
+            kind: kind.into(),
+            ops,
+            explanation: String::new(),
+            data: serde_json::json!({ "counted": counted }),
+        };
+        let results = reports::RunResults::new(
+            "t",
+            vec![CheckResult::invalid(
+                "delivery",
+                "s",
+                vec![
+                    anomaly("maybe-reordered", vec![0, 1], false),
+                    anomaly("lost", vec![2, 5], true),
+                ],
+            )],
+        );
+        results
+            .write(&dir.path().join(reports::RESULTS_FILE))
+            .unwrap();
+        let (kinds, t) = detection(dir.path()).unwrap();
+        assert_eq!(kinds, vec!["lost".to_string()]);
+        assert_eq!(t, Some(5.0), "complete when op 5 (at 15 s, first event at 10 s) was seen");
     }
 
     #[test]
