@@ -105,7 +105,10 @@ async fn testbed_follows_a_clock_bump_and_a_strobe_as_its_own_status_shows() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_micros() as u64;
-    assert!(n2_us.abs_diff(host_us) < 2_000_000, "n2 {n2_us} vs host {host_us}");
+    assert!(
+        n2_us.abs_diff(host_us) < 2_000_000,
+        "n2 {n2_us} vs host {host_us}"
+    );
 
     let strobe = Fault::Clock {
         nodes: vec!["n1".into()],
@@ -114,16 +117,14 @@ async fn testbed_follows_a_clock_bump_and_a_strobe_as_its_own_status_shows() {
     assert!(n.start(&strobe).await, "{:?}", rec.events());
     let ev = rec.events().last().cloned().unwrap();
     assert_eq!(
-        ev.value["nodes"]["n1"]["verified_by"],
-        "probe: testbed /status now_us",
+        ev.value["nodes"]["n1"]["verified_by"], "probe: testbed /status now_us",
         "{ev:?}"
     );
     n.stop(FaultKind::Clock).await;
     let stop = rec.events().last().cloned().unwrap();
     assert_eq!(stop.f, "stop-clock");
     assert_eq!(
-        stop.value["nodes"]["n1"]["verified_by"],
-        "probe: testbed /status now_us",
+        stop.value["nodes"]["n1"]["verified_by"], "probe: testbed /status now_us",
         "{stop:?}"
     );
     drop(n);
