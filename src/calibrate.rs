@@ -84,7 +84,7 @@ pub enum PlanKind {
 impl PlanKind {
     /// The kind of a loaded plan found at `file`.
     pub fn of(file: &Path, plan: &Plan) -> PlanKind {
-        if plan.system == "testbed" {
+        if plan.builtin() == Some(workloads::Builtin::Testbed) {
             return PlanKind::Scenario;
         }
         let in_known_anomalies = file

@@ -25,6 +25,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use nemeses::clock::{parse_http_date, parse_rfc3339_utc};
 use nemeses::control::{ClockReading, ExecOutput, NodeControl};
+use workloads::BuiltinCluster;
 
 use crate::cluster::{Cluster, ClusterOptions, NodeFile, System};
 
@@ -156,18 +157,19 @@ fn jvm_dump_reading(log: &str) -> Result<ClockReading> {
     })
 }
 
-/// The server process's command name (`pgrep -x` pattern) per system and node role.
+/// The server process's command name (`pgrep -x` pattern) per system and node role; `None`
+/// for a user's own system.
 pub fn server_process_pattern(system: &str, role: &str) -> Option<&'static str> {
-    Some(match (system, role) {
-        ("etcd", _) => "etcd",
-        ("redis", "sentinel") => "redis-sentinel|redis-server",
-        ("redis", _) => "redis-server",
-        ("nats", _) => "nats-server",
-        ("rabbitmq", _) => "beam.smp",
-        ("zookeeper", _) => "java",
-        ("postgres", _) => "postgres",
-        ("testbed", _) => "faultline",
-        _ => return None,
+    let cluster = BuiltinCluster::parse(system)?;
+    Some(match (cluster, role) {
+        (BuiltinCluster::Etcd, _) => "etcd",
+        (BuiltinCluster::Redis, "sentinel") => "redis-sentinel|redis-server",
+        (BuiltinCluster::Redis, _) => "redis-server",
+        (BuiltinCluster::Nats, _) => "nats-server",
+        (BuiltinCluster::RabbitMq, _) => "beam.smp",
+        (BuiltinCluster::ZooKeeper, _) => "java",
+        (BuiltinCluster::Postgres, _) => "postgres",
+        (BuiltinCluster::Testbed, _) => "faultline",
     })
 }
 
@@ -294,10 +296,13 @@ impl NodeControl for ClusterControl {
     }
 
     async fn clock_probe(&self, node: &str) -> Result<Option<ClockReading>> {
-        let system = self.system().to_string();
+        let Some(cluster) = BuiltinCluster::parse(self.system()) else {
+            // A user's own system: no known way to ask its server for the time.
+            return Ok(None);
+        };
         let role = self.role(node);
-        let reading = match (system.as_str(), role.as_str()) {
-            ("redis", "sentinel") => {
+        let reading = match (cluster, role.as_str()) {
+            (BuiltinCluster::Redis, "sentinel") => {
                 let out = self.sh(node, "redis-cli -p 26379 info server").await?;
                 let usec = out
                     .lines()
@@ -305,7 +310,7 @@ impl NodeControl for ClusterControl {
                     .context("no server_time_usec in sentinel INFO")?;
                 integer_reading(usec, 1_000, "redis-sentinel INFO server_time_usec")?
             }
-            ("redis", _) => {
+            (BuiltinCluster::Redis, _) => {
                 let out = self.sh(node, "redis-cli -p 6379 TIME").await?;
                 let mut it = out.split_whitespace();
                 let (s, us) = (it.next(), it.next());
@@ -320,7 +325,7 @@ impl NodeControl for ClusterControl {
                     source: "redis TIME".into(),
                 }
             }
-            ("postgres", _) => {
+            (BuiltinCluster::Postgres, _) => {
                 let out = self
                     .sh(
                         node,
@@ -330,7 +335,7 @@ impl NodeControl for ClusterControl {
                     .await?;
                 integer_reading(&out, 1_000, "postgres clock_timestamp()")?
             }
-            ("rabbitmq", _) => {
+            (BuiltinCluster::RabbitMq, _) => {
                 // The VM's own reading of the OS clock, asked through `erl_call` (milliseconds;
                 // `rabbitmqctl eval` would boot a second VM, seconds under load, and widen the
                 // window the reading is judged in). `erlang:system_time` follows the OS clock
@@ -346,11 +351,11 @@ impl NodeControl for ClusterControl {
                     .await?;
                 integer_reading(&out, 1_000, "rabbitmq os:system_time")?
             }
-            ("etcd", _) => {
+            (BuiltinCluster::Etcd, _) => {
                 let resp = self.http_get(node, 2379, "/version").await?;
                 http_date_reading(&resp, "etcd HTTP")?
             }
-            ("nats", _) => {
+            (BuiltinCluster::Nats, _) => {
                 let resp = self.http_get(node, 8222, "/varz").await?;
                 let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
                 let v: serde_json::Value =
@@ -364,13 +369,12 @@ impl NodeControl for ClusterControl {
                     source: "nats /varz now".into(),
                 }
             }
-            ("zookeeper", _) => self.jvm_dump_time(node).await?,
-            ("testbed", _) => {
+            (BuiltinCluster::ZooKeeper, _) => self.jvm_dump_time(node).await?,
+            (BuiltinCluster::Testbed, _) => {
                 let port = crate::cluster::systems::testbed::CLIENT_PORT;
                 let resp = self.http_get(node, port, "/status").await?;
                 testbed_status_reading(&resp)?
             }
-            _ => return Ok(None),
         };
         Ok(Some(reading))
     }

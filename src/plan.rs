@@ -15,35 +15,25 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
+use workloads::Builtin;
 
 /// The systems a plan may name: real ones started in containers, and in-memory references
 /// (`memory`, and `memory-stale` / `memory-lossy` with seeded bugs) that need no Docker and take
-/// no faults, for trying faultline out and for testing the harness itself.
-pub const SYSTEMS: &[&str] = &[
-    "etcd",
-    "redis",
-    "nats",
-    "rabbitmq",
-    "zookeeper",
-    "postgres",
-    "postgres-check-then-insert",
-    "testbed",
-    "memory",
-    "memory-stale",
-    "memory-lossy",
-];
+/// no faults, for trying faultline out and for testing the harness itself. The names of the one
+/// registry of shipped systems, [`workloads::Builtin`].
+pub const SYSTEMS: &[&str] = &Builtin::NAMES;
 
 /// Whether `system` runs in the controller's memory rather than in containers.
 pub fn is_in_memory(system: &str) -> bool {
-    system.starts_with("memory")
+    Builtin::parse(system).is_some_and(Builtin::is_in_memory)
 }
 
-/// The container system behind a plan's system name (variants share their base's cluster).
+/// The container system behind a plan's system name (variants share their base's cluster);
+/// any other name as it is.
 pub fn cluster_system(system: &str) -> &str {
-    match system {
-        "postgres-check-then-insert" => "postgres",
-        other => other,
-    }
+    Builtin::parse(system)
+        .and_then(Builtin::cluster)
+        .map_or(system, |c| c.name())
 }
 
 /// Fault kinds accepted by `--nemesis` (comma-separated), or `none`.
@@ -308,7 +298,7 @@ impl Plan {
     pub fn validate(&self) -> Result<(), String> {
         if let Some(def) = &self.system_def {
             self.validate_user_system(def)?;
-        } else if !SYSTEMS.contains(&self.system.as_str()) {
+        } else if Builtin::parse(&self.system).is_none() {
             return Err(format!(
                 "--system: unknown system {:?}; expected one of: {}",
                 self.system,
@@ -366,7 +356,7 @@ impl Plan {
                 ));
             }
         }
-        if self.system == "testbed" {
+        if self.builtin() == Some(Builtin::Testbed) {
             testbed::cli::check_node_args(&self.testbed_node_args())
                 .map_err(|e| format!("testbed: {e}"))?;
         } else if !self.bugs.is_empty() || !self.testbed.is_empty() {
@@ -420,6 +410,14 @@ impl Plan {
         format!("{}-{}", self.system, self.workload)
     }
 
+    /// The shipped system the plan names; `None` for a user's own system (`[system]`).
+    pub fn builtin(&self) -> Option<Builtin> {
+        match self.system_def {
+            Some(_) => None,
+            None => Builtin::parse(&self.system),
+        }
+    }
+
     /// Whether node-to-node links go through a proxy (asked for, or needed for latency).
     pub fn uses_proxy_links(&self) -> bool {
         self.links == "proxy"
@@ -458,7 +456,7 @@ impl Plan {
         } else {
             ""
         };
-        let bugs: String = if self.bugs.is_empty() && self.system == "testbed" {
+        let bugs: String = if self.bugs.is_empty() && self.builtin() == Some(Builtin::Testbed) {
             " --bug none".into()
         } else {
             self.bugs

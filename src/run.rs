@@ -647,7 +647,7 @@ async fn drive(
 
     let system_name = crate::plan::cluster_system(&plan.system);
     let params = SystemParams {
-        node_args: if plan.system == "testbed" {
+        node_args: if plan.builtin() == Some(workloads::Builtin::Testbed) {
             plan.testbed_node_args()
         } else {
             vec![]

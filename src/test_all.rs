@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use workloads::{Builtin, BuiltinCluster};
 
 /// Most runs of one plan.
 pub const TEST_COUNT_MAX: u32 = 10_000;
@@ -54,31 +55,30 @@ const CLUSTER_TAIL_S_GUESS: f64 = 10.0;
 /// Start to ready of each known system's cluster, median seconds of
 /// `faultline cluster bench --system S --repeat 3` (README "Figures"; the testbed's measured the
 /// same way with a debug build on a loaded machine).
-const CLUSTER_READY_S: &[(&str, f64)] = &[
-    ("etcd", 4.2),
-    ("redis", 7.9),
-    ("nats", 2.8),
-    ("rabbitmq", 41.8),
-    ("zookeeper", 5.1),
-    ("postgres", 8.8),
-    ("testbed", 7.6),
-];
+fn cluster_ready_s(cluster: BuiltinCluster) -> f64 {
+    match cluster {
+        BuiltinCluster::Etcd => 4.2,
+        BuiltinCluster::Redis => 7.9,
+        BuiltinCluster::Nats => 2.8,
+        BuiltinCluster::RabbitMq => 41.8,
+        BuiltinCluster::ZooKeeper => 5.1,
+        BuiltinCluster::Postgres => 8.8,
+        BuiltinCluster::Testbed => 7.6,
+    }
+}
 
 /// The set-up, final phase and checking time a run of `system` typically adds to its time limit:
 /// its cluster's measured start plus [`CLUSTER_TAIL_S_GUESS`], 2 s in memory, 45 s for a system
 /// without a figure. What `--time-limit-total` assumes before a run of the system was measured,
 /// and what `--shard` balances on.
 pub fn typical_overhead_s(system: &str) -> f64 {
-    if crate::plan::is_in_memory(system) {
-        return IN_MEMORY_OVERHEAD_S_GUESS;
+    let Some(builtin) = Builtin::parse(system) else {
+        return CLUSTER_OVERHEAD_S_GUESS;
+    };
+    match builtin.cluster() {
+        Some(cluster) => cluster_ready_s(cluster) + CLUSTER_TAIL_S_GUESS,
+        None => IN_MEMORY_OVERHEAD_S_GUESS,
     }
-    let base = crate::plan::cluster_system(system);
-    CLUSTER_READY_S
-        .iter()
-        .find(|(name, _)| *name == base)
-        .map_or(CLUSTER_OVERHEAD_S_GUESS, |(_, ready_s)| {
-            ready_s + CLUSTER_TAIL_S_GUESS
-        })
 }
 
 /// How long a run of `plan` is expected to take, in whole milliseconds (the unit `--shard`

@@ -20,6 +20,7 @@
 
 use anyhow::{bail, Result};
 use nemeses::partition::LinkPlan;
+use workloads::BuiltinCluster;
 
 use super::system::{NodeFile, NodeSpec, PortSpec, Probe, System, SystemParams};
 use super::systems::testbed::{binary_file, BINARY_PATH};
@@ -46,19 +47,22 @@ enum LinkStyle {
 
 fn link_style(system: &str) -> Option<LinkStyle> {
     use super::systems::{nats, testbed, zookeeper};
-    match system {
-        "testbed" => Some(LinkStyle::Configured(vec![testbed::CLIENT_PORT])),
+    match BuiltinCluster::parse(system)? {
+        BuiltinCluster::Testbed => Some(LinkStyle::Configured(vec![testbed::CLIENT_PORT])),
         // Each node's zoo.cfg lists its peers as it dials them; servers know each other by id.
-        "zookeeper" => Some(LinkStyle::Configured(vec![
+        BuiltinCluster::ZooKeeper => Some(LinkStyle::Configured(vec![
             zookeeper::QUORUM_PORT,
             zookeeper::ELECTION_PORT,
         ])),
         // Each server lists its routes as it dials them (see systems::nats on gossip).
-        "nats" => Some(LinkStyle::Configured(vec![nats::ROUTE_PORT])),
+        BuiltinCluster::Nats => Some(LinkStyle::Configured(vec![nats::ROUTE_PORT])),
         // Members must agree on one list of peer URLs; Erlang finds peers through epmd;
         // Sentinel tells nodes whom to dial, long after their configuration was written.
-        "etcd" | "rabbitmq" | "redis" => Some(LinkStyle::Redirected),
-        _ => None,
+        BuiltinCluster::Etcd | BuiltinCluster::RabbitMq | BuiltinCluster::Redis => {
+            Some(LinkStyle::Redirected)
+        }
+        // One server: no node-to-node links.
+        BuiltinCluster::Postgres => None,
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use workloads::BuiltinCluster;
 
 /// How node `from` reaches port `port` of node `to`: `(host, port)`. The default is the peer's
 /// name and the port itself; the proxy nemesis can route links through its listeners instead.
@@ -214,33 +215,33 @@ pub struct System {
 /// Probe pause for systems whose probes are cheap.
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
-/// The names of the systems faultline knows.
-pub const SYSTEM_NAMES: &[&str] = &[
-    "etcd",
-    "redis",
-    "nats",
-    "rabbitmq",
-    "zookeeper",
-    "postgres",
-    "testbed",
-];
+/// The names of the systems faultline knows: the clusters of the one registry of shipped
+/// systems, [`workloads::BuiltinCluster`].
+pub const SYSTEM_NAMES: &[&str] = &BuiltinCluster::NAMES;
 
 impl System {
-    /// A known system by name with its defaults.
+    /// A known system by name (or an alias: `postgresql`) with its defaults.
     pub fn by_name(name: &str, params: &SystemParams) -> Result<System> {
-        use super::systems;
-        Ok(match name {
-            "etcd" => systems::etcd::system(params),
-            "redis" => systems::redis::system(params),
-            "nats" => systems::nats::system(params),
-            "rabbitmq" => systems::rabbitmq::system(params),
-            "zookeeper" => systems::zookeeper::system(params),
-            "postgres" | "postgresql" => systems::postgres::system(params),
-            "testbed" => systems::testbed::system(params)?,
-            _ => bail!(
+        let Some(cluster) = BuiltinCluster::parse_or_alias(name) else {
+            bail!(
                 "unknown system {name:?}; known systems: {}",
                 SYSTEM_NAMES.join(", ")
-            ),
+            )
+        };
+        System::builtin(cluster, params)
+    }
+
+    /// A shipped system's cluster with its defaults.
+    pub fn builtin(cluster: BuiltinCluster, params: &SystemParams) -> Result<System> {
+        use super::systems;
+        Ok(match cluster {
+            BuiltinCluster::Etcd => systems::etcd::system(params),
+            BuiltinCluster::Redis => systems::redis::system(params),
+            BuiltinCluster::Nats => systems::nats::system(params),
+            BuiltinCluster::RabbitMq => systems::rabbitmq::system(params),
+            BuiltinCluster::ZooKeeper => systems::zookeeper::system(params),
+            BuiltinCluster::Postgres => systems::postgres::system(params),
+            BuiltinCluster::Testbed => systems::testbed::system(params)?,
         })
     }
 
@@ -403,7 +404,28 @@ mod tests {
         };
         assert!(System::from_template(&template(), &params).is_err());
         let e = System::by_name("cassandra", &SystemParams::default()).unwrap_err();
-        assert!(e.to_string().contains("known systems: etcd"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "unknown system \"cassandra\"; known systems: etcd, redis, nats, rabbitmq, zookeeper, postgres, testbed"
+        );
+        // Plan-only systems have no cluster of their own.
+        for name in ["memory", "postgres-check-then-insert"] {
+            assert!(
+                System::by_name(name, &SystemParams::default()).is_err(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_shipped_cluster_is_named_as_the_registry_names_it() {
+        for name in SYSTEM_NAMES {
+            let s = System::by_name(name, &SystemParams::default()).unwrap();
+            assert_eq!(s.name, *name);
+            assert!(!s.nodes.is_empty(), "{name}");
+        }
+        let s = System::by_name("postgresql", &SystemParams::default()).unwrap();
+        assert_eq!(s.name, "postgres");
     }
 
     #[test]

@@ -12,12 +12,15 @@
 //!   phases (main, then final after the controller heals), cancellation.
 //! - [`recorder`]: the one writer that numbers, stamps and streams every event to
 //!   `history.jsonl`, and keeps live counters for a progress bar.
+//! - [`builtin`]: the one registry of the systems faultline ships ([`Builtin`]) and their
+//!   clusters ([`BuiltinCluster`]).
 //! - [`clients`] and [`workload`]: systems (etcd, in-memory references) and workloads naming the
 //!   guarantee they test and the checkers that judge them.
 //!
 //! Workloads emit exactly the operation vocabulary documented in `docs/history.md`, so the
 //! checkers crate judges them without knowing the system.
 
+pub mod builtin;
 pub mod client;
 pub mod clients;
 pub mod generator;
@@ -29,9 +32,10 @@ pub mod stall;
 pub mod txn;
 pub mod workload;
 
+pub use builtin::{Builtin, BuiltinCluster};
 pub use client::{Client, ClientFactory};
 pub use generator::{Gen, Generator};
 pub use op::{Completion, Invocation};
 pub use recorder::{LiveStats, Recorder};
 pub use runner::{PhaseEnd, PhaseLimits, PhaseSummary, Runner, RunnerConfig};
-pub use workload::{build, Workload, WorkloadOptions, CATALOG};
+pub use workload::{build, build_builtin, Workload, WorkloadOptions};

@@ -3,14 +3,16 @@
 //!
 //! A [`Workload`] bundles an endless main generator (the controller bounds it with a rate and a
 //! time limit), an optional final generator (run after the faults are healed: final reads,
-//! drains) and the checkers with their options. [`build`] pairs a workload with a system's
-//! client factory; [`CATALOG`] lists the pairs that exist, for `--help` and plan validation.
+//! drains) and the checkers with their options. [`build_builtin`] pairs a workload with a
+//! shipped system's client factory; [`Builtin::workloads`] lists the pairs that exist, for
+//! `--help` and plan validation.
 //!
 //! Register workloads rotate keys the way Jepsen's independent generator does: a few keys are in
 //! use at once, each gets a bounded number of operations and is then replaced by a fresh key.
 //! That keeps each key's history small enough for the linearizability search while the run as a
 //! whole stays long, and the checker checks keys independently (P-compositionality).
 
+use crate::builtin::Builtin;
 use crate::client::ClientFactory;
 use crate::clients::etcd::{EtcdFactory, ReadMode};
 use crate::clients::memory::{MemoryQueueFactory, MemoryRegisterFactory, QueueBug, RegisterBug};
@@ -566,9 +568,9 @@ pub struct AckedQueueOptions {
 }
 
 /// The `[client]` options of [`AckedQueueOptions`], per (system, workload).
-pub const ACKED_QUEUE_OPTIONS: &[(&str, &str, &[&str])] = &[
+pub const ACKED_QUEUE_OPTIONS: &[(Builtin, &str, &[&str])] = &[
     (
-        "nats",
+        Builtin::Nats,
         "queue",
         &[
             "ack-stall-probability",
@@ -578,7 +580,7 @@ pub const ACKED_QUEUE_OPTIONS: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
-        "rabbitmq",
+        Builtin::RabbitMq,
         "queue",
         &[
             "ack-stall-probability",
@@ -588,7 +590,7 @@ pub const ACKED_QUEUE_OPTIONS: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
-        "redis",
+        Builtin::Redis,
         "stream",
         &["ack-stall-probability", "ack-stall", "guarantee"],
     ),
@@ -605,7 +607,7 @@ impl AckedQueueOptions {
 
     /// Reads a `[client]` table; an error names the option and what the workload accepts.
     pub fn from_table(
-        system: &str,
+        system: Builtin,
         workload: &str,
         table: &std::collections::BTreeMap<String, Value>,
     ) -> Result<AckedQueueOptions, String> {
@@ -613,10 +615,11 @@ impl AckedQueueOptions {
         let Some((key, _)) = table.iter().next() else {
             return Ok(o);
         };
-        let Some((_, _, known)) = ACKED_QUEUE_OPTIONS
+        let listed = ACKED_QUEUE_OPTIONS
             .iter()
-            .find(|(s, w, _)| *s == system && *w == workload)
-        else {
+            .find(|(s, w, _)| *s == system && *w == workload);
+        let system = system.name();
+        let Some((_, _, known)) = listed else {
             return Err(format!(
                 "client.{key}: {system:?}'s {workload:?} workload takes no client options (the testbed's workloads, the register workloads, NATS and RabbitMQ queues and the Redis stream do)"
             ));
@@ -640,7 +643,11 @@ impl AckedQueueOptions {
                     })
                     .and_then(QueueType::parse)
                     .map(|t| o.queue_type = t),
-                other => unreachable!("{other:?} is listed but not read"),
+                // A listed option without a reader is a faultline bug, said as such rather than
+                // a panic (the tests set every listed option).
+                other => Err(format!(
+                    "faultline lists {other:?} for {system:?}'s {workload:?} workload but does not read it"
+                )),
             };
             set.map_err(|e| format!("client.{key}: {e}"))?;
         }
@@ -665,47 +672,20 @@ const RABBITMQ_REQUEUE_WAIT: Duration = Duration::from_secs(2);
 /// drain waits as long first.
 const REDIS_CLAIM_IDLE: Duration = Duration::from_secs(2);
 
-/// Systems and the workloads each supports. `memory*` systems run in-process (no cluster) and
-/// exist to test the harness: `memory-stale` serves stale reads, `memory-lossy` loses messages.
-/// `postgres-check-then-insert` implements idempotent requests with the classic race, as a
-/// known-bad control on a real database.
-pub const CATALOG: &[(&str, &[&str])] = &[
-    ("etcd", &["register", "cas-register"]),
-    ("redis", &["register", "cas-register", "queue", "stream"]),
-    ("nats", &["queue"]),
-    ("rabbitmq", &["queue"]),
-    ("testbed", crate::clients::testbed::WORKLOADS),
-    ("zookeeper", &["register", "cas-register"]),
-    (
-        "postgres",
-        &[
-            "idempotency",
-            "versioned-append",
-            "set",
-            "list-append",
-            "rw-register",
-        ],
-    ),
-    ("postgres-check-then-insert", &["idempotency"]),
-    ("memory", &["register", "cas-register", "queue"]),
-    ("memory-stale", &["register", "cas-register"]),
-    ("memory-lossy", &["queue"]),
-];
-
 /// Redis's `[client] routing` (`follow-primary` or `node-bound`, every Redis workload; see
 /// `clients::redis`), and the rest of the table for the workload's own options.
 fn redis_routing(
-    system: &str,
+    system: Builtin,
     table: &std::collections::BTreeMap<String, Value>,
 ) -> Result<(Routing, std::collections::BTreeMap<String, Value>), String> {
     let mut rest = table.clone();
     let Some(v) = rest.remove("routing") else {
         return Ok((Routing::default(), rest));
     };
-    if system != "redis" {
+    if system != Builtin::Redis {
         return Err(format!(
             "client.routing: only Redis clients take it ({:?} does not)",
-            system
+            system.name()
         ));
     }
     let routing = v
@@ -716,53 +696,147 @@ fn redis_routing(
     Ok((routing, rest))
 }
 
-/// The workload `workload` against `system`, with its client factory; an error names what exists.
+/// The workload `workload` against the built-in system named `system`, with its client factory;
+/// an error names what exists.
 pub fn build(
     system: &str,
     workload: &str,
     opts: &WorkloadOptions,
 ) -> Result<(Workload, Arc<dyn ClientFactory>), String> {
-    let Some((_, workloads)) = CATALOG.iter().find(|(s, _)| *s == system) else {
-        let names: Vec<&str> = CATALOG.iter().map(|(s, _)| *s).collect();
+    let Some(system) = Builtin::parse(system) else {
         return Err(format!(
             "unknown system {system:?}; expected one of: {}",
-            names.join(", ")
+            Builtin::NAMES.join(", ")
         ));
     };
-    if !workloads.contains(&workload) {
-        return Err(format!(
-            "system {system:?} has no workload {workload:?}; it has: {}",
-            workloads.join(", ")
-        ));
+    build_builtin(system, workload, opts)
+}
+
+/// What a shipped system's client factory is made from: the `[client]` options its workloads
+/// share, read once for every system but the testbed (which reads its own).
+struct ClientParts {
+    routing: Routing,
+    acked: AckedQueueOptions,
+    register: RegisterOptions,
+    txn: crate::txn::TxnOptions,
+}
+
+impl ClientParts {
+    fn read(system: Builtin, workload: &str, opts: &WorkloadOptions) -> Result<Self, String> {
+        let (routing, client) = redis_routing(system, &opts.client)?;
+        let mut txn = crate::txn::TxnOptions::default();
+        let (acked, register) = match workload {
+            "register" | "cas-register" => {
+                (AckedQueueOptions::NONE, opts.register.with_table(&client)?)
+            }
+            "list-append" | "rw-register" => {
+                txn = crate::txn::TxnOptions::with_table(&client)?;
+                (AckedQueueOptions::NONE, opts.register.clone())
+            }
+            _ => (
+                AckedQueueOptions::from_table(system, workload, &client)?,
+                opts.register.clone(),
+            ),
+        };
+        Ok(ClientParts {
+            routing,
+            acked,
+            register,
+            txn,
+        })
     }
-    if system == crate::clients::testbed::SYSTEM {
-        return crate::clients::testbed::build(workload, opts);
+}
+
+/// Makes a shipped system's client factory for a workload it runs.
+type MakeFactory = fn(&ClientParts, &str, &WorkloadOptions) -> Arc<dyn ClientFactory>;
+
+/// The workload `workload` against `system`, with its client factory; an error names what
+/// exists.
+pub fn build_builtin(
+    system: Builtin,
+    workload: &str,
+    opts: &WorkloadOptions,
+) -> Result<(Workload, Arc<dyn ClientFactory>), String> {
+    if !system.workloads().contains(&workload) {
+        return Err(system.no_workload(workload));
     }
-    let (routing, client) = redis_routing(system, &opts.client)?;
-    let mut txn_opts = crate::txn::TxnOptions::default();
-    let (acked, register_opts) = match workload {
-        "register" | "cas-register" => {
-            (AckedQueueOptions::NONE, opts.register.with_table(&client)?)
-        }
-        "list-append" | "rw-register" => {
-            txn_opts = crate::txn::TxnOptions::with_table(&client)?;
-            (AckedQueueOptions::NONE, opts.register.clone())
-        }
-        _ => (
-            AckedQueueOptions::from_table(system, workload, &client)?,
-            opts.register.clone(),
-        ),
+    let make: MakeFactory = match system {
+        Builtin::Testbed => return crate::clients::testbed::build(workload, opts),
+        Builtin::Etcd => |_, _, opts| Arc::new(EtcdFactory::new(opts.read_mode)),
+        Builtin::Redis => |p, workload, opts| match workload {
+            "stream" => Arc::new(RedisStreamFactory {
+                claim_idle: REDIS_CLAIM_IDLE,
+                ack_stall: p.acked.ack_stall,
+                seed: opts.seed,
+                routing: p.routing,
+                ..RedisStreamFactory::new()
+            }),
+            "queue" => Arc::new(RedisFactory::new(RedisWorkload::Queue).with_routing(p.routing)),
+            _ => Arc::new(RedisFactory::new(RedisWorkload::Register).with_routing(p.routing)),
+        },
+        Builtin::ZooKeeper => |_, _, _| Arc::new(ZooKeeperFactory::new()),
+        Builtin::RabbitMq => |p, _, opts| {
+            Arc::new(
+                RabbitMqFactory {
+                    requeue_after: RABBITMQ_REQUEUE_WAIT,
+                    ack_stall: p.acked.ack_stall,
+                    seed: opts.seed,
+                    ..RabbitMqFactory::new()
+                }
+                .with_queue_type(p.acked.queue_type),
+            )
+        },
+        Builtin::Nats => |p, _, opts| {
+            Arc::new(NatsFactory {
+                ack_wait: p.acked.ack_wait.unwrap_or(opts.nats_ack_wait),
+                ack_stall: p.acked.ack_stall,
+                seed: opts.seed,
+                ..NatsFactory::new()
+            })
+        },
+        Builtin::Postgres => |p, workload, _| {
+            Arc::new(PostgresFactory::new(match workload {
+                "idempotency" => PostgresWorkload::Idempotency(IdempotencyMode::UniqueConstraint),
+                "versioned-append" => PostgresWorkload::VersionedAppend,
+                "list-append" => PostgresWorkload::ListAppend(p.txn.isolation),
+                "rw-register" => PostgresWorkload::RwRegister(p.txn.isolation),
+                _ => PostgresWorkload::Set,
+            }))
+        },
+        Builtin::PostgresCheckThenInsert => |_, _, _| {
+            Arc::new(PostgresFactory::new(PostgresWorkload::Idempotency(
+                IdempotencyMode::CheckThenInsert,
+            )))
+        },
+        Builtin::Memory => |_, workload, _| match workload {
+            "queue" => Arc::new(MemoryQueueFactory::new()),
+            _ => Arc::new(MemoryRegisterFactory::new()),
+        },
+        Builtin::MemoryStale => |_, _, opts| {
+            Arc::new(MemoryRegisterFactory::with_bug(
+                RegisterBug::StaleReads { probability: 0.2 },
+                opts.seed,
+            ))
+        },
+        Builtin::MemoryLossy => |_, _, opts| {
+            Arc::new(MemoryQueueFactory::with_bug(
+                QueueBug::LoseProduced { probability: 0.01 },
+                opts.seed,
+            ))
+        },
     };
+    let p = ClientParts::read(system, workload, opts)?;
+    let acked = &p.acked;
     let w = match workload {
         "register" => register(&RegisterOptions {
             cas: false,
-            ..register_opts
+            ..p.register.clone()
         }),
         "cas-register" => register(&RegisterOptions {
             cas: true,
-            ..register_opts
+            ..p.register.clone()
         }),
-        "queue" if system == "nats" => queue_with_acks(
+        "queue" if system == Builtin::Nats => queue_with_acks(
             &QueueOptions {
                 guarantee: acked.guarantee_or(&opts.nats_guarantee),
                 ..opts.queue.clone()
@@ -770,7 +844,7 @@ pub fn build(
             acked.ack_wait.unwrap_or(opts.nats_ack_wait),
         ),
         // RabbitMQ redelivers what a closed channel held unacked: duplicates are legitimate.
-        "queue" if system == "rabbitmq" => queue_with_acks(
+        "queue" if system == Builtin::RabbitMq => queue_with_acks(
             &QueueOptions {
                 guarantee: acked.guarantee_or("at-least-once"),
                 ..opts.queue.clone()
@@ -793,61 +867,13 @@ pub fn build(
         "idempotency" => idempotency(&opts.idempotency),
         "versioned-append" => versioned_append(&opts.versioned_append),
         "set" => set(),
-        "list-append" => crate::txn::list_append(&txn_opts),
-        "rw-register" => crate::txn::rw_register(&txn_opts),
-        other => unreachable!("catalog lists workload {other:?} without a builder"),
+        "list-append" => crate::txn::list_append(&p.txn),
+        "rw-register" => crate::txn::rw_register(&p.txn),
+        // Listed for the system but built by nobody: said as a missing workload, and
+        // `every_listed_workload_builds` fails on it.
+        other => return Err(system.no_workload(other)),
     };
-    let factory: Arc<dyn ClientFactory> = match system {
-        "etcd" => Arc::new(EtcdFactory::new(opts.read_mode)),
-        "redis" if workload == "stream" => Arc::new(RedisStreamFactory {
-            claim_idle: REDIS_CLAIM_IDLE,
-            ack_stall: acked.ack_stall,
-            seed: opts.seed,
-            routing,
-            ..RedisStreamFactory::new()
-        }),
-        "redis" if workload == "queue" => {
-            Arc::new(RedisFactory::new(RedisWorkload::Queue).with_routing(routing))
-        }
-        "redis" => Arc::new(RedisFactory::new(RedisWorkload::Register).with_routing(routing)),
-        "zookeeper" => Arc::new(ZooKeeperFactory::new()),
-        "rabbitmq" => Arc::new(
-            RabbitMqFactory {
-                requeue_after: RABBITMQ_REQUEUE_WAIT,
-                ack_stall: acked.ack_stall,
-                seed: opts.seed,
-                ..RabbitMqFactory::new()
-            }
-            .with_queue_type(acked.queue_type),
-        ),
-        "nats" => Arc::new(NatsFactory {
-            ack_wait: acked.ack_wait.unwrap_or(opts.nats_ack_wait),
-            ack_stall: acked.ack_stall,
-            seed: opts.seed,
-            ..NatsFactory::new()
-        }),
-        "postgres" => Arc::new(PostgresFactory::new(match workload {
-            "idempotency" => PostgresWorkload::Idempotency(IdempotencyMode::UniqueConstraint),
-            "versioned-append" => PostgresWorkload::VersionedAppend,
-            "list-append" => PostgresWorkload::ListAppend(txn_opts.isolation),
-            "rw-register" => PostgresWorkload::RwRegister(txn_opts.isolation),
-            _ => PostgresWorkload::Set,
-        })),
-        "postgres-check-then-insert" => Arc::new(PostgresFactory::new(
-            PostgresWorkload::Idempotency(IdempotencyMode::CheckThenInsert),
-        )),
-        "memory" if workload == "queue" => Arc::new(MemoryQueueFactory::new()),
-        "memory" => Arc::new(MemoryRegisterFactory::new()),
-        "memory-stale" => Arc::new(MemoryRegisterFactory::with_bug(
-            RegisterBug::StaleReads { probability: 0.2 },
-            opts.seed,
-        )),
-        "memory-lossy" => Arc::new(MemoryQueueFactory::with_bug(
-            QueueBug::LoseProduced { probability: 0.01 },
-            opts.seed,
-        )),
-        other => unreachable!("catalog lists system {other:?} without a factory"),
-    };
+    let factory = make(&p, workload, opts);
     Ok((w, factory))
 }
 
@@ -919,4 +945,48 @@ pub fn external_workload(workload: &str, opts: &WorkloadOptions) -> Result<Workl
             ))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_workload_builds() {
+        for system in Builtin::ALL {
+            for workload in system.workloads() {
+                let built = build_builtin(system, workload, &WorkloadOptions::default());
+                let (w, _) = built.unwrap_or_else(|e| panic!("{system:?} {workload}: {e}"));
+                assert!(!w.checkers.is_empty(), "{system:?} {workload}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_systems_and_workloads_are_errors_naming_what_exists() {
+        let e = build("cassandra", "register", &WorkloadOptions::default()).err();
+        assert_eq!(
+            e.as_deref(),
+            Some("unknown system \"cassandra\"; expected one of: etcd, redis, nats, rabbitmq, zookeeper, postgres, postgres-check-then-insert, testbed, memory, memory-stale, memory-lossy")
+        );
+        let e = build("memory-lossy", "register", &WorkloadOptions::default()).err();
+        assert_eq!(
+            e.as_deref(),
+            Some("system \"memory-lossy\" has no workload \"register\"; it has: queue")
+        );
+        let e = build("testbed", "stream", &WorkloadOptions::default()).err();
+        assert!(e
+            .unwrap()
+            .starts_with("system \"testbed\" has no workload \"stream\""));
+    }
+
+    #[test]
+    fn the_testbed_reads_its_own_client_options_not_redis_routing() {
+        let opts = WorkloadOptions {
+            client: [("routing".to_string(), json!("node-bound"))].into(),
+            ..WorkloadOptions::default()
+        };
+        let e = build("testbed", "register", &opts).err().unwrap();
+        assert!(!e.contains("only Redis") && e.contains("routing"), "{e}");
+    }
 }

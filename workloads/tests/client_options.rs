@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use workloads::clients::testbed::{TestbedOptions, OPTION_NAMES};
 use workloads::workload::{AckedQueueOptions, RegisterOptions, ACKED_QUEUE_OPTIONS};
-use workloads::{build, WorkloadOptions};
+use workloads::{build, Builtin, WorkloadOptions};
 
 fn table(entries: &[(&str, Value)]) -> BTreeMap<String, Value> {
     entries
@@ -60,7 +60,7 @@ fn every_option_name_is_accepted() {
 #[test]
 fn broker_queues_take_ack_stalls_and_name_what_they_do_not_take() {
     let o = AckedQueueOptions::from_table(
-        "nats",
+        Builtin::Nats,
         "queue",
         &table(&[
             ("ack-stall-probability", json!(0.25)),
@@ -75,18 +75,25 @@ fn broker_queues_take_ack_stalls_and_name_what_they_do_not_take() {
     assert_eq!(o.ack_wait, Some(Duration::from_secs(2)));
     assert_eq!(o.guarantee.as_deref(), Some("exactly-once"));
     // ack-wait is NATS's; RabbitMQ plays its own deadline.
-    let e =
-        AckedQueueOptions::from_table("rabbitmq", "queue", &table(&[("ack-wait", json!("2s"))]))
-            .unwrap_err();
+    let e = AckedQueueOptions::from_table(
+        Builtin::RabbitMq,
+        "queue",
+        &table(&[("ack-wait", json!("2s"))]),
+    )
+    .unwrap_err();
     assert!(
         e.starts_with("client.ack-wait:") && e.contains("ack-stall"),
         "{e}"
     );
-    let e = AckedQueueOptions::from_table("etcd", "register", &table(&[("ack-stall", json!(5))]))
-        .unwrap_err();
+    let e = AckedQueueOptions::from_table(
+        Builtin::Etcd,
+        "register",
+        &table(&[("ack-stall", json!(5))]),
+    )
+    .unwrap_err();
     assert!(e.contains("takes no client options"), "{e}");
     let e = AckedQueueOptions::from_table(
-        "redis",
+        Builtin::Redis,
         "stream",
         &table(&[("ack-stall-probability", json!(0.5))]),
     )
@@ -117,17 +124,17 @@ fn every_broker_queue_option_is_accepted() {
                 (*n, v)
             })
             .collect();
-        AckedQueueOptions::from_table(system, workload, &table(&entries))
-            .unwrap_or_else(|e| panic!("{system} {workload}: {e}"));
+        AckedQueueOptions::from_table(*system, workload, &table(&entries))
+            .unwrap_or_else(|e| panic!("{system:?} {workload}: {e}"));
         build(
-            system,
+            system.name(),
             workload,
             &WorkloadOptions {
                 client: table(&entries),
                 ..WorkloadOptions::default()
             },
         )
-        .unwrap_or_else(|e| panic!("{system} {workload}: {e}"));
+        .unwrap_or_else(|e| panic!("{system:?} {workload}: {e}"));
     }
 }
 
@@ -207,16 +214,18 @@ fn every_redis_workload_takes_a_routing_mode_and_nothing_else_does() {
 fn a_rabbitmq_queue_is_quorum_or_classic_mirrored() {
     let t = |v: Value| table(&[("queue-type", v)]);
     let o =
-        AckedQueueOptions::from_table("rabbitmq", "queue", &t(json!("classic-mirrored"))).unwrap();
+        AckedQueueOptions::from_table(Builtin::RabbitMq, "queue", &t(json!("classic-mirrored")))
+            .unwrap();
     assert_eq!(
         o.queue_type,
         workloads::clients::rabbitmq::QueueType::ClassicMirrored
     );
-    let e = AckedQueueOptions::from_table("rabbitmq", "queue", &t(json!("stream"))).unwrap_err();
+    let e =
+        AckedQueueOptions::from_table(Builtin::RabbitMq, "queue", &t(json!("stream"))).unwrap_err();
     assert!(
         e.starts_with("client.queue-type:") && e.contains("quorum, classic-mirrored"),
         "{e}"
     );
-    let e = AckedQueueOptions::from_table("nats", "queue", &t(json!("quorum"))).unwrap_err();
+    let e = AckedQueueOptions::from_table(Builtin::Nats, "queue", &t(json!("quorum"))).unwrap_err();
     assert!(e.contains("unknown option"), "{e}");
 }

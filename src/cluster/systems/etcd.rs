@@ -70,7 +70,7 @@ pub fn system(params: &SystemParams) -> System {
         })
         .collect();
     System {
-        name: "etcd".into(),
+        name: workloads::BuiltinCluster::Etcd.name().into(),
         image: params.image(),
         nodes,
         ready_timeout: Duration::from_secs(30),

@@ -67,7 +67,7 @@ pub fn system(params: &SystemParams) -> System {
         })
         .collect();
     System {
-        name: "nats".into(),
+        name: workloads::BuiltinCluster::Nats.name().into(),
         image: params.image(),
         nodes,
         ready_timeout: Duration::from_secs(30),

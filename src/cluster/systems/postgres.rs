@@ -30,7 +30,7 @@ pub fn system(params: &SystemParams) -> System {
            -c listen_addresses='*' -c unix_socket_directories=/tmp -c max_connections=200"
     );
     System {
-        name: "postgres".into(),
+        name: workloads::BuiltinCluster::Postgres.name().into(),
         image: params.image(),
         nodes: vec![NodeSpec {
             name: name.clone(),

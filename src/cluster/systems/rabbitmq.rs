@@ -298,7 +298,7 @@ pub fn system(params: &SystemParams) -> System {
         })
         .collect();
     System {
-        name: "rabbitmq".into(),
+        name: workloads::BuiltinCluster::RabbitMq.name().into(),
         image: params.image(),
         nodes,
         ready_timeout: Duration::from_secs(180),

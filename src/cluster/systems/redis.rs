@@ -112,7 +112,7 @@ pub fn system(params: &SystemParams) -> System {
         });
     }
     System {
-        name: "redis".into(),
+        name: workloads::BuiltinCluster::Redis.name().into(),
         image: params.image(),
         nodes,
         ready_timeout: Duration::from_secs(40),

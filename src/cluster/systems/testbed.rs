@@ -120,7 +120,7 @@ pub fn system(params: &SystemParams) -> Result<System> {
         })
         .collect();
     Ok(System {
-        name: "testbed".into(),
+        name: workloads::BuiltinCluster::Testbed.name().into(),
         image: params.image(),
         nodes,
         ready_timeout: Duration::from_secs(30),

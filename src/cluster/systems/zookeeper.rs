@@ -67,7 +67,7 @@ pub fn system(params: &SystemParams) -> System {
         })
         .collect();
     System {
-        name: "zookeeper".into(),
+        name: workloads::BuiltinCluster::ZooKeeper.name().into(),
         image: params.image(),
         nodes,
         ready_timeout: Duration::from_secs(60),
