@@ -777,7 +777,11 @@ mod tests {
             .unwrap();
         let (kinds, t) = detection(dir.path()).unwrap();
         assert_eq!(kinds, vec!["lost".to_string()]);
-        assert_eq!(t, Some(5.0), "complete when op 5 (at 15 s, first event at 10 s) was seen");
+        assert_eq!(
+            t,
+            Some(5.0),
+            "complete when op 5 (at 15 s, first event at 10 s) was seen"
+        );
     }
 
     #[test]
