@@ -166,28 +166,45 @@ fn wait_fun() -> String {
 /// The expression that joins this node to `seed` (module doc), ending in `faultline_joined`.
 /// It waits for this node to finish booting (or to be stopped by an earlier join attempt, which
 /// leaves a mark in `persistent_term`: a VM that has not booted yet is `stopped` too) and for
-/// the seed to run.
-fn join_expr(seed: &str) -> String {
+/// the seed to run. A blank node joins only once every node in `earlier` (the joiners before it)
+/// runs in the seed's cluster: two nodes joining at once can both fail to merge the database
+/// schema (`combine_error`), after which neither boots again (seen under load, 2026-12-07), so
+/// the boots run in parallel and the joins one after the other.
+fn join_expr(seed: &str, earlier: &[String]) -> String {
+    let earlier = earlier
+        .iter()
+        .map(|n| format!("'rabbit@{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "Seed = 'rabbit@{seed}',
+Earlier = [{earlier}],
 {wait}Settled = fun() -> State = rabbit_boot_state:get(),
   State =:= ready orelse (State =:= stopped andalso persistent_term:get(faultline_join, false)) end,
 SeedReady = fun() -> rpc:call(Seed, rabbit_boot_state, get, [], 5000) =:= ready end,
+EarlierIn = fun() -> Running = rpc:call(Seed, rabbit_nodes, all_running, [], 5000),
+  is_list(Running) andalso lists:all(fun(E) -> lists:member(E, Running) end, Earlier) end,
 case Wait(Settled) andalso Wait(SeedReady) of
   false -> {{waiting, rabbit_boot_state:get(), rpc:call(Seed, rabbit_boot_state, get, [], 5000)}};
   true ->
     Member = lists:member(Seed, rabbit_mnesia:cluster_nodes(all)),
     case {{rabbit_boot_state:get(), Member}} of
       {{ready, true}} -> faultline_joined;
-      _ ->
+      {{_, true}} ->
         persistent_term:put(faultline_join, true),
         ok = rabbit:stop(),
-        case Member of
-          true -> ok;
-          false -> ok = rabbit_mnesia:join_cluster(Seed, disc)
-        end,
         ok = rabbit:start(),
-        faultline_joined
+        faultline_joined;
+      {{_, false}} ->
+        case Wait(EarlierIn) of
+          false -> {{waiting_for, Earlier, rpc:call(Seed, rabbit_nodes, all_running, [], 5000)}};
+          true ->
+            persistent_term:put(faultline_join, true),
+            ok = rabbit:stop(),
+            ok = rabbit_mnesia:join_cluster(Seed, disc),
+            ok = rabbit:start(),
+            faultline_joined
+        end
     end
 end.
 ",
@@ -264,7 +281,8 @@ pub fn system(params: &SystemParams) -> System {
             ];
             let mut probes = vec![];
             if !is_seed {
-                files.push(NodeFile::text(JOIN_EXPR_PATH, join_expr(&seed)));
+                let earlier = &names[1..names.iter().position(|x| x == name).unwrap_or(1)];
+                files.push(NodeFile::text(JOIN_EXPR_PATH, join_expr(&seed, earlier)));
                 probes.push(Probe::Exec {
                     cmd: erl_call(name, JOIN_EXPR_PATH, JOINED),
                     output_contains: Some(JOINED.into()),
@@ -355,6 +373,34 @@ mod tests {
             assert!(text(node, READY_EXPR_PATH)
                 .contains("length(rabbit_nodes:all_running()) =:= 3 end"));
         }
+    }
+
+    #[test]
+    fn nodes_boot_at_once_but_join_one_after_the_other() {
+        let s = system(&SystemParams {
+            nodes: Some(4),
+            ..SystemParams::default()
+        });
+        let earlier: Vec<String> = s.nodes[1..]
+            .iter()
+            .map(|n| {
+                let join = text(n, JOIN_EXPR_PATH);
+                join.lines().nth(1).unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(
+            earlier,
+            [
+                "Earlier = [],",
+                "Earlier = ['rabbit@n2'],",
+                "Earlier = ['rabbit@n2', 'rabbit@n3'],"
+            ]
+        );
+        // The wait for the earlier joiners guards the join itself, not a restart of a member.
+        let join = text(&s.nodes[2], JOIN_EXPR_PATH);
+        let wait = join.find("case Wait(EarlierIn)").unwrap();
+        assert!(wait < join.find("rabbit_mnesia:join_cluster").unwrap());
+        assert!(join.find("{_, true} ->").unwrap() < wait);
     }
 
     #[test]
