@@ -442,6 +442,43 @@ client = ["perl", "client.pl"]
     assert_eq!(leftovers(&dir).await, 0);
 }
 
+/// etcd plugged in as a user's own system by a newcomer who read only the docs
+/// (plans/own/etcd-as-user*.toml and a Python client on etcd's JSON gateway): valid under
+/// partitions and kills, and flagged with the bug planted in the client (reads answered from
+/// the process's own cache of its writes, which no fault is needed to expose).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_plugged_in_from_the_docs_alone_is_valid_and_its_stale_client_is_flagged() {
+    if !docker_or_skip("etcd-as-user") {
+        return;
+    }
+    for (plan, extra, expected_code, expected_verdict) in [
+        ("etcd-as-user.toml", vec!["--time-limit", "20s"], 0, "valid"),
+        (
+            "etcd-as-user-stale-cache.toml",
+            vec!["--time-limit", "10s", "--nemesis", "none"],
+            1,
+            "invalid",
+        ),
+    ] {
+        let store = store(plan.trim_end_matches(".toml"));
+        let ran = run(&repo().join("plans/own").join(plan), &store, &extra);
+        let dir = ran.run_dir.clone().expect("a run folder");
+        let h = history(&dir);
+        let ops = h.iter().filter(|e| e["type"] == "ok").count();
+        assert!(ops > 100, "{plan}: only {ops} ok operations");
+        if expected_verdict == "valid" {
+            assert!(!faults(&h).is_empty(), "{plan}: no fault took effect");
+        }
+        assert_eq!(
+            checker_verdicts(&dir),
+            [("linearizable".to_string(), expected_verdict.to_string())],
+            "{plan}"
+        );
+        assert_eq!(ran.code, expected_code, "{plan}: {}", ran.stderr);
+        assert_eq!(leftovers(&dir).await, 0, "{plan}: the cluster was removed");
+    }
+}
+
 /// Redis Cluster, which faultline does not ship, from plans/own alone: whether a short run
 /// catches its lost writes depends on where the faults land, so this asserts that the run
 /// completes with a verdict (valid or invalid, never unknown or a harness error), that faults
