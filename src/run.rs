@@ -850,10 +850,12 @@ async fn drive_on_cluster(
         let prepared = nemesis.prepare(kinds).await?;
         log.line(format!("nemesis prepared: {prepared}"));
     }
+    let count = schedule.faults().count();
     log.line(format!(
-        "schedule: {} faults over {} s",
-        schedule.faults().count(),
-        plan.time_limit_ms / 1000
+        "schedule: {count} faults over {} s{}{}",
+        plan.time_limit_ms / 1000,
+        if count > 0 { ": " } else { "" },
+        schedule.brief()
     ));
     if !kinds.is_empty() && schedule.faults().count() == 0 {
         log.line(format!(

@@ -168,6 +168,14 @@ pub enum Targets {
 }
 
 impl Targets {
+    /// `n1 n3`, or `leader`.
+    fn brief(&self) -> String {
+        match self {
+            Targets::Nodes(n) => n.join(" "),
+            Targets::Leader => "leader".to_string(),
+        }
+    }
+
     fn to_json(&self) -> Value {
         match self {
             Targets::Nodes(n) => json!(n),
@@ -398,6 +406,42 @@ impl Schedule {
         })
     }
 
+    /// One line for the run log: each fault with its shape or targets and its start and end,
+    /// e.g. `partition isolate n2 at 5-10 s, kill n3 at 15-20 s`.
+    pub fn brief(&self) -> String {
+        let mut out = Vec::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            let Action::Start(fault) = &step.action else {
+                continue;
+            };
+            let end = self.steps[i + 1..]
+                .iter()
+                .find(|s| matches!(&s.action, Action::Stop(k) if *k == fault.kind()))
+                .map(|s| s.at);
+            let what = match fault {
+                Fault::Partition(PartitionSpec::Isolate { node }) => {
+                    format!("partition isolate {node}")
+                }
+                Fault::Partition(p) => format!("partition {}", p.name()),
+                Fault::Kill(t) | Fault::Pause(t) => format!("{} {}", fault.kind(), t.brief()),
+                Fault::Clock { nodes, .. } => format!("clock {}", nodes.join(" ")),
+                Fault::Latency { latency_ms, .. } => format!("latency {latency_ms} ms"),
+                Fault::Restart { .. } => "restart".to_string(),
+            };
+            let secs = |d: Duration| {
+                format!("{:.3}", d.as_secs_f64())
+                    .trim_end_matches('0')
+                    .trim_end_matches('.')
+                    .to_string()
+            };
+            out.push(match end {
+                Some(e) => format!("{what} at {}-{} s", secs(step.at), secs(e)),
+                None => format!("{what} at {} s", secs(step.at)),
+            });
+        }
+        out.join(", ")
+    }
+
     /// The schedule as JSON lines (`{"at_ms": .., "start": {..}}` / `{"at_ms": .., "stop": ..}`).
     pub fn to_json(&self) -> Value {
         Value::Array(
@@ -575,6 +619,50 @@ mod tests {
             })
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    #[test]
+    fn the_brief_names_each_fault_with_its_targets_and_times() {
+        let s = Schedule {
+            steps: vec![
+                Step {
+                    at: Duration::from_millis(2_500),
+                    action: Action::Start(Fault::Partition(PartitionSpec::Isolate {
+                        node: "n2".into(),
+                    })),
+                },
+                Step {
+                    at: Duration::from_secs(5),
+                    action: Action::Stop(FaultKind::Partition),
+                },
+                Step {
+                    at: Duration::from_secs(10),
+                    action: Action::Start(Fault::Kill(Targets::Leader)),
+                },
+                Step {
+                    at: Duration::from_secs(15),
+                    action: Action::Stop(FaultKind::Kill),
+                },
+                Step {
+                    at: Duration::from_secs(20),
+                    action: Action::Start(Fault::Pause(Targets::Nodes(vec![
+                        "n1".into(),
+                        "n3".into(),
+                    ]))),
+                },
+            ],
+        };
+        assert_eq!(
+            s.brief(),
+            "partition isolate n2 at 2.5-5 s, kill leader at 10-15 s, pause n1 n3 at 20 s"
+        );
+        let g = Schedule::generate(42, &[FaultKind::Kill], &nodes(3), &opts(5, 30)).unwrap();
+        assert_eq!(
+            g.brief().matches("kill ").count(),
+            g.faults().count(),
+            "{}",
+            g.brief()
+        );
     }
 
     #[test]
