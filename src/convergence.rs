@@ -32,41 +32,18 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use workloads::ClientFactory;
 
+// The checker's name and its anomaly kinds live in `checkers`, so that reports find each kind's
+// meaning with every other checker's (`checkers::kind_meaning`).
+pub use checkers::convergence::{Kind, CHECKER};
+
 /// The file in the run folder.
 pub const FILE: &str = "convergence.json";
-/// The checker's name in results and reports.
-pub const CHECKER: &str = "convergence";
 /// Pause between two readings of every node.
 pub const POLL_MS: u64 = 500;
 /// How long the nodes may take to agree after the final phase.
 pub const WAIT_MS_MAX: u64 = 15_000;
 /// Anomalies listed at most (the summary counts all).
 pub const ANOMALIES_MAX: usize = 50;
-
-/// Every kind the convergence check reports (docs/testbed.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// Once quiescent, a node holds another value for a key than most nodes do.
-    Diverged,
-}
-
-impl AnomalyKind for Kind {
-    type Rule = ();
-
-    const ALL: &'static [Kind] = &[Kind::Diverged];
-
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Diverged => "diverged",
-        }
-    }
-
-    fn counts(self, _: ()) -> bool {
-        match self {
-            Kind::Diverged => true,
-        }
-    }
-}
 
 /// The last reading of every node.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

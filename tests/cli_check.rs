@@ -300,3 +300,48 @@ fn a_bad_client_option_in_a_plan_is_one_line_before_anything_starts() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn each_kind_heading_carries_the_meaning_its_own_checker_gives_it() {
+    // A set history whose final read lacks an acknowledged add: `lost`, as the set means it.
+    let set = scratch(
+        "set-lost.jsonl",
+        br#"{"index":0,"time":10,"process":0,"type":"invoke","f":"add","value":1}
+{"index":1,"time":20,"process":0,"type":"ok","f":"add","value":null}
+{"index":2,"time":30,"process":0,"type":"invoke","f":"read"}
+{"index":3,"time":40,"process":0,"type":"ok","f":"read","value":[]}
+"#,
+    );
+    // The write skew of docs/history.md: `G2-item`, a kind the delivery and set checkers lack.
+    let txn = scratch(
+        "list-append-write-skew.jsonl",
+        br#"{"index":0,"time":10,"process":0,"type":"invoke","f":"txn","value":[["r","x",null],["append","y",1]]}
+{"index":1,"time":11,"process":1,"type":"invoke","f":"txn","value":[["r","y",null],["append","x",1]]}
+{"index":2,"time":20,"process":0,"type":"ok","f":"txn","value":[["r","x",[]],["append","y",1]]}
+{"index":3,"time":21,"process":1,"type":"ok","f":"txn","value":[["r","y",[]],["append","x",1]]}
+{"index":4,"time":30,"process":0,"type":"invoke","f":"txn","value":[["r","x",null],["r","y",null]]}
+{"index":5,"time":40,"process":0,"type":"ok","f":"txn","value":[["r","x",[1]],["r","y",[1]]]}
+"#,
+    );
+    for (checker, path, heading) in [
+        ("set", &set, "lost × 1"),
+        ("list-append", &txn, "G2-item × 1"),
+    ] {
+        let out = faultline(&["check", "--checker", checker, path.to_str().unwrap()]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{checker}: {text}");
+        let kind = heading.split(' ').next().unwrap();
+        let meaning = checkers::kind_meaning(checker, kind).expect("a known kind");
+        let line = text.lines().find(|l| l.trim_start().starts_with(heading));
+        assert_eq!(
+            line.map(str::trim),
+            Some(format!("{heading}: {meaning}").as_str()),
+            "{checker}: {text}"
+        );
+    }
+    assert_ne!(
+        checkers::kind_meaning("set", "lost"),
+        checkers::kind_meaning("delivery", "lost"),
+        "the set's `lost` is not the delivery checker's"
+    );
+}

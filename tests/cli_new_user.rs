@@ -343,7 +343,7 @@ fn check_groups_many_anomalies_by_kind_and_points_to_json_for_the_rest() {
         .lines()
         .find(|l| l.trim_start().starts_with("unexpected × 30"));
     assert!(
-        heading.is_some_and(|h| h.contains("never written")),
+        heading.is_some_and(|h| h.contains("never produced")),
         "{text}"
     );
     let listed = text

@@ -41,6 +41,12 @@ impl AnomalyKind for Kind {
         }
     }
 
+    fn meaning(self) -> &'static str {
+        match self {
+            Kind::WrongTotal => "an ok read whose balances do not add up to the conserved total",
+        }
+    }
+
     fn counts(self, _: ()) -> bool {
         match self {
             Kind::WrongTotal => true,

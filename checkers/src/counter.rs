@@ -61,6 +61,14 @@ impl AnomalyKind for Kind {
         }
     }
 
+    fn meaning(self) -> &'static str {
+        match self {
+            Kind::OutOfBounds => {
+                "a read outside the bounds that the initial value and the adds allow"
+            }
+        }
+    }
+
     fn counts(self, _: ()) -> bool {
         match self {
             Kind::OutOfBounds => true,

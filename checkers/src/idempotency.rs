@@ -95,6 +95,19 @@ impl AnomalyKind for Kind {
         }
     }
 
+    fn meaning(self) -> &'static str {
+        match self {
+            Kind::DifferentResponses => {
+                "two ok responses to requests with one idempotency key differ"
+            }
+            Kind::MultipleEffects => "an effects read shows more than one effect for a key",
+            Kind::MissingEffect => {
+                "an effects read begun after a request or command of the key succeeded shows none"
+            }
+            Kind::UnexpectedEffect => "effects shown for a key although every request of it failed",
+        }
+    }
+
     fn counts(self, _: ()) -> bool {
         match self {
             Kind::DifferentResponses

@@ -9,8 +9,10 @@
 //! - [`history`]: events, operations (an invocation paired with its completion), fault windows.
 //! - [`formats`]: readers for faultline JSONL, Jepsen EDN and Jepsen log lines; a JSONL writer.
 //! - [`Checker`]: the role every checker plays; [`registry`] builds one from a name and options.
+//! - [`kind_meaning`]: what an anomaly kind of a named checker means, from its kind enum.
 
 pub mod bank;
+pub mod convergence;
 pub mod counter;
 pub mod delivery;
 pub mod formats;
@@ -51,4 +53,33 @@ pub fn run_checker(
     let mut result = checker.check(history, budget)?;
     result.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
     Ok(result)
+}
+
+/// What an anomaly of `kind` in a result of `checker` means, in one short sentence: the
+/// [`meaning`](stream::AnomalyKind::meaning) of the variant of that checker's kind enum named
+/// `kind`. `checker` is the name results carry ([`CheckResult::checker`]): one of
+/// [`CHECKER_NAMES`] or [`convergence::CHECKER`]. The checker matters: `lost` means one thing
+/// to `delivery` and another to `set`. `None` for a checker without kinds (`stats`), a name no
+/// checker has, or a kind the checker does not report.
+pub fn kind_meaning(checker: &str, kind: &str) -> Option<&'static str> {
+    use stream::AnomalyKind;
+    fn find<K: AnomalyKind>(kind: &str) -> Option<&'static str> {
+        K::ALL
+            .iter()
+            .find(|k| k.name() == kind)
+            .map(|k| k.meaning())
+    }
+    match checker {
+        "delivery" => find::<delivery::Kind>(kind),
+        "set" => find::<set::Kind>(kind),
+        "unique" => find::<unique::Kind>(kind),
+        "idempotency" => find::<idempotency::Kind>(kind),
+        "versioned-append" => find::<versioned_append::Kind>(kind),
+        "counter" => find::<counter::Kind>(kind),
+        "bank" => find::<bank::Kind>(kind),
+        "list-append" | "rw-register" => find::<txn::Kind>(kind),
+        "linearizable" => find::<linear::Kind>(kind),
+        convergence::CHECKER => find::<convergence::Kind>(kind),
+        _ => None,
+    }
 }

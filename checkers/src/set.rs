@@ -129,6 +129,26 @@ impl crate::stream::AnomalyKind for Kind {
         }
     }
 
+    fn meaning(self) -> &'static str {
+        match self {
+            Kind::Duplicate => "one read lists an element twice",
+            Kind::Unexpected => "read but never added",
+            Kind::Recovered => {
+                "no add of it got ok (some were indeterminate), yet it was read: fine, listed"
+            }
+            Kind::FailedButRead => "every add of it failed, yet it was read",
+            Kind::Lost => {
+                "an ok add completed before the final read began, yet the final read lacks it"
+            }
+            Kind::NeverRead => {
+                "its ok add completed after the final read began, so no read could show it"
+            }
+            Kind::Stale => {
+                "missing from a read that began after its ok add completed, yet in the final read"
+            }
+        }
+    }
+
     fn counts(self, linearizable: bool) -> bool {
         match self {
             Kind::Stale => linearizable,

@@ -708,6 +708,10 @@ pub trait AnomalyKind: Copy + Eq + 'static {
     const ALL: &'static [Self];
     /// The kind as results and documents name it, e.g. `lost`.
     fn name(self) -> &'static str;
+    /// What an anomaly of this kind means, in one short plain sentence (the vocabulary of
+    /// docs/history.md), as the report's and the terminal's heading of each kind shows it.
+    /// Implement it as an exhaustive `match` with no `_` arm.
+    fn meaning(self) -> &'static str;
     /// Whether an anomaly of this kind makes the verdict invalid under `rule` (else it is
     /// reported only). Implement it as an exhaustive `match` with no `_` arm.
     fn counts(self, rule: Self::Rule) -> bool;

@@ -73,6 +73,13 @@ impl AnomalyKind for Kind {
         }
     }
 
+    fn meaning(self) -> &'static str {
+        match self {
+            Kind::DuplicateCreate => "two creates of one id both succeeded",
+            Kind::DuplicateId => "one id was handed out by two successful generates",
+        }
+    }
+
     fn counts(self, _: ()) -> bool {
         match self {
             Kind::DuplicateCreate | Kind::DuplicateId => true,

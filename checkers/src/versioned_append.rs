@@ -195,6 +195,26 @@ impl AnomalyKind for Kind {
         }
     }
 
+    fn meaning(self) -> &'static str {
+        match self {
+            Kind::MultipleWinners => {
+                "two appends of different events at one expected version both succeeded"
+            }
+            Kind::LostAppend => {
+                "an ok append, acknowledged before the final read began, is missing from it"
+            }
+            Kind::Misplaced => {
+                "the final read holds an ok append at another version than it was acknowledged at"
+            }
+            Kind::DuplicateInStream => "the final read holds one event twice",
+            Kind::Gap => "the final read's versions do not run 1, 2, 3, ... without holes",
+            Kind::Unexpected => "the final read holds an event never appended",
+            Kind::FailedButAppended => {
+                "every append of the event failed, yet the final read holds it"
+            }
+        }
+    }
+
     fn counts(self, _: ()) -> bool {
         match self {
             Kind::MultipleWinners

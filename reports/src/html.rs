@@ -229,7 +229,7 @@ fn checker_block(out: &mut String, p: &PageInput<'_>, i: usize, c: &CheckResult)
         out.push_str("</p>\n");
     }
     for (kind, group) in by_kind(&c.anomalies) {
-        kind_group(out, p, kind, &group);
+        kind_group(out, p, &c.checker, kind, &group);
     }
     if !c.details.is_null() {
         out.push_str("<details><summary>details</summary><pre>");
@@ -252,35 +252,10 @@ pub fn by_kind(anomalies: &[Anomaly]) -> Vec<(&str, Vec<&Anomaly>)> {
     groups
 }
 
-/// What an anomaly kind means, in a sentence (the vocabulary of docs/history.md).
-pub fn kind_meaning(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "nonlinearizable" => "no order of the operations that respects real time explains what the clients saw",
-        "lost" => "acknowledged as done, yet never seen by the end (never delivered, or missing from the final read)",
-        "duplicated" => "delivered again after it was acknowledged, or stored twice",
-        "double-committed" => "two acks of one message both succeeded: two consumers processed it",
-        "stranded" => "delivered but never acked nor dead-lettered by the end of the drain",
-        "unexpected" => "seen but never written, or seen before its write began",
-        "failed-but-delivered" => "every write of it failed, yet it was delivered",
-        "failed-but-read" => "every add of it failed, yet it was read",
-        "recovered" => "no write got ok (some were indeterminate), yet it was delivered: fine, listed",
-        "reordered" => "on one partition, a consumer's first deliveries went backwards",
-        "maybe-reordered" => "out of order, but a redelivery could explain it",
-        "offset-conflict" => "two messages at one offset of a partition",
-        "offset-order" => "a write acknowledged before another began got a higher or equal offset",
-        "offset-gap" => "offsets missing between the lowest and highest known offset of a partition",
-        "offset-regression" => "a consumer group's committed offset went backwards",
-        "retries-exceeded" => "delivered more times than the retry limit allows",
-        "stale" => "missing from a read that began after its add had completed",
-        "duplicate" => "one read lists an element twice",
-        "never-read" => "added after the final read began, so no read could show it",
-        _ => return None,
-    })
-}
-
-/// One kind: a heading with the count and the meaning, the first few in full, the rest behind
-/// "show all" in pages (each a collapsed block, so thousands stay usable).
-fn kind_group(out: &mut String, p: &PageInput<'_>, kind: &str, group: &[&Anomaly]) {
+/// One kind of `checker`'s anomalies: a heading with the count and the meaning
+/// ([`checkers::kind_meaning`]), the first few in full, the rest behind "show all" in pages
+/// (each a collapsed block, so thousands stay usable).
+fn kind_group(out: &mut String, p: &PageInput<'_>, checker: &str, kind: &str, group: &[&Anomaly]) {
     out.push_str("<div class=\"kind-group\"><h4><span class=\"kind\">");
     push_html(out, kind);
     let _ = write!(
@@ -288,7 +263,7 @@ fn kind_group(out: &mut String, p: &PageInput<'_>, kind: &str, group: &[&Anomaly
         "</span> <span class=\"count\">× {}</span>",
         group.len()
     );
-    if let Some(meaning) = kind_meaning(kind) {
+    if let Some(meaning) = checkers::kind_meaning(checker, kind) {
         out.push_str(" <span class=\"meaning\">— ");
         push_html(out, meaning);
         out.push_str("</span>");

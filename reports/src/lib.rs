@@ -36,7 +36,7 @@ pub use ci::{
     junit, junit_suites, markdown_summary, write_junit, write_junit_suites, write_markdown_summary,
     CiContext,
 };
-pub use html::{by_kind, kind_meaning};
+pub use html::by_kind;
 pub use matrix::{render_plans_page, MatrixRun, MatrixStatus, PLANS_PAGE};
 pub use results::{
     combined_verdict, load_run, LoadedRun, RunResults, HISTORY_FILE, INDEX_FILE, PLAN_FILE,

@@ -355,7 +355,13 @@ fn many_anomalies_are_grouped_by_kind_a_few_in_full_the_rest_behind_show_all_in_
         headings[0].starts_with("double-committed × 254 — two acks"),
         "{headings:?}"
     );
-    assert!(headings[1].starts_with("lost × 2 — "), "{headings:?}");
+    assert_eq!(
+        headings[1],
+        format!(
+            "lost × 2 — {}",
+            checkers::kind_meaning("delivery", "lost").unwrap()
+        )
+    );
     // The first three in full, the rest behind "show all", 100 a page.
     let first = texts(&page, ".kind-group > .anomaly");
     assert_eq!(first.len(), 3 + 2, "{first:?}");
@@ -367,4 +373,58 @@ fn many_anomalies_are_grouped_by_kind_a_few_in_full_the_rest_behind_show_all_in_
     let behind = texts(&page, "details.show-all .anomaly");
     assert_eq!(behind.len(), 251);
     assert!(behind[250].contains("double-committed number 253"));
+}
+
+#[test]
+fn every_checkers_kind_heading_gives_the_meaning_that_checker_gives_it() {
+    let results = RunResults::new(
+        "kinds",
+        vec![
+            CheckResult::invalid("set", "1 lost", vec![delivery_anomaly("lost", 0)]),
+            CheckResult::invalid(
+                "list-append",
+                "1 G2-item",
+                vec![delivery_anomaly("G2-item", 0)],
+            ),
+            CheckResult::invalid(
+                "bank",
+                "1 wrong total",
+                vec![delivery_anomaly("wrong-total", 0)],
+            ),
+            CheckResult::invalid(
+                "convergence",
+                "1 diverged",
+                vec![delivery_anomaly("diverged", 0)],
+            ),
+            CheckResult::invalid(
+                "delivery",
+                "1 made up",
+                vec![delivery_anomaly("made-up", 0)],
+            ),
+        ],
+    );
+    let (_dir, page) = render(&results);
+    let headings = texts(&page, ".kind-group > h4");
+    let expected: Vec<String> = [
+        ("set", "lost"),
+        ("list-append", "G2-item"),
+        ("bank", "wrong-total"),
+        ("convergence", "diverged"),
+    ]
+    .iter()
+    .map(|(checker, kind)| {
+        let meaning = checkers::kind_meaning(checker, kind).expect("a kind of that checker");
+        format!("{kind} × 1 — {meaning}")
+    })
+    .chain(["made-up × 1".to_string()])
+    .collect();
+    assert_eq!(
+        headings, expected,
+        "a kind no checker reports has no meaning"
+    );
+    assert_ne!(
+        checkers::kind_meaning("set", "lost"),
+        checkers::kind_meaning("delivery", "lost"),
+        "the set's `lost` is its own"
+    );
 }

@@ -343,7 +343,7 @@ fn print_one(o: &FileOutcome, timing: bool) {
         ms(r.elapsed_ms)
     );
     println!("  {}", r.summary);
-    print_anomalies(&r.anomalies);
+    print_anomalies(&r.checker, &r.anomalies);
     if timing {
         println!(
             "  timing: read {}, check {}, peak memory {}",
@@ -359,10 +359,10 @@ const ANOMALIES_PER_KIND_SHOWN: usize = 3;
 
 /// One line per kind (count and meaning), its first few anomalies, and a count of the rest
 /// with a pointer to `--json`, so a history with thousands of anomalies stays readable.
-fn print_anomalies(anomalies: &[checkers::Anomaly]) {
+fn print_anomalies(checker: &str, anomalies: &[checkers::Anomaly]) {
     let mut hidden = 0;
     for (kind, group) in reports::by_kind(anomalies) {
-        match reports::kind_meaning(kind) {
+        match checkers::kind_meaning(checker, kind) {
             Some(meaning) => println!("  {kind} × {}: {meaning}", group.len()),
             None => println!("  {kind} × {}", group.len()),
         }

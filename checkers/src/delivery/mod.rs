@@ -147,6 +147,25 @@ impl crate::stream::AnomalyKind for Kind {
         }
     }
 
+    fn meaning(self) -> &'static str {
+        match self {
+            Kind::Lost => "acknowledged as produced, yet never delivered by the end of the drain nor dead-lettered",
+            Kind::Duplicated => "delivered again after an ack of it succeeded (without acks: at all), or stored twice",
+            Kind::DoubleCommitted => "two acks of one message both succeeded: it was processed twice",
+            Kind::Stranded => "delivered but never acked nor dead-lettered by the end of the drain",
+            Kind::Unexpected => "delivered or acked but never produced, or delivered before its produce began",
+            Kind::FailedButDelivered => "every produce of it failed, yet it was delivered",
+            Kind::Reordered => "on one partition, a consumer's first deliveries went backwards",
+            Kind::MaybeReordered => "out of order, but a redelivery or a consume of unknown outcome could explain it",
+            Kind::OffsetConflict => "two messages at one offset of a partition",
+            Kind::OffsetOrder => "a produce acknowledged before another began got a higher or equal offset",
+            Kind::OffsetGap => "offsets missing between the lowest and highest known offset of a partition",
+            Kind::OffsetRegression => "a consumer group's committed offset went backwards",
+            Kind::RetriesExceeded => "delivered more times than the retry limit (--max-retries) allows",
+            Kind::Recovered => "no produce of it got ok (some were indeterminate), yet it was delivered: fine, listed",
+        }
+    }
+
     /// Whether an anomaly of this kind makes the verdict invalid under `g`.
     fn counts(self, g: Guarantee) -> bool {
         match self {

@@ -160,6 +160,12 @@ impl crate::stream::AnomalyKind for Kind {
         }
     }
 
+    fn meaning(self) -> &'static str {
+        match self {
+            Kind::Nonlinearizable => "no order of the key's operations that respects real time explains what the clients saw",
+        }
+    }
+
     fn counts(self, _: ()) -> bool {
         match self {
             Kind::Nonlinearizable => true,

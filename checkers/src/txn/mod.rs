@@ -250,6 +250,29 @@ impl AnomalyKind for Kind {
         }
     }
 
+    fn meaning(self) -> &'static str {
+        match self {
+            Kind::G0 => "a cycle of ww (write-write) dependencies: a write cycle",
+            Kind::G1a => "an ok read shows a value only a failed transaction wrote (aborted read)",
+            Kind::G1b => "a read shows a value its writer overwrote within the same transaction (intermediate read)",
+            Kind::G1c => "a cycle of ww and wr dependencies (cyclic information flow)",
+            Kind::Internal => "a transaction's read misses its own earlier writes of the key, or a list read shrinks",
+            Kind::NonrepeatableRead => "a transaction's second read of a key shows writes others committed since its first",
+            Kind::GarbageRead => "a read of a value that was never written",
+            Kind::DuplicateElements => "a list read shows one element twice",
+            Kind::IncompatibleOrder => "two reads of a list that cannot both be prefixes of one list",
+            Kind::GSingle => "a dependency cycle with exactly one rw (anti-dependency) edge (read skew)",
+            Kind::GNonadjacent => "a dependency cycle with several rw edges, no two adjacent",
+            Kind::LostUpdate => "two committed transactions read the same version of a key and both wrote it",
+            Kind::G2Item => "a dependency cycle with adjacent rw edges (write skew)",
+            Kind::G0Realtime => "a G0 cycle that needs a real-time edge (one transaction ended before another began)",
+            Kind::G1cRealtime => "a G1c cycle that needs a real-time edge (one transaction ended before another began)",
+            Kind::GSingleRealtime => "a G-single cycle that needs a real-time edge (one transaction ended before another began)",
+            Kind::GNonadjacentRealtime => "a G-nonadjacent cycle that needs a real-time edge (one transaction ended before another began)",
+            Kind::G2ItemRealtime => "a G2-item cycle that needs a real-time edge (one transaction ended before another began)",
+        }
+    }
+
     /// A kind counts when `model` is among the models it rules out ([`Model::prohibiting`]).
     fn counts(self, model: Model) -> bool {
         Model::prohibiting(self).contains(&model)
