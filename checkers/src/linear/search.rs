@@ -184,13 +184,27 @@ impl<S: PartialEq + Clone> Evidence<S> {
 /// restarts with the other order; each later pair of attempts may explore twice as many.
 pub(crate) const RESTART_FIRST_STATES: u64 = 1 << 15;
 
-/// The search of a partition whose definite ops overlap at most this much ([`overlap`]) tries
-/// info ops first. Measured on issue 16's shapes: with about 3 ops overlapping, info first
-/// decided in as many configurations as definite first or, with values 0..100, in a tenth of
-/// them (definite first kept every unplaced timed-out op pending and backtracked through them);
-/// with 14 to 34 overlapping (one key, 20 or 50 clients), definite first took 1/10 to 1/60 of
-/// the configurations.
+/// The search of a partition of at least [`INFO_FIRST_OPS_MIN`] ops whose definite ops overlap
+/// at most this much ([`overlap`]), and whose ops are at least one in [`INFO_FIRST_SHARE_MIN`]
+/// info ops, tries info ops first.
+/// Measured on issue 16's shapes: with about 3 ops overlapping and 10% info ops, info first
+/// decided in as many configurations as definite first or, with values 0..100, in under a
+/// tenth of them (definite first left every unplaced timed-out op pending and backtracked
+/// through them all); with 14 to 34 overlapping (one key, 20 or 50 clients), definite first
+/// took from 1/8 to under 1/60 of the configurations.
 const INFO_FIRST_OVERLAP_MAX: f64 = 8.0;
+
+/// See [`INFO_FIRST_OVERLAP_MAX`]. Shorter partitions keep definite first: both orders decide
+/// them quickly, and where they are not linearizable (so that the search must rule out every
+/// order), definite first's search was the smaller one: up to 14 times fewer configurations on
+/// Porcupine's etcd histories (81 to 87 ops), 5 times fewer on generated 200-op partitions with
+/// 10% info ops; a wasted first attempt costs most on long partitions, where the guess pays.
+const INFO_FIRST_OPS_MIN: usize = 1024;
+
+/// See [`INFO_FIRST_OVERLAP_MAX`]. With few info ops (2.5% of the 200,000-op shapes'), both
+/// orders explore as many configurations, and definite first takes fewer steps: info first
+/// tries the pending info ops at every configuration, definite first only when it backtracks.
+const INFO_FIRST_SHARE_MIN: usize = 16;
 
 /// How many definite ops are pending, on average, when a definite op is invoked (itself
 /// included): 1 for a sequential history, about the number of clients of the partition when
@@ -221,7 +235,7 @@ fn overlap<I>(ops: &[PartOp<I>]) -> f64 {
 /// one order wins on every history: placing definite ops first is fast when many ops overlap,
 /// placing info ops first when few do (each timed-out op is placed soon after its invocation
 /// instead of staying pending while the search backtracks). So the search starts with the
-/// order the partition's [`overlap`] suggests, then alternates, each attempt with a bound on
+/// order the partition's length, [`overlap`] and share of info ops suggest, then alternates, each attempt with a bound on
 /// the configurations it may explore that doubles every second attempt (the last attempt runs
 /// until the budget says stop). Every attempt is a complete search, so whichever finishes
 /// decides; the attempts cost at most a few times the one that finishes, and the first guess
@@ -240,7 +254,10 @@ pub(crate) fn search<M: Model>(
     let restarts = ops.iter().any(|o| o.info);
     let mut total = SearchStats::default();
     let mut limit = control.restart_first_states.max(1);
-    let first_order = restarts && overlap(ops) <= INFO_FIRST_OVERLAP_MAX;
+    let info_ops = ops.iter().filter(|o| o.info).count();
+    let first_order = ops.len() >= INFO_FIRST_OPS_MIN
+        && info_ops >= ops.len() / INFO_FIRST_SHARE_MIN
+        && overlap(ops) <= INFO_FIRST_OVERLAP_MAX;
     let mut info_first = first_order;
     loop {
         let restart_at = if restarts { limit } else { u64::MAX };
