@@ -450,6 +450,46 @@ mod tests {
     }
 
     #[test]
+    fn every_failed_set_of_a_core_dominates_and_a_smaller_one_replaces_those_it_covers() {
+        let control = Control::new(None, None);
+        let mut memo: Memo<u32> = Memo::new(1, 1, &control);
+        let new = |memo: &mut Memo<u32>, info: u64| match memo.visit((9, 9), &[1], &[info], &3, 0) {
+            Ok(Visit::New(e)) => e,
+            other => panic!("{info:#b}: {other:?}"),
+        };
+        let a = new(&mut memo, 0b0011);
+        let b = new(&mut memo, 0b0101);
+        memo.fail(a).unwrap();
+        memo.fail(b).unwrap();
+        // Either failed set dominates; a set including neither does not.
+        assert_eq!(memo.visit((9, 9), &[1], &[0b1011], &3, 0), Ok(Visit::Known));
+        assert_eq!(memo.visit((9, 9), &[1], &[0b1101], &3, 0), Ok(Visit::Known));
+        let c = new(&mut memo, 0b0001);
+        let d = new(&mut memo, 0b1000);
+        // The failure of a subset of both leaves one dominator that covers what they did.
+        memo.fail(c).unwrap();
+        assert_eq!(memo.visit((9, 9), &[1], &[0b1001], &3, 0), Ok(Visit::Known));
+        memo.fail(d).unwrap();
+        assert_eq!(
+            memo.visit((9, 9), &[1], &[0b11000], &3, 0),
+            Ok(Visit::Known)
+        );
+        assert_eq!(
+            memo.visit((9, 9), &[1], &[0b10110], &3, 0),
+            Ok(Visit::New(4))
+        );
+        let head = *memo.failed.find(9, |_| true).unwrap();
+        let mut listed = vec![head];
+        while let Some(&next) = listed.last().map(|&j| &memo.next_failed[j as usize]) {
+            if next == NONE {
+                break;
+            }
+            listed.push(next);
+        }
+        assert_eq!(listed, vec![d, c], "a and b are covered by c, so unlisted");
+    }
+
+    #[test]
     fn growth_past_the_cap_stops_the_search() {
         let control = Control::new(None, Some(64 << 10));
         let mut memo: Memo<u32> = Memo::new(1, 0, &control);
