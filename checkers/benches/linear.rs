@@ -3,7 +3,8 @@
 //!
 //! `cargo bench -p checkers --bench linear` (add `-- --runs N` for more repetitions), then
 //! issue 16's slow shapes once each (`-- --slow-shapes` runs only those; `--only TEXT` those whose
-//! name contains TEXT, `--time-limit-s N` per run, `--export DIR` writes each as JSONL).
+//! name contains TEXT, `--time-limit-s N` per run, `--export DIR` writes each as JSONL, `--seed N`
+//! generates them from another seed than 16).
 //! Times are the median of the runs of the check alone (the history is parsed beforehand);
 //! "memo bytes" is the peak size of the largest partition's memo table (what the memory cap
 //! counts); the last line is the peak resident memory of the whole bench process.
@@ -112,13 +113,15 @@ struct ShapeOptions {
     only: Option<String>,
     /// Write each shape's history here as faultline JSONL (`<name>.jsonl`), for other tools.
     export: Option<PathBuf>,
+    /// The generator's seed (16, issue 16's, unless `--seed N`).
+    seed: u64,
 }
 
 fn slow_shapes(cas: &Linearizable, o: &ShapeOptions) {
     let runs = o.runs;
     println!(
-        "\n== Issue 16's shapes (cas-register, values 0..5 unless named, seed 16), {runs} runs each, {} s and 4 GiB per run",
-        o.time_limit_s
+        "\n== Issue 16's shapes (cas-register, values 0..5 unless named, seed {}), {runs} runs each, {} s and 4 GiB per run",
+        o.seed, o.time_limit_s
     );
     header();
     let budget = Budget {
@@ -133,7 +136,7 @@ fn slow_shapes(cas: &Linearizable, o: &ShapeOptions) {
             continue;
         }
         let history = register_history(&SynthParams {
-            seed: 16,
+            seed: o.seed,
             ops,
             keys,
             processes: workers,
@@ -198,6 +201,7 @@ fn main() {
         time_limit_s: SLOW_SHAPE_TIME_LIMIT_S,
         only: None,
         export: None,
+        seed: 16,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -216,6 +220,9 @@ fn main() {
             shapes.only = args.next();
         } else if a == "--export" {
             shapes.export = args.next().map(PathBuf::from);
+        } else if a == "--seed" {
+            let n = args.next().and_then(|n| n.parse().ok());
+            shapes.seed = n.expect("--seed takes a number");
         }
     }
     let cas = Linearizable::new(Some("cas-register"), None).expect("model");
