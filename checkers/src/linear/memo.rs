@@ -119,8 +119,10 @@ impl Control {
 /// extra ones and found no way). Only failed entries ([`Memo::fail`]) dominate.
 ///
 /// Two indexes over one arena: `exact`, by the hash of the whole configuration, and `failed`,
-/// by the hash of its definite ops and state only, holding at most [`DOMINATORS_MAX`] failed
-/// entries per (definite ops, state) so that a lookup stays bounded.
+/// by the hash of its definite ops and state only. `failed` holds one entry per (definite ops,
+/// state) that has failed entries, the head of their list (linked through `next_failed`): a
+/// lookup compares the definite ops and state once, with the head's, then only info words, of
+/// at most [`DOMINATORS_MAX`] entries, so that it stays bounded.
 pub(crate) struct Memo<'c, S> {
     exact: HashTable<u32>,
     failed: HashTable<u32>,
@@ -129,6 +131,9 @@ pub(crate) struct Memo<'c, S> {
     ok_words: Vec<u64>,
     info_words: Vec<u64>,
     states: Vec<S>,
+    /// Per failed entry in a list of `failed`: the next one with the same definite ops and
+    /// state, or `NONE`.
+    next_failed: Vec<u32>,
     ok_width: usize,
     info_width: usize,
     /// Heap bytes owned by stored states (beyond their inline size).
@@ -138,6 +143,9 @@ pub(crate) struct Memo<'c, S> {
     peak: u64,
     control: &'c Control,
 }
+
+/// The end of a list of failed entries.
+const NONE: u32 = u32::MAX;
 
 /// Failed configurations kept per (definite ops, state) for the dominance test.
 const DOMINATORS_MAX: usize = 1024;
@@ -182,6 +190,7 @@ impl<'c, S: Eq + Clone> Memo<'c, S> {
             ok_words: Vec::new(),
             info_words: Vec::new(),
             states: Vec::new(),
+            next_failed: Vec::new(),
             ok_width,
             info_width,
             state_heap_bytes: 0,
@@ -204,7 +213,7 @@ impl<'c, S: Eq + Clone> Memo<'c, S> {
     }
 
     fn arena_bytes(&self, entries: usize) -> u64 {
-        let per_entry = 16 + (self.ok_width + self.info_width) * 8 + std::mem::size_of::<S>();
+        let per_entry = 16 + 4 + (self.ok_width + self.info_width) * 8 + std::mem::size_of::<S>();
         (entries * per_entry) as u64
     }
 
@@ -232,45 +241,59 @@ impl<'c, S: Eq + Clone> Memo<'c, S> {
         }
         let i = entry as usize;
         let partial = self.hashes[i].1;
-        let ow = self.ok_width;
-        let iw = self.info_width;
-        // Keep the dominators an antichain: drop those this one dominates.
+        let (ow, iw) = (self.ok_width, self.info_width);
         let (hashes, ok_words, info_words, states) =
             (&self.hashes, &self.ok_words, &self.info_words, &self.states);
-        let same_core = |j: usize| {
-            hashes[j].1 == partial
-                && ok_words[j * ow..(j + 1) * ow] == ok_words[i * ow..(i + 1) * ow]
-                && states[j] == states[i]
-        };
-        let mine = &info_words[i * iw..(i + 1) * iw];
-        while let Ok(found) = self.failed.find_entry(partial, |&j| {
+        let same_core = |j: u32| {
             let j = j as usize;
-            same_core(j)
-                && mine
-                    .iter()
-                    .zip(&info_words[j * iw..(j + 1) * iw])
-                    .all(|(m, t)| m & !t == 0)
-        }) {
-            found.remove();
-        }
-        let same = self
-            .failed
-            .iter_hash(partial)
-            .filter(|&&j| same_core(j as usize))
-            .count();
-        if same >= DOMINATORS_MAX {
+            j == i
+                || (hashes[j].1 == partial
+                    && ok_words[j * ow..(j + 1) * ow] == ok_words[i * ow..(i + 1) * ow]
+                    && states[j] == states[i])
+        };
+        if let Some(head) = self.failed.find_mut(partial, |&j| same_core(j)) {
+            // Keep the list an antichain: unlink the entries this one dominates.
+            let next_failed = &mut self.next_failed;
+            let mine = &info_words[i * iw..(i + 1) * iw];
+            let (mut at, mut kept, mut last, mut count) = (*head, NONE, NONE, 0usize);
+            while at != NONE {
+                let j = at as usize;
+                let next = next_failed[j];
+                let theirs = &info_words[j * iw..(j + 1) * iw];
+                if !mine.iter().zip(theirs).all(|(m, t)| m & !t == 0) {
+                    match last {
+                        NONE => kept = at,
+                        l => next_failed[l as usize] = at,
+                    }
+                    last = at;
+                    count += 1;
+                }
+                at = next;
+            }
+            if last != NONE {
+                next_failed[last as usize] = NONE;
+            }
+            if count < DOMINATORS_MAX {
+                next_failed[i] = kept;
+                *head = entry;
+            } else {
+                // Full (which this entry's own dominated entries cannot make it).
+                *head = kept;
+            }
             return Ok(());
         }
-        let failed_new = grown(self.failed.len(), self.failed.capacity());
-        if failed_new != self.failed.capacity() {
-            self.reserve(table_bytes(failed_new))?;
+        // The first failure with these definite ops and state.
+        let table_new = grown(self.failed.len(), self.failed.capacity());
+        if table_new != self.failed.capacity() {
+            self.reserve(table_bytes(table_new))?;
             let hashes = &self.hashes;
             self.failed
-                .reserve(failed_new - self.failed.len(), |&j| hashes[j as usize].1);
+                .reserve(table_new - self.failed.len(), |&j| hashes[j as usize].1);
         }
         let hashes = &self.hashes;
         self.failed
             .insert_unique(partial, entry, |&j| hashes[j as usize].1);
+        self.next_failed[i] = NONE;
         Ok(())
     }
 
@@ -297,11 +320,19 @@ impl<'c, S: Eq + Clone> Memo<'c, S> {
             return Ok(Visit::Known);
         }
         if self.info_width > 0 {
-            let dominated = self.failed.iter_hash(partial).any(|&i| {
-                let i = i as usize;
-                self.same_core(i, partial, ok, state)
-                    && self.info_of(i).iter().zip(info).all(|(t, m)| t & !m == 0)
-            });
+            let head = self
+                .failed
+                .find(partial, |&j| self.same_core(j as usize, partial, ok, state));
+            let mut at = head.map_or(NONE, |&j| j);
+            let mut dominated = false;
+            while at != NONE {
+                let j = at as usize;
+                if self.info_of(j).iter().zip(info).all(|(t, m)| t & !m == 0) {
+                    dominated = true;
+                    break;
+                }
+                at = self.next_failed[j];
+            }
             if dominated {
                 return Ok(Visit::Known);
             }
@@ -315,6 +346,7 @@ impl<'c, S: Eq + Clone> Memo<'c, S> {
         self.ok_words.extend_from_slice(ok);
         self.info_words.extend_from_slice(info);
         self.states.push(state.clone());
+        self.next_failed.push(NONE);
         self.state_heap_bytes += state_heap_bytes as u64;
         Ok(Visit::New(index))
     }
@@ -360,6 +392,7 @@ impl<'c, S: Eq + Clone> Memo<'c, S> {
             self.ok_words.reserve_exact(more * self.ok_width);
             self.info_words.reserve_exact(more * self.info_width);
             self.states.reserve_exact(more);
+            self.next_failed.reserve_exact(more);
         }
         if table_new != table_cap {
             let hashes = &self.hashes;
@@ -414,6 +447,46 @@ mod tests {
         assert_eq!(memo.visit((5, 5), &[1], &[0b10], &3, 0), Ok(Visit::New(2)));
         assert_eq!(memo.visit((5, 5), &[1], &[0b101], &4, 0), Ok(Visit::New(3)));
         assert_eq!(memo.visit((5, 5), &[3], &[0b101], &3, 0), Ok(Visit::New(4)));
+    }
+
+    #[test]
+    fn every_failed_set_of_a_core_dominates_and_a_smaller_one_replaces_those_it_covers() {
+        let control = Control::new(None, None);
+        let mut memo: Memo<u32> = Memo::new(1, 1, &control);
+        let new = |memo: &mut Memo<u32>, info: u64| match memo.visit((9, 9), &[1], &[info], &3, 0) {
+            Ok(Visit::New(e)) => e,
+            other => panic!("{info:#b}: {other:?}"),
+        };
+        let a = new(&mut memo, 0b0011);
+        let b = new(&mut memo, 0b0101);
+        memo.fail(a).unwrap();
+        memo.fail(b).unwrap();
+        // Either failed set dominates; a set including neither does not.
+        assert_eq!(memo.visit((9, 9), &[1], &[0b1011], &3, 0), Ok(Visit::Known));
+        assert_eq!(memo.visit((9, 9), &[1], &[0b1101], &3, 0), Ok(Visit::Known));
+        let c = new(&mut memo, 0b0001);
+        let d = new(&mut memo, 0b1000);
+        // The failure of a subset of both leaves one dominator that covers what they did.
+        memo.fail(c).unwrap();
+        assert_eq!(memo.visit((9, 9), &[1], &[0b1001], &3, 0), Ok(Visit::Known));
+        memo.fail(d).unwrap();
+        assert_eq!(
+            memo.visit((9, 9), &[1], &[0b11000], &3, 0),
+            Ok(Visit::Known)
+        );
+        assert_eq!(
+            memo.visit((9, 9), &[1], &[0b10110], &3, 0),
+            Ok(Visit::New(4))
+        );
+        let head = *memo.failed.find(9, |_| true).unwrap();
+        let mut listed = vec![head];
+        while let Some(&next) = listed.last().map(|&j| &memo.next_failed[j as usize]) {
+            if next == NONE {
+                break;
+            }
+            listed.push(next);
+        }
+        assert_eq!(listed, vec![d, c], "a and b are covered by c, so unlisted");
     }
 
     #[test]

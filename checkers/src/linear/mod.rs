@@ -30,8 +30,9 @@
 //!   info op that would not change the state is never placed.
 //! - **Dominance.** A configuration with the same definite ops and state as one that failed,
 //!   and a superset of its info ops, fails too (the extra info ops were optional). The memo
-//!   keeps, per (definite ops, state), the minimal failed sets of info ops and skips any
-//!   configuration they dominate. This is what keeps histories with many timeouts tractable.
+//!   keeps, per (definite ops, state), the minimal failed sets of info ops in one list and
+//!   skips any configuration they dominate (a lookup compares the definite ops and state
+//!   once, then only info bits). This is what keeps histories with many timeouts tractable.
 //! - **Unread values are one value** ([`Model::simplify_partition`]). In a partition with
 //!   info ops, the registers merge every value that no op reads or compares into one: no op
 //!   can tell them apart, so every order is accepted or refused alike, and the timed-out
@@ -43,12 +44,17 @@
 //!   valid. So the search never places a blind info op right after an info op (whether the last
 //!   op placed was an info op is part of the configuration, so the memo stays exact). This
 //!   stops the search from wandering through chains of timed-out writes.
-//! - **Two orders, with restarts.** Trying definite ops first is fast when timed-out ops
-//!   rarely matter; trying info ops first, when each took effect soon after its invocation
-//!   (few clients per key, long histories). No one order wins everywhere, so a partition with
-//!   info ops alternates complete searches in both orders, each bounded by a number of
-//!   configurations that doubles every second attempt (the last one runs to the budget).
-//!   Whichever attempt finishes decides; each is a complete search, so the verdict is exact.
+//! - **Two orders, with restarts.** Trying definite ops first is fast when many ops overlap
+//!   (many clients per key); trying info ops first, when few do: each timed-out op is placed
+//!   soon after its invocation, where definite first leaves every unplaced one pending and
+//!   backtracks through them all. No one order wins everywhere, so a partition with info ops
+//!   alternates complete searches in both orders, each bounded by a number of configurations
+//!   that doubles after every pair of attempts (the last one runs to the budget). The first
+//!   attempt takes the order the partition suggests: info first when it has at least 1,024
+//!   ops, at least one in 16 of them an info op, and at most 8 definite ops pending, on
+//!   average, at a definite op's invocation (shorter partitions are quick either way, and
+//!   when invalid, definite first rules out every order sooner). Whichever attempt finishes
+//!   decides; each is a complete search, so the verdict is exact whatever the guess.
 //! - **Fast memo.** Sets of placed ops are bitsets whose hash is kept incrementally (Zobrist:
 //!   one random word per op, XORed in and out), model states are small (interned values)
 //!   hashed with FxHash, and the tables hold `u32` indices into flat arenas.
