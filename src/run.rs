@@ -843,6 +843,7 @@ async fn drive_on_cluster(
             interval: Duration::from_millis(plan.nemesis_interval_ms),
             time_limit: plan.time_limit(),
             shapes,
+            leader_known: cluster.system().leader != cluster::LeaderQuery::None,
             ..ScheduleOptions::default()
         },
     )?;
