@@ -545,27 +545,60 @@ impl ScenarioRow {
 /// The table: one row per plan. Scenarios show their scenario ids and bug; real systems their
 /// system and kind.
 pub fn text_table(rows: &[ScenarioRow]) -> String {
-    let mut out = format!(
-        "{:<34} {:<10} {:<26} {:>9} {:>12} {:>13} {:>12}\n",
-        "plan", "ids/system", "bug/kind", "detected", "false alarms", "inconclusive", "median t(s)"
-    );
-    for r in rows {
-        let (ids, bug) = match r.kind {
-            PlanKind::Scenario => (r.scenarios.as_str(), r.bug.as_str()),
-            kind => (r.system.as_str(), kind.label()),
-        };
-        out.push_str(&format!(
-            "{:<34} {:<10} {:<26} {:>9} {:>12} {:>13} {:>12}\n",
-            r.plan,
-            ids,
-            bug,
-            r.detected_text(),
-            ratio(r.false_alarms(), r.total(false)),
-            r.inconclusive(),
-            r.median_detection_s()
-                .map(|t| format!("{t:.1}"))
-                .unwrap_or_else(|| "-".into())
-        ));
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            let (ids, bug) = match r.kind {
+                PlanKind::Scenario => (r.scenarios.as_str(), r.bug.as_str()),
+                kind => (r.system.as_str(), kind.label()),
+            };
+            [
+                r.plan.clone(),
+                ids.to_string(),
+                bug.to_string(),
+                r.detected_text(),
+                ratio(r.false_alarms(), r.total(false)),
+                r.inconclusive().to_string(),
+                r.median_detection_s()
+                    .map(|t| format!("{t:.1}"))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let header = [
+        "plan",
+        "ids/system",
+        "bug/kind",
+        "detected",
+        "false alarms",
+        "inconclusive",
+        "median t(s)",
+    ];
+    // Each column as wide as its widest cell, so long plan and system names stay aligned.
+    let mut width = header.map(str::len);
+    for row in &cells {
+        for (w, c) in width.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |row: [&str; 7]| {
+        let mut l = String::new();
+        for (i, (c, w)) in row.iter().zip(width).enumerate() {
+            if i > 0 {
+                l.push(' ');
+            }
+            // Names left-aligned, figures right-aligned.
+            if i < 3 {
+                l.push_str(&format!("{c:<w$}"));
+            } else {
+                l.push_str(&format!("{c:>w$}"));
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header);
+    for row in &cells {
+        out.push_str(&line(row.each_ref().map(String::as_str)));
     }
     out
 }
@@ -781,6 +814,30 @@ mod tests {
             t,
             Some(5.0),
             "complete when op 5 (at 15 s, first event at 10 s) was seen"
+        );
+    }
+
+    #[test]
+    fn the_text_table_stays_aligned_with_long_names() {
+        let mut long = row(vec![run(true, "invalid", Some(0.5))]);
+        long.plan = "postgres-list-append-repeatable-read".into();
+        long.kind = PlanKind::KnownAnomaly;
+        long.system = "postgres-check-then-insert".into();
+        let short = row(vec![
+            run(true, "invalid", Some(1.0)),
+            run(false, "valid", None),
+        ]);
+        let table = text_table(&[long, short]);
+        let lines: Vec<&str> = table.lines().collect();
+        let col = |l: &str, cell: &str| l.find(cell).unwrap();
+        // The "detected" figures end in one column.
+        let end = |l: &str, cell: &str| col(l, cell) + cell.len();
+        assert_eq!(end(lines[1], "1/1"), end(lines[0], "detected"), "{table}");
+        assert_eq!(end(lines[2], "1/1"), end(lines[0], "detected"), "{table}");
+        assert_eq!(
+            col(lines[1], "postgres-check"),
+            col(lines[0], "ids/system"),
+            "{table}"
         );
     }
 
