@@ -344,17 +344,9 @@ pub fn matrix_seeds(master: u64, names: &[&str], count: u32) -> Vec<Vec<u64>> {
         .collect()
 }
 
-/// A random master seed (never zero).
+/// A random master seed (never zero): the same draw as a run's ([`crate::plan::random_seed`]).
 pub fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    (h.finish() % SEED_MODULUS).max(1)
+    crate::plan::random_seed()
 }
 
 /// Runs the matrix (see the module documentation), writes JUnit, the Markdown summary and the

@@ -304,29 +304,9 @@ impl Cluster {
             .drain()
             .map(|(n, h)| (format!("{n} (network helper)"), h.container))
             .collect();
-        let mut by_testcontainers = vec![];
-        let removals = helpers.into_iter().map(|(name, c)| async move {
-            let id = c.id().to_string();
-            c.rm().await.map(|()| id).map_err(|e| (name, e))
-        });
-        for r in futures_util::future::join_all(removals).await {
-            match r {
-                Ok(id) => by_testcontainers.push(id),
-                Err((name, e)) => eprintln!("faultline: removing node {name}: {e}"),
-            }
-        }
+        let mut by_testcontainers = remove_containers(helpers).await;
         let containers: Vec<(String, NodeContainer)> = self.containers.drain().collect();
-        let removals = containers.into_iter().map(|(name, c)| async move {
-            let id = c.id().to_string();
-            c.rm().await.map(|()| id).map_err(|e| (name, e))
-        });
-        for r in futures_util::future::join_all(removals).await {
-            match r {
-                Ok(id) => by_testcontainers.push(id),
-                // The label sweep below removes it; it says so if it cannot.
-                Err((name, e)) => eprintln!("faultline: removing node {name}: {e}"),
-            }
-        }
+        by_testcontainers.extend(remove_containers(containers).await);
         let removed = docker::remove_run(&self.docker, &self.run_id).await;
         if removed.is_ok() {
             self.torn_down = true;
@@ -613,6 +593,24 @@ fn last_line(s: &str) -> String {
         .chars()
         .take(300)
         .collect()
+}
+
+/// Removes `containers` at once through testcontainers; the ids of those removed. One that
+/// cannot be removed is named on stderr and left to the run-label sweep that follows, which
+/// says so if it cannot remove it either.
+async fn remove_containers(containers: Vec<(String, NodeContainer)>) -> Vec<String> {
+    let removals = containers.into_iter().map(|(name, c)| async move {
+        let id = c.id().to_string();
+        c.rm().await.map(|()| id).map_err(|e| (name, e))
+    });
+    let mut removed = vec![];
+    for r in futures_util::future::join_all(removals).await {
+        match r {
+            Ok(id) => removed.push(id),
+            Err((name, e)) => eprintln!("faultline: removing node {name}: {e}"),
+        }
+    }
+    removed
 }
 
 #[cfg(test)]

@@ -58,6 +58,19 @@ impl Default for ZooKeeperFactory {
     }
 }
 
+impl ZooKeeperFactory {
+    /// A session to the one server at `node`.
+    async fn connect(&self, node: &str) -> anyhow::Result<zk::Client> {
+        zk::Client::connector()
+            .with_session_timeout(self.session_timeout)
+            .with_connection_timeout(self.connect_timeout)
+            .with_fail_eagerly()
+            .connect(node)
+            .await
+            .with_context(|| format!("cannot connect to ZooKeeper at {node}"))
+    }
+}
+
 #[async_trait]
 impl ClientFactory for ZooKeeperFactory {
     fn name(&self) -> String {
@@ -65,13 +78,7 @@ impl ClientFactory for ZooKeeperFactory {
     }
 
     async fn open(&self, _process: u64, node: &str) -> anyhow::Result<Box<dyn Client>> {
-        let client = zk::Client::connector()
-            .with_session_timeout(self.session_timeout)
-            .with_connection_timeout(self.connect_timeout)
-            .with_fail_eagerly()
-            .connect(node)
-            .await
-            .with_context(|| format!("cannot connect to ZooKeeper at {node}"))?;
+        let client = self.connect(node).await?;
         Ok(Box::new(ZooKeeperClient {
             zk: client,
             root: self.root.clone(),
@@ -85,13 +92,7 @@ impl ClientFactory for ZooKeeperFactory {
         &self,
         node: &str,
     ) -> anyhow::Result<Option<crate::client::ReplicaSnapshot>> {
-        let client = zk::Client::connector()
-            .with_session_timeout(self.session_timeout)
-            .with_connection_timeout(self.connect_timeout)
-            .with_fail_eagerly()
-            .connect(node)
-            .await
-            .with_context(|| format!("cannot connect to ZooKeeper at {node}"))?;
+        let client = self.connect(node).await?;
         let children = match client.list_children(&self.root).await {
             Ok(c) => c,
             Err(zk::Error::NoNode) => Vec::new(),
